@@ -1,0 +1,55 @@
+//! The command line: only the clap definition lives here.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Learning-rate-schedule experiments: declare a model, data and schedule in TOML; train,
+/// sweep and compare.
+#[derive(Debug, Parser)]
+#[command(name = "runner", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a config's learning rate for every step as CSV (`step,lr`), or draw it.
+    Schedule(ScheduleArgs),
+    /// List every schedule kind with its parameters and defaults.
+    Schedules(SchedulesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScheduleArgs {
+    /// The experiment file (TOML with a [schedule] table).
+    pub file: PathBuf,
+    /// Number of steps to show (rows 0..N-1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub steps: u64,
+    /// Optimizer steps per epoch, for `epoch` in expression schedules.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub steps_per_epoch: u64,
+    /// Seed for noisy schedules.
+    #[arg(long, default_value_t = crate::DEFAULT_SEED)]
+    pub seed: u64,
+    /// For validation-driven schedules: a file with one monitored value per line; prints
+    /// `epoch,metric,lr` with the rate in effect after each evaluation.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// Draw the curve in the terminal instead of printing CSV.
+    #[arg(long)]
+    pub plot: bool,
+    /// Also write a chart of the curve to FILE (.png or .svg).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SchedulesArgs {
+    /// Show only this kind.
+    pub kind: Option<String>,
+    /// Print the list as Markdown (the text of docs/schedules.md).
+    #[arg(long)]
+    pub markdown: bool,
+}

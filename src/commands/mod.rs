@@ -1,0 +1,32 @@
+//! What each subcommand does, given its parsed arguments.
+
+mod schedule;
+mod schedules;
+
+use crate::cli::{Cli, Command};
+use std::io::{self, Write};
+
+/// A command used wrongly (bad flag combination, unreadable input file): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let result = match cli.command {
+        Command::Schedule(args) => schedule::run(&args),
+        Command::Schedules(args) => schedules::run(&args),
+    };
+    // A closed pipe (`runner schedule ... | head`) is the reader's choice, not a failure.
+    match result {
+        Err(e) if e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe) => Ok(()),
+        other => other,
+    }
+}
+
+/// Writes `text` to stdout.
+fn print(text: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}

@@ -1,0 +1,97 @@
+//! `runner schedule FILE --steps N`: a schedule's rates without training.
+
+use super::{UsageError, print};
+use crate::chart::{Labels, Series, terminal_chart, write_line_chart};
+use crate::cli::ScheduleArgs;
+use crate::config;
+use crate::schedule::Context;
+use anyhow::Result;
+use std::fmt::Write as _;
+use std::path::Path;
+
+pub fn run(args: &ScheduleArgs) -> Result<()> {
+    let cfg = config::load(&args.file)?;
+    let ctx = Context { total_steps: args.steps, steps_per_epoch: args.steps_per_epoch, seed: args.seed };
+    let mut schedule = cfg.schedule.build(&ctx);
+    let kind = cfg.schedule.kind.kind();
+
+    let (csv, points, x_label) = match &args.metrics {
+        Some(path) => {
+            if schedule.monitor().is_none() {
+                return Err(UsageError(format!(
+                    "--metrics applies to validation-driven schedules (reduce_on_plateau), but {} is {kind}",
+                    args.file.display()
+                ))
+                .into());
+            }
+            let metrics = read_metrics(path)?;
+            let mut csv = String::from("epoch,metric,lr\n");
+            let mut points = Vec::with_capacity(metrics.len());
+            for (i, m) in metrics.iter().enumerate() {
+                schedule.observe(*m);
+                let lr = schedule.lr(0);
+                writeln!(csv, "{},{m},{lr}", i + 1)?;
+                points.push(((i + 1) as f64, lr));
+            }
+            (csv, points, "evaluation")
+        }
+        None => {
+            if schedule.monitor().is_some() {
+                eprintln!("note: {kind} changes only when told a metric; pass --metrics FILE (one value per line)");
+            }
+            let mut csv = String::with_capacity(args.steps as usize * 24);
+            csv.push_str("step,lr\n");
+            let mut points = Vec::with_capacity(args.steps as usize);
+            for step in 0..args.steps {
+                let lr = schedule.lr(step);
+                writeln!(csv, "{step},{lr}")?;
+                points.push((step as f64, lr));
+            }
+            (csv, points, "step")
+        }
+    };
+
+    if let Some(out) = &args.out {
+        let title = format!("{} ({kind})", cfg.name);
+        let series = [Series { name: String::new(), points: points.clone() }];
+        write_line_chart(out, &series, &Labels { title: &title, x: x_label, y: "learning rate" })?;
+        eprintln!("wrote {}", out.display());
+    }
+    if args.plot {
+        print(&format!("{} ({kind}): learning rate by {x_label}\n", cfg.name))?;
+        print(&terminal_chart(&points, 160, 60))?;
+    } else {
+        print(&csv)?;
+    }
+    Ok(())
+}
+
+/// One number per line; blank lines are skipped.
+fn read_metrics(path: &Path) -> Result<Vec<f64>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read the metrics file {}: {e}", path.display())))?;
+    let mut values = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match line.parse::<f64>() {
+            Ok(v) if v.is_finite() => values.push(v),
+            _ => {
+                return Err(UsageError(format!(
+                    "{}:{}: expected one finite number per line, found \"{line}\"",
+                    path.display(),
+                    i + 1
+                ))
+                .into());
+            }
+        }
+    }
+    if values.is_empty() {
+        return Err(
+            UsageError(format!("{}: holds no values; give one monitored value per line", path.display())).into()
+        );
+    }
+    Ok(values)
+}

@@ -1,0 +1,85 @@
+//! Config errors that point at the place in the file.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// A config file refused: where, which key, what was wrong and what is accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column, when the problem has a place in the file.
+    pub position: Option<(usize, usize)>,
+    /// The offending line of the file, for the caret display.
+    pub source_line: Option<String>,
+    /// Dotted key path, e.g. `schedule.decay_steps`.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// An error at byte range `span` of `source` (the text of `file`).
+    pub fn at(file: &Path, source: &str, span: Option<Range<usize>>, key: Option<String>, message: String) -> Self {
+        let (position, source_line) = match span {
+            Some(span) => {
+                let start = span.start.min(source.len());
+                let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
+                let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
+                let line = source[..start].matches('\n').count() + 1;
+                let col = source[line_start..start].chars().count() + 1;
+                (Some((line, col)), Some(source[line_start..line_end].trim_end_matches('\r').to_string()))
+            }
+            None => (None, None),
+        };
+        ConfigError { file: file.to_path_buf(), position, source_line, key, message }
+    }
+
+    /// An error about the file as a whole (unreadable, empty).
+    pub fn whole_file(file: &Path, message: String) -> Self {
+        ConfigError { file: file.to_path_buf(), position: None, source_line: None, key: None, message }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, col)) = self.position {
+            write!(f, ":{line}:{col}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "`{key}` ")?;
+        }
+        write!(f, "{}", self.message)?;
+        if let (Some((line, col)), Some(text)) = (self.position, &self.source_line) {
+            let gutter = line.to_string().len();
+            write!(f, "\n {:gutter$} |\n {line} | {text}\n {:gutter$} | {:>col$}", "", "", "^")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shows_file_line_column_and_caret() {
+        let src = "name = \"x\"\n[schedule]\ndecay_steps = 0\n";
+        let start = src.find('0').unwrap();
+        let e = ConfigError::at(
+            Path::new("c.toml"),
+            src,
+            Some(start..start + 1),
+            Some("schedule.decay_steps".into()),
+            "must be > 0".into(),
+        );
+        assert_eq!(e.position, Some((3, 15)));
+        assert_eq!(
+            e.to_string(),
+            "c.toml:3:15: `schedule.decay_steps` must be > 0\n   |\n 3 | decay_steps = 0\n   |               ^"
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! `runner`: learning-rate-schedule experiments with candle.
+//!
+//! Modules follow the data's path: [`config`] reads a TOML experiment into plain data,
+//! [`schedule`] computes learning rates, [`chart`] draws them, and [`commands`] are what
+//! each subcommand of the [`cli`] does.
+
+pub mod chart;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod schedule;
+pub mod suggest;
+
+/// The seed used when a config names none.
+pub const DEFAULT_SEED: u64 = 42;

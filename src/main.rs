@@ -1,0 +1,20 @@
+//! The `runner` binary: parse arguments, run the command, map errors to exit codes
+//! (2: config or usage error, 1: failure while running, 0: success).
+
+use clap::Parser;
+use runner::cli::Cli;
+use runner::commands::{self, UsageError};
+use runner::config::ConfigError;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            let usage = err.downcast_ref::<ConfigError>().is_some() || err.downcast_ref::<UsageError>().is_some();
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}

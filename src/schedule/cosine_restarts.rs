@@ -1,0 +1,69 @@
+//! `cosine_decay_restarts`: TensorFlow's `cosine_decay_restarts` / Keras `CosineDecayRestarts` (SGDR).
+
+use super::{Context, Kind, ParamSource, Rule, Schedule};
+use std::f64::consts::PI;
+
+/// Cosine decay that restarts: period i lasts `first_decay_steps * t_mul^i` steps and peaks
+/// at `m_mul^i` of the cosine part; the floor stays `alpha * lr0`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CosineDecayRestarts {
+    pub learning_rate: f64,
+    pub first_decay_steps: f64,
+    pub t_mul: f64,
+    pub m_mul: f64,
+    pub alpha: f64,
+}
+
+impl Kind for CosineDecayRestarts {
+    const KIND: &'static str = "cosine_decay_restarts";
+    const SUMMARY: &'static str = "cosine decay restarting after first_decay_steps * t_mul^i steps, peaks scaled by m_mul^i (SGDR, TF cosine_decay_restarts)";
+
+    fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
+        Ok(CosineDecayRestarts {
+            learning_rate: p.number("learning_rate", None, Rule::NonNegative, "the initial rate")?,
+            first_decay_steps: p.number("first_decay_steps", None, Rule::Positive, "length of the first period")?,
+            t_mul: p.number("t_mul", Some(2.0), Rule::Positive, "each period is t_mul times longer than the last")?,
+            m_mul: p.number("m_mul", Some(1.0), Rule::NonNegative, "each restart's peak is m_mul times the last")?,
+            alpha: p.number("alpha", Some(0.0), Rule::UnitInterval, "the floor, as a fraction of learning_rate")?,
+        })
+    }
+
+    fn build(&self, _: &Context) -> Box<dyn Schedule> {
+        Box::new(self.clone())
+    }
+}
+
+impl CosineDecayRestarts {
+    /// The period index i and the fraction of it completed at `step`.
+    ///
+    /// TF/Keras take i from a floating-point log, which at some exact restart steps lands
+    /// just below an integer (Keras float64, t_mul=3, step 121) and reports the end of the
+    /// previous period instead of the restart. We take the same log as a first guess and
+    /// then correct it against the period starts, so restart steps always restart.
+    fn period(&self, step: u64) -> (f64, f64) {
+        let f = step as f64 / self.first_decay_steps;
+        if self.t_mul == 1.0 {
+            let i = f.floor();
+            return (i, f - i);
+        }
+        let t = self.t_mul;
+        // Start of period i, in units of first_decay_steps: 1 + t + ... + t^(i-1).
+        let start = |i: f64| (1.0 - t.powf(i)) / (1.0 - t);
+        let mut i = ((1.0 - f * (1.0 - t)).ln() / t.ln()).floor().max(0.0);
+        while start(i + 1.0) <= f {
+            i += 1.0;
+        }
+        while i > 0.0 && start(i) > f {
+            i -= 1.0;
+        }
+        (i, (f - start(i)) / t.powf(i))
+    }
+}
+
+impl Schedule for CosineDecayRestarts {
+    fn lr(&self, step: u64) -> f64 {
+        let (i, frac) = self.period(step);
+        let c = 0.5 * self.m_mul.powf(i) * (1.0 + (PI * frac).cos());
+        self.learning_rate * ((1.0 - self.alpha) * c + self.alpha)
+    }
+}

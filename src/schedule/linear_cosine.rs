@@ -1,0 +1,113 @@
+//! `linear_cosine_decay` and `noisy_linear_cosine_decay`: TensorFlow's decays of the same
+//! names (Bello et al. 2017, "Neural Optimizer Search with Reinforcement Learning").
+
+use super::noise::standard_normal;
+use super::{Context, Kind, ParamSource, Rule, Schedule};
+use std::f64::consts::PI;
+
+/// `lr0 * ((alpha + linear) * cosine + beta)` with `linear = (D - s)/D` and
+/// `cosine = 0.5 * (1 + cos(2 pi num_periods s / D))`, s clamped at D = decay_steps.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LinearCosineDecay {
+    pub learning_rate: f64,
+    pub decay_steps: f64,
+    pub num_periods: f64,
+    pub alpha: f64,
+    pub beta: f64,
+}
+
+impl LinearCosineDecay {
+    fn read_shared<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
+        Ok(LinearCosineDecay {
+            learning_rate: p.number("learning_rate", None, Rule::NonNegative, "the initial rate")?,
+            decay_steps: p.number("decay_steps", None, Rule::Positive, "steps to decay over")?,
+            num_periods: p.number("num_periods", Some(0.5), Rule::NonNegative, "cosine periods over decay_steps")?,
+            alpha: p.number("alpha", Some(0.0), Rule::NonNegative, "added to the linear part (see TF)")?,
+            beta: p.number("beta", Some(0.001), Rule::NonNegative, "the floor, as a fraction of learning_rate")?,
+        })
+    }
+
+    /// Clamped step, linear part and cosine part at `step`.
+    fn parts(&self, step: u64) -> (f64, f64, f64) {
+        let s = (step as f64).min(self.decay_steps);
+        let linear = (self.decay_steps - s) / self.decay_steps;
+        let cosine = 0.5 * (1.0 + (PI * 2.0 * self.num_periods * s / self.decay_steps).cos());
+        (s, linear, cosine)
+    }
+}
+
+impl Kind for LinearCosineDecay {
+    const KIND: &'static str = "linear_cosine_decay";
+    const SUMMARY: &'static str =
+        "a cosine whose amplitude shrinks linearly to zero over decay_steps (TF linear_cosine_decay)";
+
+    fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
+        Self::read_shared(p)
+    }
+
+    fn build(&self, _: &Context) -> Box<dyn Schedule> {
+        Box::new(self.clone())
+    }
+}
+
+impl Schedule for LinearCosineDecay {
+    fn lr(&self, step: u64) -> f64 {
+        let (_, linear, cosine) = self.parts(step);
+        self.learning_rate * ((self.alpha + linear) * cosine + self.beta)
+    }
+}
+
+/// Linear cosine decay with Gaussian noise added to the linear part; the noise variance is
+/// `initial_variance / (1 + s)^variance_decay` (s clamped at decay_steps, as in TF).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NoisyLinearCosineDecay {
+    #[serde(flatten)]
+    pub base: LinearCosineDecay,
+    pub initial_variance: f64,
+    pub variance_decay: f64,
+}
+
+impl Kind for NoisyLinearCosineDecay {
+    const KIND: &'static str = "noisy_linear_cosine_decay";
+    const SUMMARY: &'static str =
+        "linear cosine decay plus seeded Gaussian noise that fades with the step (TF noisy_linear_cosine_decay)";
+
+    fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
+        Ok(NoisyLinearCosineDecay {
+            base: LinearCosineDecay::read_shared(p)?,
+            initial_variance: p.number("initial_variance", Some(1.0), Rule::NonNegative, "noise variance at step 0")?,
+            variance_decay: p.number(
+                "variance_decay",
+                Some(0.55),
+                Rule::NonNegative,
+                "how fast the variance decays",
+            )?,
+        })
+    }
+
+    fn build(&self, ctx: &Context) -> Box<dyn Schedule> {
+        Box::new(SeededNoisyLinearCosine { spec: self.clone(), seed: ctx.seed })
+    }
+}
+
+/// A noisy linear cosine decay with its noise drawn from the run's seed.
+struct SeededNoisyLinearCosine {
+    spec: NoisyLinearCosineDecay,
+    seed: u64,
+}
+
+impl SeededNoisyLinearCosine {
+    /// The noise standard deviation at `step`.
+    fn std_dev(&self, clamped_step: f64) -> f64 {
+        (self.spec.initial_variance / (1.0 + clamped_step).powf(self.spec.variance_decay)).sqrt()
+    }
+}
+
+impl Schedule for SeededNoisyLinearCosine {
+    fn lr(&self, step: u64) -> f64 {
+        let b = &self.spec.base;
+        let (s, linear, cosine) = b.parts(step);
+        let eps = self.std_dev(s) * standard_normal(self.seed, step);
+        b.learning_rate * ((b.alpha + linear + eps) * cosine + b.beta)
+    }
+}

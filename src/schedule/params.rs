@@ -1,0 +1,131 @@
+//! The seam between a schedule's parameters and wherever they come from.
+//!
+//! A schedule kind reads its parameters through [`ParamSource`]: the config loader implements
+//! it over a TOML table (so errors point at a file, line and key), and the catalog implements
+//! it to list every parameter with its default for `runner schedules`. Schedules therefore
+//! know nothing of TOML, and the documented defaults are the ones actually used.
+
+use super::ScheduleSpec;
+
+/// The values a number parameter accepts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rule {
+    /// Any finite number.
+    Any,
+    /// A finite number > 0.
+    Positive,
+    /// A finite number >= 0.
+    NonNegative,
+    /// A number in [0, 1].
+    UnitInterval,
+    /// A number in (0, 1).
+    OpenUnitInterval,
+}
+
+impl Rule {
+    /// Whether `x` satisfies the rule.
+    pub fn accepts(self, x: f64) -> bool {
+        x.is_finite()
+            && match self {
+                Rule::Any => true,
+                Rule::Positive => x > 0.0,
+                Rule::NonNegative => x >= 0.0,
+                Rule::UnitInterval => (0.0..=1.0).contains(&x),
+                Rule::OpenUnitInterval => x > 0.0 && x < 1.0,
+            }
+    }
+
+    /// What the rule accepts, in words ("a number > 0").
+    pub fn describe(self) -> &'static str {
+        match self {
+            Rule::Any => "a finite number",
+            Rule::Positive => "a number > 0",
+            Rule::NonNegative => "a number >= 0",
+            Rule::UnitInterval => "a number in [0, 1]",
+            Rule::OpenUnitInterval => "a number in (0, 1)",
+        }
+    }
+}
+
+/// One phase of a `sequence` schedule: a schedule and how many steps it runs for.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Phase {
+    /// Steps this phase runs for; `None` only for the last phase (runs to the end).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
+    #[serde(flatten)]
+    pub schedule: ScheduleSpec,
+}
+
+/// Where a schedule kind's parameters come from. `doc` texts are shown by `runner schedules`.
+pub trait ParamSource {
+    type Error;
+
+    /// A number; `default: None` makes it required.
+    fn number(
+        &mut self,
+        key: &'static str,
+        default: Option<f64>,
+        rule: Rule,
+        doc: &'static str,
+    ) -> Result<f64, Self::Error>;
+
+    /// A number that may be left out; `default_doc` says what happens then.
+    fn optional_number(
+        &mut self,
+        key: &'static str,
+        rule: Rule,
+        default_doc: &'static str,
+        doc: &'static str,
+    ) -> Result<Option<f64>, Self::Error>;
+
+    /// A whole number of steps, at least `min`; `default: None` makes it required.
+    fn steps(
+        &mut self,
+        key: &'static str,
+        default: Option<u64>,
+        min: u64,
+        doc: &'static str,
+    ) -> Result<u64, Self::Error>;
+
+    /// A whole number of steps that may be left out; `default_doc` says what happens then.
+    fn optional_steps(
+        &mut self,
+        key: &'static str,
+        min: u64,
+        default_doc: &'static str,
+        doc: &'static str,
+    ) -> Result<Option<u64>, Self::Error>;
+
+    /// A true/false switch.
+    fn flag(&mut self, key: &'static str, default: bool, doc: &'static str) -> Result<bool, Self::Error>;
+
+    /// One of a fixed set of words.
+    fn choice(
+        &mut self,
+        key: &'static str,
+        options: &'static [&'static str],
+        default: Option<&'static str>,
+        doc: &'static str,
+    ) -> Result<&'static str, Self::Error>;
+
+    /// A required string.
+    fn text(&mut self, key: &'static str, doc: &'static str) -> Result<String, Self::Error>;
+
+    /// A required, non-empty list of numbers, each satisfying `rule`.
+    fn numbers(&mut self, key: &'static str, rule: Rule, doc: &'static str) -> Result<Vec<f64>, Self::Error>;
+
+    /// A required, non-empty list of `[x, y]` pairs.
+    fn pairs(&mut self, key: &'static str, doc: &'static str) -> Result<Vec<(f64, f64)>, Self::Error>;
+
+    /// A required, non-empty list of phases, each a schedule table with a `steps` key.
+    fn phases(&mut self, key: &'static str, doc: &'static str) -> Result<Vec<Phase>, Self::Error>;
+
+    /// An error about `key` (its value, or the table when the key is absent).
+    fn invalid(&mut self, key: &str, message: String) -> Self::Error;
+
+    /// Refuses with `message` about `key` unless `ok`.
+    fn check(&mut self, ok: bool, key: &str, message: impl FnOnce() -> String) -> Result<(), Self::Error> {
+        if ok { Ok(()) } else { Err(self.invalid(key, message())) }
+    }
+}

@@ -1,0 +1,72 @@
+//! `warmup_stable_decay` (WSD): hold a peak rate, then decay quickly at the end of the run
+//! (Hu et al. 2024, MiniCPM). The warmup phase is the shared `warmup_steps` keys.
+
+use super::{Context, Kind, ParamSource, Rule, Schedule};
+use std::f64::consts::PI;
+
+/// Stable at `learning_rate` for `stable_steps`, then down to `end_learning_rate` over
+/// `decay_steps` in the chosen shape.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WarmupStableDecay {
+    pub learning_rate: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stable_steps: Option<u64>,
+    pub decay_steps: u64,
+    pub decay_shape: String,
+    pub end_learning_rate: f64,
+}
+
+impl Kind for WarmupStableDecay {
+    const KIND: &'static str = "warmup_stable_decay";
+    const SUMMARY: &'static str =
+        "warm up (warmup_steps), hold the peak, then decay over the last decay_steps: linear, cosine or 1-sqrt (WSD)";
+
+    fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
+        Ok(WarmupStableDecay {
+            learning_rate: p.number("learning_rate", None, Rule::NonNegative, "the peak (stable) rate")?,
+            stable_steps: p.optional_steps(
+                "stable_steps",
+                0,
+                "the rest of the run after warmup and decay",
+                "steps held at the peak",
+            )?,
+            decay_steps: p.steps("decay_steps", None, 1, "steps of the final decay")?,
+            decay_shape: p
+                .choice(
+                    "decay_shape",
+                    &["linear", "cosine", "sqrt"],
+                    Some("linear"),
+                    "sqrt is 1 - sqrt(t), as in MiniCPM",
+                )?
+                .to_string(),
+            end_learning_rate: p.number("end_learning_rate", Some(0.0), Rule::NonNegative, "the final rate")?,
+        })
+    }
+
+    fn build(&self, ctx: &Context) -> Box<dyn Schedule> {
+        let stable = self.stable_steps.unwrap_or(ctx.total_steps.saturating_sub(self.decay_steps));
+        Box::new(Wsd { spec: self.clone(), stable })
+    }
+}
+
+/// A WSD schedule with its stable length resolved.
+struct Wsd {
+    spec: WarmupStableDecay,
+    stable: u64,
+}
+
+impl Schedule for Wsd {
+    fn lr(&self, step: u64) -> f64 {
+        let s = &self.spec;
+        if step < self.stable {
+            return s.learning_rate;
+        }
+        let t = ((step - self.stable) as f64 / s.decay_steps as f64).min(1.0);
+        let remaining = match s.decay_shape.as_str() {
+            "cosine" => 0.5 * (1.0 + (PI * t).cos()),
+            "sqrt" => 1.0 - t.sqrt(),
+            _ => 1.0 - t,
+        };
+        s.end_learning_rate + (s.learning_rate - s.end_learning_rate) * remaining
+    }
+}

@@ -1,0 +1,24 @@
+//! "Did you mean ...?" for misspelt keys, kinds and names.
+
+/// The closest of `candidates` to `word`, if any is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|&(d, c)| d <= (c.len().max(word.len()) / 3).max(2))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::did_you_mean;
+
+    #[test]
+    fn suggests_only_close_words() {
+        assert_eq!(did_you_mean("decay_step", ["decay_steps", "decay_rate"]), Some("decay_steps"));
+        assert_eq!(did_you_mean("cosine_decy", ["cosine_decay", "constant"]), Some("cosine_decay"));
+        assert_eq!(did_you_mean("stp", ["step", "epoch", "lr0"]), Some("step"));
+        assert_eq!(did_you_mean("banana", ["cosine_decay", "constant"]), None);
+    }
+}

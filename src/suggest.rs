@@ -4,7 +4,11 @@
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        // A word that extends a candidate ("cosine" for "cos") counts as one edit away.
+        .map(|c| {
+            let prefix = !word.is_empty() && !c.is_empty() && (word.starts_with(c) || c.starts_with(word));
+            (if prefix { 1 } else { strsim::damerau_levenshtein(word, c) }, c)
+        })
         .filter(|&(d, c)| d <= (c.len().max(word.len()) / 3).max(2))
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c)
@@ -19,6 +23,7 @@ mod tests {
         assert_eq!(did_you_mean("decay_step", ["decay_steps", "decay_rate"]), Some("decay_steps"));
         assert_eq!(did_you_mean("cosine_decy", ["cosine_decay", "constant"]), Some("cosine_decay"));
         assert_eq!(did_you_mean("stp", ["step", "epoch", "lr0"]), Some("step"));
+        assert_eq!(did_you_mean("cosine", ["cos", "linear"]), Some("cos"));
         assert_eq!(did_you_mean("banana", ["cosine_decay", "constant"]), None);
     }
 }

@@ -67,3 +67,22 @@ impl Schedule for CosineDecayRestarts {
         self.learning_rate * ((1.0 - self.alpha) * c + self.alpha)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_exact_restart_step_restarts() {
+        // Keras 3 float64 misfloors at these steps (SCHEDULE_REFERENCE.md, section 7).
+        for (t_mul, first, steps) in
+            [(3.0, 1.0, vec![121u64, 29524]), (3.0, 100.0, vec![12100]), (10.0, 1.0, vec![111, 111111])]
+        {
+            let s = CosineDecayRestarts { learning_rate: 1.0, first_decay_steps: first, t_mul, m_mul: 1.0, alpha: 0.0 };
+            for step in steps {
+                assert_eq!(s.lr(step), 1.0, "t_mul {t_mul}, first {first}, step {step}");
+                assert!(s.lr(step - 1) < 0.01, "the step before a restart is near the floor");
+            }
+        }
+    }
+}

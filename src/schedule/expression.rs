@@ -159,3 +159,34 @@ fn call(name: &str, argument: &Value) -> EvalexprResultValue {
         _ => Err(EvalexprError::FunctionIdentifierNotFound(name.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::testing::assert_sequence;
+
+    fn build(formula: &str) -> Box<dyn Schedule> {
+        Expression { formula: formula.into(), learning_rate: Some(0.1) }.build(&Context {
+            total_steps: 1000,
+            steps_per_epoch: 10,
+            seed: 0,
+        })
+    }
+
+    #[test]
+    fn evaluates_variables_and_functions_in_float() {
+        assert_sequence(&*build("lr0 * 0.5 ^ floor(epoch / 2)"), &[(0, 0.1), (19, 0.1), (20, 0.05), (45, 0.025)]);
+        // 1/2 is 0.5, not integer division.
+        assert_sequence(&*build("1/2 * lr0"), &[(0, 0.05)]);
+        assert_sequence(&*build("max(lr0 * (1 - step / total_steps), 0.01)"), &[(0, 0.1), (500, 0.05), (950, 0.01)]);
+        assert_sequence(&*build("pow(min(step, 3), 2) + sqrt(4) + log(exp(1)) + ceil(0.2) + abs(-1)"), &[(5, 14.0)]);
+        assert_sequence(&*build("lr0 * cos(0) * (1 + sin(0))"), &[(7, 0.1)]);
+    }
+
+    #[test]
+    fn refuses_non_numbers_and_assignments() {
+        assert!(compile("\"text\"").unwrap_err().contains("must give a number"));
+        assert!(compile("step = 3").is_err());
+        assert!(compile("step > 3").unwrap_err().contains("must give a number"));
+    }
+}

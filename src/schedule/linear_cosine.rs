@@ -111,3 +111,37 @@ impl Schedule for SeededNoisyLinearCosine {
         b.learning_rate * ((b.alpha + linear + eps) * cosine + b.beta)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noise_has_the_tf_variance_and_is_seeded() {
+        let spec = NoisyLinearCosineDecay {
+            base: LinearCosineDecay {
+                learning_rate: 1.0,
+                decay_steps: 1000.0,
+                num_periods: 0.0,
+                alpha: 0.0,
+                beta: 0.0,
+            },
+            initial_variance: 1.0,
+            variance_decay: 0.55,
+        };
+        // num_periods = 0 makes cosine = 1, so lr = linear + eps and eps = lr - linear.
+        let step = 99u64;
+        let linear = (1000.0 - 99.0) / 1000.0;
+        let expected_var = 1.0 / 100f64.powf(0.55);
+        let n = 20_000;
+        let eps: Vec<f64> = (0..n)
+            .map(|seed| spec.build(&Context { total_steps: 1000, steps_per_epoch: 1, seed }).lr(step) - linear)
+            .collect();
+        let mean = eps.iter().sum::<f64>() / n as f64;
+        let var = eps.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / n as f64;
+        assert!(mean.abs() < 0.01, "mean {mean}");
+        assert!((var / expected_var - 1.0).abs() < 0.05, "variance {var}, expected {expected_var}");
+        let a = spec.build(&Context { total_steps: 1000, steps_per_epoch: 1, seed: 5 });
+        assert_eq!(a.lr(10), a.lr(10));
+    }
+}

@@ -89,3 +89,26 @@ impl Schedule for OneCycleRun {
         unreachable!("the last phase always answers")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_to_the_run_length_and_holds_the_final_rate() {
+        let spec = OneCycle {
+            max_lr: 0.1,
+            total_steps: None,
+            pct_start: 0.3,
+            anneal: "cos".into(),
+            div_factor: 25.0,
+            final_div_factor: 1e4,
+            three_phase: false,
+        };
+        let s = spec.build(&Context { total_steps: 100, steps_per_epoch: 1, seed: 0 });
+        crate::schedule::testing::assert_close(s.lr(0), 0.1 / 25.0);
+        let min = 0.1 / 25.0 / 1e4;
+        assert!((s.lr(99) - min).abs() < 1e-18);
+        assert_eq!(s.lr(500), s.lr(99));
+    }
+}

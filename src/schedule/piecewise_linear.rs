@@ -43,3 +43,15 @@ impl Schedule for PiecewiseLinear {
         y0 + (y1 - y0) * (x - x0) / (x1 - x0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::testing::assert_sequence;
+
+    #[test]
+    fn interpolates_and_holds_the_ends() {
+        let s = PiecewiseLinear { points: vec![(10.0, 0.0), (20.0, 0.1), (120.0, 0.001)] };
+        assert_sequence(&s, &[(0, 0.0), (10, 0.0), (15, 0.05), (20, 0.1), (70, 0.0505), (120, 0.001), (500, 0.001)]);
+    }
+}

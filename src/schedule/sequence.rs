@@ -56,3 +56,35 @@ impl Schedule for Joined {
         self.phases.iter().find_map(|(_, s)| s.monitor())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::testing::assert_sequence;
+    use crate::schedule::{Constant, KindSpec, Linear, ScheduleSpec};
+
+    fn spec(kind: KindSpec) -> ScheduleSpec {
+        ScheduleSpec { kind, warmup: None }
+    }
+
+    #[test]
+    fn phases_restart_their_step_count() {
+        let seq = Sequence {
+            phases: vec![
+                Phase {
+                    steps: Some(10),
+                    schedule: spec(KindSpec::Linear(Linear {
+                        learning_rate: 0.1,
+                        start_factor: 0.1,
+                        end_factor: 1.0,
+                        total_steps: 10,
+                    })),
+                },
+                Phase { steps: Some(5), schedule: spec(KindSpec::Constant(Constant { learning_rate: 0.05 })) },
+                Phase { steps: None, schedule: spec(KindSpec::Constant(Constant { learning_rate: 0.01 })) },
+            ],
+        };
+        let s = seq.build(&Context { total_steps: 100, steps_per_epoch: 1, seed: 0 });
+        assert_sequence(&*s, &[(0, 0.01), (5, 0.055), (9, 0.091), (10, 0.05), (14, 0.05), (15, 0.01), (99, 0.01)]);
+    }
+}

@@ -53,3 +53,33 @@ impl Schedule for Warmed {
         self.inner.monitor()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::testing::assert_sequence;
+    use crate::schedule::{Constant, CosineDecay, Kind};
+
+    fn ctx() -> crate::schedule::Context {
+        crate::schedule::Context { total_steps: 1000, steps_per_epoch: 10, seed: 0 }
+    }
+
+    #[test]
+    fn linear_warmup_then_the_schedule_from_its_own_step_zero() {
+        let w = Warmup { warmup_steps: 10, warmup_start_lr: 0.0, warmup_shape: "linear".into() };
+        let inner = CosineDecay { learning_rate: 0.1, decay_steps: 100.0, alpha: 0.0 };
+        let s = w.wrap(inner.build(&ctx()));
+        // Ramp 0 -> 0.1 over 10 steps; at step 10 the cosine starts at its step 0.
+        assert_sequence(&s, &[(0, 0.0), (5, 0.05), (9, 0.09), (10, 0.1), (60, 0.05), (110, 0.0)]);
+    }
+
+    #[test]
+    fn cosine_warmup_from_a_start_rate() {
+        let w = Warmup { warmup_steps: 4, warmup_start_lr: 0.02, warmup_shape: "cosine".into() };
+        let s = w.wrap(Constant { learning_rate: 0.1 }.build(&ctx()));
+        // 0.02 + 0.08 * 0.5 * (1 - cos(pi * t)), t = step / 4.
+        assert_sequence(&s, &[(0, 0.02), (2, 0.06), (4, 0.1), (100, 0.1)]);
+        let quarter = 0.02 + 0.08 * 0.5 * (1.0 - (std::f64::consts::PI / 4.0).cos());
+        assert_sequence(&s, &[(1, quarter)]);
+    }
+}

@@ -70,3 +70,31 @@ impl Schedule for Wsd {
         s.end_learning_rate + (s.learning_rate - s.end_learning_rate) * remaining
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::testing::assert_sequence;
+
+    fn wsd(shape: &str, stable: Option<u64>) -> Box<dyn Schedule> {
+        let spec = WarmupStableDecay {
+            learning_rate: 0.1,
+            stable_steps: stable,
+            decay_steps: 100,
+            decay_shape: shape.into(),
+            end_learning_rate: 0.0,
+        };
+        spec.build(&Context { total_steps: 1000, steps_per_epoch: 1, seed: 0 })
+    }
+
+    #[test]
+    fn holds_then_decays_in_each_shape() {
+        // Stable defaults to total - decay = 900 steps.
+        assert_sequence(
+            &*wsd("linear", None),
+            &[(0, 0.1), (899, 0.1), (900, 0.1), (950, 0.05), (1000, 0.0), (2000, 0.0)],
+        );
+        assert_sequence(&*wsd("cosine", Some(100)), &[(99, 0.1), (150, 0.05), (200, 0.0)]);
+        assert_sequence(&*wsd("sqrt", Some(100)), &[(125, 0.05), (164, 0.1 * (1.0 - 0.64f64.sqrt()))]);
+    }
+}

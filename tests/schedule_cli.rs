@@ -1,0 +1,309 @@
+//! `runner schedule` and `runner schedules` through the real binary: output, charts, and
+//! every config error with its message and exit code.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::fs;
+use std::path::PathBuf;
+use tempfile::TempDir;
+
+fn runner() -> Command {
+    Command::cargo_bin("runner").unwrap()
+}
+
+/// Writes `body` to a config file in `dir` and returns its path.
+fn config(dir: &TempDir, body: &str) -> PathBuf {
+    let path = dir.path().join("exp.toml");
+    fs::write(&path, body).unwrap();
+    path
+}
+
+/// Runs `runner schedule` on `body`, expects exit code 2 and returns stderr.
+fn refused(body: &str) -> String {
+    let dir = TempDir::new().unwrap();
+    let path = config(&dir, body);
+    let out = runner().arg("schedule").arg(&path).args(["--steps", "10"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("exp.toml:"), "error names the file: {stderr}");
+    assert!(!stderr.contains("panicked"));
+    stderr
+}
+
+#[test]
+fn prints_step_lr_csv_with_round_trip_decimals() {
+    runner()
+        .args(["schedule", "configs/cosine.toml", "--steps", "3"])
+        .assert()
+        .success()
+        .stdout("step,lr\n0,0.1\n1,0.09999993831498517\n2,0.09999975326009292\n");
+}
+
+#[test]
+fn every_shipped_config_runs() {
+    for entry in fs::read_dir("configs").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = runner().arg("schedule").arg(&path).args(["--steps", "2000"]).output().unwrap();
+            assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+            assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 2001, "{}", path.display());
+        }
+    }
+}
+
+#[test]
+fn a_config_per_seed_decay_ships() {
+    for name in [
+        "piecewise_constant",
+        "exponential",
+        "natural_exp",
+        "polynomial",
+        "inverse_time",
+        "cosine",
+        "cosine_restarts",
+        "linear_cosine",
+        "noisy_linear_cosine",
+        "reduce_on_plateau",
+    ] {
+        let text = fs::read_to_string(format!("configs/{name}.toml")).unwrap();
+        assert!(text.starts_with('#'), "configs/{name}.toml explains its parameters in comments");
+    }
+}
+
+#[test]
+fn noisy_schedule_repeats_for_a_seed_and_changes_with_it() {
+    let run = |seed: &str| {
+        runner()
+            .args(["schedule", "configs/noisy_linear_cosine.toml", "--steps", "50", "--seed", seed])
+            .output()
+            .unwrap()
+            .stdout
+    };
+    assert_eq!(run("1"), run("1"));
+    assert_ne!(run("1"), run("2"));
+}
+
+#[test]
+fn plateau_replays_a_metric_history() {
+    let dir = TempDir::new().unwrap();
+    let path =
+        config(&dir, "[schedule]\nkind = \"reduce_on_plateau\"\nlearning_rate = 1.0\nfactor = 0.5\npatience = 2\n");
+    let metrics = dir.path().join("m.txt");
+    fs::write(&metrics, "1.0\n0.9\n0.95\n0.9\n\n0.92\n").unwrap();
+    runner()
+        .arg("schedule")
+        .arg(&path)
+        .args(["--steps", "1", "--metrics"])
+        .arg(&metrics)
+        .assert()
+        .success()
+        .stdout("epoch,metric,lr\n1,1,1\n2,0.9,1\n3,0.95,1\n4,0.9,0.5\n5,0.92,0.5\n");
+}
+
+#[test]
+fn metrics_file_errors_name_the_line() {
+    let dir = TempDir::new().unwrap();
+    let path = config(&dir, "[schedule]\nkind = \"reduce_on_plateau\"\nlearning_rate = 1.0\n");
+    let metrics = dir.path().join("m.txt");
+    fs::write(&metrics, "1.0\nabc\n").unwrap();
+    runner()
+        .arg("schedule")
+        .arg(&path)
+        .args(["--steps", "1", "--metrics"])
+        .arg(&metrics)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("m.txt:2: expected one finite number per line, found \"abc\""));
+    runner()
+        .args(["schedule", "configs/cosine.toml", "--steps", "1", "--metrics"])
+        .arg(&metrics)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--metrics applies to validation-driven schedules"));
+}
+
+#[test]
+fn writes_png_and_svg_charts_and_a_terminal_plot() {
+    let dir = TempDir::new().unwrap();
+    let png = dir.path().join("lr.png");
+    let svg = dir.path().join("lr.svg");
+    for out in [&png, &svg] {
+        runner()
+            .args(["schedule", "configs/cosine_restarts.toml", "--steps", "1000", "--out"])
+            .arg(out)
+            .assert()
+            .success();
+    }
+    let bytes = fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    // IHDR: width and height, big-endian, at bytes 16..24.
+    assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 1000);
+    assert_eq!(u32::from_be_bytes(bytes[20..24].try_into().unwrap()), 600);
+    let svg_text = fs::read_to_string(&svg).unwrap();
+    assert!(svg_text.contains("<svg") && svg_text.contains("learning rate"));
+    let plot = runner().args(["schedule", "configs/cosine.toml", "--steps", "100", "--plot"]).output().unwrap();
+    let text = String::from_utf8(plot.stdout).unwrap();
+    assert!(text.contains("learning rate by step") && text.chars().any(|c| ('\u{2800}'..='\u{28FF}').contains(&c)));
+    runner()
+        .args(["schedule", "configs/cosine.toml", "--steps", "10", "--out"])
+        .arg(dir.path().join("lr.jpg"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("must end in .png or .svg"));
+}
+
+#[test]
+fn schedules_lists_every_kind_and_docs_match() {
+    let out = runner().arg("schedules").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for kind in ["cosine_decay_restarts", "reduce_on_plateau", "one_cycle", "warmup_stable_decay", "expression"] {
+        assert!(text.contains(kind), "{kind} listed");
+    }
+    assert!(text.contains("end_learning_rate    0.0001"), "defaults are shown");
+    let markdown = runner().args(["schedules", "--markdown"]).output().unwrap().stdout;
+    let docs = fs::read_to_string("docs/schedules.md").unwrap();
+    assert_eq!(
+        String::from_utf8(markdown).unwrap(),
+        docs,
+        "regenerate docs/schedules.md with `runner schedules --markdown`"
+    );
+    runner()
+        .args(["schedules", "cosine_decy"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("did you mean \"cosine_decay\"?"));
+}
+
+#[test]
+fn unknown_key_gets_a_suggestion_and_the_place() {
+    let e = refused("[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.1\ndecay_steps = 10\nalpah = 0.1\n");
+    assert!(e.contains("exp.toml:5:1: `schedule.alpah` unknown key in [schedule]; did you mean `alpha`?"), "{e}");
+    assert!(e.contains("Accepted: kind, learning_rate, decay_steps, alpha"), "{e}");
+}
+
+#[test]
+fn misspelt_required_key_points_at_the_typo() {
+    let e = refused("[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.1\ndecay_step = 10\n");
+    assert!(
+        e.contains("exp.toml:4:1: `schedule.decay_step` unknown key in [schedule]; did you mean `decay_steps`?"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_kind_gets_a_suggestion() {
+    let e = refused("[schedule]\nkind = \"cosine_decy\"\nlearning_rate = 0.1\n");
+    assert!(
+        e.contains(
+            "exp.toml:2:8: `schedule.kind` unknown schedule kind \"cosine_decy\"; did you mean \"cosine_decay\"?"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_top_level_key_is_refused() {
+    let e = refused("nmae = \"x\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n");
+    assert!(e.contains("exp.toml:1:1: `nmae` unknown key at the top level; did you mean `name`?"), "{e}");
+}
+
+#[test]
+fn wrong_type_says_what_is_accepted() {
+    let e = refused("[schedule]\nkind = \"cosine_decay\"\nlearning_rate = \"0.1\"\ndecay_steps = 10\n");
+    assert!(
+        e.contains("exp.toml:3:17: `schedule.learning_rate` must be a number >= 0, found the string \"0.1\""),
+        "{e}"
+    );
+    let e = refused(
+        "[schedule]\nkind = \"exponential_decay\"\nlearning_rate = 0.1\ndecay_steps = 10\ndecay_rate = 0.5\nstaircase = 1\n",
+    );
+    assert!(e.contains("exp.toml:6:13: `schedule.staircase` must be true or false, found 1"), "{e}");
+}
+
+#[test]
+fn missing_required_key_is_named() {
+    let e = refused("[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.1\n");
+    assert!(e.contains("`schedule.decay_steps` is required in [schedule]: a number > 0"), "{e}");
+    let e = refused("name = \"x\"\n");
+    assert!(e.contains("has no [schedule] table"), "{e}");
+}
+
+#[test]
+fn zero_decay_steps_is_refused() {
+    let e = refused("[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.1\ndecay_steps = 0\n");
+    assert!(e.contains("exp.toml:4:15: `schedule.decay_steps` must be a number > 0, found 0"), "{e}");
+}
+
+#[test]
+fn negative_rate_is_refused() {
+    let e =
+        refused("[schedule]\nkind = \"exponential_decay\"\nlearning_rate = -0.1\ndecay_steps = 10\ndecay_rate = 0.5\n");
+    assert!(e.contains("exp.toml:3:17: `schedule.learning_rate` must be a number >= 0, found -0.1"), "{e}");
+}
+
+#[test]
+fn values_must_be_one_longer_than_boundaries() {
+    let e = refused("[schedule]\nkind = \"piecewise_constant\"\nboundaries = [10, 20]\nvalues = [0.1, 0.01]\n");
+    assert!(e.contains("exp.toml:4:10: `schedule.values` must hold one more entry than boundaries: 2 boundaries need 3 values, found 2"), "{e}");
+}
+
+#[test]
+fn boundaries_must_increase() {
+    let e = refused("[schedule]\nkind = \"piecewise_constant\"\nboundaries = [20, 10]\nvalues = [0.1, 0.01, 0.001]\n");
+    assert!(e.contains("exp.toml:3:14: `schedule.boundaries` must be strictly increasing, but 10 follows 20"), "{e}");
+}
+
+#[test]
+fn t_mul_must_be_positive() {
+    let e = refused(
+        "[schedule]\nkind = \"cosine_decay_restarts\"\nlearning_rate = 0.1\nfirst_decay_steps = 10\nt_mul = 0\n",
+    );
+    assert!(e.contains("exp.toml:5:9: `schedule.t_mul` must be a number > 0, found 0"), "{e}");
+}
+
+#[test]
+fn bad_formulas_are_refused_at_load() {
+    let e = refused("[schedule]\nkind = \"expression\"\nformula = \"lr0 * exp(-step / 100\"\nlearning_rate = 0.1\n");
+    assert!(e.contains("exp.toml:3:11: `schedule.formula` does not parse"), "{e}");
+    let e = refused("[schedule]\nkind = \"expression\"\nformula = \"lr0 * exp(-stp / 100)\"\nlearning_rate = 0.1\n");
+    assert!(
+        e.contains("names unknown variable `stp` (did you mean `step`?); accepted: step, epoch, total_steps, lr0"),
+        "{e}"
+    );
+    let e = refused("[schedule]\nkind = \"expression\"\nformula = \"lr0 * expp(-step)\"\nlearning_rate = 0.1\n");
+    assert!(e.contains("calls unknown function `expp` (did you mean `exp`?)"), "{e}");
+    let e = refused("[schedule]\nkind = \"expression\"\nformula = \"lr0 * 0.5\"\n");
+    assert!(e.contains("`schedule.learning_rate` is required because the formula uses lr0"), "{e}");
+}
+
+#[test]
+fn invalid_toml_names_line_and_column() {
+    let e = refused("[schedule\nkind = \"constant\"\n");
+    assert!(e.contains("exp.toml:1:10: is not valid TOML"), "{e}");
+}
+
+#[test]
+fn bad_choices_and_phases() {
+    let e = refused("[schedule]\nkind = \"one_cycle\"\nmax_lr = 0.1\nanneal = \"cosine\"\n");
+    assert!(
+        e.contains("`schedule.anneal` must be one of \"cos\", \"linear\", found \"cosine\" (did you mean \"cos\"?)"),
+        "{e}"
+    );
+    let e = refused(
+        "[schedule]\nkind = \"sequence\"\n[[schedule.phases]]\nkind = \"constant\"\nlearning_rate = 0.1\n[[schedule.phases]]\nkind = \"constant\"\nlearning_rate = 0.01\n",
+    );
+    assert!(e.contains("`schedule.phases[0].steps` is required"), "{e}");
+}
+
+#[test]
+fn missing_file_and_usage_errors_exit_2() {
+    runner()
+        .args(["schedule", "no/such.toml", "--steps", "3"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no/such.toml: cannot read the config file"));
+    runner().args(["schedule", "configs/cosine.toml"]).assert().code(2).stderr(predicate::str::contains("--steps"));
+    runner().args(["schedule", "configs/cosine.toml", "--steps", "0"]).assert().code(2);
+    runner().arg("frobnicate").assert().code(2);
+}

@@ -14,6 +14,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Train the experiment FILE describes and write experiments/<name>/<run>/.
+    Run(RunArgs),
     /// Print a config's learning rate for every step as CSV (`step,lr`), or draw it.
     Schedule(ScheduleArgs),
     /// List every schedule kind with its parameters and defaults.
@@ -52,4 +54,19 @@ pub struct SchedulesArgs {
     /// Print the list as Markdown (the text of docs/schedules.md).
     #[arg(long)]
     pub markdown: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The experiment file.
+    pub file: PathBuf,
+    /// Root directory for results.
+    #[arg(long, default_value = "experiments")]
+    pub out: PathBuf,
+    /// Replace the results of an earlier run of the same experiment.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
 }

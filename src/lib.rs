@@ -8,8 +8,16 @@ pub mod chart;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod data;
+pub mod error;
+pub mod model;
+pub mod optim;
+pub mod params;
+pub mod progress;
+pub mod results;
 pub mod schedule;
 pub mod suggest;
+pub mod train;
 
 /// The seed used when a config names none.
 pub const DEFAULT_SEED: u64 = 42;

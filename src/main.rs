@@ -3,8 +3,9 @@
 
 use clap::Parser;
 use runner::cli::Cli;
-use runner::commands::{self, UsageError};
+use runner::commands;
 use runner::config::ConfigError;
+use runner::error::InputError;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -13,7 +14,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            let usage = err.downcast_ref::<ConfigError>().is_some() || err.downcast_ref::<UsageError>().is_some();
+            let usage = err.downcast_ref::<ConfigError>().is_some() || err.downcast_ref::<InputError>().is_some();
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }

@@ -1,19 +1,18 @@
 //! What each subcommand does, given its parsed arguments.
 
+mod run;
 mod schedule;
 mod schedules;
 
 use crate::cli::{Cli, Command};
 use std::io::{self, Write};
 
-/// A command used wrongly (bad flag combination, unreadable input file): exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+pub use crate::error::InputError as UsageError;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let result = match cli.command {
+        Command::Run(args) => run::run(&args),
         Command::Schedule(args) => schedule::run(&args),
         Command::Schedules(args) => schedules::run(&args),
     };

@@ -11,15 +11,43 @@ pub use error::ConfigError;
 pub use reader::{Source, TableReader, read_schedule};
 pub use tree::{Entry, Node, Spanned, Table};
 
+use crate::data::{DatasetSpec, SOURCES};
+use crate::model::{MODELS, ModelSpec};
+use crate::optim::{OPTIMIZERS, OptimizerSpec};
 use crate::schedule::ScheduleSpec;
+use crate::suggest::did_you_mean;
+use crate::train::{EarlyStopping, RunSpec, TrainSpec};
 use std::path::Path;
 
-/// A validated experiment file.
+/// A validated experiment file; every table but `[schedule]` has defaults.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ExperimentConfig {
     /// The experiment's name (the config's `name`, else the file stem).
     pub name: String,
+    /// The run's directory name (the config's `run`, else the schedule kind).
+    pub run: String,
     pub schedule: ScheduleSpec,
+    pub dataset: DatasetSpec,
+    pub model: ModelSpec,
+    pub optimizer: OptimizerSpec,
+    pub train: TrainSpec,
+}
+
+impl ExperimentConfig {
+    /// The plain data the trainer needs.
+    pub fn run_spec(&self) -> RunSpec {
+        RunSpec {
+            schedule: self.schedule.clone(),
+            model: self.model.clone(),
+            optimizer: self.optimizer.clone(),
+            train: self.train.clone(),
+        }
+    }
+
+    /// The fully resolved config as TOML: every default filled in, loadable again.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a config always serialises")
+    }
 }
 
 /// Reads and validates the experiment file at `path`.
@@ -50,8 +78,67 @@ pub fn parse(path: &Path, text: &str) -> Result<ExperimentConfig, ConfigError> {
     };
     let schedule = read_schedule(&mut schedule_table)?;
     schedule_table.finish()?;
+    let run = match top.string("run", "a string", "the run's directory name")? {
+        Some((run, span)) => {
+            check_name(&run).map_err(|why| top.error_at(span, "run", why))?;
+            run
+        }
+        None => schedule.kind.kind().to_string(),
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let dataset =
+        read_kinded(&mut top, "dataset", "digits", SOURCES, |k, r| DatasetSpec::read(k, r, base))?.unwrap_or_default();
+    let model = read_kinded(&mut top, "model", "mlp", MODELS, ModelSpec::read)?.unwrap_or_default();
+    let mut optimizer = read_kinded(&mut top, "optimizer", "sgd", OPTIMIZERS, OptimizerSpec::read)?;
+    let train = match top.table("train")? {
+        None => TrainSpec::default(),
+        Some(mut r) => {
+            let mut train = TrainSpec::read(&mut r)?;
+            if let Some(mut es) = r.table("early_stopping")? {
+                train.early_stopping = Some(EarlyStopping::read(&mut es)?);
+                es.finish()?;
+            }
+            if let Some(o) = read_kinded(&mut r, "optimizer", "sgd", OPTIMIZERS, OptimizerSpec::read)? {
+                if optimizer.is_some() {
+                    return Err(r.error_at(
+                        None,
+                        "optimizer",
+                        "is also given as [optimizer]; keep one of the two".into(),
+                    ));
+                }
+                optimizer = Some(o);
+            }
+            r.finish()?;
+            train
+        }
+    };
     top.finish()?;
-    Ok(ExperimentConfig { name, schedule })
+    Ok(ExperimentConfig { name, run, schedule, dataset, model, optimizer: optimizer.unwrap_or_default(), train })
+}
+
+/// Reads an optional table with a `kind` key (default `default_kind`); `None` when absent.
+fn read_kinded<'a, T>(
+    parent: &mut TableReader<'a>,
+    key: &'static str,
+    default_kind: &'static str,
+    kinds: &[&'static str],
+    read: impl FnOnce(&str, &mut TableReader<'a>) -> Option<Result<T, ConfigError>>,
+) -> Result<Option<T>, ConfigError> {
+    let Some(mut r) = parent.table(key)? else { return Ok(None) };
+    let (kind, span) = r.string("kind", "a kind", &format!("one of {}", kinds.join(", ")))?.unzip();
+    let kind = kind.unwrap_or_else(|| default_kind.to_string());
+    let Some(value) = read(&kind, &mut r) else {
+        let hint =
+            did_you_mean(&kind, kinds.iter().copied()).map_or(String::new(), |s| format!("; did you mean \"{s}\"?"));
+        return Err(r.error_at(
+            span.flatten(),
+            "kind",
+            format!("unknown {key} kind \"{kind}\"{hint} Accepted: {}", kinds.join(", ")),
+        ));
+    };
+    let value = value?;
+    r.finish()?;
+    Ok(Some(value))
 }
 
 /// The file stem, the name of an experiment that does not give one.

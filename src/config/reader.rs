@@ -239,6 +239,28 @@ impl ParamSource for TableReader<'_> {
         }
     }
 
+    fn optional_text(
+        &mut self,
+        key: &'static str,
+        _: &'static str,
+        doc: &'static str,
+    ) -> Result<Option<String>, ConfigError> {
+        Ok(self.string(key, "a string", doc)?.map(|(s, _)| s))
+    }
+
+    fn counts(
+        &mut self,
+        key: &'static str,
+        default: &[u64],
+        min: u64,
+        doc: &'static str,
+    ) -> Result<Vec<u64>, ConfigError> {
+        let expected = format!("a list of whole numbers >= {min} ({doc})");
+        let Some(e) = self.entry(key) else { return Ok(default.to_vec()) };
+        let Node::Array(items) = &e.value.value else { return Err(self.wrong_type(key, &e.value, &expected)) };
+        items.iter().map(|v| self.as_steps(key, v, min)).collect()
+    }
+
     fn numbers(&mut self, key: &'static str, rule: Rule, doc: &'static str) -> Result<Vec<f64>, ConfigError> {
         let expected = format!("a non-empty list, each {}", rule.describe());
         let Some(e) = self.entry(key) else { return Err(self.missing(key, &expected, doc)) };

@@ -1,8 +1,9 @@
 //! Every schedule kind with its parameters, defaults and description, read from the same
 //! code that reads configs (see [`ParamSource`]), for `runner schedules` and the docs.
 
-use super::params::{ParamSource, Phase, Rule};
+use super::Phase;
 use super::{KindSpec, Warmup, summaries};
+use crate::params::{ParamSource, Rule};
 
 /// One parameter as documented.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -124,6 +125,21 @@ impl ParamSource for Describer {
     fn text(&mut self, key: &'static str, doc: &'static str) -> Result<String, Never> {
         self.add(key, "required".into(), "a string", doc);
         Ok("1".into())
+    }
+
+    fn optional_text(
+        &mut self,
+        key: &'static str,
+        default_doc: &'static str,
+        doc: &'static str,
+    ) -> Result<Option<String>, Never> {
+        self.add(key, format!("({default_doc})"), "a string", doc);
+        Ok(None)
+    }
+
+    fn counts(&mut self, key: &'static str, default: &[u64], min: u64, doc: &'static str) -> Result<Vec<u64>, Never> {
+        self.add(key, format!("{default:?}"), format!("a list of whole numbers >= {min}"), doc);
+        Ok(default.to_vec())
     }
 
     fn numbers(&mut self, key: &'static str, rule: Rule, doc: &'static str) -> Result<Vec<f64>, Never> {

@@ -6,7 +6,6 @@
 //! file holds); [`ScheduleSpec::build`] turns it into a [`Schedule`] that answers `lr(step)`.
 
 pub mod catalog;
-pub mod params;
 
 mod constant;
 mod cosine;
@@ -29,6 +28,7 @@ mod step;
 mod warmup;
 mod warmup_stable_decay;
 
+pub use crate::params::{ParamSource, Rule};
 pub use constant::Constant;
 pub use cosine::CosineDecay;
 pub use cosine_restarts::CosineDecayRestarts;
@@ -40,12 +40,11 @@ pub use linear::Linear;
 pub use linear_cosine::{LinearCosineDecay, NoisyLinearCosineDecay};
 pub use natural_exp::NaturalExpDecay;
 pub use one_cycle::OneCycle;
-pub use params::{ParamSource, Phase, Rule};
 pub use piecewise_constant::PiecewiseConstant;
 pub use piecewise_linear::PiecewiseLinear;
 pub use polynomial::PolynomialDecay;
-pub use reduce_on_plateau::ReduceOnPlateau;
-pub use sequence::Sequence;
+pub use reduce_on_plateau::{MONITORS, ReduceOnPlateau};
+pub use sequence::{Phase, Sequence};
 pub use step::{MultiStep, Step};
 pub use warmup::Warmup;
 pub use warmup_stable_decay::WarmupStableDecay;

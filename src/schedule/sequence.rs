@@ -1,6 +1,16 @@
 //! `sequence`: schedules run one after another (optax `join_schedules`, PyTorch `SequentialLR`).
 
-use super::{Context, Kind, ParamSource, Phase, Schedule};
+use super::{Context, Kind, ParamSource, Schedule, ScheduleSpec};
+
+/// One phase of a `sequence` schedule: a schedule and how many steps it runs for.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Phase {
+    /// Steps this phase runs for; `None` only for the last phase (runs to the end).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
+    #[serde(flatten)]
+    pub schedule: ScheduleSpec,
+}
 
 /// Phases run in order; each starts its own step count at 0. The last phase may leave out
 /// `steps` and runs to the end of training.

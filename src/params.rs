@@ -1,11 +1,12 @@
-//! The seam between a schedule's parameters and wherever they come from.
+//! The seam between a component's parameters and wherever they come from.
 //!
-//! A schedule kind reads its parameters through [`ParamSource`]: the config loader implements
-//! it over a TOML table (so errors point at a file, line and key), and the catalog implements
-//! it to list every parameter with its default for `runner schedules`. Schedules therefore
-//! know nothing of TOML, and the documented defaults are the ones actually used.
+//! Schedules, data sets, models, optimizers and the training loop read their parameters
+//! through [`ParamSource`]: the config loader implements it over a TOML table (so errors
+//! point at a file, line and key), and the catalog implements it to list every parameter
+//! with its default. Components therefore know nothing of TOML, and the documented defaults
+//! are the ones actually used.
 
-use super::ScheduleSpec;
+use crate::schedule::Phase;
 
 /// The values a number parameter accepts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,17 +48,7 @@ impl Rule {
     }
 }
 
-/// One phase of a `sequence` schedule: a schedule and how many steps it runs for.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Phase {
-    /// Steps this phase runs for; `None` only for the last phase (runs to the end).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub steps: Option<u64>,
-    #[serde(flatten)]
-    pub schedule: ScheduleSpec,
-}
-
-/// Where a schedule kind's parameters come from. `doc` texts are shown by `runner schedules`.
+/// Where a component's parameters come from. `doc` texts are what the catalog shows.
 pub trait ParamSource {
     type Error;
 
@@ -111,6 +102,23 @@ pub trait ParamSource {
 
     /// A required string.
     fn text(&mut self, key: &'static str, doc: &'static str) -> Result<String, Self::Error>;
+
+    /// A string that may be left out; `default_doc` says what happens then.
+    fn optional_text(
+        &mut self,
+        key: &'static str,
+        default_doc: &'static str,
+        doc: &'static str,
+    ) -> Result<Option<String>, Self::Error>;
+
+    /// A list of whole numbers, each at least `min` (may be empty); `default` when absent.
+    fn counts(
+        &mut self,
+        key: &'static str,
+        default: &[u64],
+        min: u64,
+        doc: &'static str,
+    ) -> Result<Vec<u64>, Self::Error>;
 
     /// A required, non-empty list of numbers, each satisfying `rule`.
     fn numbers(&mut self, key: &'static str, rule: Rule, doc: &'static str) -> Result<Vec<f64>, Self::Error>;

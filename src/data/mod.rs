@@ -1,0 +1,106 @@
+//! Data sets: loaded once into tensors and shared read-only by every run that uses them.
+//!
+//! A source produces a plain [`Table`]; [`prepare`] splits it (seeded, stratified for
+//! classes), standardises features with the training part's statistics only, and turns both
+//! parts into candle tensors.
+
+mod csv_file;
+mod digits;
+mod idx;
+mod spec;
+mod split;
+mod synthetic;
+
+pub use spec::{DatasetSpec, SOURCES, SourceSpec, Task};
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use std::sync::Arc;
+
+/// Rows of features and one target per row, before splitting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// Row-major features, `rows * cols` values.
+    pub x: Vec<f32>,
+    pub cols: usize,
+    /// Class index (as f32) for classification, the value for regression.
+    pub y: Vec<f32>,
+}
+
+impl Table {
+    pub fn rows(&self) -> usize {
+        self.y.len()
+    }
+}
+
+/// One part of a data set as tensors: features `(n, d)` f32 and targets (`(n,)` u32 class
+/// indices or `(n, 1)` f32 values).
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub x: Tensor,
+    pub y: Tensor,
+    pub len: usize,
+}
+
+/// A prepared data set, shared by reference between runs.
+#[derive(Debug)]
+pub struct Dataset {
+    pub name: String,
+    pub task: Task,
+    pub features: usize,
+    /// Number of classes (1 for regression).
+    pub classes: usize,
+    /// (channels, height, width) when the features are an image, for convolutional models.
+    pub image: Option<(usize, usize, usize)>,
+    pub train: Split,
+    pub validation: Split,
+}
+
+/// Loads and prepares the data set `spec` describes, with `seed` for generation and splitting.
+pub fn prepare(spec: &DatasetSpec, seed: u64) -> Result<Arc<Dataset>> {
+    let loaded = spec.source.load(seed)?;
+    let (mut train, mut validation) = match loaded.validation {
+        Some(v) => (loaded.table, v),
+        None => split::split(&loaded.table, spec.validation_split, spec.source.task(), seed),
+    };
+    if spec.standardize {
+        split::standardize(&mut train, &mut validation);
+    }
+    let task = spec.source.task();
+    let classes = match task {
+        Task::Classification => {
+            let max = train.y.iter().chain(&validation.y).fold(0f32, |m, &v| m.max(v));
+            max as usize + 1
+        }
+        Task::Regression => 1,
+    };
+    Ok(Arc::new(Dataset {
+        name: spec.source.kind().to_string(),
+        task,
+        features: train.cols,
+        classes,
+        image: loaded.image,
+        train: to_tensors(&train, task)?,
+        validation: to_tensors(&validation, task)?,
+    }))
+}
+
+/// A source's output: the table, an explicit validation table if it has one, image shape.
+pub struct Loaded {
+    pub table: Table,
+    pub validation: Option<Table>,
+    pub image: Option<(usize, usize, usize)>,
+}
+
+fn to_tensors(t: &Table, task: Task) -> Result<Split> {
+    let n = t.rows();
+    let x = Tensor::from_slice(&t.x, (n, t.cols), &Device::Cpu)?;
+    let y = match task {
+        Task::Classification => {
+            let idx: Vec<u32> = t.y.iter().map(|&v| v as u32).collect();
+            Tensor::from_vec(idx, n, &Device::Cpu)?
+        }
+        Task::Regression => Tensor::from_slice(&t.y, (n, 1), &Device::Cpu)?,
+    };
+    Ok(Split { x, y, len: n })
+}

@@ -1,0 +1,203 @@
+//! The `[dataset]` table: which data, how it is split and scaled.
+
+use super::{Loaded, csv_file, digits, idx, synthetic};
+use crate::params::{ParamSource, Rule};
+use anyhow::Result;
+use std::path::PathBuf;
+
+/// Classification (cross-entropy) or regression (mean squared error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    Classification,
+    Regression,
+}
+
+/// Where the rows come from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceSpec {
+    /// UCI handwritten digits, embedded in the binary.
+    Digits,
+    Spirals {
+        classes: u64,
+        points_per_class: u64,
+        noise: f64,
+    },
+    Moons {
+        points: u64,
+        noise: f64,
+    },
+    Blobs {
+        classes: u64,
+        points_per_class: u64,
+        dims: u64,
+        spread: f64,
+    },
+    Sine {
+        points: u64,
+        noise: f64,
+    },
+    Csv {
+        path: PathBuf,
+        target: String,
+        header: bool,
+        task: Task,
+        validation_path: Option<PathBuf>,
+    },
+    Mnist {
+        dir: PathBuf,
+        test_as_validation: bool,
+    },
+}
+
+/// Every `[dataset] kind`.
+pub const SOURCES: &[&str] = &["digits", "spirals", "moons", "blobs", "sine", "csv", "mnist"];
+
+/// A validated `[dataset]` table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DatasetSpec {
+    #[serde(flatten)]
+    pub source: SourceSpec,
+    pub validation_split: f64,
+    pub standardize: bool,
+}
+
+impl Default for DatasetSpec {
+    fn default() -> Self {
+        DatasetSpec { source: SourceSpec::Digits, validation_split: 0.2, standardize: true }
+    }
+}
+
+impl DatasetSpec {
+    /// Reads the parameters of source `kind`; `None` for an unknown kind. Relative paths
+    /// are taken from `base` (the config file's directory).
+    pub fn read<P: ParamSource>(kind: &str, p: &mut P, base: &std::path::Path) -> Option<Result<Self, P::Error>> {
+        let path = |s: String| base.join(s);
+        let source = (|| -> Result<Option<SourceSpec>, P::Error> {
+            Ok(Some(match kind {
+                "digits" => SourceSpec::Digits,
+                "spirals" => SourceSpec::Spirals {
+                    classes: p.steps("classes", Some(3), 2, "number of spiral arms")?,
+                    points_per_class: p.steps("points_per_class", Some(200), 1, "points on each arm")?,
+                    noise: p.number("noise", Some(0.2), Rule::NonNegative, "Gaussian noise on the angle")?,
+                },
+                "moons" => SourceSpec::Moons {
+                    points: p.steps("points", Some(1000), 2, "total points, half per moon")?,
+                    noise: p.number("noise", Some(0.1), Rule::NonNegative, "Gaussian noise added to each point")?,
+                },
+                "blobs" => SourceSpec::Blobs {
+                    classes: p.steps("classes", Some(3), 2, "number of clusters")?,
+                    points_per_class: p.steps("points_per_class", Some(200), 1, "points per cluster")?,
+                    dims: p.steps("dims", Some(2), 1, "features per point")?,
+                    spread: p.number("spread", Some(1.0), Rule::Positive, "standard deviation of each cluster")?,
+                },
+                "sine" => SourceSpec::Sine {
+                    points: p.steps("points", Some(1000), 2, "points with x uniform in [-pi, pi]")?,
+                    noise: p.number("noise", Some(0.1), Rule::NonNegative, "Gaussian noise added to sin(x)")?,
+                },
+                "csv" => SourceSpec::Csv {
+                    path: path(p.text("path", "the CSV file, relative to the config file")?),
+                    target: p
+                        .optional_text(
+                            "target",
+                            "the last column",
+                            "the target column: its header name or 0-based index",
+                        )?
+                        .unwrap_or_default(),
+                    header: p.flag("header", true, "whether the first row names the columns")?,
+                    task: match p.choice(
+                        "task",
+                        &["classification", "regression"],
+                        Some("classification"),
+                        "what to predict",
+                    )? {
+                        "regression" => Task::Regression,
+                        _ => Task::Classification,
+                    },
+                    validation_path: p
+                        .optional_text(
+                            "validation_path",
+                            "split off validation_split",
+                            "a validation CSV in the same layout",
+                        )?
+                        .map(path),
+                },
+                "mnist" => SourceSpec::Mnist {
+                    dir: path(
+                        p.text("dir", "directory with train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]")?,
+                    ),
+                    test_as_validation: p.flag(
+                        "test_as_validation",
+                        false,
+                        "validate on the t10k-* files instead of a split",
+                    )?,
+                },
+                _ => return Ok(None),
+            }))
+        })();
+        let source = match source {
+            Ok(Some(s)) => s,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(e)),
+        };
+        Some((|| {
+            let validation_split = p.number(
+                "validation_split",
+                Some(0.2),
+                Rule::OpenUnitInterval,
+                "fraction held out for validation (seeded, stratified for classes)",
+            )?;
+            let standardize = p.flag("standardize", true, "scale features by the training part's mean and std")?;
+            Ok(DatasetSpec { source, validation_split, standardize })
+        })())
+    }
+}
+
+impl SourceSpec {
+    /// The `kind` word.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceSpec::Digits => "digits",
+            SourceSpec::Spirals { .. } => "spirals",
+            SourceSpec::Moons { .. } => "moons",
+            SourceSpec::Blobs { .. } => "blobs",
+            SourceSpec::Sine { .. } => "sine",
+            SourceSpec::Csv { .. } => "csv",
+            SourceSpec::Mnist { .. } => "mnist",
+        }
+    }
+
+    pub fn task(&self) -> Task {
+        match self {
+            SourceSpec::Sine { .. } => Task::Regression,
+            SourceSpec::Csv { task, .. } => *task,
+            _ => Task::Classification,
+        }
+    }
+
+    /// Reads or generates the rows.
+    pub fn load(&self, seed: u64) -> Result<Loaded> {
+        let plain = |table| Loaded { table, validation: None, image: None };
+        Ok(match self {
+            SourceSpec::Digits => Loaded { table: digits::load()?, validation: None, image: Some((1, 8, 8)) },
+            SourceSpec::Spirals { classes, points_per_class, noise } => {
+                plain(synthetic::spirals(*classes as usize, *points_per_class as usize, *noise, seed))
+            }
+            SourceSpec::Moons { points, noise } => plain(synthetic::moons(*points as usize, *noise, seed)),
+            SourceSpec::Blobs { classes, points_per_class, dims, spread } => {
+                plain(synthetic::blobs(*classes as usize, *points_per_class as usize, *dims as usize, *spread, seed))
+            }
+            SourceSpec::Sine { points, noise } => plain(synthetic::sine(*points as usize, *noise, seed)),
+            SourceSpec::Csv { path, target, header, task, validation_path } => {
+                let table = csv_file::load(path, target, *header, *task)?;
+                let validation = match validation_path {
+                    Some(v) => Some(csv_file::load(v, target, *header, *task)?),
+                    None => None,
+                };
+                Loaded { table, validation, image: None }
+            }
+            SourceSpec::Mnist { dir, test_as_validation } => idx::load(dir, *test_as_validation)?,
+        })
+    }
+}

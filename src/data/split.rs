@@ -1,0 +1,100 @@
+//! Seeded train/validation split (stratified for classes) and standardisation.
+
+use super::{Table, Task};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+/// Holds out `fraction` of the rows: per class for classification, so both parts keep the
+/// class proportions; at least one row stays on each side when there are two or more.
+pub fn split(t: &Table, fraction: f64, task: Task, seed: u64) -> (Table, Table) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_5B17);
+    let groups: Vec<Vec<usize>> = match task {
+        Task::Classification => {
+            let classes = t.y.iter().fold(0usize, |m, &v| m.max(v as usize + 1));
+            let mut g = vec![Vec::new(); classes];
+            for (i, &c) in t.y.iter().enumerate() {
+                g[c as usize].push(i);
+            }
+            g
+        }
+        Task::Regression => vec![(0..t.rows()).collect()],
+    };
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for mut g in groups {
+        g.shuffle(&mut rng);
+        let mut n_val = (g.len() as f64 * fraction).round() as usize;
+        if g.len() >= 2 {
+            n_val = n_val.clamp(1, g.len() - 1);
+        }
+        val.extend_from_slice(&g[..n_val.min(g.len())]);
+        train.extend_from_slice(&g[n_val.min(g.len())..]);
+    }
+    // Keep file order within each part so the split does not depend on class grouping.
+    train.sort_unstable();
+    val.sort_unstable();
+    (take(t, &train), take(t, &val))
+}
+
+fn take(t: &Table, rows: &[usize]) -> Table {
+    let mut x = Vec::with_capacity(rows.len() * t.cols);
+    for &r in rows {
+        x.extend_from_slice(&t.x[r * t.cols..(r + 1) * t.cols]);
+    }
+    Table { x, cols: t.cols, y: rows.iter().map(|&r| t.y[r]).collect() }
+}
+
+/// Scales every feature to zero mean and unit variance using the training part's
+/// statistics only; constant features are only centred.
+pub fn standardize(train: &mut Table, val: &mut Table) {
+    let (n, d) = (train.rows().max(1) as f64, train.cols);
+    let mut mean = vec![0f64; d];
+    let mut sq = vec![0f64; d];
+    for row in train.x.chunks(d) {
+        for (j, &v) in row.iter().enumerate() {
+            mean[j] += v as f64;
+            sq[j] += (v as f64) * (v as f64);
+        }
+    }
+    let stats: Vec<(f64, f64)> = (0..d)
+        .map(|j| {
+            let m = mean[j] / n;
+            let var = (sq[j] / n - m * m).max(0.0);
+            (m, if var > 1e-12 { var.sqrt() } else { 1.0 })
+        })
+        .collect();
+    for t in [train, val] {
+        for row in t.x.chunks_mut(d) {
+            for (v, &(m, s)) in row.iter_mut().zip(&stats) {
+                *v = ((*v as f64 - m) / s) as f32;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stratified_and_seeded() {
+        let t =
+            Table { x: (0..100).map(|i| i as f32).collect(), cols: 1, y: (0..100).map(|i| (i % 4) as f32).collect() };
+        let (a, b) = split(&t, 0.2, Task::Classification, 1);
+        assert_eq!((a.rows(), b.rows()), (80, 20));
+        for c in 0..4 {
+            assert_eq!(b.y.iter().filter(|&&v| v == c as f32).count(), 5);
+        }
+        assert_eq!(split(&t, 0.2, Task::Classification, 1), (a.clone(), b.clone()));
+        assert_ne!(split(&t, 0.2, Task::Classification, 2).1, b);
+    }
+
+    #[test]
+    fn standardizes_with_training_statistics() {
+        let mut train = Table { x: vec![1.0, 3.0], cols: 1, y: vec![0.0, 0.0] };
+        let mut val = Table { x: vec![5.0], cols: 1, y: vec![0.0] };
+        standardize(&mut train, &mut val);
+        assert_eq!(train.x, vec![-1.0, 1.0]);
+        assert_eq!(val.x, vec![3.0]);
+    }
+}

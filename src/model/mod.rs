@@ -1,0 +1,167 @@
+//! Models built with candle: an MLP, a linear model and a small CNN, initialised from the
+//! run's seed. Parameters are candle `Var`s owned by the model; the optimizer updates them.
+
+mod spec;
+
+pub use spec::{Activation, MODELS, ModelSpec};
+
+use anyhow::{Result, bail};
+use candle_core::{D, DType, Device, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A dense layer: `x @ w + b` with `w` stored (in, out).
+struct Dense {
+    w: Var,
+    b: Var,
+}
+
+/// A convolution with `out` filters of `k x k` over `in` channels, "same" padding.
+struct Conv {
+    w: Var,
+    b: Var,
+    pad: usize,
+}
+
+/// A built network.
+pub struct Model {
+    convs: Vec<Conv>,
+    /// (channels, height, width) the convolutions read.
+    image: Option<(usize, usize, usize)>,
+    pool: bool,
+    dense: Vec<Dense>,
+    activation: Activation,
+    dropout: f64,
+}
+
+/// PyTorch's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases.
+fn uniform(rng: &mut ChaCha8Rng, shape: &[usize], fan_in: usize) -> Result<Var> {
+    let bound = 1.0 / (fan_in as f32).sqrt();
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
+    Ok(Var::from_tensor(&Tensor::from_vec(values, shape, &Device::Cpu)?)?)
+}
+
+impl Model {
+    /// Builds `spec` for `features` inputs and `outputs` outputs, weights from `seed`.
+    pub fn new(
+        spec: &ModelSpec,
+        features: usize,
+        outputs: usize,
+        image: Option<(usize, usize, usize)>,
+        seed: u64,
+    ) -> Result<Model> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0DE1_u64.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let (mut convs, mut width, mut conv_image) = (Vec::new(), features, None);
+        if let ModelSpec::Cnn { channels, kernel_size, pool, .. } = spec {
+            let Some((mut c, mut h, mut w)) = image else {
+                bail!("the cnn model needs image data (digits or mnist); use mlp or linear for this data set")
+            };
+            conv_image = image;
+            let k = *kernel_size as usize;
+            for &out in channels {
+                let out = out as usize;
+                let fan_in = c * k * k;
+                convs.push(Conv {
+                    w: uniform(&mut rng, &[out, c, k, k], fan_in)?,
+                    b: uniform(&mut rng, &[out], fan_in)?,
+                    pad: k / 2,
+                });
+                c = out;
+                if *pool {
+                    if h < 2 || w < 2 {
+                        bail!(
+                            "the image is too small for {} pooled convolutions; use fewer channels entries or pool = false",
+                            channels.len()
+                        );
+                    }
+                    (h, w) = (h / 2, w / 2);
+                }
+            }
+            width = c * h * w;
+        }
+        let hidden: Vec<usize> = match spec {
+            ModelSpec::Mlp { hidden, .. } | ModelSpec::Cnn { hidden, .. } => {
+                hidden.iter().map(|&h| h as usize).collect()
+            }
+            ModelSpec::Linear => Vec::new(),
+        };
+        let mut dense = Vec::new();
+        for out in hidden.into_iter().chain([outputs]) {
+            dense.push(Dense { w: uniform(&mut rng, &[width, out], width)?, b: uniform(&mut rng, &[out], width)? });
+            width = out;
+        }
+        let (activation, dropout, pool) = match spec {
+            ModelSpec::Mlp { activation, dropout, .. } => (*activation, *dropout, false),
+            ModelSpec::Cnn { activation, dropout, pool, .. } => (*activation, *dropout, *pool),
+            ModelSpec::Linear => (Activation::Relu, 0.0, false),
+        };
+        Ok(Model { convs, image: conv_image, pool, dense, activation, dropout })
+    }
+
+    /// Every parameter, in a fixed order.
+    pub fn vars(&self) -> Vec<Var> {
+        let convs = self.convs.iter().flat_map(|c| [c.w.clone(), c.b.clone()]);
+        convs.chain(self.dense.iter().flat_map(|d| [d.w.clone(), d.b.clone()])).collect()
+    }
+
+    /// Number of trainable values.
+    pub fn parameter_count(&self) -> usize {
+        self.vars().iter().map(|v| v.elem_count()).sum()
+    }
+
+    /// The network's output for a batch `x` of shape (n, features). With `dropout_rng`
+    /// (training), dropout masks are drawn from it; without (evaluation), dropout is off.
+    pub fn forward(&self, x: &Tensor, dropout_rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+        let mut h = x.clone();
+        if let Some((c, hh, ww)) = self.image {
+            h = h.reshape((x.dim(0)?, c, hh, ww))?;
+            for conv in &self.convs {
+                h = h.conv2d(conv.w.as_tensor(), conv.pad, 1, 1, 1)?;
+                h = h.broadcast_add(&conv.b.as_tensor().reshape((1, (), 1, 1))?)?;
+                h = self.activation.apply(&h)?;
+                if self.pool {
+                    h = h.max_pool2d(2)?;
+                }
+            }
+            h = h.flatten_from(1)?;
+        }
+        let mut rng = dropout_rng;
+        let last = self.dense.len() - 1;
+        for (i, d) in self.dense.iter().enumerate() {
+            h = h.matmul(d.w.as_tensor())?.broadcast_add(d.b.as_tensor())?;
+            if i < last {
+                h = self.activation.apply(&h)?;
+                if let (Some(r), true) = (rng.as_deref_mut(), self.dropout > 0.0) {
+                    h = dropout(&h, self.dropout, r)?;
+                }
+            }
+        }
+        Ok(h)
+    }
+}
+
+/// Inverted dropout with a seeded mask (candle's own draws from an unseeded generator).
+fn dropout(h: &Tensor, p: f64, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+    let keep = 1.0 - p;
+    let mask: Vec<f32> =
+        (0..h.elem_count()).map(|_| if rng.random::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 }).collect();
+    Ok(h.mul(&Tensor::from_vec(mask, h.shape(), h.device())?)?)
+}
+
+/// Softmax cross-entropy of logits (n, classes) against class indices (n,), averaged.
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::loss::cross_entropy(logits, targets)?)
+}
+
+/// Mean squared error, averaged over all elements.
+pub fn mse(pred: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    Ok(pred.sub(targets)?.sqr()?.mean_all()?)
+}
+
+/// Fraction of rows whose largest logit is the target class.
+pub fn accuracy(logits: &Tensor, targets: &Tensor) -> Result<f64> {
+    let predicted = logits.argmax(D::Minus1)?;
+    let correct = predicted.eq(targets)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+    Ok(correct as f64 / targets.dim(0)? as f64)
+}

@@ -1,0 +1,197 @@
+//! Optimizers with PyTorch's update rules, over candle `Var`s: SGD (momentum, dampening,
+//! nesterov, weight decay), Adam, RMSprop of our own, and candle-nn's AdamW. The trainer
+//! sets the rate from the schedule before every step.
+
+mod spec;
+
+pub use spec::{OPTIMIZERS, OptimizerSpec};
+
+use anyhow::Result;
+use candle_core::backprop::GradStore;
+use candle_core::{Tensor, Var};
+use candle_nn::Optimizer as _;
+
+/// An optimizer bound to a model's parameters.
+pub enum Optimizer {
+    Sgd { spec: OptimizerSpec, vars: Vec<Var>, buffers: Vec<Option<Tensor>> },
+    Adam { spec: OptimizerSpec, vars: Vec<Var>, m: Vec<Tensor>, v: Vec<Tensor>, t: i32 },
+    RmsProp { spec: OptimizerSpec, vars: Vec<Var>, square: Vec<Tensor>, buffers: Vec<Tensor> },
+    AdamW(candle_nn::AdamW),
+}
+
+impl Optimizer {
+    pub fn new(spec: &OptimizerSpec, vars: Vec<Var>) -> Result<Self> {
+        let zeros = |vars: &[Var]| vars.iter().map(|v| v.zeros_like()).collect::<candle_core::Result<Vec<_>>>();
+        Ok(match spec {
+            OptimizerSpec::Sgd { .. } => Optimizer::Sgd { spec: spec.clone(), buffers: vec![None; vars.len()], vars },
+            OptimizerSpec::Adam { .. } => {
+                Optimizer::Adam { spec: spec.clone(), m: zeros(&vars)?, v: zeros(&vars)?, vars, t: 0 }
+            }
+            OptimizerSpec::RmsProp { .. } => {
+                Optimizer::RmsProp { spec: spec.clone(), square: zeros(&vars)?, buffers: zeros(&vars)?, vars }
+            }
+            OptimizerSpec::AdamW { beta1, beta2, eps, weight_decay } => Optimizer::AdamW(candle_nn::AdamW::new(
+                vars,
+                candle_nn::ParamsAdamW {
+                    lr: 0.0,
+                    beta1: *beta1,
+                    beta2: *beta2,
+                    eps: *eps,
+                    weight_decay: *weight_decay,
+                },
+            )?),
+        })
+    }
+
+    /// One update with rate `lr` from the gradients in `grads`.
+    pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        match self {
+            Optimizer::Sgd {
+                spec: OptimizerSpec::Sgd { momentum, dampening, nesterov, weight_decay },
+                vars,
+                buffers,
+            } => {
+                for (var, buf) in vars.iter().zip(buffers.iter_mut()) {
+                    let Some(g) = grads.get(var) else { continue };
+                    let mut g =
+                        if *weight_decay != 0.0 { (g + (var.as_tensor() * *weight_decay)?)? } else { g.clone() };
+                    if *momentum != 0.0 {
+                        let b = match buf.take() {
+                            None => g.clone(),
+                            Some(b) => ((b * *momentum)? + (&g * (1.0 - *dampening))?)?,
+                        };
+                        g = if *nesterov { (g + (&b * *momentum)?)? } else { b.clone() };
+                        *buf = Some(b);
+                    }
+                    var.set(&(var.as_tensor() - (g * lr)?)?)?;
+                }
+            }
+            Optimizer::Adam { spec: OptimizerSpec::Adam { beta1, beta2, eps, weight_decay }, vars, m, v, t } => {
+                *t += 1;
+                let (c1, c2) = (1.0 - beta1.powi(*t), 1.0 - beta2.powi(*t));
+                for ((var, m), v) in vars.iter().zip(m.iter_mut()).zip(v.iter_mut()) {
+                    let Some(g) = grads.get(var) else { continue };
+                    let g = if *weight_decay != 0.0 { (g + (var.as_tensor() * *weight_decay)?)? } else { g.clone() };
+                    *m = ((&*m * *beta1)? + (&g * (1.0 - *beta1))?)?;
+                    *v = ((&*v * *beta2)? + (g.sqr()? * (1.0 - *beta2))?)?;
+                    let denom = ((&*v / c2)?.sqrt()? + *eps)?;
+                    let update = ((&*m / c1)? / denom)?;
+                    var.set(&(var.as_tensor() - (update * lr)?)?)?;
+                }
+            }
+            Optimizer::RmsProp {
+                spec: OptimizerSpec::RmsProp { alpha, eps, momentum, weight_decay },
+                vars,
+                square,
+                buffers,
+            } => {
+                for ((var, sq), buf) in vars.iter().zip(square.iter_mut()).zip(buffers.iter_mut()) {
+                    let Some(g) = grads.get(var) else { continue };
+                    let g = if *weight_decay != 0.0 { (g + (var.as_tensor() * *weight_decay)?)? } else { g.clone() };
+                    *sq = ((&*sq * *alpha)? + (g.sqr()? * (1.0 - *alpha))?)?;
+                    let scaled = (g / (sq.sqrt()? + *eps)?)?;
+                    let update = if *momentum > 0.0 {
+                        *buf = ((&*buf * *momentum)? + scaled)?;
+                        buf.clone()
+                    } else {
+                        scaled
+                    };
+                    var.set(&(var.as_tensor() - (update * lr)?)?)?;
+                }
+            }
+            Optimizer::AdamW(opt) => {
+                opt.set_learning_rate(lr);
+                opt.step(grads)?;
+            }
+            _ => unreachable!("each optimizer holds its own kind of spec"),
+        }
+        Ok(())
+    }
+}
+
+/// Scales all gradients so their global L2 norm is at most `max_norm` (PyTorch's
+/// `clip_grad_norm_`); returns the norm before clipping.
+pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
+    let mut total = 0f64;
+    for var in vars {
+        if let Some(g) = grads.get(var) {
+            total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+    }
+    let norm = total.sqrt();
+    let scale = max_norm / (norm + 1e-6);
+    if scale < 1.0 {
+        for var in vars {
+            if let Some(g) = grads.remove(var) {
+                grads.insert(var, (g * scale)?);
+            }
+        }
+    }
+    Ok(norm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// One parameter [1, 2] with loss = sum(w * [0.5, -1]) has gradient [0.5, -1].
+    fn first_two_updates(spec: OptimizerSpec) -> (Vec<f32>, Vec<f32>) {
+        let w = Var::new(&[1.0f32, 2.0], &Device::Cpu).unwrap();
+        let c = Tensor::new(&[0.5f32, -1.0], &Device::Cpu).unwrap();
+        let mut opt = Optimizer::new(&spec, vec![w.clone()]).unwrap();
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            let grads = w.as_tensor().mul(&c).unwrap().sum_all().unwrap().backward().unwrap();
+            opt.step(&grads, 0.1).unwrap();
+            out.push(w.as_tensor().to_vec1::<f32>().unwrap());
+        }
+        (out[0].clone(), out[1].clone())
+    }
+
+    fn close(a: &[f32], b: &[f64]) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((*x as f64 - y).abs() < 1e-6, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn sgd_momentum_and_weight_decay_follow_pytorch() {
+        // g = grad + wd*w = [0.5 + 0.01, -1 + 0.02]; buf = g; w = w - 0.1*buf.
+        let spec = OptimizerSpec::Sgd { momentum: 0.9, dampening: 0.0, nesterov: false, weight_decay: 0.01 };
+        let (a, b) = first_two_updates(spec);
+        let g1 = [0.51, -0.98];
+        let w1 = [1.0 - 0.1 * g1[0], 2.0 - 0.1 * g1[1]];
+        close(&a, &w1);
+        let g2 = [0.5 + 0.01 * w1[0], -1.0 + 0.01 * w1[1]];
+        let buf2 = [0.9 * g1[0] + g2[0], 0.9 * g1[1] + g2[1]];
+        close(&b, &[w1[0] - 0.1 * buf2[0], w1[1] - 0.1 * buf2[1]]);
+        // Nesterov: step with g + momentum * buf; first buf = g, so 1.9 * g.
+        let (a, _) =
+            first_two_updates(OptimizerSpec::Sgd { momentum: 0.9, dampening: 0.0, nesterov: true, weight_decay: 0.0 });
+        close(&a, &[1.0 - 0.1 * 1.9 * 0.5, 2.0 + 0.1 * 1.9]);
+    }
+
+    #[test]
+    fn adam_first_step_moves_by_lr() {
+        // Bias-corrected m/sqrt(v) = sign(g) on step 1, so w -= 0.1 * g/|g| (eps aside).
+        let (a, b) = first_two_updates(OptimizerSpec::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 });
+        close(&a, &[0.9, 2.1]);
+        close(&b, &[0.8, 2.2]);
+    }
+
+    #[test]
+    fn adamw_decays_weights_before_the_adam_step() {
+        let (a, _) = first_two_updates(OptimizerSpec::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1 });
+        // w * (1 - lr * wd) - lr * sign(g).
+        close(&a, &[1.0 * 0.99 - 0.1, 2.0 * 0.99 + 0.1]);
+    }
+
+    #[test]
+    fn rmsprop_first_step() {
+        // v = (1 - 0.99) g^2; w -= 0.1 * g / (sqrt(v) + eps) = 0.1 * sign(g) / sqrt(0.01) = sign(g).
+        let (a, _) =
+            first_two_updates(OptimizerSpec::RmsProp { alpha: 0.99, eps: 1e-8, momentum: 0.0, weight_decay: 0.0 });
+        close(&a, &[0.0, 3.0]);
+    }
+}

@@ -1,0 +1,281 @@
+//! The training loop: batches from a shared data set, the model's forward and backward
+//! pass, the schedule's rate before every step, evaluations that feed validation-driven
+//! schedules, divergence and early stopping. It knows plain specs, not TOML, and reports
+//! through a [`Recorder`] (CSV files, progress), not to the terminal.
+
+mod spec;
+
+pub use spec::{EarlyStopping, TrainSpec};
+
+use crate::data::{Dataset, Split, Task};
+use crate::model::{Model, ModelSpec, accuracy, cross_entropy, mse};
+use crate::optim::{Optimizer, OptimizerSpec, clip_grad_norm};
+use crate::schedule::{Context, ScheduleSpec};
+use anyhow::{Result, bail};
+use candle_core::Tensor;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+/// Everything one run needs, as plain data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpec {
+    pub schedule: ScheduleSpec,
+    pub model: ModelSpec,
+    pub optimizer: OptimizerSpec,
+    pub train: TrainSpec,
+}
+
+/// A row of steps.csv.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct StepRow {
+    pub step: u64,
+    pub lr: f64,
+    pub loss: f64,
+}
+
+/// A row of metrics.csv: one evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct EvalRow {
+    pub epoch: u64,
+    pub step: u64,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub val_accuracy: Option<f64>,
+    pub val_rmse: Option<f64>,
+    pub seconds: f64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Completed,
+    Diverged,
+    Failed,
+    Interrupted,
+}
+
+/// What a run produced, besides what it recorded on the way.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Outcome {
+    pub status: Status,
+    pub steps: u64,
+    pub total_steps: u64,
+    pub epochs: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diverged_at_step: Option<u64>,
+    pub early_stopped: bool,
+    pub final_metrics: Option<EvalRow>,
+    pub best_metrics: Option<EvalRow>,
+    pub wall_seconds: f64,
+    pub samples_per_second: f64,
+    pub parameters: usize,
+}
+
+/// Receives what a run produces as it goes.
+pub trait Recorder {
+    /// Called after every step; `logged` marks the steps that belong in steps.csv.
+    fn on_step(&mut self, row: &StepRow, epoch: u64, logged: bool) -> Result<()>;
+    /// Called after every evaluation.
+    fn on_eval(&mut self, row: &EvalRow) -> Result<()>;
+}
+
+/// The value of `monitor` in an evaluation row, if the task has it.
+pub fn metric(row: &EvalRow, monitor: &str) -> Option<f64> {
+    match monitor {
+        "val_loss" => Some(row.val_loss),
+        "train_loss" => Some(row.train_loss),
+        "val_accuracy" => row.val_accuracy,
+        "val_rmse" => row.val_rmse,
+        _ => None,
+    }
+}
+
+/// Whether larger is better for `monitor`.
+pub fn maximize(monitor: &str) -> bool {
+    monitor.contains("acc")
+}
+
+/// Trains `spec` on `data`, reporting to `recorder`.
+pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder) -> Result<Outcome> {
+    let start = Instant::now();
+    let t = &spec.train;
+    let n = data.train.len;
+    let steps_per_epoch = t.steps_per_epoch(n);
+    let total = t.total_steps(n);
+    let mut schedule = spec.schedule.build(&Context { total_steps: total, steps_per_epoch, seed: t.seed });
+    for monitor in schedule.monitor().into_iter().chain(t.early_stopping.as_ref().map(|e| e.monitor.as_str())) {
+        if data.task == Task::Regression && monitor == "val_accuracy" {
+            bail!("`{monitor}` is watched, but {} is a regression data set; watch val_loss or val_rmse", data.name);
+        }
+        if data.task == Task::Classification && monitor == "val_rmse" {
+            bail!(
+                "`{monitor}` is watched, but {} is a classification data set; watch val_loss or val_accuracy",
+                data.name
+            );
+        }
+    }
+    let outputs = if data.task == Task::Classification { data.classes } else { 1 };
+    let model = Model::new(&spec.model, data.features, outputs, data.image, t.seed)?;
+    let vars = model.vars();
+    let mut optimizer = Optimizer::new(&spec.optimizer, vars.clone())?;
+    let mut shuffle_rng = ChaCha8Rng::seed_from_u64(t.seed ^ 0x5_4FF1E);
+    let mut dropout_rng = ChaCha8Rng::seed_from_u64(t.seed ^ 0xD_0F0F);
+    let mut order: Vec<u32> = (0..n as u32).collect();
+
+    let (mut step, mut epoch, mut samples) = (0u64, 0u64, 0u64);
+    let (mut loss_sum, mut loss_count, mut last_lr) = (0f64, 0u64, schedule.lr(0));
+    let (mut final_row, mut best_row): (Option<EvalRow>, Option<EvalRow>) = (None, None);
+    let mut diverged_at = None;
+    let mut early = EarlyState::default();
+    let best_by = if data.task == Task::Classification { "val_accuracy" } else { "val_loss" };
+
+    let evaluate = |epoch: u64, step: u64, lr: f64, loss_sum: &mut f64, loss_count: &mut u64| -> Result<EvalRow> {
+        let (val_loss, val_accuracy) = evaluate(&model, &data.validation, data.task)?;
+        let row = EvalRow {
+            epoch,
+            step,
+            lr,
+            train_loss: if *loss_count > 0 { *loss_sum / *loss_count as f64 } else { f64::NAN },
+            val_loss,
+            val_accuracy: val_accuracy.filter(|_| data.task == Task::Classification),
+            val_rmse: (data.task == Task::Regression).then(|| val_loss.sqrt()),
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        (*loss_sum, *loss_count) = (0.0, 0);
+        Ok(row)
+    };
+
+    'training: while step < total {
+        epoch += 1;
+        if t.shuffle {
+            order.shuffle(&mut shuffle_rng);
+        }
+        for batch in order.chunks(t.batch_size as usize) {
+            if step >= total {
+                break;
+            }
+            let lr = schedule.lr(step);
+            let idx = Tensor::from_slice(batch, batch.len(), &candle_core::Device::Cpu)?;
+            let xb = data.train.x.index_select(&idx, 0)?;
+            let yb = data.train.y.index_select(&idx, 0)?;
+            let out = model.forward(&xb, Some(&mut dropout_rng))?;
+            let loss = if data.task == Task::Classification { cross_entropy(&out, &yb)? } else { mse(&out, &yb)? };
+            let loss_value = loss.to_scalar::<f32>()? as f64;
+            let row = StepRow { step, lr, loss: loss_value };
+            if !loss_value.is_finite() {
+                recorder.on_step(&row, epoch, true)?;
+                diverged_at = Some(step);
+                break 'training;
+            }
+            let mut grads = loss.backward()?;
+            if let Some(max) = t.clip_grad_norm {
+                clip_grad_norm(&mut grads, &vars, max)?;
+            }
+            optimizer.step(&grads, lr)?;
+            recorder.on_step(&row, epoch, step % t.log_every == 0)?;
+            (loss_sum, loss_count, last_lr) = (loss_sum + loss_value, loss_count + 1, lr);
+            samples += batch.len() as u64;
+            step += 1;
+            if t.eval_every.is_some_and(|k| step % k == 0) || (t.eval_every.is_none() && step % steps_per_epoch == 0) {
+                let row = evaluate(epoch, step, last_lr, &mut loss_sum, &mut loss_count)?;
+                if !row.val_loss.is_finite() {
+                    recorder.on_eval(&row)?;
+                    diverged_at = Some(step);
+                    break 'training;
+                }
+                recorder.on_eval(&row)?;
+                if let Some(m) = schedule.monitor().and_then(|m| metric(&row, m)) {
+                    schedule.observe(m);
+                }
+                if better(&row, best_row.as_ref(), best_by) {
+                    best_row = Some(row);
+                }
+                final_row = Some(row);
+                if let Some(es) = &t.early_stopping {
+                    if early.should_stop(&row, es) {
+                        break 'training;
+                    }
+                }
+            }
+        }
+    }
+    // A last evaluation when the run ended between evaluations.
+    if diverged_at.is_none() && final_row.is_none_or(|r| r.step != step) && step > 0 {
+        let row = evaluate(epoch, step, last_lr, &mut loss_sum, &mut loss_count)?;
+        recorder.on_eval(&row)?;
+        if better(&row, best_row.as_ref(), best_by) {
+            best_row = Some(row);
+        }
+        final_row = Some(row);
+    }
+    let wall = start.elapsed().as_secs_f64();
+    Ok(Outcome {
+        status: if diverged_at.is_some() { Status::Diverged } else { Status::Completed },
+        steps: step,
+        total_steps: total,
+        epochs: epoch,
+        diverged_at_step: diverged_at,
+        early_stopped: early.stopped,
+        final_metrics: final_row,
+        best_metrics: best_row,
+        wall_seconds: wall,
+        samples_per_second: samples as f64 / wall.max(1e-9),
+        parameters: model.parameter_count(),
+    })
+}
+
+fn better(row: &EvalRow, best: Option<&EvalRow>, by: &str) -> bool {
+    let (Some(v), Some(b)) = (metric(row, by), best.and_then(|b| metric(b, by))) else { return best.is_none() };
+    if maximize(by) { v > b } else { v < b }
+}
+
+/// Early-stopping bookkeeping (Keras EarlyStopping: absolute min_delta).
+#[derive(Default)]
+struct EarlyState {
+    best: Option<f64>,
+    wait: u64,
+    stopped: bool,
+}
+
+impl EarlyState {
+    fn should_stop(&mut self, row: &EvalRow, es: &EarlyStopping) -> bool {
+        let Some(m) = metric(row, &es.monitor) else { return false };
+        let improved = match self.best {
+            None => true,
+            Some(b) if maximize(&es.monitor) => m - es.min_delta > b,
+            Some(b) => m + es.min_delta < b,
+        };
+        if improved {
+            (self.best, self.wait) = (Some(m), 0);
+        } else {
+            self.wait += 1;
+        }
+        self.stopped = self.wait >= es.patience;
+        self.stopped
+    }
+}
+
+/// Mean loss (and accuracy for classification) over `split`, in chunks, without dropout.
+fn evaluate(model: &Model, split: &Split, task: Task) -> Result<(f64, Option<f64>)> {
+    let (mut loss, mut correct) = (0f64, 0f64);
+    let chunk = 1024;
+    let mut start = 0;
+    while start < split.len {
+        let len = chunk.min(split.len - start);
+        let x = split.x.narrow(0, start, len)?;
+        let y = split.y.narrow(0, start, len)?;
+        let out = model.forward(&x, None)?;
+        let l = if task == Task::Classification { cross_entropy(&out, &y)? } else { mse(&out, &y)? };
+        loss += l.to_scalar::<f32>()? as f64 * len as f64;
+        if task == Task::Classification {
+            correct += accuracy(&out, &y)? * len as f64;
+        }
+        start += len;
+    }
+    let n = split.len.max(1) as f64;
+    Ok((loss / n, (task == Task::Classification).then_some(correct / n)))
+}

@@ -1,0 +1,109 @@
+//! The `[train]` table: how long, in what batches, how often to evaluate and log.
+
+use crate::params::{ParamSource, Rule};
+
+/// Stop when the monitored metric has not improved for `patience` evaluations.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EarlyStopping {
+    pub monitor: String,
+    pub patience: u64,
+    pub min_delta: f64,
+}
+
+/// A validated `[train]` table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TrainSpec {
+    /// Epochs to train; ignored when `steps` is set.
+    pub epochs: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
+    pub batch_size: u64,
+    pub shuffle: bool,
+    /// Steps between evaluations; `None` = at the end of every epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_every: Option<u64>,
+    pub log_every: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStopping>,
+    pub seed: u64,
+    pub threads: u64,
+}
+
+impl Default for TrainSpec {
+    fn default() -> Self {
+        TrainSpec {
+            epochs: 30,
+            steps: None,
+            batch_size: 32,
+            shuffle: true,
+            eval_every: None,
+            log_every: 10,
+            clip_grad_norm: None,
+            early_stopping: None,
+            seed: crate::DEFAULT_SEED,
+            threads: 1,
+        }
+    }
+}
+
+impl TrainSpec {
+    /// Reads the `[train]` keys (the `early_stopping` sub-table is read by the caller).
+    pub fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
+        Ok(TrainSpec {
+            epochs: p.steps("epochs", Some(30), 1, "passes over the training data")?,
+            steps: p.optional_steps(
+                "steps",
+                1,
+                "epochs * steps per epoch",
+                "optimizer steps to train (instead of epochs)",
+            )?,
+            batch_size: p.steps("batch_size", Some(32), 1, "samples per step")?,
+            shuffle: p.flag("shuffle", true, "reshuffle the training data each epoch (seeded)")?,
+            eval_every: p.optional_steps("eval_every", 1, "every epoch", "steps between evaluations")?,
+            log_every: p.steps("log_every", Some(10), 1, "steps between rows of steps.csv")?,
+            clip_grad_norm: p.optional_number(
+                "clip_grad_norm",
+                Rule::Positive,
+                "no clipping",
+                "maximum global gradient norm",
+            )?,
+            early_stopping: None,
+            seed: p.steps(
+                "seed",
+                Some(crate::DEFAULT_SEED),
+                0,
+                "seed for data, weights, shuffling, dropout and noise",
+            )?,
+            threads: p.steps("threads", Some(1), 1, "CPU threads for this run")?,
+        })
+    }
+
+    /// Steps per epoch for a training set of `n` samples (the last batch may be smaller).
+    pub fn steps_per_epoch(&self, n: usize) -> u64 {
+        (n as u64).div_ceil(self.batch_size).max(1)
+    }
+
+    /// Total optimizer steps for a training set of `n` samples.
+    pub fn total_steps(&self, n: usize) -> u64 {
+        self.steps.unwrap_or(self.epochs * self.steps_per_epoch(n))
+    }
+}
+
+impl EarlyStopping {
+    pub fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
+        Ok(EarlyStopping {
+            monitor: p
+                .choice("monitor", crate::schedule::MONITORS, Some("val_loss"), "the metric to watch")?
+                .to_string(),
+            patience: p.steps("patience", Some(5), 1, "evaluations without improvement before stopping")?,
+            min_delta: p.number(
+                "min_delta",
+                Some(0.0),
+                Rule::NonNegative,
+                "smallest change that counts as improvement",
+            )?,
+        })
+    }
+}

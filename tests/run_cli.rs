@@ -1,0 +1,271 @@
+//! `runner run` through the real binary: the files it writes, their values, determinism,
+//! divergence, refusal to overwrite, every data source, model and optimizer, and the
+//! errors for bad data files.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+
+fn runner() -> Command {
+    Command::cargo_bin("runner").unwrap()
+}
+
+/// Writes a config into `dir` and runs it with results under `dir/out`; returns the run dir.
+fn run_config(dir: &Path, body: &str) -> PathBuf {
+    let cfg = dir.join("exp.toml");
+    fs::write(&cfg, body).unwrap();
+    let out = runner().arg("run").arg(&cfg).arg("--out").arg(dir.join("out")).arg("--quiet").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exp = dir.join("out").join("exp");
+    let run = fs::read_dir(&exp).unwrap().next().unwrap().unwrap().path();
+    run
+}
+
+fn summary(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+}
+
+const SMALL_TRAIN: &str = "[train]\nepochs = 3\nbatch_size = 16\nlog_every = 1\n";
+
+#[test]
+fn cosine_config_trains_digits_to_95_percent_and_writes_the_run_directory() {
+    let dir = TempDir::new().unwrap();
+    runner().args(["run", "configs/cosine.toml", "--quiet", "--out"]).arg(dir.path()).assert().success();
+    let run = dir.path().join("cosine").join("cosine_decay");
+    for f in ["config.toml", "metrics.csv", "steps.csv", "summary.json"] {
+        assert!(run.join(f).is_file(), "{f} written");
+    }
+    let s = summary(&run);
+    assert_eq!(s["status"], "completed");
+    assert_eq!(s["runner_version"], env!("CARGO_PKG_VERSION"));
+    let acc = s["final_metrics"]["val_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.95, "val_accuracy {acc}");
+    let metrics = fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(metrics.starts_with("epoch,step,lr,train_loss,val_loss,val_accuracy,val_rmse,seconds\n"));
+    assert_eq!(metrics.lines().count(), 31, "one row per epoch");
+    // The resolved config reruns as it is.
+    runner()
+        .arg("run")
+        .arg(run.join("config.toml"))
+        .arg("--quiet")
+        .arg("--out")
+        .arg(dir.path().join("again"))
+        .assert()
+        .success();
+    // A second run does not mix with the first.
+    runner()
+        .args(["run", "configs/cosine.toml", "--quiet", "--out"])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already holds results of an earlier run; pass --force"));
+    runner().args(["run", "configs/cosine.toml", "--quiet", "--force", "--out"]).arg(dir.path()).assert().success();
+}
+
+#[test]
+fn lr_column_follows_the_schedule_exactly() {
+    let dir = TempDir::new().unwrap();
+    let body = format!(
+        "name = \"exp\"\n[schedule]\nkind = \"cosine_decay_restarts\"\nlearning_rate = 0.05\nfirst_decay_steps = 20\n{SMALL_TRAIN}"
+    );
+    let run = run_config(dir.path(), &body);
+    let steps = fs::read_to_string(run.join("steps.csv")).unwrap();
+    let n = steps.lines().count() - 1;
+    let expected =
+        runner().arg("schedule").arg(dir.path().join("exp.toml")).args(["--steps", &n.to_string()]).output().unwrap();
+    let expected: Vec<String> =
+        String::from_utf8(expected.stdout).unwrap().lines().skip(1).map(str::to_string).collect();
+    for (row, want) in steps.lines().skip(1).zip(&expected) {
+        let fields: Vec<&str> = row.split(',').collect();
+        assert_eq!(format!("{},{}", fields[0], fields[1]), *want);
+    }
+}
+
+#[test]
+fn same_seed_gives_identical_files_apart_from_wall_clock() {
+    let dir = TempDir::new().unwrap();
+    let body = format!(
+        "name = \"exp\"\n[schedule]\nkind = \"noisy_linear_cosine_decay\"\nlearning_rate = 0.1\ndecay_steps = 200\n[model]\ndropout = 0.2\n{SMALL_TRAIN}"
+    );
+    let a = run_config(&dir.path().join("a"), &{
+        fs::create_dir_all(dir.path().join("a")).unwrap();
+        body.clone()
+    });
+    fs::create_dir_all(dir.path().join("b")).unwrap();
+    let b = run_config(&dir.path().join("b"), &body);
+    let strip = |p: &Path| -> Vec<String> {
+        fs::read_to_string(p.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect()
+    };
+    assert_eq!(strip(&a), strip(&b));
+    assert_eq!(fs::read(a.join("steps.csv")).unwrap(), fs::read(b.join("steps.csv")).unwrap());
+    fs::create_dir_all(dir.path().join("c")).unwrap();
+    let c = run_config(&dir.path().join("c"), &body.replace("log_every = 1", "log_every = 1\nseed = 7"));
+    assert_ne!(fs::read(a.join("steps.csv")).unwrap(), fs::read(c.join("steps.csv")).unwrap());
+}
+
+#[test]
+fn a_huge_rate_diverges_and_keeps_its_files() {
+    let dir = TempDir::new().unwrap();
+    let run = run_config(
+        dir.path(),
+        &format!("name = \"exp\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 1e6\n{SMALL_TRAIN}"),
+    );
+    let s = summary(&run);
+    assert_eq!(s["status"], "diverged");
+    let at = s["diverged_at_step"].as_u64().unwrap();
+    let steps = fs::read_to_string(run.join("steps.csv")).unwrap();
+    let last = steps.lines().last().unwrap();
+    assert!(last.starts_with(&format!("{at},")) && (last.ends_with("NaN") || last.ends_with("inf")), "{last}");
+}
+
+#[test]
+fn every_model_and_optimizer_trains() {
+    for (model, optimizer) in [
+        ("[model]\nkind = \"linear\"", "[optimizer]\nkind = \"adam\""),
+        ("[model]\nkind = \"cnn\"\nchannels = [4]\nhidden = [16]", "[optimizer]\nkind = \"adamw\""),
+        (
+            "[model]\nkind = \"mlp\"\nhidden = [32]\nactivation = \"gelu\"\ndropout = 0.1",
+            "[optimizer]\nkind = \"rmsprop\"",
+        ),
+        ("[model]\nkind = \"mlp\"\nactivation = \"tanh\"", "[train.optimizer]\nkind = \"sgd\"\nnesterov = true"),
+    ] {
+        let dir = TempDir::new().unwrap();
+        let lr = if optimizer.contains("sgd") { "0.05" } else { "0.002" };
+        let body = format!(
+            "name = \"exp\"\n[schedule]\nkind = \"constant\"\nlearning_rate = {lr}\n{model}\n{SMALL_TRAIN}{optimizer}\n"
+        );
+        let s = summary(&run_config(dir.path(), &body));
+        let acc = s["final_metrics"]["val_accuracy"].as_f64().unwrap();
+        assert!(acc > 0.8, "{model} / {optimizer}: val_accuracy {acc}");
+    }
+}
+
+#[test]
+fn synthetic_sources_train_and_regression_reports_rmse() {
+    for source in
+        ["kind = \"spirals\"\npoints_per_class = 100", "kind = \"moons\"\npoints = 300", "kind = \"blobs\"\ndims = 4"]
+    {
+        let dir = TempDir::new().unwrap();
+        let body = format!(
+            "name = \"exp\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.05\n[dataset]\n{source}\n{SMALL_TRAIN}"
+        );
+        let s = summary(&run_config(dir.path(), &body));
+        assert_eq!(s["status"], "completed", "{source}");
+        assert!(s["final_metrics"]["val_accuracy"].as_f64().unwrap() > 0.5, "{source}");
+    }
+    let dir = TempDir::new().unwrap();
+    let body = format!(
+        "name = \"exp\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.01\n[dataset]\nkind = \"sine\"\npoints = 400\n{SMALL_TRAIN}"
+    );
+    let run = run_config(dir.path(), &body);
+    let metrics = fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let last: Vec<&str> = metrics.lines().last().unwrap().split(',').collect();
+    assert_eq!(last[5], "", "no accuracy for regression");
+    let (loss, rmse): (f64, f64) = (last[4].parse().unwrap(), last[6].parse().unwrap());
+    assert!((rmse - loss.sqrt()).abs() < 1e-9);
+}
+
+#[test]
+fn csv_source_reads_named_target_and_refuses_bad_cells() {
+    let dir = TempDir::new().unwrap();
+    let mut text = String::from("a,b,label\n");
+    for i in 0..60 {
+        text.push_str(&format!("{},{},{}\n", i % 7, (i * 3) % 5, i % 2));
+    }
+    fs::write(dir.path().join("d.csv"), &text).unwrap();
+    let body = format!(
+        "name = \"exp\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.05\n[dataset]\nkind = \"csv\"\npath = \"d.csv\"\ntarget = \"label\"\n{SMALL_TRAIN}"
+    );
+    assert_eq!(summary(&run_config(dir.path(), &body))["status"], "completed");
+    let bad = |content: &str, message: &str| {
+        fs::write(dir.path().join("d.csv"), content).unwrap();
+        runner()
+            .arg("run")
+            .arg(dir.path().join("exp.toml"))
+            .args(["--quiet", "--force", "--out"])
+            .arg(dir.path().join("out"))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(message));
+    };
+    bad("a,b,label\n1,2,0\n1,x,1\n", "d.csv: row 3, column 2: \"x\" is not a number");
+    bad("a,b,label\n1,2,0\n1,1\n", "d.csv: row 3 has 2 fields, but the header has 3");
+    fs::remove_file(dir.path().join("d.csv")).unwrap();
+    runner()
+        .arg("run")
+        .arg(dir.path().join("exp.toml"))
+        .args(["--quiet", "--force", "--out"])
+        .arg(dir.path().join("out"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot read the data file").and(predicate::str::contains("d.csv")));
+}
+
+/// Writes an IDX file of unsigned bytes.
+fn idx(path: &Path, dims: &[u32], data: &[u8], gz: bool) {
+    let mut bytes = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        bytes.extend(d.to_be_bytes());
+    }
+    bytes.extend(data);
+    if gz {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&bytes).unwrap();
+        bytes = e.finish().unwrap();
+    }
+    fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn mnist_idx_files_plain_and_gzipped() {
+    let dir = TempDir::new().unwrap();
+    let mnist = dir.path().join("mnist");
+    fs::create_dir_all(&mnist).unwrap();
+    // 40 tiny 4x4 images: class 1 is bright on the left half, class 0 on the right.
+    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    for i in 0..40u8 {
+        let class = i % 2;
+        labels.push(class);
+        for _r in 0..4 {
+            for c in 0..4 {
+                pixels.push(if (c < 2) == (class == 1) { 200 + i } else { i });
+            }
+        }
+    }
+    idx(&mnist.join("train-images-idx3-ubyte.gz"), &[40, 4, 4], &pixels, true);
+    idx(&mnist.join("train-labels-idx1-ubyte"), &[40], &labels, false);
+    let body = format!(
+        "name = \"exp\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.05\n[dataset]\nkind = \"mnist\"\ndir = \"mnist\"\n[model]\nkind = \"cnn\"\nchannels = [2]\nhidden = [8]\n[train]\nepochs = 30\nbatch_size = 8\n"
+    );
+    let s = summary(&run_config(dir.path(), &body));
+    let acc = s["final_metrics"]["val_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.875, "val_accuracy {acc} on a trivially separable set");
+    idx(&mnist.join("train-labels-idx1-ubyte"), &[39], &labels[..39], false);
+    runner()
+        .arg("run")
+        .arg(dir.path().join("exp.toml"))
+        .args(["--quiet", "--force", "--out"])
+        .arg(dir.path().join("out"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("holds 39 labels but").and(predicate::str::contains("holds 40 images")));
+}
+
+#[test]
+fn config_errors_in_new_tables_are_located() {
+    let dir = TempDir::new().unwrap();
+    let cfg = dir.path().join("exp.toml");
+    fs::write(&cfg, "[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n[model]\nkind = \"mpl\"\n").unwrap();
+    runner().arg("run").arg(&cfg).assert().code(2).stderr(predicate::str::contains(
+        "exp.toml:5:8: `model.kind` unknown model kind \"mpl\"; did you mean \"mlp\"?",
+    ));
+    fs::write(&cfg, "[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n[train]\nbatch_sise = 3\n").unwrap();
+    runner().arg("run").arg(&cfg).assert().code(2).stderr(predicate::str::contains("did you mean `batch_size`?"));
+}

@@ -24,6 +24,11 @@ fn run_config(dir: &Path, body: &str) -> PathBuf {
     run
 }
 
+/// Runs `dir/exp.toml` again over its earlier results.
+fn rerun(dir: &Path) -> assert_cmd::assert::Assert {
+    runner().arg("run").arg(dir.join("exp.toml")).args(["--quiet", "--force", "--out"]).arg(dir.join("out")).assert()
+}
+
 fn summary(run: &Path) -> serde_json::Value {
     serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
 }
@@ -186,24 +191,12 @@ fn csv_source_reads_named_target_and_refuses_bad_cells() {
     assert_eq!(summary(&run_config(dir.path(), &body))["status"], "completed");
     let bad = |content: &str, message: &str| {
         fs::write(dir.path().join("d.csv"), content).unwrap();
-        runner()
-            .arg("run")
-            .arg(dir.path().join("exp.toml"))
-            .args(["--quiet", "--force", "--out"])
-            .arg(dir.path().join("out"))
-            .assert()
-            .code(2)
-            .stderr(predicate::str::contains(message));
+        rerun(dir.path()).code(2).stderr(predicate::str::contains(message));
     };
     bad("a,b,label\n1,2,0\n1,x,1\n", "d.csv: row 3, column 2: \"x\" is not a number");
     bad("a,b,label\n1,2,0\n1,1\n", "d.csv: row 3 has 2 fields, but the header has 3");
     fs::remove_file(dir.path().join("d.csv")).unwrap();
-    runner()
-        .arg("run")
-        .arg(dir.path().join("exp.toml"))
-        .args(["--quiet", "--force", "--out"])
-        .arg(dir.path().join("out"))
-        .assert()
+    rerun(dir.path())
         .code(2)
         .stderr(predicate::str::contains("cannot read the data file").and(predicate::str::contains("d.csv")));
 }
@@ -248,12 +241,7 @@ fn mnist_idx_files_plain_and_gzipped() {
     let acc = s["final_metrics"]["val_accuracy"].as_f64().unwrap();
     assert!(acc >= 0.875, "val_accuracy {acc} on a trivially separable set");
     idx(&mnist.join("train-labels-idx1-ubyte"), &[39], &labels[..39], false);
-    runner()
-        .arg("run")
-        .arg(dir.path().join("exp.toml"))
-        .args(["--quiet", "--force", "--out"])
-        .arg(dir.path().join("out"))
-        .assert()
+    rerun(dir.path())
         .code(2)
         .stderr(predicate::str::contains("holds 39 labels but").and(predicate::str::contains("holds 40 images")));
 }

@@ -122,6 +122,16 @@ impl<'a> TableReader<'a> {
         }
     }
 
+    /// A required, non-empty array's items.
+    fn non_empty_array(&mut self, key: &'static str, expected: &str, doc: &str) -> Result<&'a [Spanned], ConfigError> {
+        let Some(e) = self.entry(key) else { return Err(self.missing(key, expected, doc)) };
+        let Node::Array(items) = &e.value.value else { return Err(self.wrong_type(key, &e.value, expected)) };
+        if items.is_empty() {
+            return Err(self.error_at(e.value.span.clone(), key, format!("must be {expected}, found an empty list")));
+        }
+        Ok(items)
+    }
+
     /// Refuses keys nobody asked for, suggesting the closest known key.
     pub fn finish(self) -> Result<(), ConfigError> {
         let Some(unknown) = self.table.entries.iter().find(|e| !self.asked.contains(&e.key.as_str())) else {
@@ -263,21 +273,13 @@ impl ParamSource for TableReader<'_> {
 
     fn numbers(&mut self, key: &'static str, rule: Rule, doc: &'static str) -> Result<Vec<f64>, ConfigError> {
         let expected = format!("a non-empty list, each {}", rule.describe());
-        let Some(e) = self.entry(key) else { return Err(self.missing(key, &expected, doc)) };
-        let Node::Array(items) = &e.value.value else { return Err(self.wrong_type(key, &e.value, &expected)) };
-        if items.is_empty() {
-            return Err(self.error_at(e.value.span.clone(), key, format!("must be {expected}, found an empty list")));
-        }
+        let items = self.non_empty_array(key, &expected, doc)?;
         items.iter().map(|v| self.as_number(key, v, rule)).collect()
     }
 
     fn pairs(&mut self, key: &'static str, doc: &'static str) -> Result<Vec<(f64, f64)>, ConfigError> {
         let expected = "a non-empty list of [step, lr] pairs";
-        let Some(e) = self.entry(key) else { return Err(self.missing(key, expected, doc)) };
-        let Node::Array(items) = &e.value.value else { return Err(self.wrong_type(key, &e.value, expected)) };
-        if items.is_empty() {
-            return Err(self.error_at(e.value.span.clone(), key, format!("must be {expected}, found an empty list")));
-        }
+        let items = self.non_empty_array(key, expected, doc)?;
         items
             .iter()
             .map(|item| match &item.value {
@@ -291,11 +293,7 @@ impl ParamSource for TableReader<'_> {
 
     fn phases(&mut self, key: &'static str, doc: &'static str) -> Result<Vec<Phase>, ConfigError> {
         let expected = "a non-empty list of schedule tables ([[schedule.phases]])";
-        let Some(e) = self.entry(key) else { return Err(self.missing(key, expected, doc)) };
-        let Node::Array(items) = &e.value.value else { return Err(self.wrong_type(key, &e.value, expected)) };
-        if items.is_empty() {
-            return Err(self.error_at(e.value.span.clone(), key, format!("must be {expected}, found an empty list")));
-        }
+        let items = self.non_empty_array(key, expected, doc)?;
         let n = items.len();
         items
             .iter()

@@ -43,7 +43,7 @@ pub use one_cycle::OneCycle;
 pub use piecewise_constant::PiecewiseConstant;
 pub use piecewise_linear::PiecewiseLinear;
 pub use polynomial::PolynomialDecay;
-pub use reduce_on_plateau::{MONITORS, ReduceOnPlateau};
+pub use reduce_on_plateau::{MONITORS, ReduceOnPlateau, larger_is_better};
 pub use sequence::{Phase, Sequence};
 pub use step::{MultiStep, Step};
 pub use warmup::Warmup;

@@ -6,6 +6,11 @@ use super::{Context, Kind, ParamSource, Rule, Schedule};
 /// Metrics a validation-driven schedule can watch.
 pub const MONITORS: &[&str] = &["val_loss", "val_accuracy", "val_rmse", "train_loss"];
 
+/// Whether larger values of `monitor` are better (accuracies), as Keras' "auto" mode decides.
+pub fn larger_is_better(monitor: &str) -> bool {
+    monitor.contains("acc")
+}
+
 /// Multiplies the rate by `factor` when the monitored metric has stopped improving.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ReduceOnPlateau {
@@ -58,7 +63,7 @@ impl ReduceOnPlateau {
         match self.mode.as_str() {
             "max" => true,
             "min" => false,
-            _ => self.monitor.contains("acc"),
+            _ => larger_is_better(&self.monitor),
         }
     }
 }

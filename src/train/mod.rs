@@ -10,7 +10,7 @@ pub use spec::{EarlyStopping, TrainSpec};
 use crate::data::{Dataset, Split, Task};
 use crate::model::{Model, ModelSpec, accuracy, cross_entropy, mse};
 use crate::optim::{Optimizer, OptimizerSpec, clip_grad_norm};
-use crate::schedule::{Context, ScheduleSpec};
+use crate::schedule::{Context, ScheduleSpec, larger_is_better as maximize};
 use anyhow::{Result, bail};
 use candle_core::Tensor;
 use rand::SeedableRng;
@@ -92,11 +92,6 @@ pub fn metric(row: &EvalRow, monitor: &str) -> Option<f64> {
         "val_rmse" => row.val_rmse,
         _ => None,
     }
-}
-
-/// Whether larger is better for `monitor`.
-pub fn maximize(monitor: &str) -> bool {
-    monitor.contains("acc")
 }
 
 /// Trains `spec` on `data`, reporting to `recorder`.

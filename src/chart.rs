@@ -23,6 +23,10 @@ pub struct Labels<'a> {
     pub y: &'a str,
 }
 
+/// Where the y axis ends; `None` fits the data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct YRange(pub Option<(f64, f64)>);
+
 /// Ten colours that stay distinguishable side by side (Tableau 10).
 const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
@@ -45,27 +49,88 @@ fn register_font() {
     });
 }
 
+/// Pixel size of a line chart: wider when a legend sits beside the plot.
+pub fn line_chart_size(series: usize) -> (u32, u32) {
+    if series > 1 { (1300, 650) } else { (1000, 600) }
+}
+
 /// Writes a line chart to `path`; the format follows the extension (`.png` or `.svg`).
 pub fn write_line_chart(path: &Path, series: &[Series], labels: &Labels<'_>) -> Result<()> {
-    let size = (1000, 600);
+    write_line_chart_in(path, series, labels, YRange::default())
+}
+
+/// [`write_line_chart`] with the y axis limited to `range` (curves are clipped to it).
+pub fn write_line_chart_in(path: &Path, series: &[Series], labels: &Labels<'_>, range: YRange) -> Result<()> {
+    let size = line_chart_size(series.len());
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("png") => draw(BitMapBackend::new(path, size).into_drawing_area(), series, labels),
-        Some("svg") => draw(SVGBackend::new(path, size).into_drawing_area(), series, labels),
+        Some("png") => draw(BitMapBackend::new(path, size).into_drawing_area(), series, labels, range),
+        Some("svg") => draw(SVGBackend::new(path, size).into_drawing_area(), series, labels, range),
         _ => bail!("cannot write a chart to {}: the file name must end in .png or .svg", path.display()),
     }
     .with_context(|| format!("cannot write the chart {}", path.display()))
+}
+
+fn color(i: usize) -> RGBColor {
+    let c = PALETTE[i % PALETTE.len()];
+    // Past ten curves, the same hues again, lighter.
+    if (i / PALETTE.len()) % 2 == 1 { RGBColor(c.0 / 2 + 128, c.1 / 2 + 128, c.2 / 2 + 128) } else { c }
+}
+
+/// An axis label: plain decimals with up to four significant digits in the usual range
+/// (`0.05`, `200`), scientific notation outside it.
+fn tick(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        return "0".into();
+    }
+    if !(1e-3..1e5).contains(&a) {
+        return format!("{v:.2e}");
+    }
+    let decimals = (3 - a.log10().floor() as i32).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+}
+
+fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+/// The legend as a column beside the plot: a coloured line and the name of each curve.
+fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, names: &[&str]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let font = ("sans-serif", 16).into_font();
+    let row = 24;
+    let top = 60;
+    for (i, name) in names.iter().enumerate() {
+        let y = top + row * i as i32;
+        let style = ShapeStyle { color: color(i).to_rgba(), filled: false, stroke_width: 3 };
+        area.draw(&PathElement::new(vec![(8, y), (38, y)], style)).map_err(plot_err)?;
+        area.draw(&Text::new(name.to_string(), (46, y - 9), font.clone())).map_err(plot_err)?;
+    }
+    Ok(())
 }
 
 fn draw<DB: DrawingBackend>(
     area: DrawingArea<DB, plotters::coord::Shift>,
     series: &[Series],
     labels: &Labels<'_>,
+    range: YRange,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     register_font();
     area.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let legend = series.len() > 1;
+    let (plot_area, legend_area) = if legend {
+        let (w, _) = area.dim_in_pixel();
+        let (l, r) = area.split_horizontally(w - 300);
+        (l, Some(r))
+    } else {
+        (area.clone(), None)
+    };
     let points = series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in points.filter(|(x, y)| x.is_finite() && y.is_finite()) {
@@ -77,8 +142,11 @@ where
     if x1 <= x0 {
         x1 = x0 + 1.0;
     }
+    if let Some((lo, hi)) = range.0 {
+        (y0, y1) = (lo, hi.max(lo + 1e-12));
+    }
     let pad = if y1 > y0 { (y1 - y0) * 0.05 } else { y0.abs().max(1e-12) * 0.05 };
-    let mut chart = ChartBuilder::on(&area)
+    let mut chart = ChartBuilder::on(&plot_area)
         .caption(labels.title, ("sans-serif", 24))
         .margin(16)
         .x_label_area_size(48)
@@ -91,30 +159,98 @@ where
         .y_desc(labels.y)
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 18))
-        .y_label_formatter(&|y| format!("{y:.3e}"))
+        .x_label_formatter(&|x| tick(*x))
+        .y_label_formatter(&|y| tick(*y))
         .draw()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     for (i, s) in series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        let style = ShapeStyle { color: color.to_rgba(), filled: false, stroke_width: 2 };
+        let style = ShapeStyle { color: color(i).to_rgba(), filled: false, stroke_width: 2 };
         let finite = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite());
-        chart
-            .draw_series(LineSeries::new(finite, style))
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .label(s.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        chart.draw_series(LineSeries::new(finite, style)).map_err(plot_err)?;
     }
-    if series.len() > 1 || series.iter().any(|s| !s.name.is_empty()) {
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 15))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(legend_area) = legend_area {
+        let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
+        draw_legend(&legend_area, &names)?;
     }
     area.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// Writes a horizontal bar chart of `bars` (name, value), first bar at the top, each
+/// labelled with its value, to the PNG or SVG file `path`.
+pub fn write_bar_chart(path: &Path, bars: &[(String, f64)], labels: &Labels<'_>) -> Result<()> {
+    let size = (1100, 120 + 40 * bars.len().max(1) as u32);
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("png") => draw_bars(BitMapBackend::new(path, size).into_drawing_area(), bars, labels),
+        Some("svg") => draw_bars(SVGBackend::new(path, size).into_drawing_area(), bars, labels),
+        _ => bail!("cannot write a chart to {}: the file name must end in .png or .svg", path.display()),
+    }
+    .with_context(|| format!("cannot write the chart {}", path.display()))
+}
+
+fn draw_bars<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    bars: &[(String, f64)],
+    labels: &Labels<'_>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    register_font();
+    area.fill(&WHITE).map_err(plot_err)?;
+    let n = bars.len().max(1) as u32;
+    let finite = bars.iter().map(|b| b.1).filter(|v| v.is_finite());
+    let max = finite.clone().fold(0f64, f64::max);
+    let min = finite.fold(0f64, f64::min);
+    let x1 = if max > 0.0 { max * 1.15 } else { 1.0 };
+    let longest = bars.iter().map(|b| b.0.chars().count()).max().unwrap_or(4) as u32;
+    let mut chart = ChartBuilder::on(&area)
+        .caption(labels.title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size((longest * 9 + 20).min(420))
+        .build_cartesian_2d(min..x1, (0u32..n - 1).into_segmented())
+        .map_err(plot_err)?;
+    let names: Vec<&str> = bars.iter().map(|b| b.0.as_str()).collect();
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .x_desc(labels.x)
+        .y_desc(labels.y)
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 18))
+        .x_label_formatter(&|x| tick(*x))
+        .y_labels(n as usize)
+        .y_label_formatter(&|v| match v {
+            // Row 0 is drawn at the bottom: count from the top so the first bar is first.
+            SegmentValue::CenterOf(i) => names.get((n - 1 - i) as usize).map_or(String::new(), |s| s.to_string()),
+            _ => String::new(),
+        })
+        .draw()
+        .map_err(plot_err)?;
+    for (i, (_, v)) in bars.iter().enumerate() {
+        if !v.is_finite() {
+            continue;
+        }
+        let row = n - 1 - i as u32;
+        let style = color(i).filled();
+        chart
+            .draw_series(std::iter::once({
+                let mut bar =
+                    Rectangle::new([(0.0, SegmentValue::Exact(row)), (*v, SegmentValue::Exact(row + 1))], style);
+                bar.set_margin(6, 6, 0, 0);
+                bar
+            }))
+            .map_err(plot_err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!(" {v:.4}"),
+                (*v, SegmentValue::CenterOf(row)),
+                ("sans-serif", 15).into_font(),
+            )))
+            .map_err(plot_err)?;
+    }
+    area.present().map_err(plot_err)?;
     Ok(())
 }
 

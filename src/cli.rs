@@ -14,8 +14,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Train the experiment FILE describes and write experiments/<name>/<run>/.
+    /// Train the experiment FILE describes (one run, or every run of its [sweep]) and write
+    /// experiments/<name>/<run>/.
     Run(RunArgs),
+    /// The same as `run`, for sweep files.
+    Sweep(RunArgs),
+    /// Rank the runs of an experiment (or one run) and draw its curves.
+    Report(ReportArgs),
     /// Print a config's learning rate for every step as CSV (`step,lr`), or draw it.
     Schedule(ScheduleArgs),
     /// List every schedule kind with its parameters and defaults.
@@ -63,10 +68,47 @@ pub struct RunArgs {
     /// Root directory for results.
     #[arg(long, default_value = "experiments")]
     pub out: PathBuf,
-    /// Replace the results of an earlier run of the same experiment.
+    /// Rerun every run, replacing earlier results.
     #[arg(long)]
     pub force: bool,
+    /// Keep runs that finished earlier with the same config and run the rest (what a
+    /// sweep does anyway; a single run otherwise refuses to touch earlier results).
+    #[arg(long, conflicts_with = "force")]
+    pub resume: bool,
+    /// Runs at once (default: as many as fit the cores at --threads-per-run each).
+    #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: Option<u64>,
+    /// CPU threads of each run (default: the config's [train] threads, 1 unless set).
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads_per_run: Option<u64>,
+    /// List the runs and what would happen to each, and exit.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only the runs whose name matches: a glob (`cosine*`, `*seed1`) or a substring.
+    #[arg(long, value_name = "PATTERN")]
+    pub filter: Option<String>,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// An experiment directory (experiments/NAME) or one run's directory.
+    pub dir: PathBuf,
+    /// How to print the ranking.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// Do not write the PNG charts.
+    #[arg(long)]
+    pub no_plots: bool,
+}
+
+/// Output formats of `runner report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Markdown,
+    Csv,
+    Json,
 }

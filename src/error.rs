@@ -11,3 +11,8 @@ pub struct InputError(pub String);
 pub fn input_error(message: impl Into<String>) -> anyhow::Error {
     InputError(message.into()).into()
 }
+
+/// The command stopped because it was interrupted (Ctrl-C, SIGTERM). Exit code 130.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Interrupted(pub String);

@@ -10,13 +10,16 @@ pub mod commands;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod interrupt;
 pub mod model;
 pub mod optim;
 pub mod params;
 pub mod progress;
+pub mod report;
 pub mod results;
 pub mod schedule;
 pub mod suggest;
+pub mod sweep;
 pub mod train;
 
 /// The seed used when a config names none.

@@ -1,11 +1,11 @@
 //! The `runner` binary: parse arguments, run the command, map errors to exit codes
-//! (2: config or usage error, 1: failure while running, 0: success).
+//! (2: config or usage error, 1: failure while running, 130: interrupted, 0: success).
 
 use clap::Parser;
 use runner::cli::Cli;
 use runner::commands;
 use runner::config::ConfigError;
-use runner::error::InputError;
+use runner::error::{InputError, Interrupted};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -14,6 +14,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
+            if err.downcast_ref::<Interrupted>().is_some() {
+                return ExitCode::from(130);
+            }
             let usage = err.downcast_ref::<ConfigError>().is_some() || err.downcast_ref::<InputError>().is_some();
             ExitCode::from(if usage { 2 } else { 1 })
         }

@@ -1,10 +1,12 @@
-//! Progress for a run: an indicatif bar on a terminal, occasional plain lines otherwise
-//! (CI, pipes), nothing with `--quiet`.
+//! Progress on stderr: for each run an indicatif bar on a terminal, occasional plain lines
+//! otherwise (CI, pipes), nothing with `--quiet`; for a sweep, a [`Board`]: one line per
+//! active run above an overall bar (runs done, failed, ETA), or a plain line per finished run.
 
 use crate::train::{EvalRow, Recorder, StepRow};
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::Mutex;
 
 /// How progress is shown.
 pub enum Progress {
@@ -13,21 +15,24 @@ pub enum Progress {
     Quiet,
 }
 
+fn run_bar(label: &str, total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps {msg} ETA {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
 impl Progress {
     /// A display for a run of `total` steps labelled `label`.
     pub fn new(label: &str, total: u64, quiet: bool) -> Progress {
         if quiet {
-            return Progress::Quiet;
-        }
-        if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new(total);
-            bar.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps {msg} ETA {eta}")
-                    .expect("a valid template")
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix(label.to_string());
-            Progress::Bar(bar)
+            Progress::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Progress::Bar(run_bar(label, total))
         } else {
             Progress::Lines { total, next_percent: 0, label: label.to_string() }
         }
@@ -48,7 +53,7 @@ impl Recorder for Progress {
         match self {
             Progress::Bar(bar) => {
                 bar.set_position(row.step + 1);
-                if row.step % 10 == 0 {
+                if row.step.is_multiple_of(10) {
                     bar.set_message(format!("epoch {epoch} loss {:.4} lr {:.3e}", row.loss, row.lr));
                 }
             }
@@ -86,5 +91,79 @@ impl Recorder for Tee<'_> {
     fn on_eval(&mut self, row: &EvalRow) -> Result<()> {
         self.0.on_eval(row)?;
         self.1.on_eval(row)
+    }
+}
+
+/// The display of a sweep: many runs, some at once. With a single run it is that run's
+/// own display (a bar, or plain lines every quarter of the run).
+pub struct Board {
+    multi: Option<(MultiProgress, Option<ProgressBar>)>,
+    quiet: bool,
+    total: usize,
+    counts: Mutex<(usize, usize)>,
+}
+
+impl Board {
+    /// A board for `total` runs.
+    pub fn new(total: usize, quiet: bool) -> Board {
+        let multi = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let multi = MultiProgress::new();
+            let overall = (total > 1).then(|| {
+                let overall = multi.add(ProgressBar::new(total as u64));
+                overall.set_style(
+                    ProgressStyle::with_template("sweep [{bar:30}] {pos}/{len} runs {msg} ETA {eta}")
+                        .expect("a valid template")
+                        .progress_chars("=> "),
+                );
+                overall.set_message("0 failed");
+                overall
+            });
+            (multi, overall)
+        });
+        Board { multi, quiet, total, counts: Mutex::new((0, 0)) }
+    }
+
+    /// The display of one run starting now: a bar above the overall one on a terminal;
+    /// otherwise plain lines for a single run, nothing for one of many (a line comes when
+    /// it ends).
+    pub fn start(&self, label: &str, total_steps: u64) -> Progress {
+        match &self.multi {
+            Some((multi, Some(overall))) => Progress::Bar(multi.insert_before(overall, run_bar(label, total_steps))),
+            Some((multi, None)) => Progress::Bar(multi.add(run_bar(label, total_steps))),
+            None if self.total == 1 => Progress::new(label, total_steps, self.quiet),
+            None => Progress::Quiet,
+        }
+    }
+
+    /// Ends a run's display with `line` (its outcome); `failed` counts it as a failure.
+    pub fn finish(&self, progress: Progress, line: &str, failed: bool) {
+        let (done, failures) = {
+            let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            c.0 += 1;
+            c.1 += usize::from(failed);
+            *c
+        };
+        if let Progress::Bar(bar) = progress {
+            bar.finish_and_clear();
+        }
+        match &self.multi {
+            Some((multi, overall)) => {
+                let _ = multi.println(line);
+                if let Some(overall) = overall {
+                    overall.set_position(done as u64);
+                    overall.set_message(format!("{failures} failed"));
+                }
+            }
+            None if self.quiet => {}
+            None if self.total == 1 => eprintln!("{line}"),
+            None => eprintln!("[{done}/{} done, {failures} failed] {line}", self.total),
+        }
+    }
+
+    /// Clears the overall bar at the end of the sweep.
+    pub fn close(&self) {
+        if let Some((_, Some(overall))) = &self.multi {
+            overall.finish_and_clear();
+        }
     }
 }

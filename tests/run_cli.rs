@@ -20,8 +20,8 @@ fn run_config(dir: &Path, body: &str) -> PathBuf {
     let out = runner().arg("run").arg(&cfg).arg("--out").arg(dir.join("out")).arg("--quiet").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let exp = dir.join("out").join("exp");
-    let run = fs::read_dir(&exp).unwrap().next().unwrap().unwrap().path();
-    run
+    // The experiment directory holds runs.json and summary.csv beside the run's directory.
+    fs::read_dir(&exp).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_dir()).unwrap()
 }
 
 /// Runs `dir/exp.toml` again over its earlier results.
@@ -234,9 +234,7 @@ fn mnist_idx_files_plain_and_gzipped() {
     }
     idx(&mnist.join("train-images-idx3-ubyte.gz"), &[40, 4, 4], &pixels, true);
     idx(&mnist.join("train-labels-idx1-ubyte"), &[40], &labels, false);
-    let body = format!(
-        "name = \"exp\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.05\n[dataset]\nkind = \"mnist\"\ndir = \"mnist\"\n[model]\nkind = \"cnn\"\nchannels = [2]\nhidden = [8]\n[train]\nepochs = 30\nbatch_size = 8\n"
-    );
+    let body = "name = \"exp\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.05\n[dataset]\nkind = \"mnist\"\ndir = \"mnist\"\n[model]\nkind = \"cnn\"\nchannels = [2]\nhidden = [8]\n[train]\nepochs = 30\nbatch_size = 8\n".to_string();
     let s = summary(&run_config(dir.path(), &body));
     let acc = s["final_metrics"]["val_accuracy"].as_f64().unwrap();
     assert!(acc >= 0.875, "val_accuracy {acc} on a trivially separable set");

@@ -1,5 +1,6 @@
 //! What each subcommand does, given its parsed arguments.
 
+mod report;
 mod run;
 mod schedule;
 mod schedules;
@@ -12,7 +13,8 @@ pub use crate::error::InputError as UsageError;
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let result = match cli.command {
-        Command::Run(args) => run::run(&args),
+        Command::Run(args) | Command::Sweep(args) => run::run(&args),
+        Command::Report(args) => report::run(&args),
         Command::Schedule(args) => schedule::run(&args),
         Command::Schedules(args) => schedules::run(&args),
     };

@@ -1,55 +1,175 @@
-//! `runner run FILE`: train one experiment and write its run directory.
+//! `runner run FILE` / `runner sweep FILE`: expand the experiment, validate every run, load
+//! each data set once, and train the runs (in parallel for a sweep) into
+//! `<out>/<name>/<run>/`, with `runs.json` and `summary.csv` beside them.
 
 use crate::cli::RunArgs;
-use crate::config;
+use crate::config::{self, Experiment, PlannedRun};
 use crate::data;
-use crate::progress::{Progress, Tee};
-use crate::results::{RunDir, RunSummary};
-use crate::train::{self, Status};
-use anyhow::Result;
+use crate::error::{Interrupted, input_error};
+use crate::progress::Board;
+use crate::report::table::render_text;
+use crate::results::{self, ExperimentLock, Plan};
+use crate::sweep::{self, Job, Options};
+use anyhow::{Result, bail};
+use std::path::Path;
+use std::time::Instant;
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let cfg = config::load(&args.file)?;
-    let threads = cfg.train.threads as usize;
-    // candle's matrix products read this for their thread count; set before any work starts.
-    // SAFETY: no other thread exists yet that could read the environment concurrently.
+    let mut cache = data::Cache::default();
+    let mut exp = config::load_experiment(&args.file, &mut |spec| Ok(cache.get(spec)?.train.len))?;
+    if let Some(m) = args.threads_per_run.or(exp.threads_per_run) {
+        for r in &mut exp.runs {
+            r.config.train.threads = m;
+        }
+    }
+    let selected = select(&exp, args.filter.as_deref())?;
+    let threads = selected.iter().map(|r| r.config.train.threads).max().unwrap_or(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let jobs = args.jobs.or(exp.jobs).unwrap_or((cores / threads).max(1)).min(selected.len().max(1) as u64);
+    let dir = args.out.join(&exp.name);
+    if args.dry_run {
+        return dry_run(&exp, &selected, &dir, jobs, threads, args.force);
+    }
+    if jobs * threads > cores && !args.quiet {
+        eprintln!(
+            "warning: {jobs} jobs x {threads} threads is more than the {cores} cores here; runs will slow each other down"
+        );
+    }
+    // Every data set the runs need, before any run starts: a missing file stops it all.
+    let mut jobs_list = Vec::with_capacity(selected.len());
+    for run in &selected {
+        jobs_list.push(Job { run, data: cache.get(&run.config.dataset)? });
+    }
+    let _lock = ExperimentLock::acquire(&dir)?;
+    if !exp.is_sweep && !args.force && !args.resume {
+        let run_dir = dir.join(&exp.runs[0].info.name);
+        if run_dir.exists() && std::fs::read_dir(&run_dir)?.next().is_some() {
+            return Err(input_error(format!(
+                "{} already holds results of an earlier run; pass --force to replace them, --resume to keep them if that run finished with this config, or --out DIR to write elsewhere",
+                run_dir.display()
+            )));
+        }
+    }
+    let plan = Plan {
+        experiment: exp.name.clone(),
+        columns: exp.columns.clone(),
+        runs: exp.runs.iter().map(|r| r.info.clone()).collect(),
+    };
+    results::write_plan(&dir, &plan)?;
+    // candle's matrix products take their thread count from here; each run's own pool
+    // then bounds it. Set before the signal handler's thread exists.
+    // SAFETY: no other thread of this process reads the environment concurrently.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
-    let data = data::prepare(&cfg.dataset, cfg.train.seed)?;
-    let dir = args.out.join(&cfg.name).join(&cfg.run);
-    let mut run_dir = RunDir::create(&dir, &cfg.to_toml(), args.force)?;
-    let label = format!("{}/{}", cfg.name, cfg.run);
-    let mut progress = Progress::new(&label, cfg.train.total_steps(data.train.len), args.quiet);
-    let spec = cfg.run_spec();
-    let outcome = pool.install(|| train::train(&spec, &data, &mut Tee(&mut run_dir, &mut progress)));
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => {
-            progress.finish("failed");
-            return Err(e.context(format!("run {label} failed; partial results are in {}", dir.display())));
+    let stop = crate::interrupt::install();
+
+    let started = Instant::now();
+    if exp.is_sweep && !args.quiet {
+        eprintln!(
+            "{}: {} runs, {jobs} at a time x {threads} thread{}, data loaded once ({} data set{}); results in {}",
+            exp.name,
+            selected.len(),
+            if threads == 1 { "" } else { "s" },
+            cache.len(),
+            if cache.len() == 1 { "" } else { "s" },
+            dir.display()
+        );
+    }
+    let board = Board::new(selected.len(), args.quiet);
+    let refresh = || {
+        if let Ok(view) = results::read_experiment(&dir) {
+            let _ = results::write_summary_csv(&view);
         }
     };
-    let summary = RunSummary {
-        experiment: &cfg.name,
-        run: &cfg.run,
-        seed: cfg.train.seed,
-        threads: cfg.train.threads,
-        runner_version: env!("CARGO_PKG_VERSION"),
-        outcome: &outcome,
-    };
-    run_dir.finish(&summary)?;
-    let last = outcome.final_metrics;
-    let message = match outcome.status {
-        Status::Diverged => format!("diverged at step {}", outcome.diverged_at_step.unwrap_or(outcome.steps)),
-        _ => match (last.and_then(|m| m.val_accuracy), last) {
-            (Some(acc), _) => format!("val_accuracy {:.4}", acc),
-            (None, Some(m)) => format!("val_loss {:.4}", m.val_loss),
-            _ => "done".into(),
-        },
-    };
-    progress.finish(&message);
+    let tally =
+        sweep::execute(&dir, &jobs_list, Options { jobs: jobs as usize, force: args.force }, &board, stop, &refresh)?;
+    board.close();
+    results::write_summary_csv(&results::read_experiment(&dir)?)?;
+
     if !args.quiet {
-        eprintln!("{label}: {message} in {:.1}s; results in {}", outcome.wall_seconds, dir.display());
+        let mut parts = vec![format!("{} completed", tally.completed.len())];
+        for (n, what) in [
+            (tally.diverged.len(), "diverged"),
+            (tally.failed.len(), "failed"),
+            (tally.interrupted.len(), "interrupted"),
+            (tally.skipped.len(), "kept from before"),
+            (tally.not_started.len(), "not started"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        eprintln!(
+            "{}: {} in {:.1}s; summary in {}; see `runner report {}`",
+            exp.name,
+            parts.join(", "),
+            started.elapsed().as_secs_f64(),
+            dir.join("summary.csv").display(),
+            dir.display()
+        );
     }
+    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Interrupted(format!(
+            "interrupted; finished runs are kept, rerun the same command to resume ({} left)",
+            tally.interrupted.len() + tally.not_started.len()
+        ))
+        .into());
+    }
+    if !tally.failed.is_empty() {
+        bail!(
+            "{} of {} runs failed: {} (each run's summary.json says why)",
+            tally.failed.len(),
+            selected.len(),
+            tally.failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The runs `filter` selects: a glob when it has `*`, `?` or `[`, else a substring.
+fn select<'a>(exp: &'a Experiment, filter: Option<&str>) -> Result<Vec<&'a PlannedRun>> {
+    let Some(f) = filter else { return Ok(exp.runs.iter().collect()) };
+    let matches: Box<dyn Fn(&str) -> bool> = if f.contains(['*', '?', '[']) {
+        let pattern =
+            glob::Pattern::new(f).map_err(|e| input_error(format!("--filter \"{f}\" is not a valid pattern: {e}")))?;
+        Box::new(move |name| pattern.matches(name))
+    } else {
+        Box::new(move |name| name.contains(f))
+    };
+    let selected: Vec<_> = exp.runs.iter().filter(|r| matches(&r.info.name)).collect();
+    if selected.is_empty() {
+        let names: Vec<&str> = exp.runs.iter().map(|r| r.info.name.as_str()).collect();
+        return Err(input_error(format!("--filter \"{f}\" matches none of the runs: {}", names.join(", "))));
+    }
+    Ok(selected)
+}
+
+/// `--dry-run`: the runs, their swept values and what a real run would do with each.
+fn dry_run(exp: &Experiment, runs: &[&PlannedRun], dir: &Path, jobs: u64, threads: u64, force: bool) -> Result<()> {
+    let mut header = vec!["run".to_string(), "schedule".into()];
+    header.extend(exp.columns.iter().cloned());
+    header.extend(["seed".into(), "steps".into(), "would".into()]);
+    let mut cache = data::Cache::default();
+    let mut rows = Vec::new();
+    for r in runs {
+        let steps = r.config.train.total_steps(cache.get(&r.config.dataset)?.train.len);
+        let finished = results::is_finished(&dir.join(&r.info.name), &r.config.to_toml());
+        let mut row = vec![r.info.name.clone(), r.info.schedule.clone()];
+        row.extend(r.info.params.iter().cloned());
+        row.extend([
+            r.config.train.seed.to_string(),
+            steps.to_string(),
+            if finished && !force { "keep (finished)".into() } else { "run".to_string() },
+        ]);
+        rows.push(row);
+    }
+    println!(
+        "{}: {} run{}, {jobs} at a time x {threads} thread{}, into {}",
+        exp.name,
+        runs.len(),
+        if runs.len() == 1 { "" } else { "s" },
+        if threads == 1 { "" } else { "s" },
+        dir.display()
+    );
+    print!("{}", render_text(&header, &rows));
     Ok(())
 }

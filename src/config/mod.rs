@@ -5,10 +5,12 @@
 
 mod error;
 mod reader;
+mod sweep;
 mod tree;
 
 pub use error::ConfigError;
 pub use reader::{Source, TableReader, read_schedule};
+pub use sweep::{Experiment, PlannedRun, RunInfo, load_experiment, parse_experiment};
 pub use tree::{Entry, Node, Spanned, Table};
 
 use crate::data::{DatasetSpec, SOURCES};
@@ -57,12 +59,32 @@ pub fn load(path: &Path) -> Result<ExperimentConfig, ConfigError> {
     parse(path, &text)
 }
 
-/// Validates the experiment in `text`, whose errors will name `path`.
+/// Validates the experiment in `text`, whose errors will name `path`. A file with a
+/// `[sweep]` table is refused here: [`load_experiment`] expands it.
 pub fn parse(path: &Path, text: &str) -> Result<ExperimentConfig, ConfigError> {
-    let table = tree::parse(text)
-        .map_err(|(message, span)| ConfigError::at(path, text, span, None, format!("is not valid TOML: {message}")))?;
+    let table = parse_tree(path, text)?;
+    if let Some(e) = table.get("sweep") {
+        return Err(ConfigError::at(
+            path,
+            text,
+            e.key_span.clone(),
+            Some("sweep".into()),
+            "makes this file a sweep of many runs; this command takes one experiment (use `runner run`, or `runner run --dry-run` to list the runs)".into(),
+        ));
+    }
+    parse_table(path, text, &table)
+}
+
+/// The tree of `text`, or its syntax error.
+fn parse_tree(path: &Path, text: &str) -> Result<Table, ConfigError> {
+    tree::parse(text)
+        .map_err(|(message, span)| ConfigError::at(path, text, span, None, format!("is not valid TOML: {message}")))
+}
+
+/// Validates one experiment given as a tree whose spans point into `text`.
+fn parse_table(path: &Path, text: &str, table: &Table) -> Result<ExperimentConfig, ConfigError> {
     let src = Source { file: path, text };
-    let mut top = TableReader::new(&table, None, "", src);
+    let mut top = TableReader::new(table, None, "", src);
     let name = match top.string("name", "a string", "the experiment's name")? {
         Some((name, span)) => {
             check_name(&name).map_err(|why| top.error_at(span, "name", why))?;

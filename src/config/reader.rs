@@ -8,6 +8,9 @@ use crate::suggest::did_you_mean;
 use std::ops::Range;
 use std::path::Path;
 
+/// Where a value sits in the file, when it came from the file.
+pub type Span = Option<Range<usize>>;
+
 /// The text of a config file and its name.
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {
@@ -103,7 +106,7 @@ impl<'a> TableReader<'a> {
         key: &'static str,
         expected: &str,
         doc: &str,
-    ) -> Result<Option<(String, Option<Range<usize>>)>, ConfigError> {
+    ) -> Result<Option<(String, Span)>, ConfigError> {
         match self.entry(key) {
             None => Ok(None),
             Some(Entry { value: v @ Spanned { value: Node::Str(s), .. }, .. }) => Ok(Some((s.clone(), v.span.clone()))),

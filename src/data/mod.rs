@@ -56,8 +56,9 @@ pub struct Dataset {
     pub validation: Split,
 }
 
-/// Loads and prepares the data set `spec` describes, with `seed` for generation and splitting.
-pub fn prepare(spec: &DatasetSpec, seed: u64) -> Result<Arc<Dataset>> {
+/// Loads and prepares the data set `spec` describes (its `seed` drives generation and splitting).
+pub fn prepare(spec: &DatasetSpec) -> Result<Arc<Dataset>> {
+    let seed = spec.seed;
     let loaded = spec.source.load(seed)?;
     let (mut train, mut validation) = match loaded.validation {
         Some(v) => (loaded.table, v),
@@ -103,4 +104,32 @@ fn to_tensors(t: &Table, task: Task) -> Result<Split> {
         Task::Regression => Tensor::from_slice(&t.y, (n, 1), &Device::Cpu)?,
     };
     Ok(Split { x, y, len: n })
+}
+
+/// Prepared data sets by spec: each distinct data set of an experiment is loaded once and
+/// shared (by `Arc`) by every run that uses it.
+#[derive(Default)]
+pub struct Cache {
+    entries: Vec<(DatasetSpec, Arc<Dataset>)>,
+}
+
+impl Cache {
+    /// The data set `spec` describes, prepared on first use.
+    pub fn get(&mut self, spec: &DatasetSpec) -> Result<Arc<Dataset>> {
+        if let Some((_, d)) = self.entries.iter().find(|(s, _)| s == spec) {
+            return Ok(d.clone());
+        }
+        let d = prepare(spec)?;
+        self.entries.push((spec.clone(), d.clone()));
+        Ok(d)
+    }
+
+    /// How many distinct data sets are loaded.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }

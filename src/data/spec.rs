@@ -61,11 +61,14 @@ pub struct DatasetSpec {
     pub source: SourceSpec,
     pub validation_split: f64,
     pub standardize: bool,
+    /// Seed for generating synthetic data and for the split; separate from the training
+    /// seed so that runs over several training seeds share one copy of the data.
+    pub seed: u64,
 }
 
 impl Default for DatasetSpec {
     fn default() -> Self {
-        DatasetSpec { source: SourceSpec::Digits, validation_split: 0.2, standardize: true }
+        DatasetSpec { source: SourceSpec::Digits, validation_split: 0.2, standardize: true, seed: crate::DEFAULT_SEED }
     }
 }
 
@@ -149,7 +152,13 @@ impl DatasetSpec {
                 "fraction held out for validation (seeded, stratified for classes)",
             )?;
             let standardize = p.flag("standardize", true, "scale features by the training part's mean and std")?;
-            Ok(DatasetSpec { source, validation_split, standardize })
+            let seed = p.steps(
+                "seed",
+                Some(crate::DEFAULT_SEED),
+                0,
+                "seed for synthetic data and the split (not the training seed, so seeds share one data set)",
+            )?;
+            Ok(DatasetSpec { source, validation_split, standardize, seed })
         })())
     }
 }

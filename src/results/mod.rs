@@ -1,8 +1,18 @@
-//! A run's directory on disk: `config.toml`, `metrics.csv`, `steps.csv` and, written last
-//! and atomically, `summary.json`. A `summary.json` that exists means a finished run.
+//! Results on disk. A run's directory holds `config.toml`, `metrics.csv`, `steps.csv` and,
+//! written last and atomically, `summary.json`: a `summary.json` that exists means a
+//! finished run. An experiment's directory holds its runs, `runs.json` (the plan) and
+//! `summary.csv` (one row per run, best first).
+
+mod experiment;
+mod summary_csv;
+
+pub use experiment::{
+    ExperimentLock, ExperimentView, Plan, RunRecord, read_experiment, read_metrics, read_steps, write_plan,
+};
+pub use summary_csv::{summary_rows, write_summary_csv};
 
 use crate::error::input_error;
-use crate::train::{EvalRow, Outcome, Recorder, StepRow};
+use crate::train::{EvalRow, Outcome, Recorder, Status, StepRow};
 use anyhow::{Context as _, Result};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -16,8 +26,48 @@ pub struct RunSummary<'a> {
     pub seed: u64,
     pub threads: u64,
     pub runner_version: &'static str,
+    /// Why a failed run failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
     #[serde(flatten)]
     pub outcome: &'a Outcome,
+}
+
+/// summary.json read back.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct StoredSummary {
+    pub experiment: String,
+    pub run: String,
+    pub seed: u64,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// Reads `dir/summary.json`; `None` when there is none (a run not finished) or it cannot be read.
+pub fn read_summary(dir: &Path) -> Option<StoredSummary> {
+    let text = fs::read_to_string(dir.join("summary.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Whether `dir` holds a finished run (completed or diverged) of exactly `config_toml`,
+/// which a resumed sweep keeps.
+pub fn is_finished(dir: &Path, config_toml: &str) -> bool {
+    let finished = read_summary(dir).is_some_and(|s| matches!(s.outcome.status, Status::Completed | Status::Diverged));
+    finished && fs::read_to_string(dir.join("config.toml")).is_ok_and(|c| c == config_toml)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a reader (or a
+/// process killed half-way) never sees a partial file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 /// An open run directory with its CSV writers.
@@ -25,6 +75,10 @@ pub struct RunDir {
     pub path: PathBuf,
     metrics: csv::Writer<BufWriter<File>>,
     steps: csv::Writer<BufWriter<File>>,
+    /// What was recorded so far, for the summary of a run that fails part-way.
+    last_step: Option<u64>,
+    last_epoch: u64,
+    last_eval: Option<EvalRow>,
 }
 
 impl RunDir {
@@ -60,20 +114,33 @@ impl RunDir {
         ])?;
         let mut steps = open("steps.csv")?;
         steps.write_record(["step", "lr", "loss"])?;
-        Ok(RunDir { path: dir.to_path_buf(), metrics, steps })
+        Ok(RunDir { path: dir.to_path_buf(), metrics, steps, last_step: None, last_epoch: 0, last_eval: None })
     }
 
-    /// Flushes the CSVs, then writes summary.json through a temporary file and a rename.
+    /// The outcome of a run that failed after recording what this directory holds.
+    pub fn failed_outcome(&self, total_steps: u64, wall_seconds: f64) -> Outcome {
+        Outcome {
+            status: Status::Failed,
+            steps: self.last_step.map_or(0, |s| s + 1),
+            total_steps,
+            epochs: self.last_epoch,
+            diverged_at_step: None,
+            early_stopped: false,
+            final_metrics: self.last_eval,
+            best_metrics: None,
+            wall_seconds,
+            samples_per_second: 0.0,
+            parameters: 0,
+        }
+    }
+
+    /// Flushes the CSVs, then writes summary.json atomically.
     pub fn finish(mut self, summary: &RunSummary<'_>) -> Result<()> {
         self.metrics.flush()?;
         self.steps.flush()?;
-        let tmp = self.path.join(".summary.json.tmp");
-        let mut f = File::create(&tmp)?;
-        serde_json::to_writer_pretty(&mut f, summary)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        fs::rename(&tmp, self.path.join("summary.json"))?;
-        Ok(())
+        let mut json = serde_json::to_vec_pretty(summary)?;
+        json.push(b'\n');
+        write_atomic(&self.path.join("summary.json"), &json)
     }
 }
 
@@ -82,7 +149,8 @@ fn opt(v: Option<f64>) -> String {
 }
 
 impl Recorder for RunDir {
-    fn on_step(&mut self, row: &StepRow, _epoch: u64, logged: bool) -> Result<()> {
+    fn on_step(&mut self, row: &StepRow, epoch: u64, logged: bool) -> Result<()> {
+        (self.last_step, self.last_epoch) = (Some(row.step), epoch);
         if logged {
             self.steps.write_record([row.step.to_string(), row.lr.to_string(), row.loss.to_string()])?;
         }
@@ -90,6 +158,7 @@ impl Recorder for RunDir {
     }
 
     fn on_eval(&mut self, r: &EvalRow) -> Result<()> {
+        self.last_eval = Some(*r);
         self.metrics.write_record([
             r.epoch.to_string(),
             r.step.to_string(),

@@ -16,6 +16,7 @@ use candle_core::Tensor;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Everything one run needs, as plain data.
@@ -28,7 +29,7 @@ pub struct RunSpec {
 }
 
 /// A row of steps.csv.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepRow {
     pub step: u64,
     pub lr: f64,
@@ -36,20 +37,28 @@ pub struct StepRow {
 }
 
 /// A row of metrics.csv: one evaluation.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvalRow {
     pub epoch: u64,
     pub step: u64,
     pub lr: f64,
+    // JSON has no NaN: serde_json writes it as null, read back here as NaN.
+    #[serde(deserialize_with = "nan_from_null")]
     pub train_loss: f64,
+    #[serde(deserialize_with = "nan_from_null")]
     pub val_loss: f64,
     pub val_accuracy: Option<f64>,
     pub val_rmse: Option<f64>,
     pub seconds: f64,
 }
 
+fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    use serde::Deserialize;
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Completed,
@@ -59,7 +68,7 @@ pub enum Status {
 }
 
 /// What a run produced, besides what it recorded on the way.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Outcome {
     pub status: Status,
     pub steps: u64,
@@ -94,8 +103,9 @@ pub fn metric(row: &EvalRow, monitor: &str) -> Option<f64> {
     }
 }
 
-/// Trains `spec` on `data`, reporting to `recorder`.
-pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder) -> Result<Outcome> {
+/// Trains `spec` on `data`, reporting to `recorder`. When `stop` becomes true (an
+/// interrupt), the run ends before its next step with status `interrupted`.
+pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder, stop: &AtomicBool) -> Result<Outcome> {
     let start = Instant::now();
     let t = &spec.train;
     let n = data.train.len;
@@ -125,6 +135,7 @@ pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder) -> Res
     let (mut loss_sum, mut loss_count, mut last_lr) = (0f64, 0u64, schedule.lr(0));
     let (mut final_row, mut best_row): (Option<EvalRow>, Option<EvalRow>) = (None, None);
     let mut diverged_at = None;
+    let mut interrupted = false;
     let mut early = EarlyState::default();
     let best_by = if data.task == Task::Classification { "val_accuracy" } else { "val_loss" };
 
@@ -152,6 +163,10 @@ pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder) -> Res
         for batch in order.chunks(t.batch_size as usize) {
             if step >= total {
                 break;
+            }
+            if stop.load(Ordering::Relaxed) {
+                interrupted = true;
+                break 'training;
             }
             let lr = schedule.lr(step);
             let idx = Tensor::from_slice(batch, batch.len(), &candle_core::Device::Cpu)?;
@@ -190,16 +205,16 @@ pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder) -> Res
                     best_row = Some(row);
                 }
                 final_row = Some(row);
-                if let Some(es) = &t.early_stopping {
-                    if early.should_stop(&row, es) {
-                        break 'training;
-                    }
+                if let Some(es) = &t.early_stopping
+                    && early.should_stop(&row, es)
+                {
+                    break 'training;
                 }
             }
         }
     }
     // A last evaluation when the run ended between evaluations.
-    if diverged_at.is_none() && final_row.is_none_or(|r| r.step != step) && step > 0 {
+    if diverged_at.is_none() && !interrupted && final_row.is_none_or(|r| r.step != step) && step > 0 {
         let row = evaluate(epoch, step, last_lr, &mut loss_sum, &mut loss_count)?;
         recorder.on_eval(&row)?;
         if better(&row, best_row.as_ref(), best_by) {
@@ -209,7 +224,11 @@ pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder) -> Res
     }
     let wall = start.elapsed().as_secs_f64();
     Ok(Outcome {
-        status: if diverged_at.is_some() { Status::Diverged } else { Status::Completed },
+        status: match (diverged_at, interrupted) {
+            (Some(_), _) => Status::Diverged,
+            (None, true) => Status::Interrupted,
+            (None, false) => Status::Completed,
+        },
         steps: step,
         total_steps: total,
         epochs: epoch,

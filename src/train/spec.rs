@@ -74,7 +74,7 @@ impl TrainSpec {
                 "seed",
                 Some(crate::DEFAULT_SEED),
                 0,
-                "seed for data, weights, shuffling, dropout and noise",
+                "seed for weights, shuffling, dropout and noisy schedules",
             )?,
             threads: p.steps("threads", Some(1), 1, "CPU threads for this run")?,
         })

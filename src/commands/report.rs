@@ -1,0 +1,35 @@
+//! `runner report DIR`: the ranking of an experiment's runs, and its charts.
+
+use crate::cli::{ReportArgs, ReportFormat};
+use crate::report::{self, table};
+use crate::results;
+use anyhow::Result;
+
+pub fn run(args: &ReportArgs) -> Result<()> {
+    let view = results::read_experiment(&args.dir)?;
+    let (header, rows) = report::ranking(&view);
+    let text = match args.format {
+        ReportFormat::Table => {
+            let running = view.runs.iter().filter(|r| r.status == "running").count();
+            let state = if running > 0 { format!(" ({running} still running)") } else { String::new() };
+            format!(
+                "{}: {} run{}{state}, ranked by final {}\n{}",
+                view.name,
+                view.runs.len(),
+                if view.runs.len() == 1 { "" } else { "s" },
+                view.metric_name(),
+                table::render_text(&header, &rows)
+            )
+        }
+        ReportFormat::Markdown => table::render_markdown(&header, &rows),
+        ReportFormat::Csv => table::render_csv(&header, &rows)?,
+        ReportFormat::Json => table::render_json(&header, &rows)?,
+    };
+    super::print(&text)?;
+    if !args.no_plots {
+        let written = report::write_charts(&view)?;
+        let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        eprintln!("wrote {}", names.join(", "));
+    }
+    Ok(())
+}

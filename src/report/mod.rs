@@ -1,0 +1,200 @@
+//! `runner report`: read an experiment back from disk (finished or still running) and say
+//! who won: a ranked table (mean and spread over seeds when a variant ran with several) and
+//! charts beside the data: every run's rate, validation loss and accuracy curves, and the
+//! final metric of each run.
+
+pub mod table;
+
+use crate::chart::{Labels, Series, YRange, write_bar_chart, write_line_chart, write_line_chart_in};
+use crate::results::{ExperimentView, RunRecord, read_metrics, read_steps};
+use anyhow::Result;
+use std::path::PathBuf;
+
+fn num(v: Option<f64>) -> String {
+    v.filter(|x| x.is_finite()).map_or_else(String::new, |x| format!("{x:.4}"))
+}
+
+/// The best value of the experiment's metric a run reached, and at which epoch.
+fn best(view: &ExperimentView, r: &RunRecord) -> (Option<f64>, Option<u64>) {
+    let Some(b) = r.summary.as_ref().and_then(|s| s.outcome.best_metrics) else { return (None, None) };
+    let v = if view.is_classification() { b.val_accuracy } else { Some(b.val_loss) };
+    (v, Some(b.epoch))
+}
+
+fn final_metric(view: &ExperimentView, r: &RunRecord) -> Option<f64> {
+    let last = r.last?;
+    if view.is_classification() { last.val_accuracy } else { Some(last.val_loss) }
+}
+
+/// Whether some variant ran with more than one seed.
+fn has_seeds(view: &ExperimentView) -> bool {
+    let mut variants: Vec<&str> = view.runs.iter().map(|r| r.info.variant.as_str()).collect();
+    let n = variants.len();
+    variants.sort_unstable();
+    variants.dedup();
+    variants.len() < n
+}
+
+/// The ranking: one row per run, or per variant (mean, std, min, max over seeds).
+pub fn ranking(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {
+    let m = view.metric_name();
+    if has_seeds(view) {
+        return ranking_over_seeds(view);
+    }
+    let mut header: Vec<String> = vec!["rank".into(), "run".into(), "schedule".into()];
+    header.extend(view.columns.iter().cloned());
+    header.extend(["status".into(), format!("final_{m}"), format!("best_{m}"), "best_epoch".into()]);
+    if view.is_classification() {
+        header.push("final_val_loss".into());
+    }
+    header.extend(["steps".into(), "seconds".into()]);
+    let rows = view
+        .ranked()
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut row = vec![(i + 1).to_string(), r.info.name.clone(), r.info.schedule.clone()];
+            row.extend(r.info.params.iter().cloned());
+            row.resize(3 + view.columns.len(), String::new());
+            let (best_value, best_epoch) = best(view, r);
+            row.extend([
+                r.status.clone(),
+                num(final_metric(view, r)),
+                num(best_value),
+                best_epoch.map_or_else(String::new, |e| e.to_string()),
+            ]);
+            if view.is_classification() {
+                row.push(num(r.last.map(|l| l.val_loss)));
+            }
+            let outcome = r.summary.as_ref().map(|s| &s.outcome);
+            row.push(outcome.map(|o| o.steps).or(r.last.map(|l| l.step)).map_or_else(String::new, |s| s.to_string()));
+            row.push(outcome.map_or_else(String::new, |o| format!("{:.1}", o.wall_seconds)));
+            row
+        })
+        .collect();
+    (header, rows)
+}
+
+fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {
+    let m = view.metric_name();
+    let mut groups: Vec<(&str, Vec<&RunRecord>)> = Vec::new();
+    for r in &view.runs {
+        match groups.iter_mut().find(|(v, _)| *v == r.info.variant) {
+            Some((_, runs)) => runs.push(r),
+            None => groups.push((&r.info.variant, vec![r])),
+        }
+    }
+    let sign = if view.is_classification() { 1.0 } else { -1.0 };
+    let mut stats: Vec<(f64, Vec<String>)> = groups
+        .iter()
+        .map(|(variant, runs)| {
+            let values: Vec<f64> =
+                runs.iter().filter_map(|r| final_metric(view, r)).filter(|v| v.is_finite()).collect();
+            let n = values.len() as f64;
+            let mean = (n > 0.0).then(|| values.iter().sum::<f64>() / n);
+            let std = mean
+                .filter(|_| n > 1.0)
+                .map(|mu| (values.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+            let mut statuses: Vec<(String, usize)> = Vec::new();
+            for r in runs {
+                match statuses.iter_mut().find(|(s, _)| *s == r.status) {
+                    Some((_, c)) => *c += 1,
+                    None => statuses.push((r.status.clone(), 1)),
+                }
+            }
+            let first = runs[0];
+            let mut row = vec![variant.to_string(), first.info.schedule.clone()];
+            row.extend(first.info.params.iter().cloned());
+            row.resize(2 + view.columns.len(), String::new());
+            row.extend([
+                runs.len().to_string(),
+                num(mean),
+                num(std),
+                num(values.iter().copied().reduce(f64::min)),
+                num(values.iter().copied().reduce(f64::max)),
+                statuses.iter().map(|(s, c)| format!("{c} {s}")).collect::<Vec<_>>().join(", "),
+            ]);
+            (mean.map_or(f64::NEG_INFINITY, |m| sign * m), row)
+        })
+        .collect();
+    stats.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut header: Vec<String> = vec!["rank".into(), "variant".into(), "schedule".into()];
+    header.extend(view.columns.iter().cloned());
+    header.extend([
+        "seeds".into(),
+        format!("mean_final_{m}"),
+        "std".into(),
+        "min".into(),
+        "max".into(),
+        "status".into(),
+    ]);
+    let rows = stats.into_iter().enumerate().map(|(i, (_, row))| [vec![(i + 1).to_string()], row].concat()).collect();
+    (header, rows)
+}
+
+/// Writes lr.png, val_loss.png, val_accuracy.png (val_rmse.png for regression) and
+/// final.png into the experiment's directory; returns their paths.
+pub fn write_charts(view: &ExperimentView) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let ranked = view.ranked();
+    let steps: Vec<Series> = ranked
+        .iter()
+        .map(|r| Series {
+            name: r.info.name.clone(),
+            points: read_steps(&r.dir).unwrap_or_default().iter().map(|s| (s.step as f64, s.lr)).collect(),
+        })
+        .collect();
+    let title = |what: &str| format!("{}: {what}", view.name);
+    let path = view.dir.join("lr.png");
+    write_line_chart(&path, &steps, &Labels { title: &title("learning rate"), x: "step", y: "learning rate" })?;
+    written.push(path);
+
+    let metrics: Vec<(String, Vec<crate::train::EvalRow>)> =
+        ranked.iter().map(|r| (r.info.name.clone(), read_metrics(&r.dir).unwrap_or_default())).collect();
+    // Epochs on x, unless some run evaluates more than once per epoch.
+    let by_epoch = metrics.iter().all(|(_, rows)| rows.windows(2).all(|w| w[0].epoch < w[1].epoch));
+    let x_label = if by_epoch { "epoch" } else { "step" };
+    let curve = |value: &dyn Fn(&crate::train::EvalRow) -> Option<f64>| -> Vec<Series> {
+        metrics
+            .iter()
+            .map(|(name, rows)| Series {
+                name: name.clone(),
+                points: rows
+                    .iter()
+                    .filter_map(|r| Some((if by_epoch { r.epoch as f64 } else { r.step as f64 }, value(r)?)))
+                    .collect(),
+            })
+            .collect()
+    };
+    // A diverged run's losses would flatten every other curve: the axis ends a little
+    // above the highest first evaluation of any run.
+    let first_losses =
+        metrics.iter().filter_map(|(_, rows)| rows.first().map(|r| r.val_loss)).filter(|v| v.is_finite());
+    let top = first_losses.fold(f64::NEG_INFINITY, f64::max);
+    let range = YRange(top.is_finite().then_some((0.0, top * 1.1)));
+    let path = view.dir.join("val_loss.png");
+    write_line_chart_in(
+        &path,
+        &curve(&|r| Some(r.val_loss)),
+        &Labels { title: &title("validation loss"), x: x_label, y: "validation loss" },
+        range,
+    )?;
+    written.push(path);
+    type Value<'a> = &'a dyn Fn(&crate::train::EvalRow) -> Option<f64>;
+    let (file, what, value): (&str, &str, Value<'_>) = if view.is_classification() {
+        ("val_accuracy.png", "validation accuracy", &|r| r.val_accuracy)
+    } else {
+        ("val_rmse.png", "validation RMSE", &|r| r.val_rmse)
+    };
+    let path = view.dir.join(file);
+    write_line_chart(&path, &curve(value), &Labels { title: &title(what), x: x_label, y: what })?;
+    written.push(path);
+
+    let bars: Vec<(String, f64)> =
+        ranked.iter().map(|r| (r.info.name.clone(), final_metric(view, r).unwrap_or(f64::NAN))).collect();
+    let path = view.dir.join("final.png");
+    let m = view.metric_name();
+    write_bar_chart(&path, &bars, &Labels { title: &title(&format!("final {m}, best first")), x: m, y: "run" })?;
+    written.push(path);
+    Ok(written)
+}

@@ -1,0 +1,275 @@
+//! An experiment directory read back: its plan (`runs.json`), every run's state and
+//! curves, and the lock that keeps two sweeps from writing into it at once.
+
+use super::{StoredSummary, read_summary, write_atomic};
+use crate::config::RunInfo;
+use crate::error::input_error;
+use crate::train::{EvalRow, StepRow};
+use anyhow::{Context as _, Result};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// `runs.json`: the runs an experiment was expanded into, in order.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Plan {
+    pub experiment: String,
+    /// The swept keys, the columns of every run's `params`.
+    pub columns: Vec<String>,
+    pub runs: Vec<RunInfo>,
+}
+
+/// Writes `dir/runs.json` atomically.
+pub fn write_plan(dir: &Path, plan: &Plan) -> Result<()> {
+    let mut json = serde_json::to_vec_pretty(plan)?;
+    json.push(b'\n');
+    write_atomic(&dir.join("runs.json"), &json)
+}
+
+/// One run of an experiment as found on disk.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub info: RunInfo,
+    pub dir: PathBuf,
+    /// completed, diverged, failed, interrupted (from summary.json); running (no summary
+    /// yet, the experiment is locked by a live process); incomplete (no summary, nobody
+    /// running it); pending (not started).
+    pub status: String,
+    pub summary: Option<StoredSummary>,
+    /// The last evaluation: the summary's final metrics, or metrics.csv's last row for a
+    /// run still going.
+    pub last: Option<EvalRow>,
+}
+
+/// An experiment directory read back.
+#[derive(Debug, Clone)]
+pub struct ExperimentView {
+    pub name: String,
+    pub dir: PathBuf,
+    pub columns: Vec<String>,
+    pub runs: Vec<RunRecord>,
+}
+
+impl ExperimentView {
+    /// Whether the runs are classification runs (they report a validation accuracy).
+    pub fn is_classification(&self) -> bool {
+        self.runs.iter().filter_map(|r| r.last).any(|e| e.val_accuracy.is_some())
+            || self.runs.iter().all(|r| r.last.is_none())
+    }
+
+    /// The metric runs are ranked by: final validation accuracy (higher is better) for
+    /// classification, final validation loss (lower is better) otherwise.
+    pub fn metric_name(&self) -> &'static str {
+        if self.is_classification() { "val_accuracy" } else { "val_loss" }
+    }
+
+    /// A run's ranking value, larger is better; `None` when it has none (diverged, not run).
+    pub fn score(&self, run: &RunRecord) -> Option<f64> {
+        let last = run.last?;
+        let v = if self.is_classification() { last.val_accuracy? } else { -last.val_loss };
+        v.is_finite().then_some(v)
+    }
+
+    /// The runs, best first; runs without a score last, in plan order.
+    pub fn ranked(&self) -> Vec<&RunRecord> {
+        let mut runs: Vec<&RunRecord> = self.runs.iter().collect();
+        runs.sort_by(|a, b| match (self.score(a), self.score(b)) {
+            (Some(x), Some(y)) => y.total_cmp(&x),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+        runs
+    }
+}
+
+/// Reads the experiment at `dir`: the runs `runs.json` lists or, without one, every
+/// subdirectory holding a `config.toml`. `dir` may also be a single run's directory.
+pub fn read_experiment(dir: &Path) -> Result<ExperimentView> {
+    if !dir.is_dir() {
+        return Err(input_error(format!(
+            "{} is not a directory; give an experiment directory (experiments/NAME) or a run directory",
+            dir.display()
+        )));
+    }
+    let live = ExperimentLock::holder(dir).is_some();
+    if dir.join("metrics.csv").exists() && !dir.join("runs.json").exists() {
+        // A single run's directory.
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        let live = ExperimentLock::holder(parent).is_some();
+        let info = discovered_info(dir);
+        let name = read_summary(dir).map_or_else(|| file_name(parent), |s| s.experiment);
+        return Ok(ExperimentView {
+            name,
+            dir: dir.to_path_buf(),
+            columns: Vec::new(),
+            runs: vec![record(dir, info, live)],
+        });
+    }
+    let (name, columns, infos) = match fs::read_to_string(dir.join("runs.json")) {
+        Ok(text) => {
+            let plan: Plan = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a runs.json this runner wrote", dir.join("runs.json").display()))?;
+            (plan.experiment, plan.columns, plan.runs)
+        }
+        Err(_) => {
+            let mut dirs: Vec<PathBuf> = fs::read_dir(dir)
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("config.toml").exists())
+                .collect();
+            dirs.sort();
+            (file_name(dir), Vec::new(), dirs.iter().map(|d| discovered_info(d)).collect())
+        }
+    };
+    if infos.is_empty() {
+        return Err(input_error(format!(
+            "{} holds no runs (no runs.json and no run directories with a config.toml)",
+            dir.display()
+        )));
+    }
+    let runs = infos.into_iter().map(|info| record(&dir.join(&info.name), info, live)).collect();
+    Ok(ExperimentView { name, dir: dir.to_path_buf(), columns, runs })
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map_or_else(|| "experiment".into(), |n| n.to_string_lossy().into_owned())
+}
+
+/// What can be learnt of a run without a plan: its name, schedule kind and seed.
+fn discovered_info(dir: &Path) -> RunInfo {
+    let config: Option<toml::Table> =
+        fs::read_to_string(dir.join("config.toml")).ok().and_then(|t| t.parse::<toml::Table>().ok());
+    let get = |table: &str, key: &str| config.as_ref()?.get(table)?.get(key).cloned();
+    let name = file_name(dir);
+    RunInfo {
+        variant: name.clone(),
+        schedule: get("schedule", "kind").and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+        params: Vec::new(),
+        seed: get("train", "seed").and_then(|v| v.as_integer()).unwrap_or_default() as u64,
+        name,
+    }
+}
+
+fn record(dir: &Path, info: RunInfo, live: bool) -> RunRecord {
+    let summary = read_summary(dir);
+    let (status, last) = match &summary {
+        Some(s) => {
+            let status = serde_json::to_value(s.outcome.status).ok().and_then(|v| v.as_str().map(String::from));
+            (status.unwrap_or_default(), s.outcome.final_metrics)
+        }
+        None if dir.join("metrics.csv").exists() => {
+            let status = if live { "running" } else { "incomplete" };
+            (status.to_string(), read_metrics(dir).ok().and_then(|m| m.last().copied()))
+        }
+        None => ("pending".to_string(), None),
+    };
+    RunRecord { info, dir: dir.to_path_buf(), status, summary, last }
+}
+
+/// The rows of a run's metrics.csv (a live run's file may end in a partial line, skipped).
+pub fn read_metrics(dir: &Path) -> Result<Vec<EvalRow>> {
+    read_rows(&dir.join("metrics.csv"))
+}
+
+/// The rows of a run's steps.csv.
+pub fn read_steps(dir: &Path) -> Result<Vec<StepRow>> {
+    read_rows(&dir.join("steps.csv"))
+}
+
+fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(reader.deserialize().map_while(|r| r.ok()).collect())
+}
+
+/// The lock file that marks an experiment directory as being written by a live process.
+/// A lock left by a dead process (killed, machine restarted) is taken over.
+pub struct ExperimentLock {
+    path: PathBuf,
+}
+
+const LOCK: &str = ".runner.lock";
+
+impl ExperimentLock {
+    /// Creates `dir` if needed and locks it; refuses when a live process holds the lock.
+    pub fn acquire(dir: &Path) -> Result<ExperimentLock> {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(LOCK);
+        for _ in 0..3 {
+            match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    writeln!(f, "{} {}", std::process::id(), start_time(std::process::id()).unwrap_or(0))?;
+                    return Ok(ExperimentLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if let Some(pid) = Self::holder(dir) {
+                        return Err(input_error(format!(
+                            "{} is being written by another runner (process {pid}); wait for it to finish, or stop it. \
+                             If no such process is running, delete {}",
+                            dir.display(),
+                            path.display()
+                        )));
+                    }
+                    // Stale: its process is gone.
+                    let _ = fs::remove_file(&path);
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot create the lock {}", path.display())),
+            }
+        }
+        Err(input_error(format!("cannot lock {}: another runner keeps taking it", dir.display())))
+    }
+
+    /// The process id of the live process holding `dir`'s lock, if any.
+    pub fn holder(dir: &Path) -> Option<u32> {
+        let text = fs::read_to_string(dir.join(LOCK)).ok()?;
+        let mut parts = text.split_whitespace();
+        let pid: u32 = parts.next()?.parse().ok()?;
+        let started: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        alive(pid, started).then_some(pid)
+    }
+}
+
+impl Drop for ExperimentLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// A process's start time in clock ticks since boot (Linux), so that a reused process id
+/// is not taken for the process that wrote the lock.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22; the command name (field 2) is in parentheses and may hold spaces.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn alive(pid: u32, started: u64) -> bool {
+    if cfg!(target_os = "linux") {
+        match start_time(pid) {
+            Some(t) => started == 0 || t == started,
+            None => false,
+        }
+    } else {
+        // Without /proc we cannot tell; trust the lock.
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_refuses_a_second_holder_and_a_dead_ones_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = ExperimentLock::acquire(dir.path()).unwrap();
+        assert_eq!(ExperimentLock::holder(dir.path()), Some(std::process::id()));
+        assert!(ExperimentLock::acquire(dir.path()).is_err());
+        drop(lock);
+        assert!(!dir.path().join(LOCK).exists());
+        // A process id that cannot be running.
+        fs::write(dir.path().join(LOCK), "4294967 1\n").unwrap();
+        assert_eq!(ExperimentLock::holder(dir.path()), None);
+        let _again = ExperimentLock::acquire(dir.path()).unwrap();
+    }
+}

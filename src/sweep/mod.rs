@@ -1,0 +1,164 @@
+//! Runs the runs of an experiment, `jobs` at a time on a rayon pool, each run with its own
+//! pool of `threads` for candle. A run that fails or panics is recorded as failed and the
+//! others go on; an interrupt stops starting runs and lets running ones save their state.
+//! Finished runs (completed or diverged, same resolved config) are skipped unless forced,
+//! which is what makes rerunning a sweep resume it. The sweep knows runs, not tensors.
+
+use crate::config::PlannedRun;
+use crate::data::Dataset;
+use crate::progress::{Board, Tee};
+use crate::results::{self, RunDir, RunSummary};
+use crate::train::{self, Outcome, Status};
+use anyhow::Result;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// How to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Runs at once.
+    pub jobs: usize,
+    /// Rerun finished runs too.
+    pub force: bool,
+}
+
+/// What happened to each run.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Tally {
+    pub completed: Vec<String>,
+    pub diverged: Vec<String>,
+    pub failed: Vec<String>,
+    pub interrupted: Vec<String>,
+    /// Finished earlier with the same config, not rerun.
+    pub skipped: Vec<String>,
+    /// Not started because of an interrupt.
+    pub not_started: Vec<String>,
+}
+
+/// One run to do: what it is and the data it trains on.
+pub struct Job<'a> {
+    pub run: &'a PlannedRun,
+    pub data: Arc<Dataset>,
+}
+
+/// Runs `jobs` into run directories under `dir`; `after_each` is called (serially) after
+/// every run that finished, e.g. to refresh summary.csv.
+pub fn execute(
+    dir: &Path,
+    jobs: &[Job<'_>],
+    opts: Options,
+    board: &Board,
+    stop: &AtomicBool,
+    after_each: &(dyn Fn() + Sync),
+) -> Result<Tally> {
+    let tally = Mutex::new(Tally::default());
+    let next = AtomicUsize::new(0);
+    let pool =
+        rayon::ThreadPoolBuilder::new().num_threads(opts.jobs.max(1)).thread_name(|i| format!("job-{i}")).build()?;
+    let refresh = Mutex::new(());
+    pool.scope(|s| {
+        for _ in 0..opts.jobs.max(1) {
+            s.spawn(|_| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(job) = jobs.get(i) else { break };
+                    let name = job.run.info.name.clone();
+                    if stop.load(Ordering::SeqCst) {
+                        lock(&tally).not_started.push(name);
+                        continue;
+                    }
+                    let result = run_one(dir, job, opts.force, board, stop);
+                    {
+                        let mut t = lock(&tally);
+                        match result {
+                            Ok(None) => t.skipped.push(name),
+                            Ok(Some(Status::Completed)) => t.completed.push(name),
+                            Ok(Some(Status::Diverged)) => t.diverged.push(name),
+                            Ok(Some(Status::Interrupted)) => t.interrupted.push(name),
+                            Ok(Some(Status::Failed)) => t.failed.push(name),
+                            Err(e) => {
+                                board.finish(crate::progress::Progress::Quiet, &format!("{name}: failed: {e:#}"), true);
+                                t.failed.push(name);
+                            }
+                        }
+                    }
+                    let _serial = lock(&refresh);
+                    after_each();
+                }
+            });
+        }
+    });
+    Ok(tally.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Trains one run into `dir/<name>`; `None` when it was already finished. Errors are
+/// those of writing its files; a failure of the run itself is recorded in its summary.
+fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicBool) -> Result<Option<Status>> {
+    let run = job.run;
+    let run_path = dir.join(&run.info.name);
+    let config_toml = run.config.to_toml();
+    if !force && results::is_finished(&run_path, &config_toml) {
+        board.finish(crate::progress::Progress::Quiet, &format!("{}: finished earlier, kept", run.info.name), false);
+        return Ok(None);
+    }
+    // Whatever an earlier, unfinished attempt left is replaced.
+    let mut run_dir = RunDir::create(&run_path, &config_toml, true)?;
+    let total = run.config.train.total_steps(job.data.train.len);
+    let mut progress = board.start(&run.info.name, total);
+    let start = Instant::now();
+    let spec = run.config.run_spec();
+    let threads = run.config.train.threads as usize;
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<Outcome> {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+        pool.install(|| train::train(&spec, &job.data, &mut Tee(&mut run_dir, &mut progress), stop))
+    }));
+    let (outcome, error) = match result {
+        Ok(Ok(outcome)) => (outcome, None),
+        Ok(Err(e)) => (run_dir.failed_outcome(total, start.elapsed().as_secs_f64()), Some(format!("{e:#}"))),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            (run_dir.failed_outcome(total, start.elapsed().as_secs_f64()), Some(format!("panicked: {what}")))
+        }
+    };
+    let summary = RunSummary {
+        experiment: &run.config.name,
+        run: &run.info.name,
+        seed: run.config.train.seed,
+        threads: run.config.train.threads,
+        runner_version: env!("CARGO_PKG_VERSION"),
+        error: error.as_deref(),
+        outcome: &outcome,
+    };
+    run_dir.finish(&summary)?;
+    let line = format!("{}: {}", run.info.name, describe(&outcome, error.as_deref()));
+    board.finish(progress, &line, outcome.status == Status::Failed);
+    Ok(Some(outcome.status))
+}
+
+/// A run's outcome in a few words: `completed: val_accuracy 0.9861 in 0.4s`.
+pub fn describe(o: &Outcome, error: Option<&str>) -> String {
+    let metric = match o.final_metrics {
+        Some(m) => match m.val_accuracy {
+            Some(acc) => format!(" val_accuracy {acc:.4}"),
+            None => format!(" val_loss {:.4}", m.val_loss),
+        },
+        None => String::new(),
+    };
+    match o.status {
+        Status::Completed => format!("completed:{metric} in {:.1}s", o.wall_seconds),
+        Status::Diverged => format!("diverged at step {}", o.diverged_at_step.unwrap_or(o.steps)),
+        Status::Interrupted => format!("interrupted at step {} of {}", o.steps, o.total_steps),
+        Status::Failed => format!("failed: {}", error.unwrap_or("unknown error")),
+    }
+}

@@ -80,8 +80,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
             let _ = results::write_summary_csv(&view);
         }
     };
-    let tally =
-        sweep::execute(&dir, &jobs_list, Options { jobs: jobs as usize, force: args.force }, &board, stop, &refresh)?;
+    let tally = sweep::execute(
+        &dir,
+        &jobs_list,
+        Options { jobs: jobs as usize, threads: threads as usize, force: args.force },
+        &board,
+        stop,
+        &refresh,
+    )?;
     board.close();
     results::write_summary_csv(&results::read_experiment(&dir)?)?;
 

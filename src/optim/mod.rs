@@ -53,6 +53,7 @@ impl Optimizer {
             } => {
                 for (var, buf) in vars.iter().zip(buffers.iter_mut()) {
                     let Some(g) = grads.get(var) else { continue };
+                    let g = &g.detach();
                     let mut g =
                         if *weight_decay != 0.0 { (g + (var.as_tensor() * *weight_decay)?)? } else { g.clone() };
                     if *momentum != 0.0 {
@@ -61,7 +62,8 @@ impl Optimizer {
                             Some(b) => ((b * *momentum)? + (&g * (1.0 - *dampening))?)?,
                         };
                         g = if *nesterov { (g + (&b * *momentum)?)? } else { b.clone() };
-                        *buf = Some(b);
+                        // Detached, or each buffer would keep the graph of every earlier one alive.
+                        *buf = Some(b.detach());
                     }
                     var.set(&(var.as_tensor() - (g * lr)?)?)?;
                 }
@@ -72,8 +74,8 @@ impl Optimizer {
                 for ((var, m), v) in vars.iter().zip(m.iter_mut()).zip(v.iter_mut()) {
                     let Some(g) = grads.get(var) else { continue };
                     let g = if *weight_decay != 0.0 { (g + (var.as_tensor() * *weight_decay)?)? } else { g.clone() };
-                    *m = ((&*m * *beta1)? + (&g * (1.0 - *beta1))?)?;
-                    *v = ((&*v * *beta2)? + (g.sqr()? * (1.0 - *beta2))?)?;
+                    *m = ((&*m * *beta1)? + (&g * (1.0 - *beta1))?)?.detach();
+                    *v = ((&*v * *beta2)? + (g.sqr()? * (1.0 - *beta2))?)?.detach();
                     let denom = ((&*v / c2)?.sqrt()? + *eps)?;
                     let update = ((&*m / c1)? / denom)?;
                     var.set(&(var.as_tensor() - (update * lr)?)?)?;
@@ -88,10 +90,10 @@ impl Optimizer {
                 for ((var, sq), buf) in vars.iter().zip(square.iter_mut()).zip(buffers.iter_mut()) {
                     let Some(g) = grads.get(var) else { continue };
                     let g = if *weight_decay != 0.0 { (g + (var.as_tensor() * *weight_decay)?)? } else { g.clone() };
-                    *sq = ((&*sq * *alpha)? + (g.sqr()? * (1.0 - *alpha))?)?;
+                    *sq = ((&*sq * *alpha)? + (g.sqr()? * (1.0 - *alpha))?)?.detach();
                     let scaled = (g / (sq.sqrt()? + *eps)?)?;
                     let update = if *momentum > 0.0 {
-                        *buf = ((&*buf * *momentum)? + scaled)?;
+                        *buf = ((&*buf * *momentum)? + scaled)?.detach();
                         buf.clone()
                     } else {
                         scaled

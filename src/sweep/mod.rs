@@ -1,5 +1,7 @@
-//! Runs the runs of an experiment, `jobs` at a time on a rayon pool, each run with its own
-//! pool of `threads` for candle. A run that fails or panics is recorded as failed and the
+//! Runs the runs of an experiment, `jobs` at a time: one rayon pool of `threads` per job
+//! slot, each pulling the next run from a shared queue and training it inside its pool,
+//! so candle's parallel work stays within the run's threads. (Not a pool nested in a pool:
+//! a rayon worker waiting on another pool spins, stealing a core from the runs.) A run that fails or panics is recorded as failed and the
 //! others go on; an interrupt stops starting runs and lets running ones save their state.
 //! Finished runs (completed or diverged, same resolved config) are skipped unless forced,
 //! which is what makes rerunning a sweep resume it. The sweep knows runs, not tensors.
@@ -21,6 +23,8 @@ use std::time::Instant;
 pub struct Options {
     /// Runs at once.
     pub jobs: usize,
+    /// CPU threads of each run.
+    pub threads: usize,
     /// Rerun finished runs too.
     pub force: bool,
 }
@@ -56,39 +60,46 @@ pub fn execute(
 ) -> Result<Tally> {
     let tally = Mutex::new(Tally::default());
     let next = AtomicUsize::new(0);
-    let pool =
-        rayon::ThreadPoolBuilder::new().num_threads(opts.jobs.max(1)).thread_name(|i| format!("job-{i}")).build()?;
+    let pools = (0..opts.jobs.max(1))
+        .map(|i| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(opts.threads.max(1))
+                .thread_name(move |t| format!("job{i}-{t}"))
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let refresh = Mutex::new(());
-    pool.scope(|s| {
-        for _ in 0..opts.jobs.max(1) {
-            s.spawn(|_| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(job) = jobs.get(i) else { break };
-                    let name = job.run.info.name.clone();
-                    if stop.load(Ordering::SeqCst) {
-                        lock(&tally).not_started.push(name);
-                        continue;
+    let worker = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            let Some(job) = jobs.get(i) else { break };
+            let name = job.run.info.name.clone();
+            if stop.load(Ordering::SeqCst) {
+                lock(&tally).not_started.push(name);
+                continue;
+            }
+            let result = run_one(dir, job, opts.force, board, stop);
+            {
+                let mut t = lock(&tally);
+                match result {
+                    Ok(None) => t.skipped.push(name),
+                    Ok(Some(Status::Completed)) => t.completed.push(name),
+                    Ok(Some(Status::Diverged)) => t.diverged.push(name),
+                    Ok(Some(Status::Interrupted)) => t.interrupted.push(name),
+                    Ok(Some(Status::Failed)) => t.failed.push(name),
+                    Err(e) => {
+                        board.finish(crate::progress::Progress::Quiet, &format!("{name}: failed: {e:#}"), true);
+                        t.failed.push(name);
                     }
-                    let result = run_one(dir, job, opts.force, board, stop);
-                    {
-                        let mut t = lock(&tally);
-                        match result {
-                            Ok(None) => t.skipped.push(name),
-                            Ok(Some(Status::Completed)) => t.completed.push(name),
-                            Ok(Some(Status::Diverged)) => t.diverged.push(name),
-                            Ok(Some(Status::Interrupted)) => t.interrupted.push(name),
-                            Ok(Some(Status::Failed)) => t.failed.push(name),
-                            Err(e) => {
-                                board.finish(crate::progress::Progress::Quiet, &format!("{name}: failed: {e:#}"), true);
-                                t.failed.push(name);
-                            }
-                        }
-                    }
-                    let _serial = lock(&refresh);
-                    after_each();
                 }
-            });
+            }
+            let _serial = lock(&refresh);
+            after_each();
+        }
+    };
+    std::thread::scope(|s| {
+        for pool in &pools {
+            s.spawn(|| pool.install(worker));
         }
     });
     Ok(tally.into_inner().unwrap_or_else(|e| e.into_inner()))
@@ -114,10 +125,8 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
     let mut progress = board.start(&run.info.name, total);
     let start = Instant::now();
     let spec = run.config.run_spec();
-    let threads = run.config.train.threads as usize;
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Outcome> {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
-        pool.install(|| train::train(&spec, &job.data, &mut Tee(&mut run_dir, &mut progress), stop))
+        train::train(&spec, &job.data, &mut Tee(&mut run_dir, &mut progress), stop)
     }));
     let (outcome, error) = match result {
         Ok(Ok(outcome)) => (outcome, None),

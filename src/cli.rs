@@ -31,15 +31,18 @@ pub enum Command {
 pub struct ScheduleArgs {
     /// The experiment file (TOML with a [schedule] table).
     pub file: PathBuf,
-    /// Number of steps to show (rows 0..N-1).
+    /// Number of steps to show (rows 0..N-1); default: the run's total steps.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub steps: u64,
-    /// Optimizer steps per epoch, for `epoch` in expression schedules.
-    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    pub steps_per_epoch: u64,
-    /// Seed for noisy schedules.
-    #[arg(long, default_value_t = crate::DEFAULT_SEED)]
-    pub seed: u64,
+    pub steps: Option<u64>,
+    /// Optimizer steps per epoch, for `epoch` in expression schedules; default: the run's.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub steps_per_epoch: Option<u64>,
+    /// Seed for noisy schedules; default: the run's [train] seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Which run of a sweep file to show (`runner run FILE --dry-run` lists them).
+    #[arg(long, value_name = "NAME")]
+    pub run: Option<String>,
     /// For validation-driven schedules: a file with one monitored value per line; prints
     /// `epoch,metric,lr` with the rate in effect after each evaluation.
     #[arg(long, value_name = "FILE")]

@@ -45,7 +45,12 @@ fn every_shipped_config_runs() {
     for entry in fs::read_dir("configs").unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let out = runner().arg("schedule").arg(&path).args(["--steps", "2000"]).output().unwrap();
+            let mut cmd = runner();
+            cmd.arg("schedule").arg(&path).args(["--steps", "2000"]);
+            if path.to_string_lossy().contains("sweep") {
+                cmd.args(["--run", "cosine_decay"]);
+            }
+            let out = cmd.output().unwrap();
             assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
             assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 2001, "{}", path.display());
         }
@@ -297,13 +302,37 @@ fn bad_choices_and_phases() {
 }
 
 #[test]
+fn steps_default_to_the_runs_length() {
+    // digits: 1437 training samples in batches of 32 = 45 steps per epoch, 30 epochs.
+    let out = runner().args(["schedule", "configs/cosine.toml"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1 + 45 * 30);
+    // A sweep's run, with its derived parameters: cosine over the whole run, ending at 1%.
+    let out = runner().args(["schedule", "configs/sweep_all_decays.toml", "--run", "cosine_decay"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().nth(1), Some("0,0.1"));
+    let last: f64 = text.lines().last().unwrap().split(',').nth(1).unwrap().parse().unwrap();
+    let expected = 0.1 * (0.99 * 0.5 * (1.0 + (std::f64::consts::PI * 1349.0 / 1350.0).cos()) + 0.01);
+    assert!((last - expected).abs() < 1e-15, "{last} vs {expected}");
+}
+
+#[test]
 fn missing_file_and_usage_errors_exit_2() {
     runner()
         .args(["schedule", "no/such.toml", "--steps", "3"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("no/such.toml: cannot read the config file"));
-    runner().args(["schedule", "configs/cosine.toml"]).assert().code(2).stderr(predicate::str::contains("--steps"));
+    runner()
+        .args(["schedule", "configs/sweep_all_decays.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is a sweep of 10 runs; pick one with --run NAME: piecewise_constant,"));
+    runner()
+        .args(["schedule", "configs/sweep_all_decays.toml", "--run", "cosine"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("has no run \"cosine\"; its runs: piecewise_constant"));
     runner().args(["schedule", "configs/cosine.toml", "--steps", "0"]).assert().code(2);
     runner().arg("frobnicate").assert().code(2);
 }

@@ -1,17 +1,53 @@
-//! `runner schedule FILE --steps N`: a schedule's rates without training.
+//! `runner schedule FILE [--steps N]`: a schedule's rates without training (by default
+//! over the run's own length).
 
 use super::{UsageError, print};
 use crate::chart::{Labels, Series, terminal_chart, write_line_chart};
 use crate::cli::ScheduleArgs;
 use crate::config;
+use crate::data;
 use crate::schedule::Context;
 use anyhow::Result;
 use std::fmt::Write as _;
 use std::path::Path;
 
 pub fn run(args: &ScheduleArgs) -> Result<()> {
-    let cfg = config::load(&args.file)?;
-    let ctx = Context { total_steps: args.steps, steps_per_epoch: args.steps_per_epoch, seed: args.seed };
+    let mut cache = data::Cache::default();
+    let exp = config::load_experiment(&args.file, &mut |spec| Ok(cache.get(spec)?.train.len))?;
+    let cfg = match (&args.run, exp.runs.as_slice()) {
+        (None, [only]) => &only.config,
+        (Some(name), runs) => match runs.iter().find(|r| &r.info.name == name) {
+            Some(r) => &r.config,
+            None => {
+                let names: Vec<&str> = runs.iter().map(|r| r.info.name.as_str()).collect();
+                return Err(UsageError(format!(
+                    "{} has no run \"{name}\"; its runs: {}",
+                    args.file.display(),
+                    names.join(", ")
+                ))
+                .into());
+            }
+        },
+        (None, runs) => {
+            let names: Vec<&str> = runs.iter().map(|r| r.info.name.as_str()).collect();
+            return Err(UsageError(format!(
+                "{} is a sweep of {} runs; pick one with --run NAME: {}",
+                args.file.display(),
+                runs.len(),
+                names.join(", ")
+            ))
+            .into());
+        }
+    };
+    // The run's own length and epoch size, unless given: needs the data set's size.
+    let (steps, steps_per_epoch) = match (args.steps, args.steps_per_epoch) {
+        (Some(n), Some(k)) => (n, k),
+        (n, k) => {
+            let len = cache.get(&cfg.dataset)?.train.len;
+            (n.unwrap_or(cfg.train.total_steps(len)), k.unwrap_or(cfg.train.steps_per_epoch(len)))
+        }
+    };
+    let ctx = Context { total_steps: steps, steps_per_epoch, seed: args.seed.unwrap_or(cfg.train.seed) };
     let mut schedule = cfg.schedule.build(&ctx);
     let kind = cfg.schedule.kind.kind();
 
@@ -39,10 +75,10 @@ pub fn run(args: &ScheduleArgs) -> Result<()> {
             if schedule.monitor().is_some() {
                 eprintln!("note: {kind} changes only when told a metric; pass --metrics FILE (one value per line)");
             }
-            let mut csv = String::with_capacity(args.steps as usize * 24);
+            let mut csv = String::with_capacity(steps as usize * 24);
             csv.push_str("step,lr\n");
-            let mut points = Vec::with_capacity(args.steps as usize);
-            for step in 0..args.steps {
+            let mut points = Vec::with_capacity(steps as usize);
+            for step in 0..steps {
                 let lr = schedule.lr(step);
                 writeln!(csv, "{step},{lr}")?;
                 points.push((step as f64, lr));

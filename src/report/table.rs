@@ -65,10 +65,15 @@ pub fn render_json(header: &[String], rows: &[Vec<String>]) -> anyhow::Result<St
                 .iter()
                 .zip(r)
                 .map(|(h, v)| {
-                    let value = match v.parse::<f64>() {
-                        _ if v.is_empty() => serde_json::Value::Null,
-                        Ok(x) if x.is_finite() => serde_json::json!(x),
-                        _ => serde_json::Value::String(v.clone()),
+                    let value = if v.is_empty() {
+                        serde_json::Value::Null
+                    } else if let Ok(i) = v.parse::<i64>() {
+                        serde_json::json!(i)
+                    } else {
+                        match v.parse::<f64>() {
+                            Ok(x) if x.is_finite() => serde_json::json!(x),
+                            _ => serde_json::Value::String(v.clone()),
+                        }
                     };
                     (h.clone(), value)
                 })

@@ -1,0 +1,406 @@
+//! Sweeps through the real binary: expansion and names, a failing and a diverging variant
+//! beside good ones, interruption by signal and by `kill -9` followed by a resume that
+//! gives the same results as an uninterrupted sweep, the lock, `--dry-run`, `--filter`,
+//! and `runner report`'s tables and charts.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+fn runner() -> Command {
+    Command::cargo_bin("runner").unwrap()
+}
+
+/// Writes `body` as `dir/NAME.toml` and returns its path.
+fn config(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    fs::write(&path, body).unwrap();
+    path
+}
+
+fn sweep(cfg: &Path, out: &Path) -> Command {
+    let mut c = runner();
+    c.arg("run").arg(cfg).arg("--out").arg(out);
+    c
+}
+
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    let mut rows = vec![header];
+    rows.extend(r.records().map(|rec| rec.unwrap().iter().map(String::from).collect()));
+    rows
+}
+
+fn column(rows: &[Vec<String>], name: &str) -> Vec<String> {
+    let i = rows[0].iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
+    rows[1..].iter().map(|r| r[i].clone()).collect()
+}
+
+/// metrics.csv and steps.csv of every run, without the wall-clock column.
+fn results_without_clock(exp: &Path) -> Vec<(String, String)> {
+    let mut runs: Vec<PathBuf> = fs::read_dir(exp).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    runs.sort();
+    runs.iter()
+        .map(|r| {
+            let metrics: Vec<String> = fs::read_to_string(r.join("metrics.csv"))
+                .unwrap()
+                .lines()
+                .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+                .collect();
+            (
+                r.file_name().unwrap().to_string_lossy().into_owned(),
+                metrics.join("\n") + &fs::read_to_string(r.join("steps.csv")).unwrap(),
+            )
+        })
+        .collect()
+}
+
+const GRID: &str = r#"
+name = "grid"
+[schedule]
+kind = "cosine_decay"
+learning_rate = 0.1
+decay_steps = 100
+[sweep]
+seeds = [1, 2]
+"schedule.learning_rate" = [0.1, 0.03]
+"train.batch_size" = [64]
+[train]
+epochs = 2
+"#;
+
+#[test]
+fn dry_run_lists_grid_times_seeds_with_stable_names_and_writes_nothing() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "grid", GRID);
+    let out = sweep(&cfg, &dir.path().join("out")).arg("--dry-run").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("grid: 4 runs"), "{text}");
+    let names: Vec<&str> = text.lines().skip(2).map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "cosine_decay-lr0.1-seed1",
+            "cosine_decay-lr0.1-seed2",
+            "cosine_decay-lr0.03-seed1",
+            "cosine_decay-lr0.03-seed2"
+        ]
+    );
+    // 1437 training samples in batches of 64: 23 steps per epoch, 2 epochs.
+    assert!(text.lines().nth(2).unwrap().contains(" 46 "), "{text}");
+    assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn random_search_is_seeded_and_draws_inside_the_range() {
+    let dir = TempDir::new().unwrap();
+    let body = "name = \"rs\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n[sweep]\nsamples = 6\nsample_seed = 7\n\"schedule.learning_rate\" = { log_uniform = [0.001, 0.5] }\n\"model.activation\" = { choice = [\"relu\", \"tanh\"] }\n";
+    let cfg = config(dir.path(), "rs", body);
+    let list = || String::from_utf8(sweep(&cfg, dir.path()).arg("--dry-run").output().unwrap().stdout).unwrap();
+    let (a, b) = (list(), list());
+    assert_eq!(a, b);
+    let rows: Vec<Vec<&str>> = a.lines().skip(2).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 6);
+    for row in &rows {
+        let lr: f64 = row[2].parse().unwrap();
+        assert!((0.001..=0.5).contains(&lr), "{row:?}");
+        assert!(["relu", "tanh"].contains(&row[3]), "{row:?}");
+        assert!(row[0].starts_with("constant-lr") && row[0].contains(&format!("-activation{}", row[3])), "{row:?}");
+    }
+}
+
+#[test]
+fn a_bad_variant_is_reported_with_its_name_and_nothing_runs() {
+    let dir = TempDir::new().unwrap();
+    let body = "name = \"bad\"\n[schedule]\nkind = \"exponential_decay\"\nlearning_rate = 0.1\ndecay_steps = 100\ndecay_rate = 0.5\n[sweep]\n\"schedule.decay_rate\" = [0.5, -2]\n";
+    let cfg = config(dir.path(), "bad", body);
+    sweep(&cfg, &dir.path().join("out")).assert().code(2).stderr(
+        predicate::str::contains("bad.toml:8:31: `schedule.decay_rate` must be a number >= 0")
+            .and(predicate::str::contains("in the sweep's run exponential_decay-decay_rate-2")),
+    );
+    assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn a_failing_and_a_diverging_run_do_not_stop_the_others() {
+    let dir = TempDir::new().unwrap();
+    // The plateau schedule watches val_accuracy, which a regression data set does not have:
+    // that run fails when it starts. The huge rate diverges. The constant one completes.
+    let body = r#"
+name = "mixed"
+[dataset]
+kind = "sine"
+points = 200
+[train]
+epochs = 2
+[[sweep.schedule]]
+name = "good"
+kind = "constant"
+learning_rate = 0.01
+[[sweep.schedule]]
+name = "watches_accuracy"
+kind = "reduce_on_plateau"
+learning_rate = 0.01
+monitor = "val_accuracy"
+[[sweep.schedule]]
+name = "huge"
+kind = "constant"
+learning_rate = 1e12
+"#;
+    let cfg = config(dir.path(), "mixed", body);
+    let out = dir.path().join("out");
+    sweep(&cfg, &out)
+        .arg("--quiet")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("1 of 3 runs failed: watches_accuracy"));
+    let rows = csv_rows(&out.join("mixed/summary.csv"));
+    assert_eq!(column(&rows, "run"), ["good", "watches_accuracy", "huge"]);
+    assert_eq!(column(&rows, "status"), ["completed", "failed", "diverged"]);
+    let failed: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("mixed/watches_accuracy/summary.json")).unwrap()).unwrap();
+    assert!(failed["error"].as_str().unwrap().contains("regression data set"), "{failed}");
+}
+
+/// Starts a sweep in the background and waits until `ready` holds for its output.
+fn start_and_wait(cfg: &Path, out: &Path, ready: impl Fn(&Path) -> bool) -> Child {
+    let bin = assert_cmd::cargo::cargo_bin("runner");
+    let mut child = std::process::Command::new(bin)
+        .arg("run")
+        .arg(cfg)
+        .arg("--out")
+        .arg(out)
+        .args(["--jobs", "1", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !ready(out) {
+        assert!(child.try_wait().unwrap().is_none(), "the sweep ended before it could be interrupted");
+        assert!(start.elapsed() < Duration::from_secs(120), "the sweep never got going");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+}
+
+const SLOW: &str = r#"
+name = "slow"
+[schedule]
+kind = "cosine_decay"
+learning_rate = 0.05
+decay_steps = 500
+[sweep]
+"schedule.learning_rate" = [0.05, 0.03, 0.02, 0.01]
+[model]
+hidden = [256, 256]
+[train]
+epochs = 12
+log_every = 5
+"#;
+
+fn finished_runs(exp: &Path) -> usize {
+    fs::read_dir(exp).map_or(0, |d| d.filter(|e| e.as_ref().unwrap().path().join("summary.json").exists()).count())
+}
+
+#[test]
+fn interrupt_then_resume_gives_the_results_of_an_uninterrupted_sweep() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "slow", SLOW);
+    let whole = dir.path().join("whole");
+    sweep(&cfg, &whole).args(["--jobs", "1", "--quiet"]).assert().success();
+
+    let cut = dir.path().join("cut");
+    let mut child = start_and_wait(&cfg, &cut, |out| finished_runs(&out.join("slow")) >= 1);
+    signal(&child, "-INT");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let exp = cut.join("slow");
+    let statuses = column(&csv_rows(&exp.join("summary.csv")), "status");
+    assert!(statuses.contains(&"completed".to_string()), "{statuses:?}");
+    assert!(statuses.iter().any(|s| s == "interrupted" || s == "pending"), "{statuses:?}");
+    assert!(!exp.join(".runner.lock").exists());
+
+    let out = sweep(&cfg, &cut).args(["--jobs", "1"]).output().unwrap();
+    assert!(out.status.success());
+    let said = String::from_utf8(out.stderr).unwrap();
+    assert!(said.contains("kept from before"), "{said}");
+    assert_eq!(results_without_clock(&exp), results_without_clock(&whole.join("slow")));
+}
+
+#[test]
+fn kill_9_mid_run_then_resume_reruns_the_half_written_run() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "slow", SLOW);
+    let whole = dir.path().join("whole");
+    sweep(&cfg, &whole).args(["--jobs", "1", "--quiet"]).assert().success();
+
+    let cut = dir.path().join("cut");
+    // Killed while the second run is part-way: its metrics.csv has rows but no summary.json.
+    let second = "cosine_decay-lr0.03";
+    let mut child = start_and_wait(&cfg, &cut, |out| {
+        fs::read_to_string(out.join("slow").join(second).join("metrics.csv")).is_ok_and(|m| m.lines().count() > 2)
+    });
+    signal(&child, "-KILL");
+    child.wait().unwrap();
+    let exp = cut.join("slow");
+    assert!(exp.join(".runner.lock").exists(), "a killed process cannot remove its lock");
+    assert!(!exp.join(second).join("summary.json").exists());
+    runner()
+        .arg("report")
+        .arg(&exp)
+        .arg("--no-plots")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("incomplete"));
+
+    sweep(&cfg, &cut).args(["--jobs", "1", "--quiet"]).assert().success();
+    assert_eq!(results_without_clock(&exp), results_without_clock(&whole.join("slow")));
+    assert_eq!(column(&csv_rows(&exp.join("summary.csv")), "status"), ["completed"; 4]);
+}
+
+#[test]
+fn a_second_sweep_on_the_same_directory_is_refused_while_the_first_lives() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "grid", GRID);
+    let exp = dir.path().join("out/grid");
+    fs::create_dir_all(&exp).unwrap();
+    // A live process (this test) holds the lock.
+    fs::write(exp.join(".runner.lock"), format!("{} 0\n", std::process::id())).unwrap();
+    sweep(&cfg, &dir.path().join("out")).arg("--quiet").assert().code(2).stderr(predicate::str::contains(format!(
+        "is being written by another runner (process {})",
+        std::process::id()
+    )));
+    // A dead one does not.
+    fs::write(exp.join(".runner.lock"), "4294967 1\n").unwrap();
+    sweep(&cfg, &dir.path().join("out")).arg("--quiet").assert().success();
+    assert!(!exp.join(".runner.lock").exists());
+}
+
+#[test]
+fn filter_runs_only_the_matching_runs() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "grid", GRID);
+    let out = dir.path().join("out");
+    sweep(&cfg, &out).args(["--filter", "*seed2", "--quiet"]).assert().success();
+    let statuses = csv_rows(&out.join("grid/summary.csv"));
+    let mut done: Vec<(String, String)> =
+        column(&statuses, "run").into_iter().zip(column(&statuses, "status")).collect();
+    done.sort();
+    assert_eq!(
+        done,
+        [
+            ("cosine_decay-lr0.03-seed1".into(), "pending".into()),
+            ("cosine_decay-lr0.03-seed2".into(), "completed".into()),
+            ("cosine_decay-lr0.1-seed1".into(), "pending".into()),
+            ("cosine_decay-lr0.1-seed2".into(), "completed".into()),
+        ]
+    );
+    sweep(&cfg, &out)
+        .args(["--filter", "nothing"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("matches none of the runs"));
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    // Not a blank image: the curves and text put several colours in it.
+    let mut colours: Vec<&[u8]> = buf[..info.buffer_size()].chunks(3).collect();
+    colours.sort_unstable();
+    colours.dedup();
+    assert!(colours.len() > 5, "{} looks blank", path.display());
+    (info.width, info.height)
+}
+
+#[test]
+fn all_ten_decays_then_report_ranks_them_and_draws_the_charts() {
+    let dir = TempDir::new().unwrap();
+    let text = fs::read_to_string("configs/sweep_all_decays.toml").unwrap().replace("epochs = 30", "epochs = 3");
+    let cfg = config(dir.path(), "sweep_all_decays", &text);
+    let out = dir.path().join("out");
+    sweep(&cfg, &out).arg("--quiet").assert().success();
+    let exp = out.join("sweep_all_decays");
+    let rows = csv_rows(&exp.join("summary.csv"));
+    assert_eq!(rows[0][..4], ["run", "schedule", "seed", "status"]);
+    let mut kinds = column(&rows, "schedule");
+    kinds.sort();
+    assert_eq!(kinds.len(), 10);
+    assert_eq!(column(&rows, "status"), ["completed"; 10]);
+    let acc: Vec<f64> = column(&rows, "final_val_accuracy").iter().map(|v| v.parse().unwrap()).collect();
+    assert!(acc.windows(2).all(|w| w[0] >= w[1]), "best first: {acc:?}");
+
+    let out = runner().arg("report").arg(&exp).output().unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.starts_with("sweep_all_decays: 10 runs, ranked by final val_accuracy"), "{table}");
+    let first = table.lines().nth(2).unwrap();
+    assert!(first.trim_start().starts_with("1  ") && first.contains(&rows[1][0]), "{table}");
+    assert_eq!(png_size(&exp.join("lr.png")), (1300, 650));
+    assert_eq!(png_size(&exp.join("val_loss.png")), (1300, 650));
+    assert_eq!(png_size(&exp.join("val_accuracy.png")), (1300, 650));
+    assert_eq!(png_size(&exp.join("final.png")), (1100, 120 + 40 * 10));
+
+    let json = runner().arg("report").arg(&exp).args(["--format", "json", "--no-plots"]).output().unwrap();
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(parsed.as_array().unwrap().len(), 10);
+    assert_eq!(parsed[0]["rank"], 1);
+    let md = runner().arg("report").arg(&exp).args(["--format", "markdown", "--no-plots"]).output().unwrap();
+    assert!(String::from_utf8(md.stdout).unwrap().starts_with("| rank | run | schedule | status |"));
+    // A single run's directory.
+    runner().arg("report").arg(exp.join("cosine_decay")).args(["--format", "csv"]).assert().success().stdout(
+        predicate::str::starts_with("rank,run,schedule,status,final_val_accuracy")
+            .and(predicate::str::contains("1,cosine_decay,cosine_decay,completed,")),
+    );
+    assert!(exp.join("cosine_decay/lr.png").exists());
+}
+
+#[test]
+fn report_over_seeds_shows_mean_and_spread() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "grid", GRID);
+    let out = dir.path().join("out");
+    sweep(&cfg, &out).arg("--quiet").assert().success();
+    let csv = runner().arg("report").arg(out.join("grid")).args(["--format", "csv", "--no-plots"]).output().unwrap();
+    let text = String::from_utf8(csv.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "rank,variant,schedule,schedule.learning_rate,train.batch_size,seeds,mean_final_val_accuracy,std,min,max,status"
+        )
+    );
+    let rows = csv_rows(&out.join("grid/summary.csv"));
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let accs: Vec<f64> = rows[1..]
+            .iter()
+            .filter(|r| r[0].starts_with(&format!("{}-", f[1])))
+            .map(|r| r[column_index(&rows, "final_val_accuracy")].parse().unwrap())
+            .collect();
+        assert_eq!(accs.len(), 2, "{line}");
+        let mean = (accs[0] + accs[1]) / 2.0;
+        let std = ((accs[0] - mean).powi(2) + (accs[1] - mean).powi(2)).sqrt();
+        assert_eq!(f[6], format!("{mean:.4}"));
+        assert_eq!(f[7], format!("{std:.4}"));
+        assert_eq!(f[10], "2 completed");
+    }
+}
+
+fn column_index(rows: &[Vec<String>], name: &str) -> usize {
+    rows[0].iter().position(|h| h == name).unwrap()
+}

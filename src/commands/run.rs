@@ -91,7 +91,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
     board.close();
     results::write_summary_csv(&results::read_experiment(&dir)?)?;
 
-    if !args.quiet {
+    if !args.quiet && !exp.is_sweep {
+        eprintln!("results in {}; see `runner report {}`", dir.join(&selected[0].info.name).display(), dir.display());
+    } else if !args.quiet {
         let mut parts = vec![format!("{} completed", tally.completed.len())];
         for (n, what) in [
             (tally.diverged.len(), "diverged"),

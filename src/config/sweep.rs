@@ -551,6 +551,12 @@ fn variant_config(
             let mut params = vec![("kind", FairValue::Text(kind))];
             params.extend(fair_params(kind, lr, total).expect("a seed decay has derived parameters"));
             set(&mut root, "schedule", generated(&params));
+            // The swept rate is the base the parameters were derived from (piecewise
+            // constant has no learning_rate key of its own); the other keys apply as given.
+            let rest: Vec<_> =
+                schedule_overrides.iter().copied().filter(|(p, _)| *p != "schedule.learning_rate").collect();
+            apply(&mut root, &rest)?;
+            return Ok(parse_table(path, text, &root)?);
         }
     }
     apply(&mut root, &schedule_overrides)?;
@@ -723,6 +729,14 @@ mod tests {
         let toml = cosine.config.to_toml();
         assert!(toml.contains("decay_steps = 64.0"), "{toml}");
         assert!(toml.contains("learning_rate = 0.2"), "{toml}");
+    }
+
+    #[test]
+    fn a_swept_rate_is_the_base_of_derived_decays() {
+        let e =
+            expand_text("[sweep]\nschedules = [\"piecewise_constant\"]\n\"schedule.learning_rate\" = [0.5]\n").unwrap();
+        let toml = e.runs[0].config.to_toml();
+        assert!(toml.contains("values = [0.5, 0.05, 0.005]"), "{toml}");
     }
 
     #[test]

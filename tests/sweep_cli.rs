@@ -210,6 +210,15 @@ epochs = 12
 log_every = 5
 "#;
 
+/// Writes the slow sweep, runs it once uninterrupted into `whole/`; returns the config,
+/// that reference's root and the root for the interrupted attempt.
+fn uninterrupted_reference(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let cfg = config(dir, "slow", SLOW);
+    let whole = dir.join("whole");
+    sweep(&cfg, &whole).args(["--jobs", "1", "--quiet"]).assert().success();
+    (cfg, whole, dir.join("cut"))
+}
+
 fn finished_runs(exp: &Path) -> usize {
     fs::read_dir(exp).map_or(0, |d| d.filter(|e| e.as_ref().unwrap().path().join("summary.json").exists()).count())
 }
@@ -217,11 +226,7 @@ fn finished_runs(exp: &Path) -> usize {
 #[test]
 fn interrupt_then_resume_gives_the_results_of_an_uninterrupted_sweep() {
     let dir = TempDir::new().unwrap();
-    let cfg = config(dir.path(), "slow", SLOW);
-    let whole = dir.path().join("whole");
-    sweep(&cfg, &whole).args(["--jobs", "1", "--quiet"]).assert().success();
-
-    let cut = dir.path().join("cut");
+    let (cfg, whole, cut) = uninterrupted_reference(dir.path());
     let mut child = start_and_wait(&cfg, &cut, |out| finished_runs(&out.join("slow")) >= 1);
     signal(&child, "-INT");
     let status = child.wait().unwrap();
@@ -242,11 +247,7 @@ fn interrupt_then_resume_gives_the_results_of_an_uninterrupted_sweep() {
 #[test]
 fn kill_9_mid_run_then_resume_reruns_the_half_written_run() {
     let dir = TempDir::new().unwrap();
-    let cfg = config(dir.path(), "slow", SLOW);
-    let whole = dir.path().join("whole");
-    sweep(&cfg, &whole).args(["--jobs", "1", "--quiet"]).assert().success();
-
-    let cut = dir.path().join("cut");
+    let (cfg, whole, cut) = uninterrupted_reference(dir.path());
     // Killed while the second run is part-way: its metrics.csv has rows but no summary.json.
     let second = "cosine_decay-lr0.03";
     let mut child = start_and_wait(&cfg, &cut, |out| {

@@ -101,7 +101,7 @@ fn main() {
         bare.push(start.elapsed().as_secs_f64());
         let dir = tmp.path().join(format!("run{i}"));
         let start = Instant::now();
-        let mut run_dir = RunDir::create(&dir, &cfg.to_toml(), true).unwrap();
+        let mut run_dir = RunDir::create(&dir, &cfg.to_toml()).unwrap();
         // Plain progress lines, as in CI; they go to stderr.
         let mut progress =
             Progress::Lines { total: cfg.train.total_steps(data.train.len), next_percent: 0, label: "bench".into() };

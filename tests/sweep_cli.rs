@@ -386,6 +386,8 @@ fn report_over_seeds_shows_mean_and_spread() {
         )
     );
     let rows = csv_rows(&out.join("grid/summary.csv"));
+    let lines: Vec<&str> = lines.collect();
+    assert_eq!(lines.len(), 2, "one row per variant: {text}");
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
         let accs: Vec<f64> = rows[1..]

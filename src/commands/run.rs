@@ -28,7 +28,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let jobs = args.jobs.or(exp.jobs).unwrap_or((cores / threads).max(1)).min(selected.len().max(1) as u64);
     let dir = args.out.join(&exp.name);
     if args.dry_run {
-        return dry_run(&exp, &selected, &dir, jobs, threads, args.force);
+        return dry_run(&exp, &selected, &dir, jobs, threads, args.force, &mut cache);
     }
     if jobs * threads > cores && !args.quiet {
         eprintln!(
@@ -152,11 +152,18 @@ fn select<'a>(exp: &'a Experiment, filter: Option<&str>) -> Result<Vec<&'a Plann
 }
 
 /// `--dry-run`: the runs, their swept values and what a real run would do with each.
-fn dry_run(exp: &Experiment, runs: &[&PlannedRun], dir: &Path, jobs: u64, threads: u64, force: bool) -> Result<()> {
+fn dry_run(
+    exp: &Experiment,
+    runs: &[&PlannedRun],
+    dir: &Path,
+    jobs: u64,
+    threads: u64,
+    force: bool,
+    cache: &mut data::Cache,
+) -> Result<()> {
     let mut header = vec!["run".to_string(), "schedule".into()];
     header.extend(exp.columns.iter().cloned());
     header.extend(["seed".into(), "steps".into(), "would".into()]);
-    let mut cache = data::Cache::default();
     let mut rows = Vec::new();
     for r in runs {
         let steps = r.config.train.total_steps(cache.get(&r.config.dataset)?.train.len);

@@ -48,13 +48,21 @@ pub struct ExperimentView {
     pub dir: PathBuf,
     pub columns: Vec<String>,
     pub runs: Vec<RunRecord>,
+    /// Whether the runs are classification runs (they report a validation accuracy, or
+    /// none has evaluated yet); decided once, as ranking asks for every comparison.
+    classification: bool,
 }
 
 impl ExperimentView {
-    /// Whether the runs are classification runs (they report a validation accuracy).
+    fn new(name: String, dir: PathBuf, columns: Vec<String>, runs: Vec<RunRecord>) -> ExperimentView {
+        let evaluated: Vec<EvalRow> = runs.iter().filter_map(|r| r.last).collect();
+        let classification = evaluated.is_empty() || evaluated.iter().any(|e| e.val_accuracy.is_some());
+        ExperimentView { name, dir, columns, runs, classification }
+    }
+
+    /// Whether the runs are classification runs.
     pub fn is_classification(&self) -> bool {
-        self.runs.iter().filter_map(|r| r.last).any(|e| e.val_accuracy.is_some())
-            || self.runs.iter().all(|r| r.last.is_none())
+        self.classification
     }
 
     /// The metric runs are ranked by: final validation accuracy (higher is better) for
@@ -99,12 +107,7 @@ pub fn read_experiment(dir: &Path) -> Result<ExperimentView> {
         let live = ExperimentLock::holder(parent).is_some();
         let info = discovered_info(dir);
         let name = read_summary(dir).map_or_else(|| file_name(parent), |s| s.experiment);
-        return Ok(ExperimentView {
-            name,
-            dir: dir.to_path_buf(),
-            columns: Vec::new(),
-            runs: vec![record(dir, info, live)],
-        });
+        return Ok(ExperimentView::new(name, dir.to_path_buf(), Vec::new(), vec![record(dir, info, live)]));
     }
     let (name, columns, infos) = match fs::read_to_string(dir.join("runs.json")) {
         Ok(text) => {
@@ -129,7 +132,7 @@ pub fn read_experiment(dir: &Path) -> Result<ExperimentView> {
         )));
     }
     let runs = infos.into_iter().map(|info| record(&dir.join(&info.name), info, live)).collect();
-    Ok(ExperimentView { name, dir: dir.to_path_buf(), columns, runs })
+    Ok(ExperimentView::new(name, dir.to_path_buf(), columns, runs))
 }
 
 fn file_name(p: &Path) -> String {

@@ -11,7 +11,6 @@ pub use experiment::{
 };
 pub use summary_csv::{summary_rows, write_summary_csv};
 
-use crate::error::input_error;
 use crate::train::{EvalRow, Outcome, Recorder, Status, StepRow};
 use anyhow::{Context as _, Result};
 use std::fs::{self, File};
@@ -82,16 +81,10 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates `dir` with the resolved config; refuses a directory holding an earlier run
-    /// unless `force`, in which case the earlier files are removed first.
-    pub fn create(dir: &Path, config_toml: &str, force: bool) -> Result<RunDir> {
-        if dir.exists() && fs::read_dir(dir)?.next().is_some() {
-            if !force {
-                return Err(input_error(format!(
-                    "{} already holds results of an earlier run; pass --force to replace them, or --out DIR to write elsewhere",
-                    dir.display()
-                )));
-            }
+    /// Creates `dir` with the resolved config, removing whatever an earlier attempt left
+    /// there (whether to keep earlier results is the caller's decision).
+    pub fn create(dir: &Path, config_toml: &str) -> Result<RunDir> {
+        if dir.exists() {
             fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
         }
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -144,6 +137,7 @@ impl RunDir {
     }
 }
 
+/// An optional number as a CSV cell (empty when absent).
 fn opt(v: Option<f64>) -> String {
     v.map_or_else(String::new, |v| v.to_string())
 }

@@ -1,12 +1,8 @@
 //! `summary.csv`: one row per run of an experiment, best first by its metric.
 
 use super::experiment::ExperimentView;
-use super::write_atomic;
+use super::{opt, write_atomic};
 use anyhow::Result;
-
-fn opt(v: Option<f64>) -> String {
-    v.map_or_else(String::new, |v| v.to_string())
-}
 
 /// The header and rows of summary.csv, best first.
 pub fn summary_rows(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {

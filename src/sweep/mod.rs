@@ -120,7 +120,7 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
         return Ok(None);
     }
     // Whatever an earlier, unfinished attempt left is replaced.
-    let mut run_dir = RunDir::create(&run_path, &config_toml, true)?;
+    let mut run_dir = RunDir::create(&run_path, &config_toml)?;
     let total = run.config.train.total_steps(job.data.train.len);
     let mut progress = board.start(&run.info.name, total);
     let start = Instant::now();

@@ -1,5 +1,7 @@
 //! The command line: only the clap definition lives here.
 
+use crate::slurm::SlurmOptions;
+use crate::sweep::{Backend, Shard};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -17,8 +19,15 @@ pub enum Command {
     /// Train the experiment FILE describes (one run, or every run of its [sweep]) and write
     /// experiments/<name>/<run>/.
     Run(RunArgs),
-    /// The same as `run`, for sweep files.
-    Sweep(RunArgs),
+    /// The same as `run`, for sweep files; also fans a sweep out: to Slurm as one job array
+    /// (--backend slurm), or by hand in shards (--shard I/N).
+    Sweep(Box<SweepArgs>),
+    /// Train run number --index of a planned sweep: what each Slurm array task runs (also
+    /// usable from any other engine that runs one command per index).
+    RunOne(RunOneArgs),
+    /// Gather an experiment's results, also while its jobs still run: merge shard
+    /// directories, ask Slurm about its tasks, and write summary.csv.
+    Collect(CollectArgs),
     /// Rank the runs of an experiment (or one run) and draw its curves.
     Report(ReportArgs),
     /// Print a config's learning rate for every step as CSV (`step,lr`), or draw it.
@@ -91,6 +100,122 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATTERN")]
     pub filter: Option<String>,
     /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Where the runs run: here, or as a Slurm job array (default: the file's [sweep]
+    /// backend, else local).
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    /// Run only the runs whose index (in the sweep's order, from 0) is I modulo N, so that
+    /// N machines (a CI matrix, Kubernetes indexed jobs, ssh) share a sweep; then
+    /// `runner collect` the shards' directories.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
+}
+
+/// The options of `--backend slurm`; each overrides the same key of `[sweep.slurm]`.
+#[derive(Debug, Default, clap::Args)]
+#[command(next_help_heading = "Slurm (with --backend slurm)")]
+pub struct SlurmArgs {
+    /// Wait for the job array to finish, showing runs done, running, pending and failed,
+    /// then write summary.csv.
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds between two looks at the queue with --wait.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub poll: f64,
+    /// Array tasks running at once (`--array=0-N%MAX`).
+    #[arg(long, value_name = "MAX", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_parallel: Option<u64>,
+    /// Slurm partition.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Time limit of each run (`30`, `2:00:00`, `1-00:00:00`).
+    #[arg(long, value_parser = parse_time)]
+    pub time: Option<String>,
+    /// CPUs of each run, which is also its thread count (default: [train] threads).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub cpus_per_task: Option<u64>,
+    /// Memory of each run (`4G`).
+    #[arg(long, value_parser = parse_mem)]
+    pub mem: Option<String>,
+    /// Account to charge.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Quality of service.
+    #[arg(long)]
+    pub qos: Option<String>,
+    /// An extra `#SBATCH` line, e.g. `--sbatch=--gres=gpu:1` (repeatable).
+    #[arg(long, value_name = "LINE")]
+    pub sbatch: Vec<String>,
+    /// A shell line each task runs before training, e.g. `--setup "module load rust"` (repeatable).
+    #[arg(long, value_name = "LINE")]
+    pub setup: Vec<String>,
+}
+
+impl SlurmArgs {
+    /// The options given on the command line.
+    pub fn options(&self) -> SlurmOptions {
+        SlurmOptions {
+            partition: self.partition.clone(),
+            time: self.time.clone(),
+            cpus_per_task: self.cpus_per_task,
+            mem: self.mem.clone(),
+            account: self.account.clone(),
+            qos: self.qos.clone(),
+            max_parallel: self.max_parallel,
+            sbatch: self.sbatch.clone(),
+            setup: self.setup.clone(),
+        }
+    }
+
+    /// Whether any Slurm option was given.
+    pub fn any(&self) -> bool {
+        self.wait || self.options() != SlurmOptions::default()
+    }
+}
+
+fn parse_time(s: &str) -> Result<String, String> {
+    crate::slurm::check_time(s).map(|()| s.to_string())
+}
+
+fn parse_mem(s: &str) -> Result<String, String> {
+    crate::slurm::check_mem(s).map(|()| s.to_string())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunOneArgs {
+    /// The experiment directory a sweep was planned into (it holds runs.json and plan/).
+    pub dir: PathBuf,
+    /// The run's index in runs.json (Slurm's $SLURM_ARRAY_TASK_ID).
+    #[arg(long)]
+    pub index: usize,
+    /// CPU threads of the run (default: the planned config's [train] threads).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads: Option<u64>,
+    /// Rerun the run even if it finished earlier.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CollectArgs {
+    /// The experiment directory (experiments/NAME); further directories are other shards'
+    /// copies of it, whose finished runs are merged into the first.
+    #[arg(required = true, num_args = 1..)]
+    pub dirs: Vec<PathBuf>,
+    /// No table, only the counts.
     #[arg(long, short)]
     pub quiet: bool,
 }

@@ -18,6 +18,7 @@ pub mod progress;
 pub mod report;
 pub mod results;
 pub mod schedule;
+pub mod slurm;
 pub mod suggest;
 pub mod sweep;
 pub mod train;

@@ -3,7 +3,9 @@
 //! gives the same results as an uninterrupted sweep, the lock, `--dry-run`, `--filter`,
 //! and `runner report`'s tables and charts.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{column, config, csv_rows, results_without_clock, runner};
 use predicates::prelude::*;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,53 +13,10 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
-fn runner() -> Command {
-    Command::cargo_bin("runner").unwrap()
-}
-
-/// Writes `body` as `dir/NAME.toml` and returns its path.
-fn config(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    fs::write(&path, body).unwrap();
-    path
-}
-
-fn sweep(cfg: &Path, out: &Path) -> Command {
+fn sweep(cfg: &Path, out: &Path) -> assert_cmd::Command {
     let mut c = runner();
     c.arg("run").arg(cfg).arg("--out").arg(out);
     c
-}
-
-fn csv_rows(path: &Path) -> Vec<Vec<String>> {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
-    let mut rows = vec![header];
-    rows.extend(r.records().map(|rec| rec.unwrap().iter().map(String::from).collect()));
-    rows
-}
-
-fn column(rows: &[Vec<String>], name: &str) -> Vec<String> {
-    let i = rows[0].iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
-    rows[1..].iter().map(|r| r[i].clone()).collect()
-}
-
-/// metrics.csv and steps.csv of every run, without the wall-clock column.
-fn results_without_clock(exp: &Path) -> Vec<(String, String)> {
-    let mut runs: Vec<PathBuf> = fs::read_dir(exp).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
-    runs.sort();
-    runs.iter()
-        .map(|r| {
-            let metrics: Vec<String> = fs::read_to_string(r.join("metrics.csv"))
-                .unwrap()
-                .lines()
-                .map(|l| l.rsplit_once(',').unwrap().0.to_string())
-                .collect();
-            (
-                r.file_name().unwrap().to_string_lossy().into_owned(),
-                metrics.join("\n") + &fs::read_to_string(r.join("steps.csv")).unwrap(),
-            )
-        })
-        .collect()
 }
 
 const GRID: &str = r#"

@@ -1,9 +1,12 @@
 //! What each subcommand does, given its parsed arguments.
 
+mod collect;
 mod report;
 mod run;
+mod run_one;
 mod schedule;
 mod schedules;
+mod sweep;
 
 use crate::cli::{Cli, Command};
 use std::io::{self, Write};
@@ -13,7 +16,10 @@ pub use crate::error::InputError as UsageError;
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let result = match cli.command {
-        Command::Run(args) | Command::Sweep(args) => run::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Sweep(args) => sweep::run(&args),
+        Command::RunOne(args) => run_one::run(&args),
+        Command::Collect(args) => collect::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Schedule(args) => schedule::run(&args),
         Command::Schedules(args) => schedules::run(&args),

@@ -9,12 +9,19 @@ use crate::error::{Interrupted, input_error};
 use crate::progress::Board;
 use crate::report::table::render_text;
 use crate::results::{self, ExperimentLock, Plan};
-use crate::sweep::{self, Job, Options};
+use crate::sweep::{self, Job, Options, Shard};
 use anyhow::{Result, bail};
 use std::path::Path;
 use std::time::Instant;
 
 pub fn run(args: &RunArgs) -> Result<()> {
+    let (exp, cache) = load(args)?;
+    run_local(args, &exp, cache, None)
+}
+
+/// Reads and expands the experiment file, loading each data set it needs once; applies
+/// `--threads-per-run` (or `[sweep] threads_per_run`).
+pub fn load(args: &RunArgs) -> Result<(Experiment, data::Cache)> {
     let mut cache = data::Cache::default();
     let mut exp = config::load_experiment(&args.file, &mut |spec| Ok(cache.get(spec)?.train.len))?;
     if let Some(m) = args.threads_per_run.or(exp.threads_per_run) {
@@ -22,13 +29,18 @@ pub fn run(args: &RunArgs) -> Result<()> {
             r.config.train.threads = m;
         }
     }
-    let selected = select(&exp, args.filter.as_deref())?;
+    Ok((exp, cache))
+}
+
+/// Runs the experiment's runs here (those of `shard` only, when given).
+pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard: Option<Shard>) -> Result<()> {
+    let selected = select(exp, args.filter.as_deref(), shard)?;
     let threads = selected.iter().map(|r| r.config.train.threads).max().unwrap_or(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let jobs = args.jobs.or(exp.jobs).unwrap_or((cores / threads).max(1)).min(selected.len().max(1) as u64);
     let dir = args.out.join(&exp.name);
     if args.dry_run {
-        return dry_run(&exp, &selected, &dir, jobs, threads, args.force, &mut cache);
+        return dry_run(exp, &selected, &dir, jobs, threads, args.force, &mut cache);
     }
     if jobs * threads > cores && !args.quiet {
         eprintln!(
@@ -40,7 +52,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
     for run in &selected {
         jobs_list.push(Job { run, data: cache.get(&run.config.dataset)? });
     }
-    let _lock = ExperimentLock::acquire(&dir)?;
+    let _lock = match shard {
+        Some(s) => ExperimentLock::acquire_shard(&dir, s.index, s.count)?,
+        None => ExperimentLock::acquire(&dir)?,
+    };
     if !exp.is_sweep && !args.force && !args.resume {
         let run_dir = dir.join(&exp.runs[0].info.name);
         if run_dir.exists() && std::fs::read_dir(&run_dir)?.next().is_some() {
@@ -50,12 +65,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             )));
         }
     }
-    let plan = Plan {
-        experiment: exp.name.clone(),
-        columns: exp.columns.clone(),
-        runs: exp.runs.iter().map(|r| r.info.clone()).collect(),
-    };
-    results::write_plan(&dir, &plan)?;
+    results::write_plan(&dir, &plan(exp))?;
     // candle's matrix products take their thread count from here; each run's own pool
     // then bounds it. Set before the signal handler's thread exists.
     // SAFETY: no other thread of this process reads the environment concurrently.
@@ -65,9 +75,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let started = Instant::now();
     if exp.is_sweep && !args.quiet {
         eprintln!(
-            "{}: {} runs, {jobs} at a time x {threads} thread{}, data loaded once ({} data set{}); results in {}",
+            "{}: {} runs{}, {jobs} at a time x {threads} thread{}, data loaded once ({} data set{}); results in {}",
             exp.name,
             selected.len(),
+            shard.map_or(String::new(), |s| format!(" (shard {s} of {} runs)", exp.runs.len())),
             if threads == 1 { "" } else { "s" },
             cache.len(),
             if cache.len() == 1 { "" } else { "s" },
@@ -133,9 +144,29 @@ pub fn run(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// The runs `filter` selects: a glob when it has `*`, `?` or `[`, else a substring.
-fn select<'a>(exp: &'a Experiment, filter: Option<&str>) -> Result<Vec<&'a PlannedRun>> {
-    let Some(f) = filter else { return Ok(exp.runs.iter().collect()) };
+/// The experiment's runs.json.
+pub fn plan(exp: &Experiment) -> Plan {
+    Plan {
+        experiment: exp.name.clone(),
+        columns: exp.columns.clone(),
+        runs: exp.runs.iter().map(|r| r.info.clone()).collect(),
+    }
+}
+
+/// The runs of `shard` (all without one) that `filter` selects: a glob when it has `*`,
+/// `?` or `[`, else a substring.
+pub fn select<'a>(exp: &'a Experiment, filter: Option<&str>, shard: Option<Shard>) -> Result<Vec<&'a PlannedRun>> {
+    let in_shard: Vec<&PlannedRun> =
+        exp.runs.iter().enumerate().filter(|(i, _)| shard.is_none_or(|s| s.contains(*i))).map(|(_, r)| r).collect();
+    if in_shard.is_empty() {
+        return Err(input_error(format!(
+            "shard {} holds none of the {} runs; use at most {} shards",
+            shard.map_or(String::new(), |s| s.to_string()),
+            exp.runs.len(),
+            exp.runs.len()
+        )));
+    }
+    let Some(f) = filter else { return Ok(in_shard) };
     let matches: Box<dyn Fn(&str) -> bool> = if f.contains(['*', '?', '[']) {
         let pattern =
             glob::Pattern::new(f).map_err(|e| input_error(format!("--filter \"{f}\" is not a valid pattern: {e}")))?;
@@ -143,7 +174,7 @@ fn select<'a>(exp: &'a Experiment, filter: Option<&str>) -> Result<Vec<&'a Plann
     } else {
         Box::new(move |name| name.contains(f))
     };
-    let selected: Vec<_> = exp.runs.iter().filter(|r| matches(&r.info.name)).collect();
+    let selected: Vec<_> = in_shard.into_iter().filter(|r| matches(&r.info.name)).collect();
     if selected.is_empty() {
         let names: Vec<&str> = exp.runs.iter().map(|r| r.info.name.as_str()).collect();
         return Err(input_error(format!("--filter \"{f}\" matches none of the runs: {}", names.join(", "))));

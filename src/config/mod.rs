@@ -107,7 +107,11 @@ fn parse_table(path: &Path, text: &str, table: &Table) -> Result<ExperimentConfi
         }
         None => schedule.kind.kind().to_string(),
     };
-    let base = path.parent().unwrap_or(Path::new("."));
+    // Data paths are relative to the config file; the resolved config holds them absolute,
+    // so that it reruns from anywhere (its own run directory, a Slurm node's working dir).
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let base = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let base = base.as_path();
     let dataset =
         read_kinded(&mut top, "dataset", "digits", SOURCES, |k, r| DatasetSpec::read(k, r, base))?.unwrap_or_default();
     let model = read_kinded(&mut top, "model", "mlp", MODELS, ModelSpec::read)?.unwrap_or_default();

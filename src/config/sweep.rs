@@ -9,7 +9,9 @@ use super::{ConfigError, ExperimentConfig, check_name, default_name, parse_table
 use crate::data::DatasetSpec;
 use crate::params::{ParamSource, Rule};
 use crate::schedule::{FairValue, KINDS, SEED_DECAYS, fair_params};
+use crate::slurm::{SlurmOptions, check_mem, check_time};
 use crate::suggest::did_you_mean;
+use crate::sweep::Backend;
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,6 +31,10 @@ pub struct Experiment {
     /// `[sweep] jobs` and `threads_per_run`, when the file sets them.
     pub jobs: Option<u64>,
     pub threads_per_run: Option<u64>,
+    /// `[sweep] backend`, when the file sets it.
+    pub backend: Option<Backend>,
+    /// `[sweep.slurm]`.
+    pub slurm: SlurmOptions,
 }
 
 /// One run of an experiment, validated.
@@ -85,6 +91,8 @@ pub fn parse_experiment(
             columns: Vec::new(),
             jobs: None,
             threads_per_run: None,
+            backend: None,
+            slurm: SlurmOptions::default(),
         });
     };
     let Node::Table(sweep_table) = &sweep_entry.value.value else {
@@ -161,6 +169,8 @@ struct SweepSpec {
     learning_rate: f64,
     jobs: Option<u64>,
     threads_per_run: Option<u64>,
+    backend: Option<Backend>,
+    slurm: SlurmOptions,
 }
 
 /// The tables a swept key may start with.
@@ -216,6 +226,20 @@ impl SweepSpec {
             r.number("learning_rate", Some(0.1), Rule::Positive, "base rate of the schedules listed in `schedules`")?;
         let jobs = r.optional_steps("jobs", 1, "what fits the cores", "runs at once")?;
         let threads_per_run = r.optional_steps("threads_per_run", 1, "[train] threads", "CPU threads of each run")?;
+        let backend = match r.string("backend", "\"local\" or \"slurm\"", "where the runs run")? {
+            None => None,
+            Some((word, span)) => Some(Backend::parse(&word).ok_or_else(|| {
+                r.error_at(span, "backend", format!("must be \"local\" or \"slurm\", found \"{word}\""))
+            })?),
+        };
+        let slurm = match r.table("slurm")? {
+            None => SlurmOptions::default(),
+            Some(mut t) => {
+                let options = read_slurm(&mut t)?;
+                t.finish()?;
+                options
+            }
+        };
         let has_random = axes.iter().any(Axis::is_random);
         match (samples, has_random) {
             (None, true) => {
@@ -233,8 +257,61 @@ impl SweepSpec {
             _ => {}
         }
         r.finish()?;
-        Ok(SweepSpec { schedules, axes, seeds, samples, sample_seed, learning_rate, jobs, threads_per_run })
+        Ok(SweepSpec {
+            schedules,
+            axes,
+            seeds,
+            samples,
+            sample_seed,
+            learning_rate,
+            jobs,
+            threads_per_run,
+            backend,
+            slurm,
+        })
     }
+}
+
+/// `[sweep.slurm]`: the job array's options (see [`SlurmOptions`]).
+fn read_slurm(r: &mut TableReader<'_>) -> Result<SlurmOptions, ConfigError> {
+    type Check = fn(&str) -> Result<(), String>;
+    fn text(
+        r: &mut TableReader<'_>,
+        key: &'static str,
+        doc: &str,
+        check: Option<Check>,
+    ) -> Result<Option<String>, ConfigError> {
+        let Some((value, span)) = r.string(key, "a string", doc)? else { return Ok(None) };
+        if let Some(check) = check {
+            check(&value).map_err(|why| r.error_at(span, key, why))?;
+        }
+        Ok(Some(value))
+    }
+    fn lines(r: &mut TableReader<'_>, key: &'static str, doc: &str) -> Result<Vec<String>, ConfigError> {
+        let Some(e) = r.entry(key) else { return Ok(Vec::new()) };
+        let expected = format!("a list of strings ({doc})");
+        let Node::Array(items) = &e.value.value else {
+            return Err(r.error_at(e.value.span.clone(), key, format!("must be {expected}")));
+        };
+        items
+            .iter()
+            .map(|item| match &item.value {
+                Node::Str(s) => Ok(s.clone()),
+                _ => Err(r.error_at(item.span.clone(), key, format!("must be {expected}"))),
+            })
+            .collect()
+    }
+    Ok(SlurmOptions {
+        partition: text(r, "partition", "the partition to submit to", None)?,
+        time: text(r, "time", "each run's time limit", Some(check_time))?,
+        mem: text(r, "mem", "memory per run", Some(check_mem))?,
+        account: text(r, "account", "the account to charge", None)?,
+        qos: text(r, "qos", "the quality of service", None)?,
+        cpus_per_task: r.optional_steps("cpus_per_task", 1, "[train] threads", "CPUs (and threads) of each run")?,
+        max_parallel: r.optional_steps("max_parallel", 1, "no limit", "array tasks at once")?,
+        sbatch: lines(r, "sbatch", "extra #SBATCH lines, e.g. \"--gres=gpu:1\"")?,
+        setup: lines(r, "setup", "shell lines run before each run, e.g. \"module load cuda\"")?,
+    })
 }
 
 /// `schedules = "all"` or a list of seed-decay kinds.
@@ -505,7 +582,16 @@ fn expand(
         }
     }
     dedupe_names(&mut runs);
-    Ok(Experiment { name, is_sweep: true, runs, columns, jobs: spec.jobs, threads_per_run: spec.threads_per_run })
+    Ok(Experiment {
+        name,
+        is_sweep: true,
+        runs,
+        columns,
+        jobs: spec.jobs,
+        threads_per_run: spec.threads_per_run,
+        backend: spec.backend,
+        slurm: spec.slurm.clone(),
+    })
 }
 
 /// Builds and validates one variant's config.

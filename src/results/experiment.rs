@@ -19,6 +19,18 @@ pub struct Plan {
     pub runs: Vec<RunInfo>,
 }
 
+/// Reads `dir/runs.json`.
+pub fn read_plan(dir: &Path) -> Result<Plan> {
+    let path = dir.join("runs.json");
+    let text = fs::read_to_string(&path).map_err(|e| {
+        input_error(format!(
+            "cannot read {}: {e}; give the directory a sweep was planned into (experiments/NAME)",
+            path.display()
+        ))
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a runs.json this runner wrote", path.display()))
+}
+
 /// Writes `dir/runs.json` atomically.
 pub fn write_plan(dir: &Path, plan: &Plan) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(plan)?;
@@ -196,8 +208,18 @@ const LOCK: &str = ".runner.lock";
 impl ExperimentLock {
     /// Creates `dir` if needed and locks it; refuses when a live process holds the lock.
     pub fn acquire(dir: &Path) -> Result<ExperimentLock> {
+        Self::acquire_named(dir, LOCK)
+    }
+
+    /// Locks `dir` for shard `index` of `count`: shards write different runs, so each
+    /// has its own lock and they may run at once (two copies of one shard may not).
+    pub fn acquire_shard(dir: &Path, index: u64, count: u64) -> Result<ExperimentLock> {
+        Self::acquire_named(dir, &format!(".runner.shard-{index}-of-{count}.lock"))
+    }
+
+    fn acquire_named(dir: &Path, name: &str) -> Result<ExperimentLock> {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join(LOCK);
+        let path = dir.join(name);
         for _ in 0..3 {
             match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut f) => {
@@ -205,7 +227,7 @@ impl ExperimentLock {
                     return Ok(ExperimentLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if let Some(pid) = Self::holder(dir) {
+                    if let Some(pid) = Self::lock_holder(&path) {
                         return Err(input_error(format!(
                             "{} is being written by another runner (process {pid}); wait for it to finish, or stop it. \
                              If no such process is running, delete {}",
@@ -222,9 +244,24 @@ impl ExperimentLock {
         Err(input_error(format!("cannot lock {}: another runner keeps taking it", dir.display())))
     }
 
-    /// The process id of the live process holding `dir`'s lock, if any.
+    /// The process id of a live process holding a lock of `dir` (the experiment's or a
+    /// shard's), if any.
     pub fn holder(dir: &Path) -> Option<u32> {
-        let text = fs::read_to_string(dir.join(LOCK)).ok()?;
+        if let Some(pid) = Self::lock_holder(&dir.join(LOCK)) {
+            return Some(pid);
+        }
+        fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).find_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".runner.shard-") && name.ends_with(".lock") {
+                Self::lock_holder(&e.path())
+            } else {
+                None
+            }
+        })
+    }
+
+    fn lock_holder(path: &Path) -> Option<u32> {
+        let text = fs::read_to_string(path).ok()?;
         let mut parts = text.split_whitespace();
         let pid: u32 = parts.next()?.parse().ok()?;
         let started: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -274,5 +311,16 @@ mod tests {
         fs::write(dir.path().join(LOCK), "4294967 1\n").unwrap();
         assert_eq!(ExperimentLock::holder(dir.path()), None);
         let _again = ExperimentLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn shards_lock_apart_and_count_as_holders() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ExperimentLock::acquire_shard(dir.path(), 0, 2).unwrap();
+        let _b = ExperimentLock::acquire_shard(dir.path(), 1, 2).unwrap();
+        assert!(ExperimentLock::acquire_shard(dir.path(), 0, 2).is_err());
+        assert_eq!(ExperimentLock::holder(dir.path()), Some(std::process::id()));
+        drop(a);
+        let _again = ExperimentLock::acquire_shard(dir.path(), 0, 2).unwrap();
     }
 }

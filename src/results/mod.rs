@@ -7,7 +7,7 @@ mod experiment;
 mod summary_csv;
 
 pub use experiment::{
-    ExperimentLock, ExperimentView, Plan, RunRecord, read_experiment, read_metrics, read_steps, write_plan,
+    ExperimentLock, ExperimentView, Plan, RunRecord, read_experiment, read_metrics, read_plan, read_steps, write_plan,
 };
 pub use summary_csv::{summary_rows, write_summary_csv};
 
@@ -25,6 +25,10 @@ pub struct RunSummary<'a> {
     pub seed: u64,
     pub threads: u64,
     pub runner_version: &'static str,
+    /// The machine that ran it (a cluster node's name under Slurm).
+    pub host: &'a str,
+    /// When it started, in seconds since the Unix epoch.
+    pub started_at: f64,
     /// Why a failed run failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
@@ -38,6 +42,10 @@ pub struct StoredSummary {
     pub experiment: String,
     pub run: String,
     pub seed: u64,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub started_at: Option<f64>,
     #[serde(default)]
     pub error: Option<String>,
     #[serde(flatten)]
@@ -55,6 +63,63 @@ pub fn read_summary(dir: &Path) -> Option<StoredSummary> {
 pub fn is_finished(dir: &Path, config_toml: &str) -> bool {
     let finished = read_summary(dir).is_some_and(|s| matches!(s.outcome.status, Status::Completed | Status::Diverged));
     finished && fs::read_to_string(dir.join("config.toml")).is_ok_and(|c| c == config_toml)
+}
+
+/// This machine's name.
+pub fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Writes the summary of a run whose process ended without writing one (killed by a
+/// scheduler, a lost node): status failed with `error`, and what its CSVs recorded. A
+/// run that has a summary is left alone; a run never started gets a directory holding
+/// only this summary. Rerunning the sweep reruns it.
+pub fn write_lost_summary(dir: &Path, experiment: &str, run: &str, seed: u64, error: &str) -> Result<()> {
+    if dir.join("summary.json").exists() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let metrics = read_metrics(dir).unwrap_or_default();
+    let steps = read_steps(dir).unwrap_or_default();
+    let last_step = steps.last().map(|s| s.step).into_iter().chain(metrics.last().map(|m| m.step)).max();
+    let outcome = Outcome {
+        status: Status::Failed,
+        steps: last_step.map_or(0, |s| s + 1),
+        // Unknown without loading the data; the run's config.toml has what decides it.
+        total_steps: 0,
+        epochs: metrics.last().map_or(0, |m| m.epoch),
+        diverged_at_step: None,
+        early_stopped: false,
+        final_metrics: metrics.last().copied(),
+        best_metrics: None,
+        wall_seconds: metrics.last().map_or(0.0, |m| m.seconds),
+        samples_per_second: 0.0,
+        parameters: 0,
+    };
+    let summary = RunSummary {
+        experiment,
+        run,
+        seed,
+        threads: 0,
+        runner_version: env!("CARGO_PKG_VERSION"),
+        host: "",
+        started_at: 0.0,
+        error: Some(error),
+        outcome: &outcome,
+    };
+    let mut json = serde_json::to_vec_pretty(&summary)?;
+    json.push(b'\n');
+    write_atomic(&dir.join("summary.json"), &json)
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a reader (or a

@@ -18,6 +18,61 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// Where a sweep's runs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// Here, `jobs` at a time.
+    Local,
+    /// As a Slurm job array, one task per run.
+    Slurm,
+}
+
+impl Backend {
+    /// The backend named `word` in a config.
+    pub fn parse(word: &str) -> Option<Backend> {
+        match word {
+            "local" => Some(Backend::Local),
+            "slurm" => Some(Backend::Slurm),
+            _ => None,
+        }
+    }
+}
+
+/// One of N shares of a sweep: the runs whose index is `index` modulo `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Shard {
+    /// Whether the run at `i` (its place in the sweep) is this shard's.
+    pub fn contains(&self, i: usize) -> bool {
+        i as u64 % self.count == self.index
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// `I/N` with 0 <= I < N.
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || format!("must be I/N with 0 <= I < N (shard I of N, counted from 0), e.g. 0/4, found \"{s}\"");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u64, u64) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
 /// How to run.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -124,6 +179,7 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
     let total = run.config.train.total_steps(job.data.train.len);
     let mut progress = board.start(&run.info.name, total);
     let start = Instant::now();
+    let started_at = results::unix_now();
     let spec = run.config.run_spec();
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Outcome> {
         train::train(&spec, &job.data, &mut Tee(&mut run_dir, &mut progress), stop)
@@ -146,6 +202,8 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
         seed: run.config.train.seed,
         threads: run.config.train.threads,
         runner_version: env!("CARGO_PKG_VERSION"),
+        host: &results::host_name(),
+        started_at,
         error: error.as_deref(),
         outcome: &outcome,
     };
@@ -169,5 +227,22 @@ pub fn describe(o: &Outcome, error: Option<&str>) -> String {
         Status::Diverged => format!("diverged at step {}", o.diverged_at_step.unwrap_or(o.steps)),
         Status::Interrupted => format!("interrupted at step {} of {}", o.steps, o.total_steps),
         Status::Failed => format!("failed: {}", error.unwrap_or("unknown error")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_the_runs_without_overlap() {
+        let shards: Vec<Shard> = (0..3).map(|i| format!("{i}/3").parse().unwrap()).collect();
+        for run in 0..10 {
+            assert_eq!(shards.iter().filter(|s| s.contains(run)).count(), 1);
+        }
+        assert!(shards[1].contains(4) && !shards[1].contains(5));
+        for bad in ["3/3", "1", "a/2", "0/0", "-1/2"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
     }
 }

@@ -1,0 +1,161 @@
+//! `runner collect DIR [SHARD_DIR...]`: brings an experiment's results together, also
+//! while its runs still go on. Finished runs found in the other directories (copies of the
+//! experiment made by shards on other machines) are merged into DIR; for a sweep submitted
+//! to Slurm, its latest job's tasks are looked up (runs still queued show as pending or
+//! running, and runs whose task ended without a result are recorded as failed); then
+//! summary.csv is written and the runs are counted.
+
+use crate::cli::CollectArgs;
+use crate::error::input_error;
+use crate::results::{self, ExperimentView};
+use crate::slurm;
+use crate::train::Status;
+use anyhow::{Context as _, Result};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+pub fn run(args: &CollectArgs) -> Result<()> {
+    let (dir, others) = args.dirs.split_first().expect("clap requires one directory");
+    if !dir.is_dir() {
+        return Err(input_error(format!(
+            "{} is not a directory; give an experiment directory (experiments/NAME)",
+            dir.display()
+        )));
+    }
+    let mut merged = 0;
+    for other in others {
+        merged += merge(dir, other)?;
+    }
+    if !others.is_empty() && !args.quiet {
+        eprintln!(
+            "merged {merged} finished run{} from {} other director{}",
+            plural(merged),
+            others.len(),
+            if others.len() == 1 { "y" } else { "ies" }
+        );
+    }
+    let mut slurm_note = None;
+    let mut queued = BTreeMap::new();
+    if dir.join("slurm").join("jobs.json").exists() {
+        match slurm::latest_job(dir) {
+            Ok(Some(status)) => {
+                let plan = results::read_plan(dir)?;
+                let lost = slurm::settle(dir, &plan.experiment, &plan.runs, &status)?;
+                slurm_note = Some(if status.ended() {
+                    format!(
+                        "Slurm job {} has ended{}",
+                        status.job.job_id,
+                        if lost.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {} run{} left no result: {}", lost.len(), plural(lost.len()), lost.join(", "))
+                        }
+                    )
+                } else {
+                    format!(
+                        "Slurm job {}: {} running, {} pending",
+                        status.job.job_id,
+                        status.count("RUNNING") + status.count("COMPLETING"),
+                        status.count("PENDING")
+                    )
+                });
+                queued = status.queued;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                slurm_note =
+                    Some(format!("cannot ask Slurm about this experiment's job ({e:#}); showing what is on disk"))
+            }
+        }
+    }
+    let mut view = results::read_experiment(dir)?;
+    // What Slurm says of runs that have not written a result yet.
+    for (i, state) in &queued {
+        if let Some(run) = view.runs.get_mut(*i)
+            && run.summary.is_none()
+        {
+            run.status = if state == "PENDING" { "pending".into() } else { "running".into() };
+        }
+    }
+    results::write_summary_csv(&view)?;
+    if let Some(note) = slurm_note {
+        eprintln!("{note}");
+    }
+    println!("{}", counts_line(&view));
+    if !args.quiet {
+        eprintln!("summary in {}; see `runner report {}`", dir.join("summary.csv").display(), dir.display());
+    }
+    Ok(())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// `sweep: 10 runs: 7 completed, 1 diverged, 2 running`.
+fn counts_line(view: &ExperimentView) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for run in &view.runs {
+        match counts.iter_mut().find(|(s, _)| *s == run.status) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((run.status.clone(), 1)),
+        }
+    }
+    let order = ["completed", "diverged", "failed", "interrupted", "running", "incomplete", "pending"];
+    counts.sort_by_key(|(s, _)| order.iter().position(|o| o == s).unwrap_or(order.len()));
+    let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    format!("{}: {} run{}: {}", view.name, view.runs.len(), plural(view.runs.len()), parts.join(", "))
+}
+
+/// Copies into `dir` every run of `other` that finished there and has no finished copy in
+/// `dir` (completed or diverged beats failed or interrupted); `runs.json` too when `dir`
+/// has none. Returns how many runs were copied.
+fn merge(dir: &Path, other: &Path) -> Result<usize> {
+    if !other.is_dir() {
+        return Err(input_error(format!("{} is not a directory (a shard's copy of the experiment)", other.display())));
+    }
+    if !dir.join("runs.json").exists() && other.join("runs.json").exists() {
+        fs::copy(other.join("runs.json"), dir.join("runs.json"))
+            .with_context(|| format!("cannot copy {}", other.join("runs.json").display()))?;
+    }
+    let finished = |s: &results::StoredSummary| matches!(s.outcome.status, Status::Completed | Status::Diverged);
+    let mut copied = 0;
+    let mut entries: Vec<_> = fs::read_dir(other)
+        .with_context(|| format!("cannot read {}", other.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    entries.sort();
+    for src in entries {
+        let Some(theirs) = results::read_summary(&src) else { continue };
+        let Some(name) = src.file_name() else { continue };
+        let dest = dir.join(name);
+        let take = match results::read_summary(&dest) {
+            None => true,
+            Some(ours) => !finished(&ours) && finished(&theirs),
+        };
+        if take {
+            copy_run(&src, &dest)?;
+            copied += 1;
+        }
+    }
+    Ok(copied)
+}
+
+/// Replaces `dest` with a copy of the run directory `src`; summary.json is copied last,
+/// so an interrupted merge leaves an unfinished run, not a wrong one.
+fn copy_run(src: &Path, dest: &Path) -> Result<()> {
+    if dest.exists() {
+        fs::remove_dir_all(dest).with_context(|| format!("cannot replace {}", dest.display()))?;
+    }
+    fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    let mut files: Vec<_> =
+        fs::read_dir(src)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+    files.sort_by_key(|p| p.file_name().is_some_and(|n| n == "summary.json"));
+    for f in files {
+        let to = dest.join(f.file_name().expect("a file has a name"));
+        fs::copy(&f, &to).with_context(|| format!("cannot copy {} to {}", f.display(), to.display()))?;
+    }
+    Ok(())
+}

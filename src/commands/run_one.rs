@@ -1,0 +1,81 @@
+//! `runner run-one DIR --index I`: trains run I of a sweep planned into DIR (by
+//! `runner sweep --backend slurm`), as one Slurm array task does, into the usual run
+//! directory. A run that finished earlier with the same config is kept.
+
+use crate::cli::RunOneArgs;
+use crate::config::{self, PlannedRun};
+use crate::data;
+use crate::error::{Interrupted, input_error};
+use crate::progress::Board;
+use crate::results;
+use crate::slurm;
+use crate::sweep::{self, Job, Options};
+use anyhow::{Result, bail};
+
+pub fn run(args: &RunOneArgs) -> Result<()> {
+    let dir = &args.dir;
+    let plan = results::read_plan(dir)?;
+    let Some(info) = plan.runs.get(args.index).cloned() else {
+        return Err(input_error(format!(
+            "--index {} is out of range: {} plans {} runs (0 to {})",
+            args.index,
+            dir.join("runs.json").display(),
+            plan.runs.len(),
+            plan.runs.len().saturating_sub(1)
+        )));
+    };
+    let path = slurm::plan_config(dir, &info.name);
+    if !path.exists() {
+        return Err(input_error(format!(
+            "{} is missing: run-one trains the runs that `runner sweep FILE --backend slurm` planned into {}",
+            path.display(),
+            dir.display()
+        )));
+    }
+    let mut config = config::load(&path)?;
+    let threads = args.threads.unwrap_or(config.train.threads);
+    config.train.threads = threads;
+    let task = match (std::env::var("SLURM_ARRAY_JOB_ID"), std::env::var("SLURM_ARRAY_TASK_ID")) {
+        (Ok(job), Ok(task)) => format!(", Slurm task {job}_{task}"),
+        _ => String::new(),
+    };
+    if !args.quiet {
+        eprintln!(
+            "run-one: {} (run {} of {}) on {}, {threads} thread{}{task}",
+            info.name,
+            args.index,
+            plan.runs.len(),
+            results::host_name(),
+            if threads == 1 { "" } else { "s" }
+        );
+    }
+    let mut cache = data::Cache::default();
+    let data = cache.get(&config.dataset)?;
+    // candle's matrix products take their thread count from here (see `runner run`).
+    // SAFETY: no other thread of this process reads the environment concurrently.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    let stop = crate::interrupt::install();
+    let run = PlannedRun { info, config };
+    let board = Board::new(1, args.quiet);
+    let tally = sweep::execute(
+        dir,
+        &[Job { run: &run, data }],
+        Options { jobs: 1, threads: threads as usize, force: args.force },
+        &board,
+        stop,
+        &|| {},
+    )?;
+    board.close();
+    if !tally.interrupted.is_empty() || !tally.not_started.is_empty() {
+        return Err(
+            Interrupted(format!("{} was interrupted; submitting the sweep again reruns it", run.info.name)).into()
+        );
+    }
+    if !tally.failed.is_empty() {
+        bail!("{} failed ({} says why)", run.info.name, dir.join(&run.info.name).join("summary.json").display());
+    }
+    if !tally.skipped.is_empty() && !args.quiet {
+        eprintln!("run-one: {} finished earlier with this config; kept", run.info.name);
+    }
+    Ok(())
+}

@@ -1,0 +1,265 @@
+//! `runner sweep FILE`: a sweep run here (as `runner run`), a shard of it (`--shard I/N`),
+//! or submitted to Slurm as one job array (`--backend slurm`, optionally `--wait`).
+
+use super::run::{load, plan, run_local, select};
+use crate::cli::SweepArgs;
+use crate::config::{Experiment, RunInfo};
+use crate::data;
+use crate::error::{Interrupted, input_error};
+use crate::results::{self, ExperimentLock};
+use crate::slurm::{self, JobRecord, JobStatus, ScriptSpec};
+use crate::sweep::Backend;
+use anyhow::{Context as _, Result, bail};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub fn run(args: &SweepArgs) -> Result<()> {
+    let (exp, cache) = load(&args.run)?;
+    match args.backend.or(exp.backend).unwrap_or(Backend::Local) {
+        Backend::Local => {
+            if args.slurm.any() {
+                return Err(input_error(
+                    "the Slurm options (--wait, --partition, --time, ...) need --backend slurm (or `backend = \"slurm\"` in [sweep])",
+                ));
+            }
+            run_local(&args.run, &exp, cache, args.shard)
+        }
+        Backend::Slurm => submit(args, exp, cache),
+    }
+}
+
+/// Plans the sweep into its directory and submits the runs that have not finished as one
+/// Slurm job array; with `--wait`, follows it to the end and writes summary.csv.
+fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Result<()> {
+    let run_args = &args.run;
+    if args.shard.is_some() {
+        return Err(input_error(
+            "--shard splits a sweep by hand; with --backend slurm, Slurm places the runs (bound them with --max-parallel)",
+        ));
+    }
+    if run_args.jobs.is_some() {
+        return Err(input_error("--jobs is for local sweeps; with --backend slurm, use --max-parallel"));
+    }
+    let options = args.slurm.options().or(exp.slurm.clone());
+    let threads = exp.runs.iter().map(|r| r.config.train.threads).max().unwrap_or(1);
+    let cpus = options.cpus_per_task.unwrap_or(threads);
+    for r in &mut exp.runs {
+        r.config.train.threads = cpus;
+    }
+    let selected: Vec<usize> = {
+        let chosen = select(&exp, run_args.filter.as_deref(), None)?;
+        exp.runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| chosen.iter().any(|c| std::ptr::eq(*c, *r)))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let dir = std::path::absolute(run_args.out.join(&exp.name)).context("cannot resolve the output directory")?;
+    let finished = |i: usize| {
+        let r = &exp.runs[i];
+        !run_args.force && results::is_finished(&dir.join(&r.info.name), &r.config.to_toml())
+    };
+    let todo: Vec<usize> = selected.iter().copied().filter(|&i| !finished(i)).collect();
+    let workdir = std::env::current_dir().context("cannot read the current directory")?;
+    let runner = std::env::current_exe().context("cannot find this runner's own path")?;
+    let script = slurm::render(&ScriptSpec {
+        experiment: &exp.name,
+        dir: &dir,
+        workdir: &workdir,
+        runner: &runner,
+        indices: &todo,
+        cpus,
+        force: run_args.force,
+        options: &options,
+    });
+    if run_args.dry_run {
+        println!(
+            "{}: {} of {} runs to submit as one Slurm job array (the rest finished earlier), {cpus} CPU{} each, into {}",
+            exp.name,
+            todo.len(),
+            selected.len(),
+            if cpus == 1 { "" } else { "s" },
+            dir.display()
+        );
+        for &i in &todo {
+            println!("  task {i}: {}", exp.runs[i].info.name);
+        }
+        println!("\n{script}");
+        return Ok(());
+    }
+    // Every data set must load here before anything is submitted.
+    for &i in &todo {
+        cache.get(&exp.runs[i].config.dataset)?;
+    }
+    check_writable(&dir)?;
+    let _lock = ExperimentLock::acquire(&dir)?;
+    if let Some(status) = slurm::latest_job(&dir)? {
+        if !status.ended() {
+            return Err(input_error(format!(
+                "Slurm job {} of this experiment still has {} task{} queued or running; wait for it \
+                 (`runner collect {}` shows where it is) or cancel it (`scancel {}`), then submit again",
+                status.job.job_id,
+                status.queued.len(),
+                if status.queued.len() == 1 { "" } else { "s" },
+                dir.display(),
+                status.job.job_id
+            )));
+        }
+    }
+    results::write_plan(&dir, &plan(&exp))?;
+    for r in &exp.runs {
+        results::write_atomic(&slurm::plan_config(&dir, &r.info.name), r.config.to_toml().as_bytes())?;
+    }
+    if todo.is_empty() {
+        results::write_summary_csv(&results::read_experiment(&dir)?)?;
+        eprintln!(
+            "{}: all {} runs finished earlier with this config; nothing to submit (--force reruns them). Summary in {}",
+            exp.name,
+            selected.len(),
+            dir.join("summary.csv").display()
+        );
+        return Ok(());
+    }
+    let script_path = dir.join("slurm").join("sweep.sbatch");
+    results::write_atomic(&script_path, script.as_bytes())?;
+    let job_id = slurm::submit(&script_path)?;
+    let job = JobRecord { job_id: job_id.clone(), runs: todo.clone(), submitted_at: results::unix_now() };
+    slurm::record_job(&dir, job.clone())?;
+    eprintln!(
+        "{}: submitted Slurm job {job_id}: {} run{} as array tasks {} ({cpus} CPU{} each{}); script {}, logs in {}",
+        exp.name,
+        todo.len(),
+        if todo.len() == 1 { "" } else { "s" },
+        slurm::array_spec(&todo, options.max_parallel),
+        if cpus == 1 { "" } else { "s" },
+        if selected.len() > todo.len() {
+            format!("; {} finished earlier, kept", selected.len() - todo.len())
+        } else {
+            String::new()
+        },
+        script_path.display(),
+        dir.join("slurm").join("logs").display()
+    );
+    if !args.slurm.wait {
+        eprintln!(
+            "follow it with `squeue -j {job_id}`; collect the results (also while it runs) with `runner collect {}`",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let stop = crate::interrupt::install();
+    wait(&dir, &exp, &job, args.slurm.poll, run_args.quiet, stop)
+}
+
+/// Refuses an output directory this process cannot write, before anything is submitted.
+fn check_writable(dir: &Path) -> Result<()> {
+    let probe = dir.join(format!(".runner-write-test.{}", std::process::id()));
+    let result = std::fs::create_dir_all(dir.join("slurm").join("logs"))
+        .and_then(|()| std::fs::create_dir_all(dir.join("plan")))
+        .and_then(|()| std::fs::write(&probe, b""))
+        .and_then(|()| std::fs::remove_file(&probe));
+    result.map_err(|e| {
+        input_error(format!(
+            "cannot write to {}: {e}; --out must name a writable directory on a file system every node of the cluster sees",
+            dir.display()
+        ))
+    })
+}
+
+/// Follows `job` until Slurm lists none of its tasks, printing a line whenever the counts
+/// change; then settles runs that left no result and writes summary.csv.
+fn wait(dir: &Path, exp: &Experiment, job: &JobRecord, poll: f64, quiet: bool, stop: &AtomicBool) -> Result<()> {
+    let infos: Vec<RunInfo> = exp.runs.iter().map(|r| r.info.clone()).collect();
+    let started = std::time::Instant::now();
+    let mut last_line = String::new();
+    let status = loop {
+        let status = JobStatus { job: job.clone(), queued: slurm::queued(&job.job_id)? };
+        let counts = count(dir, &infos, &job.runs, Some(job.submitted_at));
+        let line = format!(
+            "job {}: {}/{} finished ({}), {} running, {} pending",
+            job.job_id,
+            counts.values().sum::<usize>(),
+            job.runs.len(),
+            describe(&counts),
+            status.count("RUNNING") + status.count("COMPLETING"),
+            status.count("PENDING")
+        );
+        if line != last_line && !quiet {
+            eprintln!("[{:>5.0}s] {line}", started.elapsed().as_secs_f64());
+        }
+        last_line = line;
+        if status.ended() {
+            break status;
+        }
+        let until = std::time::Instant::now() + Duration::from_secs_f64(poll.max(0.1));
+        while std::time::Instant::now() < until {
+            if stop.load(Ordering::SeqCst) {
+                return Err(Interrupted(format!(
+                    "stopped waiting; Slurm job {} goes on. Collect its results later with `runner collect {}`",
+                    job.job_id,
+                    dir.display()
+                ))
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let lost = slurm::settle(dir, &exp.name, &infos, &status)?;
+    results::write_summary_csv(&results::read_experiment(dir)?)?;
+    let counts = count(dir, &infos, &job.runs, None);
+    eprintln!(
+        "{}: Slurm job {} ended: {} in {:.0}s; summary in {}; see `runner report {}`",
+        exp.name,
+        job.job_id,
+        describe(&counts),
+        started.elapsed().as_secs_f64(),
+        dir.join("summary.csv").display(),
+        dir.display()
+    );
+    let unfinished: Vec<&str> = job
+        .runs
+        .iter()
+        .filter(|&&i| {
+            results::read_summary(&dir.join(&infos[i].name)).is_none_or(|s| {
+                !matches!(s.outcome.status, crate::train::Status::Completed | crate::train::Status::Diverged)
+            })
+        })
+        .map(|&i| infos[i].name.as_str())
+        .collect();
+    if !unfinished.is_empty() {
+        bail!(
+            "{} of {} runs did not finish: {}{} (each run's summary.json says why; submit again to rerun them)",
+            unfinished.len(),
+            job.runs.len(),
+            unfinished.join(", "),
+            if lost.is_empty() { String::new() } else { format!("; {} ended without a result", lost.len()) }
+        );
+    }
+    Ok(())
+}
+
+/// How many of `runs` are in each finished state, from their summaries; with `since`,
+/// only runs started since then (a failed run's summary from an earlier job is not this
+/// job's result; a few seconds allow for the nodes' clocks).
+fn count(dir: &Path, infos: &[RunInfo], runs: &[usize], since: Option<f64>) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for &i in runs {
+        let summary = infos.get(i).and_then(|r| results::read_summary(&dir.join(&r.name)));
+        if let Some(s) = summary.filter(|s| since.is_none_or(|t| s.started_at.unwrap_or(0.0) >= t - 5.0)) {
+            let status = serde_json::to_value(s.outcome.status).ok().and_then(|v| v.as_str().map(String::from));
+            *counts.entry(status.unwrap_or_default()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// `3 completed, 1 failed` (`none yet` when empty).
+fn describe(counts: &BTreeMap<String, usize>) -> String {
+    let order = ["completed", "diverged", "failed", "interrupted"];
+    let parts: Vec<String> =
+        order.iter().filter_map(|s| counts.get(*s).filter(|n| **n > 0).map(|n| format!("{n} {s}"))).collect();
+    if parts.is_empty() { "none yet".into() } else { parts.join(", ") }
+}

@@ -1,0 +1,111 @@
+//! What a sweep asks of Slurm: the `#SBATCH` options of its job array, from the command
+//! line or the file's `[sweep.slurm]` (the command line wins, key by key).
+
+/// The job array's options; `None` leaves the cluster's default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SlurmOptions {
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// `--time`: a run's wall-clock limit (`MM`, `HH:MM:SS`, `D-HH:MM`...).
+    pub time: Option<String>,
+    /// `--cpus-per-task`; also each run's thread count. Default: the runs' `[train] threads`.
+    pub cpus_per_task: Option<u64>,
+    /// `--mem`: memory per node (`500M`, `4G`).
+    pub mem: Option<String>,
+    /// `--account`.
+    pub account: Option<String>,
+    /// `--qos`.
+    pub qos: Option<String>,
+    /// Array tasks at once (`--array=...%N`); default: as many as Slurm places.
+    pub max_parallel: Option<u64>,
+    /// Further `#SBATCH` lines, as written after `#SBATCH ` (`--gres=gpu:1`).
+    pub sbatch: Vec<String>,
+    /// Shell lines run before each run (`module load ...`, `source venv/bin/activate`).
+    pub setup: Vec<String>,
+}
+
+impl SlurmOptions {
+    /// These options, each one that is unset taken from `fallback`.
+    pub fn or(self, fallback: SlurmOptions) -> SlurmOptions {
+        let list = |a: Vec<String>, b: Vec<String>| if a.is_empty() { b } else { a };
+        SlurmOptions {
+            partition: self.partition.or(fallback.partition),
+            time: self.time.or(fallback.time),
+            cpus_per_task: self.cpus_per_task.or(fallback.cpus_per_task),
+            mem: self.mem.or(fallback.mem),
+            account: self.account.or(fallback.account),
+            qos: self.qos.or(fallback.qos),
+            max_parallel: self.max_parallel.or(fallback.max_parallel),
+            sbatch: list(self.sbatch, fallback.sbatch),
+            setup: list(self.setup, fallback.setup),
+        }
+    }
+}
+
+/// Checks a Slurm time limit: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`, or
+/// `infinite`/`unlimited`; the error says what is accepted.
+pub fn check_time(s: &str) -> Result<(), String> {
+    let accepted =
+        "a Slurm time limit: minutes (\"30\"), \"MM:SS\", \"HH:MM:SS\", \"D-HH\", \"D-HH:MM\" or \"D-HH:MM:SS\"";
+    if matches!(s, "infinite" | "unlimited" | "UNLIMITED" | "INFINITE") {
+        return Ok(());
+    }
+    let numbers = |part: &str| part.split(':').all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let ok = match s.split_once('-') {
+        Some((days, rest)) => {
+            !days.is_empty()
+                && days.bytes().all(|b| b.is_ascii_digit())
+                && numbers(rest)
+                && rest.split(':').count() <= 3
+        }
+        None => numbers(s) && s.split(':').count() <= 3,
+    };
+    if ok { Ok(()) } else { Err(format!("must be {accepted}, found \"{s}\"")) }
+}
+
+/// Checks a Slurm memory size: a whole number with an optional K, M, G or T suffix.
+pub fn check_mem(s: &str) -> Result<(), String> {
+    let digits = s.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
+    let suffix = s.len() - digits.len();
+    if !digits.is_empty() && suffix <= 1 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be a memory size: megabytes (\"4000\") or a number with K, M, G or T (\"4G\"), found \"{s}\""
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slurm_time_formats() {
+        for ok in ["30", "30:00", "1:00:00", "2-0", "2-12:00", "1-00:00:00", "infinite"] {
+            assert_eq!(check_time(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "1h", "1:2:3:4", "-1", "a-1", "1-", "1::2"] {
+            assert!(check_time(bad).is_err(), "{bad}");
+        }
+        assert_eq!(check_mem("4G"), Ok(()));
+        assert_eq!(check_mem("4000"), Ok(()));
+        assert!(check_mem("4GB").is_err());
+        assert!(check_mem("G").is_err());
+    }
+
+    #[test]
+    fn the_command_line_wins_key_by_key() {
+        let file = SlurmOptions {
+            partition: Some("cpu".into()),
+            time: Some("10".into()),
+            sbatch: vec!["--gres=gpu:1".into()],
+            ..Default::default()
+        };
+        let cli = SlurmOptions { time: Some("20".into()), ..Default::default() };
+        let merged = cli.or(file);
+        assert_eq!(merged.partition.as_deref(), Some("cpu"));
+        assert_eq!(merged.time.as_deref(), Some("20"));
+        assert_eq!(merged.sbatch, vec!["--gres=gpu:1".to_string()]);
+    }
+}

@@ -1,0 +1,50 @@
+//! Helpers shared by the behaviour tests that drive the real binary.
+#![allow(dead_code)]
+
+use assert_cmd::Command;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub fn runner() -> Command {
+    Command::cargo_bin("runner").unwrap()
+}
+
+/// Writes `body` as `dir/NAME.toml` and returns its path.
+pub fn config(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    fs::write(&path, body).unwrap();
+    path
+}
+
+pub fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    let mut rows = vec![header];
+    rows.extend(r.records().map(|rec| rec.unwrap().iter().map(String::from).collect()));
+    rows
+}
+
+pub fn column(rows: &[Vec<String>], name: &str) -> Vec<String> {
+    let i = rows[0].iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
+    rows[1..].iter().map(|r| r[i].clone()).collect()
+}
+
+/// metrics.csv and steps.csv of every run, without the wall-clock column.
+pub fn results_without_clock(exp: &Path) -> Vec<(String, String)> {
+    let mut runs: Vec<PathBuf> =
+        fs::read_dir(exp).unwrap().map(|e| e.unwrap().path()).filter(|p| p.join("metrics.csv").exists()).collect();
+    runs.sort();
+    runs.iter()
+        .map(|r| {
+            let metrics: Vec<String> = fs::read_to_string(r.join("metrics.csv"))
+                .unwrap()
+                .lines()
+                .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+                .collect();
+            (
+                r.file_name().unwrap().to_string_lossy().into_owned(),
+                metrics.join("\n") + &fs::read_to_string(r.join("steps.csv")).unwrap(),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,429 @@
+//! Sweeps beyond one machine, through the real binary: shards and `runner collect`,
+//! `run-one`, the errors of `--backend slurm`, and (ignored by default, run by `.ci/run`
+//! after `scripts/slurm-local.sh up`) a real one-node Slurm cluster: the ten decays as a
+//! job array with --wait against the same sweep run locally, two tasks at once, a killed
+//! task, resubmission, and a refused submission.
+
+mod common;
+
+use common::{column, config, csv_rows, results_without_clock, runner};
+use predicates::prelude::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// Four short runs (two rates x two seeds).
+const FOUR: &str = r#"
+name = "four"
+[schedule]
+kind = "cosine_decay"
+learning_rate = 0.1
+decay_steps = 40
+[sweep]
+seeds = [1, 2]
+"schedule.learning_rate" = [0.1, 0.03]
+[train]
+steps = 40
+"#;
+
+#[test]
+fn shards_split_a_sweep_and_collect_merges_them_into_the_full_result() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    let (a, b, full) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("full"));
+    for (shard, out) in [("0/2", &a), ("1/2", &b)] {
+        runner().args(["sweep", "-q", "--shard", shard]).arg(&cfg).arg("--out").arg(out).assert().success();
+    }
+    runner().args(["sweep", "-q"]).arg(&cfg).arg("--out").arg(&full).assert().success();
+    let names = |p: &Path| -> Vec<String> {
+        let mut n: Vec<String> = fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.join("summary.json").exists())
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    // Runs 0 and 2 (the rate 0.1, both seeds... in plan order) in one shard, 1 and 3 in the other.
+    let plan: serde_json::Value = serde_json::from_str(&fs::read_to_string(full.join("four/runs.json")).unwrap()).unwrap();
+    let order: Vec<String> = plan["runs"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().into()).collect();
+    let mut shard0 = vec![order[0].clone(), order[2].clone()];
+    shard0.sort();
+    let mut shard1 = vec![order[1].clone(), order[3].clone()];
+    shard1.sort();
+    assert_eq!(names(&a.join("four")), shard0);
+    assert_eq!(names(&b.join("four")), shard1);
+
+    runner()
+        .arg("collect")
+        .arg(a.join("four"))
+        .arg(b.join("four"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("four: 4 runs: 4 completed"))
+        .stderr(predicate::str::contains("merged 2 finished runs"));
+    let rows = csv_rows(&a.join("four/summary.csv"));
+    assert_eq!(column(&rows, "status"), vec!["completed"; 4]);
+    assert_eq!(results_without_clock(&a.join("four")), results_without_clock(&full.join("four")));
+    // Merging again copies nothing: every run is already there and finished.
+    runner()
+        .arg("collect")
+        .arg(a.join("four"))
+        .arg(b.join("four"))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("merged 0 finished runs"));
+}
+
+#[test]
+fn a_bad_shard_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    runner()
+        .args(["sweep", "--shard", "2/2"])
+        .arg(&cfg)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("must be I/N with 0 <= I < N"));
+    runner()
+        .args(["sweep", "--shard", "4/5"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join("o"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("shard 4/5 holds none of the 4 runs"));
+}
+
+#[test]
+fn run_one_needs_a_planned_directory_and_an_index_inside_it() {
+    let dir = TempDir::new().unwrap();
+    runner()
+        .arg("run-one")
+        .arg(dir.path())
+        .args(["--index", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("runs.json").and(predicate::str::contains("planned into")));
+    // A local sweep writes runs.json but plans no configs.
+    let cfg = config(dir.path(), "four", FOUR);
+    runner().args(["sweep", "-q", "--shard", "0/4"]).arg(&cfg).arg("--out").arg(dir.path()).assert().success();
+    let exp = dir.path().join("four");
+    runner()
+        .arg("run-one")
+        .arg(&exp)
+        .args(["--index", "4"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--index 4 is out of range").and(predicate::str::contains("plans 4 runs (0 to 3)")));
+    runner()
+        .arg("run-one")
+        .arg(&exp)
+        .args(["--index", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("plan/").and(predicate::str::contains("is missing")));
+}
+
+#[test]
+fn the_slurm_dry_run_prints_the_script_and_submits_nothing() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    let out = dir.path().join("out");
+    runner()
+        .args(["sweep", "--backend", "slurm", "--dry-run", "--max-parallel", "2", "--partition", "cpu"])
+        .args(["--time", "0:10:00", "--mem", "1G", "--account", "lab", "--qos", "short", "--sbatch=--exclusive"])
+        .args(["--cpus-per-task", "2", "--setup", "module load rust"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("4 of 4 runs to submit")
+                .and(predicate::str::contains("#SBATCH --array=0-3%2\n"))
+                .and(predicate::str::contains("#SBATCH --cpus-per-task=2\n"))
+                .and(predicate::str::contains("#SBATCH --partition=cpu\n"))
+                .and(predicate::str::contains("#SBATCH --time=0:10:00\n"))
+                .and(predicate::str::contains("#SBATCH --mem=1G\n"))
+                .and(predicate::str::contains("#SBATCH --account=lab\n"))
+                .and(predicate::str::contains("#SBATCH --qos=short\n"))
+                .and(predicate::str::contains("#SBATCH --exclusive\n"))
+                .and(predicate::str::contains("module load rust\n"))
+                .and(predicate::str::contains("run-one"))
+                .and(predicate::str::contains("--index \"$SLURM_ARRAY_TASK_ID\"")),
+        );
+    assert!(!out.exists());
+}
+
+#[test]
+fn slurm_settings_in_the_file_are_checked_where_they_are_written() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "bad", &format!("{FOUR}\n[sweep.slurm]\npartition = \"cpu\"\ntime = \"1h\"\n"));
+    runner()
+        .args(["sweep", "--backend", "slurm", "--dry-run"])
+        .arg(&cfg)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bad.toml:15:8").and(predicate::str::contains("must be a Slurm time limit")));
+    let cfg = config(dir.path(), "typo", &format!("{FOUR}\n[sweep.slurm]\npartiton = \"cpu\"\n"));
+    runner()
+        .args(["sweep", "--dry-run"])
+        .arg(&cfg)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("did you mean `partition`"));
+    // The file's backend and options are used when the command line names none.
+    let cfg = config(
+        dir.path(),
+        "good",
+        &format!(
+            "{}\n[sweep.slurm]\npartition = \"cpu\"\nmax_parallel = 3\nsbatch = [\"--gres=gpu:1\"]\n",
+            FOUR.replace("[sweep]\n", "[sweep]\nbackend = \"slurm\"\n")
+        ),
+    );
+    runner()
+        .args(["sweep", "--dry-run", "--max-parallel", "1"])
+        .arg(&cfg)
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("#SBATCH --partition=cpu\n")
+                .and(predicate::str::contains("#SBATCH --array=0-3%1\n"))
+                .and(predicate::str::contains("#SBATCH --gres=gpu:1\n")),
+        );
+}
+
+#[test]
+fn slurm_options_without_the_slurm_backend_are_refused() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    runner()
+        .args(["sweep", "--partition", "cpu"])
+        .arg(&cfg)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("need --backend slurm"));
+}
+
+#[test]
+fn without_sbatch_the_error_says_so_and_what_else_works() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    runner()
+        .env("PATH", dir.path())
+        .args(["sweep", "--backend", "slurm"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("`sbatch` was not found on PATH").and(predicate::str::contains("--shard I/N")));
+}
+
+#[test]
+fn an_output_directory_that_cannot_be_written_is_refused_before_submitting() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    let file = dir.path().join("a-file");
+    fs::write(&file, "").unwrap();
+    runner()
+        .env("PATH", dir.path())
+        .args(["sweep", "--backend", "slurm"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot write to").and(predicate::str::contains("file system every node")));
+}
+
+// ---- A real Slurm cluster (scripts/slurm-local.sh up) ----
+
+/// Fails with what went wrong when no Slurm cluster answers.
+fn require_slurm() {
+    let out = Process::new("sinfo").args(["--noheader", "-o", "%T"]).output();
+    match out {
+        Ok(o) if o.status.success() && !String::from_utf8_lossy(&o.stdout).trim().is_empty() => {}
+        Ok(o) => panic!(
+            "no Slurm cluster answers (`sinfo` exited with {}): {}{}\nstart one with `scripts/slurm-local.sh up`",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("`sinfo` cannot be run ({e}); start a cluster with `scripts/slurm-local.sh up`"),
+    }
+}
+
+/// configs/sweep_all_decays.toml with fewer epochs.
+fn short_all_decays(dir: &Path) -> PathBuf {
+    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/sweep_all_decays.toml")).unwrap();
+    assert!(text.contains("epochs = 30"));
+    config(dir, "sweep_all_decays", &text.replace("epochs = 30", "epochs = 8"))
+}
+
+fn slurm_sweep(cfg: &Path, out: &Path) -> assert_cmd::Command {
+    let mut c = runner();
+    c.args(["sweep", "--backend", "slurm", "--wait", "--poll", "0.5", "--max-parallel", "2", "--cpus-per-task", "1"])
+        .arg(cfg)
+        .arg("--out")
+        .arg(out)
+        .timeout(Duration::from_secs(300));
+    c
+}
+
+/// (start, end) of every run, in seconds since the epoch, from the summaries.
+fn intervals(exp: &Path) -> Vec<(f64, f64)> {
+    fs::read_dir(exp)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("summary.json"))
+        .filter(|p| p.exists())
+        .map(|p| {
+            let s: serde_json::Value = serde_json::from_str(&fs::read_to_string(p).unwrap()).unwrap();
+            let start = s["started_at"].as_f64().unwrap();
+            (start, start + s["wall_seconds"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs a Slurm cluster: scripts/slurm-local.sh up"]
+fn slurm_runs_the_ten_decays_as_a_job_array_like_a_local_sweep_and_resubmission_skips_finished_runs() {
+    require_slurm();
+    let dir = TempDir::new().unwrap();
+    let cfg = short_all_decays(dir.path());
+    let (local, cluster) = (dir.path().join("local"), dir.path().join("cluster"));
+    runner().args(["sweep", "-q", "--jobs", "2"]).arg(&cfg).arg("--out").arg(&local).assert().success();
+
+    let out = slurm_sweep(&cfg, &cluster).assert().success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("10 runs as array tasks 0-9%2"), "{stderr}");
+    assert!(stderr.contains("ended: 10 completed"), "{stderr}");
+    let exp = cluster.join("sweep_all_decays");
+    assert_eq!(results_without_clock(&exp), results_without_clock(&local.join("sweep_all_decays")));
+    let rows = csv_rows(&exp.join("summary.csv"));
+    assert_eq!(column(&rows, "status"), vec!["completed"; 10]);
+    assert_eq!(fs::read_dir(exp.join("slurm/logs")).unwrap().count(), 10);
+
+    // Two array tasks trained at the same time (the node has 2 CPUs, 1 per task).
+    let spans = intervals(&exp);
+    let overlapping =
+        spans.iter().enumerate().any(|(i, a)| spans[i + 1..].iter().any(|b| a.0 < b.1 && b.0 < a.1));
+    assert!(overlapping, "no two runs overlapped in time: {spans:?}");
+
+    // Submitting again submits nothing and leaves the results alone.
+    let before = fs::read(exp.join("cosine_decay/summary.json")).unwrap();
+    let jobs_before = fs::read_to_string(exp.join("slurm/jobs.json")).unwrap();
+    slurm_sweep(&cfg, &cluster).assert().success().stderr(predicate::str::contains("nothing to submit"));
+    assert_eq!(fs::read(exp.join("cosine_decay/summary.json")).unwrap(), before);
+    assert_eq!(fs::read_to_string(exp.join("slurm/jobs.json")).unwrap(), jobs_before);
+
+    // A run whose result is lost is the only one resubmitted, and comes back the same.
+    let metrics = fs::read_to_string(exp.join("polynomial_decay/steps.csv")).unwrap();
+    fs::remove_dir_all(exp.join("polynomial_decay")).unwrap();
+    slurm_sweep(&cfg, &cluster)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("1 run as array tasks 3%2").and(predicate::str::contains("9 finished earlier, kept")));
+    assert_eq!(fs::read_to_string(exp.join("polynomial_decay/steps.csv")).unwrap(), metrics);
+    assert_eq!(column(&csv_rows(&exp.join("summary.csv")), "status"), vec!["completed"; 10]);
+}
+
+/// Two long runs, to be killed while they train.
+const LONG: &str = r#"
+name = "long"
+[sweep]
+schedules = ["cosine_decay", "exponential_decay"]
+[train]
+steps = 1000000
+"#;
+
+#[test]
+#[ignore = "needs a Slurm cluster: scripts/slurm-local.sh up"]
+fn tasks_killed_by_slurm_show_as_interrupted_or_failed_and_are_rerun() {
+    require_slurm();
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "long", LONG);
+    let out = dir.path().join("out");
+    runner().args(["sweep", "--backend", "slurm"]).arg(&cfg).arg("--out").arg(&out).assert().success().stderr(
+        predicate::str::contains("submitted Slurm job").and(predicate::str::contains("runner collect")),
+    );
+    let exp = out.join("long");
+    let jobs: serde_json::Value = serde_json::from_str(&fs::read_to_string(exp.join("slurm/jobs.json")).unwrap()).unwrap();
+    let job = jobs[0]["job_id"].as_str().unwrap().to_string();
+    // Both training (each has written a step).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !["cosine_decay", "exponential_decay"].iter().all(|r| exp.join(r).join("steps.csv").exists()) {
+        assert!(Instant::now() < deadline, "the tasks did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    runner()
+        .arg("collect")
+        .arg(&exp)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("long: 2 runs: 2 running"));
+    // A node losing a process: SIGKILL, no summary. A cancel (as at the time limit or on
+    // preemption): SIGTERM, the run saves itself as interrupted.
+    let status = Process::new("pkill").args(["-KILL", "-f", &format!("run-one {} --index 1", exp.display())]).status();
+    assert!(status.unwrap().success(), "no run-one process for index 1");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Process::new("scancel").arg(&job).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let q = Process::new("squeue").args(["--noheader", "--jobs", &job]).output().unwrap();
+        if String::from_utf8_lossy(&q.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job {job} did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    runner()
+        .arg("collect")
+        .arg(&exp)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("long: 2 runs: 1 failed, 1 interrupted"))
+        .stderr(predicate::str::contains("1 run left no result: exponential_decay"));
+    let lost: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(exp.join("exponential_decay/summary.json")).unwrap()).unwrap();
+    assert_eq!(lost["status"], "failed");
+    let error = lost["error"].as_str().unwrap();
+    assert!(error.contains(&format!("Slurm ended its task {job}_1 as")), "{error}");
+    assert!(error.contains(&format!("slurm/logs/{job}_1.out")), "{error}");
+    let rows = csv_rows(&exp.join("summary.csv"));
+    let mut statuses = column(&rows, "status");
+    statuses.sort();
+    assert_eq!(statuses, vec!["failed", "interrupted"]);
+
+    // Neither finished, so a resubmission would submit both (shown by its dry run, as
+    // rerunning a million steps is no test's business).
+    runner()
+        .args(["sweep", "--backend", "slurm", "--dry-run"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("2 of 2 runs to submit").and(predicate::str::contains("#SBATCH --array=0-1\n")));
+}
+
+#[test]
+#[ignore = "needs a Slurm cluster: scripts/slurm-local.sh up"]
+fn a_refused_submission_shows_slurms_message() {
+    require_slurm();
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    runner()
+        .args(["sweep", "--backend", "slurm", "--partition", "no-such-partition"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("sbatch refused the job array").and(predicate::str::contains("invalid partition")));
+    assert!(!dir.path().join("out/four/slurm/jobs.json").exists());
+}

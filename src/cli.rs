@@ -117,6 +117,10 @@ pub struct SweepArgs {
     /// `runner collect` the shards' directories.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<Shard>,
+    /// Only write the plan (runs.json and each run's config in plan/) for an engine that
+    /// runs `runner run-one DIR --index I` once per run; runs nothing.
+    #[arg(long, conflicts_with_all = ["shard", "dry_run"])]
+    pub plan: bool,
     #[command(flatten)]
     pub slurm: SlurmArgs,
 }

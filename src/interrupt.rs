@@ -13,7 +13,9 @@ pub fn install() -> &'static AtomicBool {
             eprintln!("\ninterrupted again: exiting without waiting for running runs");
             std::process::exit(130);
         }
-        eprintln!("\ninterrupted: stopping; running runs will save their state (press Ctrl-C again to quit at once)");
+        eprintln!(
+            "\ninterrupted (Ctrl-C or SIGTERM): stopping; running runs will save their state (interrupt again to quit at once)"
+        );
     });
     &STOP
 }

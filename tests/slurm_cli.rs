@@ -48,8 +48,10 @@ fn shards_split_a_sweep_and_collect_merges_them_into_the_full_result() {
         n
     };
     // Runs 0 and 2 (the rate 0.1, both seeds... in plan order) in one shard, 1 and 3 in the other.
-    let plan: serde_json::Value = serde_json::from_str(&fs::read_to_string(full.join("four/runs.json")).unwrap()).unwrap();
-    let order: Vec<String> = plan["runs"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().into()).collect();
+    let plan: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(full.join("four/runs.json")).unwrap()).unwrap();
+    let order: Vec<String> =
+        plan["runs"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().into()).collect();
     let mut shard0 = vec![order[0].clone(), order[2].clone()];
     shard0.sort();
     let mut shard1 = vec![order[1].clone(), order[3].clone()];
@@ -76,6 +78,47 @@ fn shards_split_a_sweep_and_collect_merges_them_into_the_full_result() {
         .assert()
         .success()
         .stderr(predicate::str::contains("merged 0 finished runs"));
+}
+
+#[test]
+fn a_plan_run_one_index_at_a_time_gives_the_same_results_as_the_sweep() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    let (planned, full) = (dir.path().join("planned"), dir.path().join("full"));
+    runner()
+        .args(["sweep", "--plan"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&planned)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("4 runs planned into").and(predicate::str::contains("--index I")));
+    let exp = planned.join("four");
+    assert_eq!(fs::read_dir(exp.join("plan")).unwrap().count(), 4);
+    runner().arg("collect").arg(&exp).assert().success().stdout(predicate::str::contains("four: 4 runs: 4 pending"));
+    for i in 0..4 {
+        runner().arg("run-one").arg(&exp).args(["--index", &i.to_string(), "-q"]).assert().success();
+    }
+    // A second time, each run is kept.
+    runner()
+        .arg("run-one")
+        .arg(&exp)
+        .args(["--index", "2"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("finished earlier with this config; kept"));
+    runner().arg("collect").arg(&exp).assert().success().stdout(predicate::str::contains("four: 4 runs: 4 completed"));
+    runner().args(["sweep", "-q"]).arg(&cfg).arg("--out").arg(&full).assert().success();
+    assert_eq!(results_without_clock(&exp), results_without_clock(&full.join("four")));
+    // The planned configs are the ones a local sweep resolves, so it keeps every run.
+    runner()
+        .args(["sweep"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&planned)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("4 kept from before"));
 }
 
 #[test]
@@ -112,13 +155,9 @@ fn run_one_needs_a_planned_directory_and_an_index_inside_it() {
     let cfg = config(dir.path(), "four", FOUR);
     runner().args(["sweep", "-q", "--shard", "0/4"]).arg(&cfg).arg("--out").arg(dir.path()).assert().success();
     let exp = dir.path().join("four");
-    runner()
-        .arg("run-one")
-        .arg(&exp)
-        .args(["--index", "4"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("--index 4 is out of range").and(predicate::str::contains("plans 4 runs (0 to 3)")));
+    runner().arg("run-one").arg(&exp).args(["--index", "4"]).assert().code(2).stderr(
+        predicate::str::contains("--index 4 is out of range").and(predicate::str::contains("plans 4 runs (0 to 3)")),
+    );
     runner()
         .arg("run-one")
         .arg(&exp)
@@ -185,16 +224,11 @@ fn slurm_settings_in_the_file_are_checked_where_they_are_written() {
             FOUR.replace("[sweep]\n", "[sweep]\nbackend = \"slurm\"\n")
         ),
     );
-    runner()
-        .args(["sweep", "--dry-run", "--max-parallel", "1"])
-        .arg(&cfg)
-        .assert()
-        .success()
-        .stdout(
-            predicate::str::contains("#SBATCH --partition=cpu\n")
-                .and(predicate::str::contains("#SBATCH --array=0-3%1\n"))
-                .and(predicate::str::contains("#SBATCH --gres=gpu:1\n")),
-        );
+    runner().args(["sweep", "--dry-run", "--max-parallel", "1"]).arg(&cfg).assert().success().stdout(
+        predicate::str::contains("#SBATCH --partition=cpu\n")
+            .and(predicate::str::contains("#SBATCH --array=0-3%1\n"))
+            .and(predicate::str::contains("#SBATCH --gres=gpu:1\n")),
+    );
 }
 
 #[test]
@@ -221,7 +255,9 @@ fn without_sbatch_the_error_says_so_and_what_else_works() {
         .arg(dir.path().join("out"))
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("`sbatch` was not found on PATH").and(predicate::str::contains("--shard I/N")));
+        .stderr(
+            predicate::str::contains("`sbatch` was not found on PATH").and(predicate::str::contains("--shard I/N")),
+        );
 }
 
 #[test]
@@ -310,8 +346,7 @@ fn slurm_runs_the_ten_decays_as_a_job_array_like_a_local_sweep_and_resubmission_
 
     // Two array tasks trained at the same time (the node has 2 CPUs, 1 per task).
     let spans = intervals(&exp);
-    let overlapping =
-        spans.iter().enumerate().any(|(i, a)| spans[i + 1..].iter().any(|b| a.0 < b.1 && b.0 < a.1));
+    let overlapping = spans.iter().enumerate().any(|(i, a)| spans[i + 1..].iter().any(|b| a.0 < b.1 && b.0 < a.1));
     assert!(overlapping, "no two runs overlapped in time: {spans:?}");
 
     // Submitting again submits nothing and leaves the results alone.
@@ -324,10 +359,9 @@ fn slurm_runs_the_ten_decays_as_a_job_array_like_a_local_sweep_and_resubmission_
     // A run whose result is lost is the only one resubmitted, and comes back the same.
     let metrics = fs::read_to_string(exp.join("polynomial_decay/steps.csv")).unwrap();
     fs::remove_dir_all(exp.join("polynomial_decay")).unwrap();
-    slurm_sweep(&cfg, &cluster)
-        .assert()
-        .success()
-        .stderr(predicate::str::contains("1 run as array tasks 3%2").and(predicate::str::contains("9 finished earlier, kept")));
+    slurm_sweep(&cfg, &cluster).assert().success().stderr(
+        predicate::str::contains("1 run as array tasks 3%2").and(predicate::str::contains("9 finished earlier, kept")),
+    );
     assert_eq!(fs::read_to_string(exp.join("polynomial_decay/steps.csv")).unwrap(), metrics);
     assert_eq!(column(&csv_rows(&exp.join("summary.csv")), "status"), vec!["completed"; 10]);
 }
@@ -348,11 +382,17 @@ fn tasks_killed_by_slurm_show_as_interrupted_or_failed_and_are_rerun() {
     let dir = TempDir::new().unwrap();
     let cfg = config(dir.path(), "long", LONG);
     let out = dir.path().join("out");
-    runner().args(["sweep", "--backend", "slurm"]).arg(&cfg).arg("--out").arg(&out).assert().success().stderr(
-        predicate::str::contains("submitted Slurm job").and(predicate::str::contains("runner collect")),
-    );
+    runner()
+        .args(["sweep", "--backend", "slurm"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("submitted Slurm job").and(predicate::str::contains("runner collect")));
     let exp = out.join("long");
-    let jobs: serde_json::Value = serde_json::from_str(&fs::read_to_string(exp.join("slurm/jobs.json")).unwrap()).unwrap();
+    let jobs: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(exp.join("slurm/jobs.json")).unwrap()).unwrap();
     let job = jobs[0]["job_id"].as_str().unwrap().to_string();
     // Both training (each has written a step).
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -360,12 +400,7 @@ fn tasks_killed_by_slurm_show_as_interrupted_or_failed_and_are_rerun() {
         assert!(Instant::now() < deadline, "the tasks did not start");
         std::thread::sleep(Duration::from_millis(200));
     }
-    runner()
-        .arg("collect")
-        .arg(&exp)
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("long: 2 runs: 2 running"));
+    runner().arg("collect").arg(&exp).assert().success().stdout(predicate::str::contains("long: 2 runs: 2 running"));
     // A node losing a process: SIGKILL, no summary. A cancel (as at the time limit or on
     // preemption): SIGTERM, the run saves itself as interrupted.
     let status = Process::new("pkill").args(["-KILL", "-f", &format!("run-one {} --index 1", exp.display())]).status();
@@ -408,7 +443,9 @@ fn tasks_killed_by_slurm_show_as_interrupted_or_failed_and_are_rerun() {
         .arg(&out)
         .assert()
         .success()
-        .stdout(predicate::str::contains("2 of 2 runs to submit").and(predicate::str::contains("#SBATCH --array=0-1\n")));
+        .stdout(
+            predicate::str::contains("2 of 2 runs to submit").and(predicate::str::contains("#SBATCH --array=0-1\n")),
+        );
 }
 
 #[test]
@@ -424,6 +461,8 @@ fn a_refused_submission_shows_slurms_message() {
         .arg(dir.path().join("out"))
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("sbatch refused the job array").and(predicate::str::contains("invalid partition")));
+        .stderr(
+            predicate::str::contains("sbatch refused the job array").and(predicate::str::contains("invalid partition")),
+        );
     assert!(!dir.path().join("out/four/slurm/jobs.json").exists());
 }

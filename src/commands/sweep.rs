@@ -17,6 +17,9 @@ use std::time::Duration;
 
 pub fn run(args: &SweepArgs) -> Result<()> {
     let (exp, cache) = load(&args.run)?;
+    if args.plan {
+        return plan_only(&args.run, &exp, cache);
+    }
     match args.backend.or(exp.backend).unwrap_or(Backend::Local) {
         Backend::Local => {
             if args.slurm.any() {
@@ -95,24 +98,22 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
         cache.get(&exp.runs[i].config.dataset)?;
     }
     check_writable(&dir)?;
+    std::fs::create_dir_all(dir.join("slurm").join("logs")).context("cannot create the Slurm log directory")?;
     let _lock = ExperimentLock::acquire(&dir)?;
-    if let Some(status) = slurm::latest_job(&dir)? {
-        if !status.ended() {
-            return Err(input_error(format!(
-                "Slurm job {} of this experiment still has {} task{} queued or running; wait for it \
-                 (`runner collect {}` shows where it is) or cancel it (`scancel {}`), then submit again",
-                status.job.job_id,
-                status.queued.len(),
-                if status.queued.len() == 1 { "" } else { "s" },
-                dir.display(),
-                status.job.job_id
-            )));
-        }
+    if let Some(status) = slurm::latest_job(&dir)?
+        && !status.ended()
+    {
+        return Err(input_error(format!(
+            "Slurm job {} of this experiment still has {} task{} queued or running; wait for it \
+             (`runner collect {}` shows where it is) or cancel it (`scancel {}`), then submit again",
+            status.job.job_id,
+            status.queued.len(),
+            if status.queued.len() == 1 { "" } else { "s" },
+            dir.display(),
+            status.job.job_id
+        )));
     }
-    results::write_plan(&dir, &plan(&exp))?;
-    for r in &exp.runs {
-        results::write_atomic(&slurm::plan_config(&dir, &r.info.name), r.config.to_toml().as_bytes())?;
-    }
+    write_plan_files(&dir, &exp)?;
     if todo.is_empty() {
         results::write_summary_csv(&results::read_experiment(&dir)?)?;
         eprintln!(
@@ -154,11 +155,41 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
     wait(&dir, &exp, &job, args.slurm.poll, run_args.quiet, stop)
 }
 
+/// runs.json and every run's resolved config in plan/, which `runner run-one` trains.
+fn write_plan_files(dir: &Path, exp: &Experiment) -> Result<()> {
+    results::write_plan(dir, &plan(exp))?;
+    for r in &exp.runs {
+        results::write_atomic(&slurm::plan_config(dir, &r.info.name), r.config.to_toml().as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `--plan`: validates every run and writes the plan, for an engine that runs
+/// `runner run-one DIR --index I` once per index.
+fn plan_only(args: &crate::cli::RunArgs, exp: &Experiment, mut cache: data::Cache) -> Result<()> {
+    for r in &exp.runs {
+        cache.get(&r.config.dataset)?;
+    }
+    let dir = std::path::absolute(args.out.join(&exp.name)).context("cannot resolve the output directory")?;
+    check_writable(&dir)?;
+    let _lock = ExperimentLock::acquire(&dir)?;
+    write_plan_files(&dir, exp)?;
+    eprintln!(
+        "{}: {} runs planned into {}; train each with `runner run-one {} --index I` (I from 0 to {}), then `runner collect {}`",
+        exp.name,
+        exp.runs.len(),
+        dir.display(),
+        dir.display(),
+        exp.runs.len() - 1,
+        dir.display()
+    );
+    Ok(())
+}
+
 /// Refuses an output directory this process cannot write, before anything is submitted.
 fn check_writable(dir: &Path) -> Result<()> {
     let probe = dir.join(format!(".runner-write-test.{}", std::process::id()));
-    let result = std::fs::create_dir_all(dir.join("slurm").join("logs"))
-        .and_then(|()| std::fs::create_dir_all(dir.join("plan")))
+    let result = std::fs::create_dir_all(dir.join("plan"))
         .and_then(|()| std::fs::write(&probe, b""))
         .and_then(|()| std::fs::remove_file(&probe));
     result.map_err(|e| {

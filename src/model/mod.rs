@@ -1,8 +1,10 @@
 //! Models built with candle: an MLP, a linear model and a small CNN, initialised from the
 //! run's seed. Parameters are candle `Var`s owned by the model; the optimizer updates them.
 
+mod fused;
 mod spec;
 
+pub use fused::{Targets, gather};
 pub use spec::{Activation, MODELS, ModelSpec};
 
 use anyhow::{Result, bail};

@@ -8,11 +8,12 @@ mod spec;
 pub use spec::{EarlyStopping, TrainSpec};
 
 use crate::data::{Dataset, Split, Task};
-use crate::model::{Model, ModelSpec, accuracy, cross_entropy, mse};
+use crate::model::{Model, ModelSpec, Targets, accuracy, cross_entropy, gather, mse};
 use crate::optim::{Optimizer, OptimizerSpec, clip_grad_norm};
 use crate::schedule::{Context, ScheduleSpec, larger_is_better as maximize};
 use anyhow::{Result, bail};
 use candle_core::Tensor;
+use candle_core::backprop::GradStore;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -130,6 +131,8 @@ pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder, stop: 
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(t.seed ^ 0x5_4FF1E);
     let mut dropout_rng = ChaCha8Rng::seed_from_u64(t.seed ^ 0xD_0F0F);
     let mut order: Vec<u32> = (0..n as u32).collect();
+    let fused = model.fusable();
+    let (mut batch_x, mut batch_classes, mut batch_values) = (Vec::new(), Vec::new(), Vec::new());
 
     let (mut step, mut epoch, mut samples) = (0u64, 0u64, 0u64);
     let (mut loss_sum, mut loss_count, mut last_lr) = (0f64, 0u64, schedule.lr(0));
@@ -169,19 +172,33 @@ pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder, stop: 
                 break 'training;
             }
             let lr = schedule.lr(step);
-            let idx = Tensor::from_slice(batch, batch.len(), &candle_core::Device::Cpu)?;
-            let xb = data.train.x.index_select(&idx, 0)?;
-            let yb = data.train.y.index_select(&idx, 0)?;
-            let out = model.forward(&xb, Some(&mut dropout_rng))?;
-            let loss = if data.task == Task::Classification { cross_entropy(&out, &yb)? } else { mse(&out, &yb)? };
-            let loss_value = loss.to_scalar::<f32>()? as f64;
+            let (loss_value, mut grads) = if fused {
+                // The hot path of dense networks (src/model/fused.rs).
+                gather(&data.train.x, batch, &mut batch_x)?;
+                let targets = if data.task == Task::Classification {
+                    gather(&data.train.y, batch, &mut batch_classes)?;
+                    Targets::Classes(&batch_classes)
+                } else {
+                    gather(&data.train.y, batch, &mut batch_values)?;
+                    Targets::Values(&batch_values)
+                };
+                model.fused_loss_and_grads(&batch_x, data.features, targets, t.threads.max(1) as usize)?
+            } else {
+                let idx = Tensor::from_slice(batch, batch.len(), &candle_core::Device::Cpu)?;
+                let xb = data.train.x.index_select(&idx, 0)?;
+                let yb = data.train.y.index_select(&idx, 0)?;
+                let out = model.forward(&xb, Some(&mut dropout_rng))?;
+                let loss = if data.task == Task::Classification { cross_entropy(&out, &yb)? } else { mse(&out, &yb)? };
+                let loss_value = loss.to_scalar::<f32>()? as f64;
+                let grads = if loss_value.is_finite() { loss.backward()? } else { GradStore::default() };
+                (loss_value, grads)
+            };
             let row = StepRow { step, lr, loss: loss_value };
             if !loss_value.is_finite() {
                 recorder.on_step(&row, epoch, true)?;
                 diverged_at = Some(step);
                 break 'training;
             }
-            let mut grads = loss.backward()?;
             if let Some(max) = t.clip_grad_norm {
                 clip_grad_norm(&mut grads, &vars, max)?;
             }

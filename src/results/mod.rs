@@ -143,7 +143,13 @@ pub struct RunDir {
     last_step: Option<u64>,
     last_epoch: u64,
     last_eval: Option<EvalRow>,
+    /// When metrics.csv was last flushed to disk.
+    flushed: std::time::Instant,
 }
+
+/// How often a live run's metrics.csv reaches the disk (for `runner report` on a running
+/// experiment): at most this many seconds after an evaluation.
+const FLUSH_SECONDS: f64 = 0.5;
 
 impl RunDir {
     /// Creates `dir` with the resolved config, removing whatever an earlier attempt left
@@ -172,7 +178,15 @@ impl RunDir {
         ])?;
         let mut steps = open("steps.csv")?;
         steps.write_record(["step", "lr", "loss"])?;
-        Ok(RunDir { path: dir.to_path_buf(), metrics, steps, last_step: None, last_epoch: 0, last_eval: None })
+        Ok(RunDir {
+            path: dir.to_path_buf(),
+            metrics,
+            steps,
+            last_step: None,
+            last_epoch: 0,
+            last_eval: None,
+            flushed: std::time::Instant::now(),
+        })
     }
 
     /// The outcome of a run that failed after recording what this directory holds.
@@ -228,8 +242,12 @@ impl Recorder for RunDir {
             opt(r.val_rmse),
             format!("{:.3}", r.seconds),
         ])?;
-        // Each evaluation is on disk as soon as it happens, for `runner report` on a live run.
-        self.metrics.flush()?;
+        // Evaluations reach the disk within FLUSH_SECONDS, for `runner report` on a live
+        // run, without a write per evaluation in short runs.
+        if self.flushed.elapsed().as_secs_f64() >= FLUSH_SECONDS {
+            self.metrics.flush()?;
+            self.flushed = std::time::Instant::now();
+        }
         Ok(())
     }
 }

@@ -75,7 +75,7 @@ fn main() {
         let mut epochs: Vec<f64> = clock.0.windows(2).map(|w| w[1] - w[0]).collect();
         epochs.sort_by(f64::total_cmp);
         let rate = N as f64 / epochs[epochs.len() / 2];
-        println!("runner (candle): threads {threads}: {rate:.0} samples/s");
+        println!("runner: threads {threads}: {rate:.0} samples/s");
         ours.push(rate);
     }
     let peer = Command::new("python3").arg("bench/pytorch_mlp.py").output();

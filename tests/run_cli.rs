@@ -255,3 +255,63 @@ fn config_errors_in_new_tables_are_located() {
     fs::write(&cfg, "[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n[train]\nbatch_sise = 3\n").unwrap();
     runner().arg("run").arg(&cfg).assert().code(2).stderr(predicate::str::contains("did you mean `batch_size`?"));
 }
+
+/// Each optimizer's first update, seen through the loss after it: a linear model that
+/// starts at zero on four points, full batch, no standardisation, so the gradient and the
+/// update rules can be computed here by hand (PyTorch's rules).
+#[test]
+fn each_optimizers_first_update_matches_the_hand_computed_one() {
+    let (x, y) = ([1.0f64, 2.0, 3.0, 4.0], [2.0f64, 1.0, 4.0, 3.0]);
+    let n = x.len() as f64;
+    let loss = |w: f64, b: f64| x.iter().zip(&y).map(|(x, y)| (w * x + b - y).powi(2)).sum::<f64>() / n;
+    // d/dw and d/db of the mean squared error at w = b = 0.
+    let gw = -2.0 / n * x.iter().zip(&y).map(|(x, y)| x * y).sum::<f64>();
+    let gb = -2.0 / n * y.iter().sum::<f64>();
+    let lr = 0.01;
+    let sign_step = |g: f64| -lr * g / (g.abs() + 1e-8);
+    let cases: [(&str, f64, f64); 7] = [
+        // SGD with momentum: the first buffer is the gradient itself.
+        ("kind = \"sgd\"\nmomentum = 0.9", -lr * gw, -lr * gb),
+        // Dampening does not touch the first buffer (PyTorch).
+        ("kind = \"sgd\"\nmomentum = 0.9\ndampening = 0.5", -lr * gw, -lr * gb),
+        // Nesterov: g + momentum * buffer.
+        ("kind = \"sgd\"\nmomentum = 0.9\nnesterov = true", -lr * 1.9 * gw, -lr * 1.9 * gb),
+        // Adam's first step: m / sqrt(v) with both bias-corrected is the gradient's sign.
+        ("kind = \"adam\"", sign_step(gw), sign_step(gb)),
+        // AdamW decays the weights first: zero stays zero.
+        ("kind = \"adamw\"\nweight_decay = 0.1", sign_step(gw), sign_step(gb)),
+        // RMSprop: square average (1 - alpha) g^2.
+        (
+            "kind = \"rmsprop\"",
+            -lr * gw / ((0.01 * gw * gw).sqrt() + 1e-8),
+            -lr * gb / ((0.01 * gb * gb).sqrt() + 1e-8),
+        ),
+        // Weight decay adds wd * w to the gradient: nothing at zero.
+        ("kind = \"sgd\"\nweight_decay = 0.5", -lr * gw, -lr * gb),
+    ];
+    for (optimizer, w1, b1) in cases {
+        let dir = TempDir::new().unwrap();
+        let rows: String = x.iter().zip(&y).map(|(x, y)| format!("{x},{y}\n")).collect();
+        fs::write(dir.path().join("train.csv"), format!("x,y\n{rows}")).unwrap();
+        fs::write(dir.path().join("val.csv"), format!("x,y\n{rows}")).unwrap();
+        let run = run_config(
+            dir.path(),
+            &format!(
+                "name = \"exp\"\n[schedule]\nkind = \"constant\"\nlearning_rate = {lr}\n\
+                 [dataset]\nkind = \"csv\"\npath = \"train.csv\"\nvalidation_path = \"val.csv\"\ntarget = \"y\"\n\
+                 task = \"regression\"\nstandardize = false\n[model]\nkind = \"linear\"\ninit = \"zeros\"\n\
+                 [optimizer]\n{optimizer}\n[train]\nsteps = 2\nbatch_size = 4\nshuffle = false\nlog_every = 1\n"
+            ),
+        );
+        let steps = fs::read_to_string(run.join("steps.csv")).unwrap();
+        let losses: Vec<f64> = steps.lines().skip(1).map(|l| l.rsplit(',').next().unwrap().parse().unwrap()).collect();
+        assert_eq!(losses.len(), 2, "{steps}");
+        assert!((losses[0] - loss(0.0, 0.0)).abs() < 1e-6, "{optimizer}: start {}", losses[0]);
+        let want = loss(w1, b1);
+        assert!(
+            (losses[1] - want).abs() < 1e-5 * want,
+            "{optimizer}: loss after the first update {} but by hand {want} (w {w1}, b {b1})",
+            losses[1]
+        );
+    }
+}

@@ -5,7 +5,7 @@ mod fused;
 mod spec;
 
 pub use fused::{Targets, gather};
-pub use spec::{Activation, MODELS, ModelSpec};
+pub use spec::{Activation, Init, MODELS, ModelSpec};
 
 use anyhow::{Result, bail};
 use candle_core::{D, DType, Device, Tensor, Var};
@@ -86,17 +86,23 @@ impl Model {
             ModelSpec::Mlp { hidden, .. } | ModelSpec::Cnn { hidden, .. } => {
                 hidden.iter().map(|&h| h as usize).collect()
             }
-            ModelSpec::Linear => Vec::new(),
+            ModelSpec::Linear { .. } => Vec::new(),
         };
         let mut dense = Vec::new();
+        let zeros = matches!(spec, ModelSpec::Linear { init: Init::Zeros });
         for out in hidden.into_iter().chain([outputs]) {
-            dense.push(Dense { w: uniform(&mut rng, &[width, out], width)?, b: uniform(&mut rng, &[out], width)? });
+            dense.push(if zeros {
+                let zero = |shape: &[usize]| Var::zeros(shape, DType::F32, &Device::Cpu);
+                Dense { w: zero(&[width, out])?, b: zero(&[out])? }
+            } else {
+                Dense { w: uniform(&mut rng, &[width, out], width)?, b: uniform(&mut rng, &[out], width)? }
+            });
             width = out;
         }
         let (activation, dropout, pool) = match spec {
             ModelSpec::Mlp { activation, dropout, .. } => (*activation, *dropout, false),
             ModelSpec::Cnn { activation, dropout, pool, .. } => (*activation, *dropout, *pool),
-            ModelSpec::Linear => (Activation::Relu, 0.0, false),
+            ModelSpec::Linear { .. } => (Activation::Relu, 0.0, false),
         };
         Ok(Model { convs, image: conv_image, pool, dense, activation, dropout })
     }

@@ -43,12 +43,22 @@ impl Activation {
     }
 }
 
+/// How a model's parameters start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases.
+    Uniform,
+    /// Every parameter 0: a start a test can compute from by hand.
+    Zeros,
+}
+
 /// A validated `[model]` table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModelSpec {
     Mlp { hidden: Vec<u64>, activation: Activation, dropout: f64 },
-    Linear,
+    Linear { init: Init },
     Cnn { channels: Vec<u64>, kernel_size: u64, pool: bool, hidden: Vec<u64>, activation: Activation, dropout: f64 },
 }
 
@@ -76,7 +86,15 @@ impl ModelSpec {
                 let (activation, dropout) = common(p)?;
                 Ok(ModelSpec::Mlp { hidden, activation, dropout })
             })(),
-            "linear" => Ok(ModelSpec::Linear),
+            "linear" => (|| {
+                let init = p.choice(
+                    "init",
+                    &["uniform", "zeros"],
+                    Some("uniform"),
+                    "initial weights: PyTorch's U(-1/sqrt(in), 1/sqrt(in)), or all zeros (a known start, for checks)",
+                )?;
+                Ok(ModelSpec::Linear { init: if init == "zeros" { Init::Zeros } else { Init::Uniform } })
+            })(),
             "cnn" => (|| {
                 let channels = p.counts("channels", &[16, 32], 1, "output channels of each convolution")?;
                 let kernel_size = p.steps("kernel_size", Some(3), 1, "convolution kernel size (odd keeps the size)")?;

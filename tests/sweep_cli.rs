@@ -165,7 +165,9 @@ decay_steps = 500
 [model]
 hidden = [256, 256]
 [train]
-epochs = 12
+# Long enough (about 1.5 s a run in a debug build) that a run is caught part-way, with
+# metrics.csv flushed (at most every 0.5 s) before it ends.
+epochs = 40
 log_every = 5
 "#;
 

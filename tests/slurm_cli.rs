@@ -294,11 +294,11 @@ fn require_slurm() {
     }
 }
 
-/// configs/sweep_all_decays.toml with fewer epochs.
+/// configs/sweep_all_decays.toml with fewer epochs (15 of 30: each run still takes long enough that two overlap).
 fn short_all_decays(dir: &Path) -> PathBuf {
     let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/sweep_all_decays.toml")).unwrap();
     assert!(text.contains("epochs = 30"));
-    config(dir, "sweep_all_decays", &text.replace("epochs = 30", "epochs = 8"))
+    config(dir, "sweep_all_decays", &text.replace("epochs = 30", "epochs = 15"))
 }
 
 fn slurm_sweep(cfg: &Path, out: &Path) -> assert_cmd::Command {

@@ -34,7 +34,8 @@ pub fn load(args: &RunArgs) -> Result<(Experiment, data::Cache)> {
 
 /// Runs the experiment's runs here (those of `shard` only, when given).
 pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard: Option<Shard>) -> Result<()> {
-    let selected = select(exp, args.filter.as_deref(), shard)?;
+    let selected: Vec<&PlannedRun> =
+        select(exp, args.filter.as_deref(), shard)?.into_iter().map(|i| &exp.runs[i]).collect();
     let threads = selected.iter().map(|r| r.config.train.threads).max().unwrap_or(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let jobs = args.jobs.or(exp.jobs).unwrap_or((cores / threads).max(1)).min(selected.len().max(1) as u64);
@@ -153,11 +154,10 @@ pub fn plan(exp: &Experiment) -> Plan {
     }
 }
 
-/// The runs of `shard` (all without one) that `filter` selects: a glob when it has `*`,
-/// `?` or `[`, else a substring.
-pub fn select<'a>(exp: &'a Experiment, filter: Option<&str>, shard: Option<Shard>) -> Result<Vec<&'a PlannedRun>> {
-    let in_shard: Vec<&PlannedRun> =
-        exp.runs.iter().enumerate().filter(|(i, _)| shard.is_none_or(|s| s.contains(*i))).map(|(_, r)| r).collect();
+/// The indices of the runs of `shard` (all without one) that `filter` selects: a glob
+/// when it has `*`, `?` or `[`, else a substring.
+pub fn select(exp: &Experiment, filter: Option<&str>, shard: Option<Shard>) -> Result<Vec<usize>> {
+    let in_shard: Vec<usize> = (0..exp.runs.len()).filter(|&i| shard.is_none_or(|s| s.contains(i))).collect();
     if in_shard.is_empty() {
         return Err(input_error(format!(
             "shard {} holds none of the {} runs; use at most {} shards",
@@ -174,7 +174,7 @@ pub fn select<'a>(exp: &'a Experiment, filter: Option<&str>, shard: Option<Shard
     } else {
         Box::new(move |name| name.contains(f))
     };
-    let selected: Vec<_> = in_shard.into_iter().filter(|r| matches(&r.info.name)).collect();
+    let selected: Vec<usize> = in_shard.into_iter().filter(|&i| matches(&exp.runs[i].info.name)).collect();
     if selected.is_empty() {
         let names: Vec<&str> = exp.runs.iter().map(|r| r.info.name.as_str()).collect();
         return Err(input_error(format!("--filter \"{f}\" matches none of the runs: {}", names.join(", "))));

@@ -51,15 +51,7 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
     for r in &mut exp.runs {
         r.config.train.threads = cpus;
     }
-    let selected: Vec<usize> = {
-        let chosen = select(&exp, run_args.filter.as_deref(), None)?;
-        exp.runs
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| chosen.iter().any(|c| std::ptr::eq(*c, *r)))
-            .map(|(i, _)| i)
-            .collect()
-    };
+    let selected = select(&exp, run_args.filter.as_deref(), None)?;
     let dir = std::path::absolute(run_args.out.join(&exp.name)).context("cannot resolve the output directory")?;
     let finished = |i: usize| {
         let r = &exp.runs[i];

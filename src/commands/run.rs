@@ -16,6 +16,12 @@ use std::time::Instant;
 
 pub fn run(args: &RunArgs) -> Result<()> {
     let (exp, cache) = load(args)?;
+    if exp.backend == Some(sweep::Backend::Slurm) && !args.quiet {
+        eprintln!(
+            "note: the file's [sweep] backend is \"slurm\"; `runner run` trains here. `runner sweep {}` submits it to Slurm",
+            args.file.display()
+        );
+    }
     run_local(args, &exp, cache, None)
 }
 

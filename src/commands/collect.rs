@@ -9,7 +9,6 @@ use crate::cli::CollectArgs;
 use crate::error::input_error;
 use crate::results::{self, ExperimentView};
 use crate::slurm;
-use crate::train::Status;
 use anyhow::{Context as _, Result};
 use std::collections::BTreeMap;
 use std::fs;
@@ -119,7 +118,6 @@ fn merge(dir: &Path, other: &Path) -> Result<usize> {
         fs::copy(other.join("runs.json"), dir.join("runs.json"))
             .with_context(|| format!("cannot copy {}", other.join("runs.json").display()))?;
     }
-    let finished = |s: &results::StoredSummary| matches!(s.outcome.status, Status::Completed | Status::Diverged);
     let mut copied = 0;
     let mut entries: Vec<_> = fs::read_dir(other)
         .with_context(|| format!("cannot read {}", other.display()))?
@@ -133,7 +131,7 @@ fn merge(dir: &Path, other: &Path) -> Result<usize> {
         let dest = dir.join(name);
         let take = match results::read_summary(&dest) {
             None => true,
-            Some(ours) => !finished(&ours) && finished(&theirs),
+            Some(ours) => !ours.outcome.status.is_final() && theirs.outcome.status.is_final(),
         };
         if take {
             copy_run(&src, &dest)?;

@@ -245,11 +245,7 @@ fn wait(dir: &Path, exp: &Experiment, job: &JobRecord, poll: f64, quiet: bool, s
     let unfinished: Vec<&str> = job
         .runs
         .iter()
-        .filter(|&&i| {
-            results::read_summary(&dir.join(&infos[i].name)).is_none_or(|s| {
-                !matches!(s.outcome.status, crate::train::Status::Completed | crate::train::Status::Diverged)
-            })
-        })
+        .filter(|&&i| results::read_summary(&dir.join(&infos[i].name)).is_none_or(|s| !s.outcome.status.is_final()))
         .map(|&i| infos[i].name.as_str())
         .collect();
     if !unfinished.is_empty() {
@@ -272,8 +268,7 @@ fn count(dir: &Path, infos: &[RunInfo], runs: &[usize], since: Option<f64>) -> B
     for &i in runs {
         let summary = infos.get(i).and_then(|r| results::read_summary(&dir.join(&r.name)));
         if let Some(s) = summary.filter(|s| since.is_none_or(|t| s.started_at.unwrap_or(0.0) >= t - 5.0)) {
-            let status = serde_json::to_value(s.outcome.status).ok().and_then(|v| v.as_str().map(String::from));
-            *counts.entry(status.unwrap_or_default()).or_default() += 1;
+            *counts.entry(s.outcome.status.name().to_string()).or_default() += 1;
         }
     }
     counts

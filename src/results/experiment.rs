@@ -1,7 +1,7 @@
 //! An experiment directory read back: its plan (`runs.json`), every run's state and
 //! curves, and the lock that keeps two sweeps from writing into it at once.
 
-use super::{StoredSummary, read_summary, write_atomic};
+use super::{StoredSummary, read_summary, write_json_atomic};
 use crate::config::RunInfo;
 use crate::error::input_error;
 use crate::train::{EvalRow, StepRow};
@@ -33,9 +33,7 @@ pub fn read_plan(dir: &Path) -> Result<Plan> {
 
 /// Writes `dir/runs.json` atomically.
 pub fn write_plan(dir: &Path, plan: &Plan) -> Result<()> {
-    let mut json = serde_json::to_vec_pretty(plan)?;
-    json.push(b'\n');
-    write_atomic(&dir.join("runs.json"), &json)
+    write_json_atomic(&dir.join("runs.json"), plan)
 }
 
 /// One run of an experiment as found on disk.
@@ -169,10 +167,7 @@ fn discovered_info(dir: &Path) -> RunInfo {
 fn record(dir: &Path, info: RunInfo, live: bool) -> RunRecord {
     let summary = read_summary(dir);
     let (status, last) = match &summary {
-        Some(s) => {
-            let status = serde_json::to_value(s.outcome.status).ok().and_then(|v| v.as_str().map(String::from));
-            (status.unwrap_or_default(), s.outcome.final_metrics)
-        }
+        Some(s) => (s.outcome.status.name().to_string(), s.outcome.final_metrics),
         None if dir.join("metrics.csv").exists() => {
             let status = if live { "running" } else { "incomplete" };
             (status.to_string(), read_metrics(dir).ok().and_then(|m| m.last().copied()))

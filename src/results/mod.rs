@@ -61,7 +61,7 @@ pub fn read_summary(dir: &Path) -> Option<StoredSummary> {
 /// Whether `dir` holds a finished run (completed or diverged) of exactly `config_toml`,
 /// which a resumed sweep keeps.
 pub fn is_finished(dir: &Path, config_toml: &str) -> bool {
-    let finished = read_summary(dir).is_some_and(|s| matches!(s.outcome.status, Status::Completed | Status::Diverged));
+    let finished = read_summary(dir).is_some_and(|s| s.outcome.status.is_final());
     finished && fs::read_to_string(dir.join("config.toml")).is_ok_and(|c| c == config_toml)
 }
 
@@ -117,9 +117,14 @@ pub fn write_lost_summary(dir: &Path, experiment: &str, run: &str, seed: u64, er
         error: Some(error),
         outcome: &outcome,
     };
-    let mut json = serde_json::to_vec_pretty(&summary)?;
+    write_json_atomic(&dir.join("summary.json"), &summary)
+}
+
+/// Writes `value` as pretty JSON (ending in a newline) to `path`, atomically.
+pub fn write_json_atomic(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let mut json = serde_json::to_vec_pretty(value)?;
     json.push(b'\n');
-    write_atomic(&dir.join("summary.json"), &json)
+    write_atomic(path, &json)
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a reader (or a
@@ -147,8 +152,9 @@ pub struct RunDir {
     flushed: std::time::Instant,
 }
 
-/// How often a live run's metrics.csv reaches the disk (for `runner report` on a running
-/// experiment): at most this many seconds after an evaluation.
+/// metrics.csv is flushed with an evaluation unless it was flushed less than this many
+/// seconds before: `runner report` on a live run sees every evaluation of a run whose
+/// evaluations are further apart, and a short run does not write once per evaluation.
 const FLUSH_SECONDS: f64 = 0.5;
 
 impl RunDir {
@@ -210,9 +216,7 @@ impl RunDir {
     pub fn finish(mut self, summary: &RunSummary<'_>) -> Result<()> {
         self.metrics.flush()?;
         self.steps.flush()?;
-        let mut json = serde_json::to_vec_pretty(summary)?;
-        json.push(b'\n');
-        write_atomic(&self.path.join("summary.json"), &json)
+        write_json_atomic(&self.path.join("summary.json"), summary)
     }
 }
 
@@ -242,8 +246,7 @@ impl Recorder for RunDir {
             opt(r.val_rmse),
             format!("{:.3}", r.seconds),
         ])?;
-        // Evaluations reach the disk within FLUSH_SECONDS, for `runner report` on a live
-        // run, without a write per evaluation in short runs.
+        // See FLUSH_SECONDS; whatever is left is flushed by `finish`.
         if self.flushed.elapsed().as_secs_f64() >= FLUSH_SECONDS {
             self.metrics.flush()?;
             self.flushed = std::time::Instant::now();

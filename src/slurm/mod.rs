@@ -16,7 +16,7 @@ pub use scheduler::{final_states, queued, submit};
 pub use script::{ScriptSpec, array_spec, render, shell_quote};
 
 use crate::config::RunInfo;
-use crate::results::{self, write_atomic};
+use crate::results::{self, write_json_atomic};
 use anyhow::{Context as _, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,9 +51,7 @@ pub fn read_jobs(dir: &Path) -> Result<Vec<JobRecord>> {
 pub fn record_job(dir: &Path, job: JobRecord) -> Result<()> {
     let mut jobs = read_jobs(dir)?;
     jobs.push(job);
-    let mut json = serde_json::to_vec_pretty(&jobs)?;
-    json.push(b'\n');
-    write_atomic(&dir.join("slurm").join("jobs.json"), &json)
+    write_json_atomic(&dir.join("slurm").join("jobs.json"), &jobs)
 }
 
 /// The runs of the experiment's latest job as Slurm sees them now.

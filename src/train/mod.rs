@@ -68,6 +68,23 @@ pub enum Status {
     Interrupted,
 }
 
+impl Status {
+    /// The status as summary.json and summary.csv write it (`completed`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Completed => "completed",
+            Status::Diverged => "diverged",
+            Status::Failed => "failed",
+            Status::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether the run came to its end (completed or diverged): a resumed sweep keeps it.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Completed | Status::Diverged)
+    }
+}
+
 /// What a run produced, besides what it recorded on the way.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Outcome {
@@ -309,4 +326,18 @@ fn evaluate(model: &Model, split: &Split, task: Task) -> Result<(f64, Option<f64
     }
     let n = split.len.max(1) as f64;
     Ok((loss / n, (task == Task::Classification).then_some(correct / n)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_are_the_serialised_ones() {
+        for s in [Status::Completed, Status::Diverged, Status::Failed, Status::Interrupted] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        }
+        assert!(Status::Completed.is_final() && Status::Diverged.is_final());
+        assert!(!Status::Failed.is_final() && !Status::Interrupted.is_final());
+    }
 }

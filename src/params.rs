@@ -6,7 +6,7 @@
 //! with its default. Components therefore know nothing of TOML, and the documented defaults
 //! are the ones actually used.
 
-use crate::schedule::Phase;
+use crate::schedule::{Horizon, Phase};
 
 /// The values a number parameter accepts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,6 +87,16 @@ pub trait ParamSource {
         default_doc: &'static str,
         doc: &'static str,
     ) -> Result<Option<u64>, Self::Error>;
+
+    /// A schedule length: a number of steps (> 0; whole when `whole`), `"run"` or
+    /// `"N epochs"` (see [`Horizon`]); `default: None` makes it required.
+    fn horizon(
+        &mut self,
+        key: &'static str,
+        default: Option<Horizon>,
+        whole: bool,
+        doc: &'static str,
+    ) -> Result<Horizon, Self::Error>;
 
     /// A true/false switch.
     fn flag(&mut self, key: &'static str, default: bool, doc: &'static str) -> Result<bool, Self::Error>;

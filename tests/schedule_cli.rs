@@ -37,7 +37,7 @@ fn prints_step_lr_csv_with_round_trip_decimals() {
         .args(["schedule", "configs/cosine.toml", "--steps", "3"])
         .assert()
         .success()
-        .stdout("step,lr\n0,0.1\n1,0.09999993831498517\n2,0.09999975326009292\n");
+        .stdout("step,lr\n0,0.1\n1,0.09999986461454119\n2,0.09999945845889795\n");
 }
 
 #[test]
@@ -228,8 +228,11 @@ fn wrong_type_says_what_is_accepted() {
 
 #[test]
 fn missing_required_key_is_named() {
-    let e = refused("[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.1\n");
-    assert!(e.contains("`schedule.decay_steps` is required in [schedule]: a number > 0"), "{e}");
+    let e = refused("[schedule]\nkind = \"step\"\nlearning_rate = 0.1\n");
+    assert!(
+        e.contains("`schedule.step_size` is required in [schedule]: a whole number of steps > 0, \"run\" (the run's steps after warmup) or \"N epochs\""),
+        "{e}"
+    );
     let e = refused("name = \"x\"\n");
     assert!(e.contains("has no [schedule] table"), "{e}");
 }
@@ -237,7 +240,10 @@ fn missing_required_key_is_named() {
 #[test]
 fn zero_decay_steps_is_refused() {
     let e = refused("[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.1\ndecay_steps = 0\n");
-    assert!(e.contains("exp.toml:4:15: `schedule.decay_steps` must be a number > 0, found 0"), "{e}");
+    assert!(
+        e.contains("exp.toml:4:15: `schedule.decay_steps` must be a number of steps > 0, \"run\" (the run's steps after warmup) or \"N epochs\", found 0"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -335,4 +341,124 @@ fn missing_file_and_usage_errors_exit_2() {
         .stderr(predicate::str::contains("has no run \"cosine\"; its runs: piecewise_constant"));
     runner().args(["schedule", "configs/cosine.toml", "--steps", "0"]).assert().code(2);
     runner().arg("frobnicate").assert().code(2);
+}
+
+/// The last rate of `runner schedule FILE` (the run's own length) and its stderr.
+fn last_rate(path: &std::path::Path) -> (f64, f64, String) {
+    let out = runner().arg("schedule").arg(path).output().unwrap();
+    assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rate = |line: &str| line.split(',').nth(1).unwrap().parse::<f64>().unwrap();
+    (rate(text.lines().nth(1).unwrap()), rate(text.lines().last().unwrap()), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn every_example_config_decays_over_its_run() {
+    // The end value each file's comments document; the run is 30 epochs of digits (1350 steps).
+    let ends = [
+        ("cosine", 0.0),
+        ("cosine_restarts", 0.0),
+        ("exponential", 0.001),
+        ("expression", 0.001),
+        ("inverse_time", 0.01),
+        ("linear_cosine", 0.0001),
+        ("natural_exp", 0.001),
+        ("noisy_linear_cosine", 0.0001),
+        ("one_cycle", 0.05 / 25.0 / 1e4),
+        ("piecewise_constant", 0.001),
+        ("polynomial", 0.0001),
+        ("sequence", 0.001),
+        ("warmup_cosine", 0.0),
+        ("warmup_stable_decay", 0.0),
+    ];
+    let mut listed: Vec<String> = ends.iter().map(|(n, _)| n.to_string()).collect();
+    // Validation-driven (no horizon) and the sweep (checked run by run below).
+    listed.extend(["reduce_on_plateau".into(), "sweep_all_decays".into()]);
+    for entry in fs::read_dir("configs").unwrap() {
+        let name = entry.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned();
+        assert!(listed.contains(&name), "configs/{name}.toml: add its documented end value to this test");
+    }
+    for (name, end) in ends {
+        let (start, last, stderr) = last_rate(std::path::Path::new(&format!("configs/{name}.toml")));
+        assert!(!stderr.contains("warning"), "{name}: {stderr}");
+        // Within 1% of the way from the end value back to the start (0.1 for most).
+        let peak = start.max(0.05);
+        assert!((last - end).abs() <= 0.01 * peak, "configs/{name}.toml ends at {last}, documented {end}");
+    }
+}
+
+#[test]
+fn lengths_follow_the_run_when_left_out_or_written_as_run_or_epochs() {
+    let dir = TempDir::new().unwrap();
+    // digits: 45 steps per epoch; 10 epochs = 450 steps.
+    let base = "[train]\nepochs = 10\n[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.1\n";
+    for (extra, last_expected) in [
+        ("", 0.05 * (1.0 + (std::f64::consts::PI * 449.0 / 450.0).cos())),
+        ("decay_steps = \"run\"\n", 0.05 * (1.0 + (std::f64::consts::PI * 449.0 / 450.0).cos())),
+        ("decay_steps = \"5 epochs\"\n", 0.0),
+        ("decay_steps = 450\n", 0.05 * (1.0 + (std::f64::consts::PI * 449.0 / 450.0).cos())),
+    ] {
+        let (_, last, _) = last_rate(&config(&dir, &format!("{base}{extra}")));
+        assert!((last - last_expected).abs() < 1e-15, "{extra}: {last} vs {last_expected}");
+    }
+    // Behind a warmup, "run" is what follows the warmup: the cosine ends at the run's end.
+    let (_, last, stderr) = last_rate(&config(&dir, &format!("{base}warmup_steps = 50\n")));
+    assert!((last - 0.05 * (1.0 + (std::f64::consts::PI * 399.0 / 400.0).cos())).abs() < 1e-15, "{last}");
+    assert!(stderr.is_empty(), "{stderr}");
+    // A batch size that changes the run's length changes the horizon with it.
+    let (_, last, _) = last_rate(&config(&dir, &base.replace("epochs = 10", "epochs = 10\nbatch_size = 128")));
+    // 1437 / 128 -> 12 steps per epoch, 120 steps.
+    assert!((last - 0.05 * (1.0 + (std::f64::consts::PI * 119.0 / 120.0).cos())).abs() < 1e-15, "{last}");
+    // The resolved config keeps the word, so it reruns the same way on other data.
+    let out = runner().arg("run").arg(config(&dir, base)).arg("--quiet").arg("--out").arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let resolved = fs::read_to_string(dir.path().join("exp/cosine_decay/config.toml")).unwrap();
+    assert!(resolved.contains("decay_steps = \"run\""), "{resolved}");
+    let e = refused("[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.1\ndecay_steps = \"whole run\"\n");
+    assert!(e.contains("exp.toml:4:15: `schedule.decay_steps` must be a number of steps > 0, \"run\" (the run's steps after warmup) or \"N epochs\", found the string \"whole run\""), "{e}");
+    let e = refused("[schedule]\nkind = \"step\"\nlearning_rate = 0.1\nstep_size = 2.5\n");
+    assert!(e.contains("`schedule.step_size` must be a whole number of steps > 0"), "{e}");
+}
+
+/// `runner schedule` on `body`: its stderr (it must succeed).
+fn schedule_stderr(body: &str) -> String {
+    let dir = TempDir::new().unwrap();
+    let out = runner().arg("schedule").arg(config(&dir, body)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn a_schedule_that_does_not_fit_its_run_is_warned_about() {
+    let head = "[train]\nepochs = 30\n[schedule]\n";
+    // Cut off: the quick start's old cosine (2000 steps in a 1350-step run).
+    let e = schedule_stderr(&format!("{head}kind = \"cosine_decay\"\nlearning_rate = 0.1\ndecay_steps = 2000\n"));
+    assert!(e.contains("warning: `schedule.decay_steps` = 2000 is longer than the run (1350 steps): the rate ends at 0.0239, 24% of the way from its end value 0.0000 back to its start 0.1000; `decay_steps = \"run\"` spans the run"), "{e}");
+    // Over before half the run.
+    let e = schedule_stderr(&format!("{head}kind = \"polynomial_decay\"\nlearning_rate = 0.1\ndecay_steps = 300\n"));
+    assert!(e.contains("warning: `schedule.decay_steps` = 300: the decay reaches its end value (1.00e-4) at step 300, before half the run (1350 steps) is over, and holds it for the last 78% of the run"), "{e}");
+    // A warmup as long as the run.
+    let e = schedule_stderr(&format!("{head}kind = \"constant\"\nlearning_rate = 0.1\nwarmup_steps = 2000\n"));
+    assert!(e.contains("warning: `schedule.warmup_steps` = 2000 is not shorter than the run (1350 steps)"), "{e}");
+    // Boundaries and milestones past the last step.
+    let e = schedule_stderr(&format!(
+        "{head}kind = \"piecewise_constant\"\nboundaries = [600, 1400]\nvalues = [0.1, 0.01, 0.001]\n"
+    ));
+    assert!(e.contains("warning: `schedule.boundaries` 1400 is at or past the run's last step (1349): the value after it is never used"), "{e}");
+    let e =
+        schedule_stderr(&format!("{head}kind = \"multistep\"\nlearning_rate = 0.1\nmilestones = [500, 1350, 2000]\n"));
+    assert!(
+        e.contains("warning: `schedule.milestones` 1350, 2000 are past the run's last step (1349): never reached"),
+        "{e}"
+    );
+    let e = schedule_stderr(&format!("{head}kind = \"step\"\nlearning_rate = 0.1\nstep_size = 1350\n"));
+    assert!(
+        e.contains(
+            "warning: `schedule.step_size` = 1350 is not shorter than the run (1350 steps): the rate is never reduced"
+        ),
+        "{e}"
+    );
+    // TF users hold a rate on purpose: a warning, never an error (exit 0, CSV printed).
+    let e = schedule_stderr(&format!("{head}kind = \"cosine_decay\"\nlearning_rate = 0.1\ndecay_steps = 1350\n"));
+    assert!(e.is_empty(), "{e}");
 }

@@ -23,8 +23,12 @@ pub fn run(args: &CollectArgs) -> Result<()> {
         )));
     }
     let mut merged = 0;
+    let mut refused = Vec::new();
     for other in others {
-        merged += merge(dir, other)?;
+        merged += merge(dir, other, &mut refused)?;
+    }
+    for r in &refused {
+        eprintln!("not merged: {r}");
     }
     if !others.is_empty() && !args.quiet {
         eprintln!(
@@ -85,7 +89,32 @@ pub fn run(args: &CollectArgs) -> Result<()> {
     if !args.quiet {
         eprintln!("summary in {}; see `runner report {}`", dir.join("summary.csv").display(), dir.display());
     }
+    if !refused.is_empty() {
+        anyhow::bail!(
+            "{} run{} not merged: {} config differs from this experiment's plan ({}); rerun {} with this plan, or collect {} into an experiment of its own",
+            refused.len(),
+            plural(refused.len()),
+            if refused.len() == 1 { "its" } else { "their" },
+            dir.join("runs.json").display(),
+            if refused.len() == 1 { "it" } else { "them" },
+            if refused.len() == 1 { "it" } else { "them" }
+        );
+    }
     Ok(())
+}
+
+/// The config hash the plan of `dir` expects of run `name`: its `plan/<run>.toml`, else its
+/// entry in runs.json. `Ok(None)` when the plan does not record one; `Err` when the plan
+/// has no such run.
+fn planned_hash(dir: &Path, plan: Option<&results::Plan>, name: &str) -> Result<Option<String>, String> {
+    if let Ok(text) = fs::read_to_string(slurm::plan_config(dir, name)) {
+        return Ok(Some(crate::config::hash_text(&text)));
+    }
+    let Some(plan) = plan else { return Ok(None) };
+    match plan.runs.iter().find(|r| r.name == name) {
+        Some(info) => Ok(info.config_hash.clone()),
+        None => Err(format!("the plan has no run \"{name}\"")),
+    }
 }
 
 fn plural(n: usize) -> &'static str {
@@ -110,7 +139,10 @@ fn counts_line(view: &ExperimentView) -> String {
 /// Copies into `dir` every run of `other` that finished there and has no finished copy in
 /// `dir` (completed or diverged beats failed or interrupted); `runs.json` too when `dir`
 /// has none. Returns how many runs were copied.
-fn merge(dir: &Path, other: &Path) -> Result<usize> {
+///
+/// A run whose config.toml differs from what the plan of `dir` expects (another config, or
+/// a run the plan does not hold) is not copied; it is added to `refused` with the reason.
+fn merge(dir: &Path, other: &Path, refused: &mut Vec<String>) -> Result<usize> {
     if !other.is_dir() {
         return Err(input_error(format!("{} is not a directory (a shard's copy of the experiment)", other.display())));
     }
@@ -118,6 +150,7 @@ fn merge(dir: &Path, other: &Path) -> Result<usize> {
         fs::copy(other.join("runs.json"), dir.join("runs.json"))
             .with_context(|| format!("cannot copy {}", other.join("runs.json").display()))?;
     }
+    let plan = results::read_plan(dir).ok();
     let mut copied = 0;
     let mut entries: Vec<_> = fs::read_dir(other)
         .with_context(|| format!("cannot read {}", other.display()))?
@@ -133,7 +166,27 @@ fn merge(dir: &Path, other: &Path) -> Result<usize> {
             None => true,
             Some(ours) => !ours.outcome.status.is_final() && theirs.outcome.status.is_final(),
         };
-        if take {
+        if !take {
+            continue;
+        }
+        let theirs_hash = fs::read_to_string(src.join("config.toml")).ok().map(|t| crate::config::hash_text(&t));
+        let name = name.to_string_lossy();
+        match planned_hash(dir, plan.as_ref(), &name) {
+            Err(why) => {
+                refused.push(format!("{}: {why}", src.display()));
+                continue;
+            }
+            Ok(Some(expected)) if theirs_hash.as_deref() != Some(expected.as_str()) => {
+                refused.push(format!(
+                    "{}: trained config {}, the plan's is {expected}",
+                    src.display(),
+                    theirs_hash.as_deref().unwrap_or("(no config.toml)")
+                ));
+                continue;
+            }
+            Ok(_) => {}
+        }
+        {
             copy_run(&src, &dest)?;
             copied += 1;
         }

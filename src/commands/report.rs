@@ -26,6 +26,15 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         ReportFormat::Json => table::render_json(&header, &rows)?,
     };
     super::print(&text)?;
+    let notes = report::notes(&view);
+    if !notes.is_empty() {
+        let lines: Vec<String> = notes.iter().map(|n| format!("note: {n}")).collect();
+        // Machine formats keep stdout to the data.
+        match args.format {
+            ReportFormat::Table | ReportFormat::Markdown => super::print(&format!("\n{}\n", lines.join("\n")))?,
+            ReportFormat::Csv | ReportFormat::Json => eprintln!("{}", lines.join("\n")),
+        }
+    }
     if !args.no_plots {
         let written = report::write_charts(&view)?;
         let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();

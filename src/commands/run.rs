@@ -3,7 +3,7 @@
 //! `<out>/<name>/<run>/`, with `runs.json` and `summary.csv` beside them.
 
 use crate::cli::RunArgs;
-use crate::config::{self, Experiment, PlannedRun};
+use crate::config::{self, Experiment, PlannedRun, RunInfo};
 use crate::data;
 use crate::error::{Interrupted, input_error};
 use crate::progress::Board;
@@ -46,6 +46,7 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let jobs = args.jobs.or(exp.jobs).unwrap_or((cores / threads).max(1)).min(selected.len().max(1) as u64);
     let dir = args.out.join(&exp.name);
+    print_schedule_warnings(&selected, &mut cache)?;
     if args.dry_run {
         return dry_run(exp, &selected, &dir, jobs, threads, args.force, &mut cache);
     }
@@ -72,6 +73,7 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
             )));
         }
     }
+    announce_replaced(&dir, &selected, args.quiet);
     results::write_plan(&dir, &plan(exp))?;
     // candle's matrix products take their thread count from here; each run's own pool
     // then bounds it. Set before the signal handler's thread exists.
@@ -156,7 +158,11 @@ pub fn plan(exp: &Experiment) -> Plan {
     Plan {
         experiment: exp.name.clone(),
         columns: exp.columns.clone(),
-        runs: exp.runs.iter().map(|r| r.info.clone()).collect(),
+        runs: exp
+            .runs
+            .iter()
+            .map(|r| RunInfo { config_hash: Some(r.config.config_hash()), ..r.info.clone() })
+            .collect(),
     }
 }
 
@@ -188,6 +194,51 @@ pub fn select(exp: &Experiment, filter: Option<&str>, shard: Option<Shard>) -> R
     Ok(selected)
 }
 
+/// The finished runs among `runs` whose config changed since: `(run, what changed)`.
+fn replaced(dir: &Path, runs: &[&PlannedRun]) -> Vec<(String, String)> {
+    runs.iter()
+        .filter_map(|r| {
+            let old = results::finished_with_other_config(&dir.join(&r.info.name), &r.config.to_toml())?;
+            let keys = config::changed_keys(&old, &r.config.to_toml());
+            Some((r.info.name.clone(), if keys.is_empty() { "config changed".into() } else { keys.join(", ") }))
+        })
+        .collect()
+}
+
+/// Says which finished runs a rerun replaces because their config changed, and where
+/// their results go.
+fn announce_replaced(dir: &Path, runs: &[&PlannedRun], quiet: bool) {
+    let list = replaced(dir, runs);
+    if list.is_empty() || quiet {
+        return;
+    }
+    eprintln!(
+        "{} finished run{} of another config will be replaced (their results move to {}):",
+        list.len(),
+        if list.len() == 1 { "" } else { "s" },
+        dir.join("replaced").display()
+    );
+    for (name, what) in list {
+        eprintln!("  {name}: {what}");
+    }
+}
+
+/// Prints where a schedule does not fit its run, once per variant (its seeds share the
+/// schedule and the run's length), on stderr.
+pub fn print_schedule_warnings(runs: &[&PlannedRun], cache: &mut data::Cache) -> Result<()> {
+    let mut seen: Vec<(&str, String)> = Vec::new();
+    for r in runs {
+        let len = cache.get(&r.config.dataset)?.train.len;
+        for w in r.config.schedule_warnings(len) {
+            if !seen.iter().any(|(v, s)| *v == r.info.variant && *s == w) {
+                eprintln!("warning: {}: {w}", r.info.variant);
+                seen.push((&r.info.variant, w));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `--dry-run`: the runs, their swept values and what a real run would do with each.
 fn dry_run(
     exp: &Experiment,
@@ -202,6 +253,7 @@ fn dry_run(
     header.extend(exp.columns.iter().cloned());
     header.extend(["seed".into(), "steps".into(), "would".into()]);
     let mut rows = Vec::new();
+    let changed = replaced(dir, runs);
     for r in runs {
         let steps = r.config.train.total_steps(cache.get(&r.config.dataset)?.train.len);
         let finished = results::is_finished(&dir.join(&r.info.name), &r.config.to_toml());
@@ -210,7 +262,11 @@ fn dry_run(
         row.extend([
             r.config.train.seed.to_string(),
             steps.to_string(),
-            if finished && !force { "keep (finished)".into() } else { "run".to_string() },
+            match changed.iter().find(|(n, _)| *n == r.info.name) {
+                Some((_, what)) => format!("replace ({what})"),
+                None if finished && !force => "keep (finished)".into(),
+                None => "run".to_string(),
+            },
         ]);
         rows.push(row);
     }

@@ -39,15 +39,23 @@ pub fn run(args: &ScheduleArgs) -> Result<()> {
             .into());
         }
     };
-    // The run's own length and epoch size, unless given: needs the data set's size.
-    let (steps, steps_per_epoch) = match (args.steps, args.steps_per_epoch) {
-        (Some(n), Some(k)) => (n, k),
-        (n, k) => {
-            let len = cache.get(&cfg.dataset)?.train.len;
-            (n.unwrap_or(cfg.train.total_steps(len)), k.unwrap_or(cfg.train.steps_per_epoch(len)))
-        }
+    // The run's own length (what "run" horizons span) and epoch size need the data set's
+    // size; with both --steps and --steps-per-epoch given, the data is optional.
+    let len = if args.steps.is_some() && args.steps_per_epoch.is_some() {
+        cache.get(&cfg.dataset).ok().map(|d| d.train.len)
+    } else {
+        Some(cache.get(&cfg.dataset)?.train.len)
     };
-    let ctx = Context { total_steps: steps, steps_per_epoch, seed: args.seed.unwrap_or(cfg.train.seed) };
+    let run_total = match len {
+        Some(n) => cfg.train.total_steps(n),
+        None => cfg.train.steps.or(args.steps).unwrap_or(1),
+    };
+    let steps = args.steps.unwrap_or(run_total);
+    let steps_per_epoch = args.steps_per_epoch.unwrap_or_else(|| len.map_or(1, |n| cfg.train.steps_per_epoch(n)));
+    let ctx = Context { total_steps: run_total, steps_per_epoch, seed: args.seed.unwrap_or(cfg.train.seed) };
+    for w in crate::schedule::fit_warnings(&cfg.schedule, &ctx, "schedule") {
+        eprintln!("warning: {w}");
+    }
     let mut schedule = cfg.schedule.build(&ctx);
     let kind = cfg.schedule.kind.kind();
 

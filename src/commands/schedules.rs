@@ -43,8 +43,20 @@ fn text(kinds: &[KindDoc], warmup: &[ParamDoc]) -> String {
     }
     let _ = writeln!(out, "Every kind also accepts a warmup in front of it:");
     rows(&mut out, warmup);
+    let _ = writeln!(out, "\n{}", RUN_LENGTHS.replace('`', "").replace('\n', "\n"));
     out
 }
+
+/// How the length parameters follow the run, for both listings.
+const RUN_LENGTHS: &str = "Lengths that follow the run: `decay_steps`, `first_decay_steps`, `total_steps`,\n\
+`step_size`, `stable_steps`, `step_size_up` and `step_size_down` take a number of steps\n\
+(exact, as TensorFlow and PyTorch take it), \"run\" (the steps the schedule runs: the run's\n\
+total steps less any warmup; Keras' `epochs * steps_per_epoch`, Lightning's\n\
+`estimated_stepping_batches`) or \"N epochs\" (N times the run's steps per epoch). Where\n\
+TensorFlow requires the key, leaving it out means \"run\" (default \"run\" above); a\n\
+sequence's last phase runs to the end of the run. `runner run` and `runner schedule`\n\
+warn when a schedule does not fit its run (a decay cut off by the run or over before\n\
+half of it, a warmup as long as the run, boundaries or milestones past its last step).";
 
 /// The Markdown reference, committed as docs/schedules.md.
 pub fn markdown(kinds: &[KindDoc], warmup: &[ParamDoc]) -> String {
@@ -56,6 +68,8 @@ pub fn markdown(kinds: &[KindDoc], warmup: &[ParamDoc]) -> String {
          rate and the run's total steps, so that the comparison is fair: every decay spans the whole\n\
          run and ends near a hundredth of the base rate; each kind below says how.\n\n",
     );
+    out.push_str(RUN_LENGTHS);
+    out.push_str("\n\n");
     let table = |out: &mut String, params: &[ParamDoc]| {
         out.push_str("| key | default | accepts | meaning |\n|---|---|---|---|\n");
         for p in params {

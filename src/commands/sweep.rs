@@ -92,19 +92,7 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
     check_writable(&dir)?;
     std::fs::create_dir_all(dir.join("slurm").join("logs")).context("cannot create the Slurm log directory")?;
     let _lock = ExperimentLock::acquire(&dir)?;
-    if let Some(status) = slurm::latest_job(&dir)?
-        && !status.ended()
-    {
-        return Err(input_error(format!(
-            "Slurm job {} of this experiment still has {} task{} queued or running; wait for it \
-             (`runner collect {}` shows where it is) or cancel it (`scancel {}`), then submit again",
-            status.job.job_id,
-            status.queued.len(),
-            if status.queued.len() == 1 { "" } else { "s" },
-            dir.display(),
-            status.job.job_id
-        )));
-    }
+    refuse_while_queued(&dir, "submit again")?;
     write_plan_files(&dir, &exp)?;
     if todo.is_empty() {
         results::write_summary_csv(&results::read_experiment(&dir)?)?;
@@ -147,6 +135,26 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
     wait(&dir, &exp, &job, args.slurm.poll, run_args.quiet, stop)
 }
 
+/// Refuses while the experiment's latest Slurm job still has tasks queued or running:
+/// they train what plan/ says, which must not change under them.
+fn refuse_while_queued(dir: &Path, then: &str) -> Result<()> {
+    if let Some(status) = slurm::latest_job(dir)?
+        && !status.ended()
+    {
+        return Err(input_error(format!(
+            "Slurm job {} of this experiment still has {} task{} queued or running, training the plan in {}; wait for it \
+             (`runner collect {}` shows where it is) or cancel it (`scancel {}`), then {then}",
+            status.job.job_id,
+            status.queued.len(),
+            if status.queued.len() == 1 { "" } else { "s" },
+            dir.join("plan").display(),
+            dir.display(),
+            status.job.job_id
+        )));
+    }
+    Ok(())
+}
+
 /// runs.json and every run's resolved config in plan/, which `runner run-one` trains.
 fn write_plan_files(dir: &Path, exp: &Experiment) -> Result<()> {
     results::write_plan(dir, &plan(exp))?;
@@ -165,6 +173,7 @@ fn plan_only(args: &crate::cli::RunArgs, exp: &Experiment, mut cache: data::Cach
     let dir = std::path::absolute(args.out.join(&exp.name)).context("cannot resolve the output directory")?;
     check_writable(&dir)?;
     let _lock = ExperimentLock::acquire(&dir)?;
+    refuse_while_queued(&dir, "plan again")?;
     write_plan_files(&dir, exp)?;
     eprintln!(
         "{}: {} runs planned into {}; train each with `runner run-one {} --index I` (I from 0 to {}), then `runner collect {}`",

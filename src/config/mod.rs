@@ -46,10 +46,70 @@ impl ExperimentConfig {
         }
     }
 
+    /// Where the schedule and the run it is part of disagree (see
+    /// [`crate::schedule::fit_warnings`]), for a training set of `train_len` samples.
+    pub fn schedule_warnings(&self, train_len: usize) -> Vec<String> {
+        crate::schedule::fit_warnings(&self.schedule, &self.train.schedule_context(train_len), "schedule")
+    }
+
     /// The fully resolved config as TOML: every default filled in, loadable again.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a config always serialises")
     }
+
+    /// The run's identity: a hash of its resolved config (16 hex digits of SHA-256).
+    pub fn config_hash(&self) -> String {
+        hash_text(&self.to_toml())
+    }
+
+    /// The identity of the run's variant: the hash of its resolved config less what tells
+    /// the seeds of one variant apart (the training seed and the run's name). Runs that
+    /// share it differ only by seed, so their results may be aggregated.
+    pub fn variant_hash(&self) -> String {
+        let mut c = self.clone();
+        c.train.seed = 0;
+        c.run = String::new();
+        hash_text(&c.to_toml())
+    }
+}
+
+/// 16 hex digits of the SHA-256 of `text`.
+pub fn hash_text(text: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The dotted keys whose values differ between two resolved configs (TOML texts), with
+/// both values: `train.epochs 15 -> 16`. Empty when either does not parse.
+pub fn changed_keys(old: &str, new: &str) -> Vec<String> {
+    fn flatten(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    flatten(&key, v, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.to_string())),
+        }
+    }
+    let (Ok(a), Ok(b)) = (old.parse::<toml::Table>(), new.parse::<toml::Table>()) else { return Vec::new() };
+    let (mut fa, mut fb) = (Vec::new(), Vec::new());
+    flatten("", &toml::Value::Table(a), &mut fa);
+    flatten("", &toml::Value::Table(b), &mut fb);
+    let mut keys: Vec<&String> = fa.iter().chain(fb.iter()).map(|(k, _)| k).collect();
+    keys.sort();
+    keys.dedup();
+    let get = |f: &[(String, String)], k: &str| f.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    keys.into_iter()
+        .filter_map(|k| {
+            let (x, y) = (get(&fa, k), get(&fb, k));
+            (x != y).then(|| {
+                format!("{k} {} -> {}", x.unwrap_or_else(|| "(unset)".into()), y.unwrap_or_else(|| "(unset)".into()))
+            })
+        })
+        .collect()
 }
 
 /// Reads and validates the experiment file at `path`.

@@ -3,7 +3,7 @@
 
 use super::error::ConfigError;
 use super::tree::{Entry, Node, Spanned, Table};
-use crate::schedule::{KINDS, ParamSource, Phase, Rule, ScheduleSpec};
+use crate::schedule::{HORIZON_ACCEPTS, Horizon, KINDS, ParamSource, Phase, Rule, ScheduleSpec};
 use crate::suggest::did_you_mean;
 use std::ops::Range;
 use std::path::Path;
@@ -215,6 +215,30 @@ impl ParamSource for TableReader<'_> {
         _: &'static str,
     ) -> Result<Option<u64>, ConfigError> {
         self.entry(key).map(|e| self.as_steps(key, &e.value, min)).transpose()
+    }
+
+    fn horizon(
+        &mut self,
+        key: &'static str,
+        default: Option<Horizon>,
+        whole: bool,
+        doc: &'static str,
+    ) -> Result<Horizon, ConfigError> {
+        let expected =
+            if whole { HORIZON_ACCEPTS.replace("a number", "a whole number") } else { HORIZON_ACCEPTS.into() };
+        let Some(e) = self.entry(key) else {
+            return default.ok_or_else(|| self.missing(key, &expected, doc));
+        };
+        let v = &e.value;
+        let h = match &v.value {
+            Node::Str(word) => Horizon::parse_word(word),
+            Node::Int(i) if *i > 0 => Some(Horizon::Steps(*i as f64)),
+            Node::Float(f) if f.is_finite() && *f > 0.0 && (!whole || (f.fract() == 0.0 && *f < 9.0e15)) => {
+                Some(Horizon::Steps(*f))
+            }
+            _ => None,
+        };
+        h.ok_or_else(|| self.wrong_type(key, v, &expected))
     }
 
     fn flag(&mut self, key: &'static str, default: bool, _: &'static str) -> Result<bool, ConfigError> {

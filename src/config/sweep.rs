@@ -56,6 +56,10 @@ pub struct RunInfo {
     /// The swept parameters' values, one per [`Experiment::columns`].
     pub params: Vec<String>,
     pub seed: u64,
+    /// The hash of the run's resolved config ([`ExperimentConfig::config_hash`]), as
+    /// planned; absent in plans written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
 }
 
 /// Reads the experiment file at `path` and expands it. `train_len` gives the training-set
@@ -82,6 +86,7 @@ pub fn parse_experiment(
             schedule: config.schedule.kind.kind().to_string(),
             params: Vec::new(),
             seed: config.train.seed,
+            config_hash: None,
         };
         let run = PlannedRun { info, config };
         return Ok(Experiment {
@@ -575,6 +580,7 @@ fn expand(
                         schedule: label,
                         params: values.iter().map(|v| value_text(&v.value, false)).collect(),
                         seed: config.train.seed,
+                        config_hash: None,
                     };
                     runs.push(PlannedRun { info, config });
                 }
@@ -813,7 +819,7 @@ mod tests {
         let cosine = e.runs.iter().find(|r| r.info.name == "cosine_decay").unwrap();
         // 1000 training samples in batches of 32 for 2 epochs: 2 * 32 = 64 steps.
         let toml = cosine.config.to_toml();
-        assert!(toml.contains("decay_steps = 64.0"), "{toml}");
+        assert!(toml.contains("decay_steps = 64\n"), "{toml}");
         assert!(toml.contains("learning_rate = 0.2"), "{toml}");
     }
 

@@ -75,15 +75,78 @@ pub fn ranking(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {
-    let m = view.metric_name();
-    let mut groups: Vec<(&str, Vec<&RunRecord>)> = Vec::new();
+/// The config a run trained, less its seed: runs of one variant that share it may be
+/// aggregated (`None` for runs from before it was recorded, or not finished).
+fn variant_hash(r: &RunRecord) -> Option<&str> {
+    r.summary.as_ref().and_then(|s| s.variant_hash.as_deref())
+}
+
+/// The runs of each variant, split where they trained different configs: `(label, runs)`,
+/// the label marked `[config HASH]` when a variant's runs are reported apart.
+fn variant_groups(view: &ExperimentView) -> Vec<(String, Vec<&RunRecord>)> {
+    let mut groups: Vec<(&str, Option<&str>, Vec<&RunRecord>)> = Vec::new();
     for r in &view.runs {
-        match groups.iter_mut().find(|(v, _)| *v == r.info.variant) {
-            Some((_, runs)) => runs.push(r),
-            None => groups.push((&r.info.variant, vec![r])),
+        let h = variant_hash(r);
+        // A run without a hash joins its variant's first group.
+        match groups.iter_mut().find(|(v, gh, _)| *v == r.info.variant && (h.is_none() || gh.is_none() || *gh == h)) {
+            Some((_, gh, runs)) => {
+                *gh = gh.or(h);
+                runs.push(r)
+            }
+            None => groups.push((&r.info.variant, h, vec![r])),
         }
     }
+    let mixed = |v: &str| groups.iter().filter(|(g, _, _)| *g == v).count() > 1;
+    groups
+        .iter()
+        .map(|(v, h, runs)| {
+            let label = match h {
+                Some(h) if mixed(v) => format!("{v} [config {}]", &h[..h.len().min(8)]),
+                _ => v.to_string(),
+            };
+            (label, runs.clone())
+        })
+        .collect()
+}
+
+/// What a reader of the ranking must know: variants whose runs trained different configs
+/// (reported apart) and schedules that do not fit their run, once per variant.
+pub fn notes(view: &ExperimentView) -> Vec<String> {
+    let mut notes = Vec::new();
+    let groups = variant_groups(view);
+    let mut mixed: Vec<&str> = Vec::new();
+    for (label, runs) in &groups {
+        let v = runs[0].info.variant.as_str();
+        if label != v && !mixed.contains(&v) {
+            mixed.push(v);
+            let parts: Vec<String> = groups
+                .iter()
+                .filter(|(_, rs)| rs[0].info.variant == v)
+                .map(|(l, rs)| {
+                    format!("{} ({})", l, rs.iter().map(|r| r.info.name.as_str()).collect::<Vec<_>>().join(", "))
+                })
+                .collect();
+            notes.push(format!(
+                "{v}: its runs trained different configs, so they are reported apart: {}; rerun the sweep to bring them in line",
+                parts.join("; ")
+            ));
+        }
+    }
+    let mut seen: Vec<(String, &str)> = Vec::new();
+    for r in &view.runs {
+        for w in r.summary.iter().flat_map(|s| s.warnings.iter()) {
+            if !seen.iter().any(|(v, s)| *v == r.info.variant && *s == w) {
+                notes.push(format!("{}: warning: {w}", r.info.variant));
+                seen.push((r.info.variant.clone(), w));
+            }
+        }
+    }
+    notes
+}
+
+fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {
+    let m = view.metric_name();
+    let groups = variant_groups(view);
     let sign = if view.is_classification() { 1.0 } else { -1.0 };
     let mut stats: Vec<(f64, Vec<String>)> = groups
         .iter()

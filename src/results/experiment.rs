@@ -160,6 +160,7 @@ fn discovered_info(dir: &Path) -> RunInfo {
         schedule: get("schedule", "kind").and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
         params: Vec::new(),
         seed: get("train", "seed").and_then(|v| v.as_integer()).unwrap_or_default() as u64,
+        config_hash: fs::read_to_string(dir.join("config.toml")).ok().map(|t| crate::config::hash_text(&t)),
         name,
     }
 }

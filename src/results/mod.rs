@@ -32,6 +32,14 @@ pub struct RunSummary<'a> {
     /// Why a failed run failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
+    /// The hash of the resolved config (config.toml) this run trained.
+    pub config_hash: &'a str,
+    /// The hash of that config less the seed and the run's name: runs sharing it differ
+    /// only by seed (unknown for a run whose process died without a word).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant_hash: Option<&'a str>,
+    /// Where the schedule and the run disagree (a decay cut off by the run, ...).
+    pub warnings: &'a [String],
     #[serde(flatten)]
     pub outcome: &'a Outcome,
 }
@@ -48,6 +56,12 @@ pub struct StoredSummary {
     pub started_at: Option<f64>,
     #[serde(default)]
     pub error: Option<String>,
+    #[serde(default)]
+    pub config_hash: Option<String>,
+    #[serde(default)]
+    pub variant_hash: Option<String>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -63,6 +77,22 @@ pub fn read_summary(dir: &Path) -> Option<StoredSummary> {
 pub fn is_finished(dir: &Path, config_toml: &str) -> bool {
     let finished = read_summary(dir).is_some_and(|s| s.outcome.status.is_final());
     finished && fs::read_to_string(dir.join("config.toml")).is_ok_and(|c| c == config_toml)
+}
+
+/// The config of the finished run (completed or diverged) `dir` holds, when it differs
+/// from `config_toml`: a rerun would replace results of another config.
+pub fn finished_with_other_config(dir: &Path, config_toml: &str) -> Option<String> {
+    let finished = read_summary(dir).is_some_and(|s| s.outcome.status.is_final());
+    let old = fs::read_to_string(dir.join("config.toml")).ok()?;
+    (finished && old != config_toml).then_some(old)
+}
+
+/// Where a finished run of another config is kept when a rerun replaces it:
+/// `<experiment>/replaced/<run>-<its config hash>`.
+pub fn replaced_path(dir: &Path, old_config: &str) -> PathBuf {
+    let name = dir.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    parent.join("replaced").join(format!("{name}-{}", crate::config::hash_text(old_config)))
 }
 
 /// This machine's name.
@@ -89,6 +119,8 @@ pub fn write_lost_summary(dir: &Path, experiment: &str, run: &str, seed: u64, er
         return Ok(());
     }
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let config_hash =
+        fs::read_to_string(dir.join("config.toml")).map(|t| crate::config::hash_text(&t)).unwrap_or_default();
     let metrics = read_metrics(dir).unwrap_or_default();
     let steps = read_steps(dir).unwrap_or_default();
     let last_step = steps.last().map(|s| s.step).into_iter().chain(metrics.last().map(|m| m.step)).max();
@@ -115,6 +147,9 @@ pub fn write_lost_summary(dir: &Path, experiment: &str, run: &str, seed: u64, er
         host: "",
         started_at: 0.0,
         error: Some(error),
+        config_hash: &config_hash,
+        variant_hash: None,
+        warnings: &[],
         outcome: &outcome,
     };
     write_json_atomic(&dir.join("summary.json"), &summary)
@@ -160,7 +195,17 @@ const FLUSH_SECONDS: f64 = 0.5;
 impl RunDir {
     /// Creates `dir` with the resolved config, removing whatever an earlier attempt left
     /// there (whether to keep earlier results is the caller's decision).
+    /// A finished run of another config is never lost: it moves to
+    /// [`replaced_path`] instead.
     pub fn create(dir: &Path, config_toml: &str) -> Result<RunDir> {
+        if let Some(old) = finished_with_other_config(dir, config_toml) {
+            let to = replaced_path(dir, &old);
+            if to.exists() {
+                fs::remove_dir_all(&to).with_context(|| format!("cannot remove {}", to.display()))?;
+            }
+            fs::create_dir_all(to.parent().unwrap_or(dir))?;
+            fs::rename(dir, &to).with_context(|| format!("cannot move {} to {}", dir.display(), to.display()))?;
+        }
         if dir.exists() {
             fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
         }

@@ -19,6 +19,7 @@ pub fn summary_rows(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {
             "best_epoch",
             "steps",
             "wall_seconds",
+            "config_hash",
         ]
         .map(String::from),
     );
@@ -42,6 +43,11 @@ pub fn summary_rows(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {
                 outcome
                     .map_or_else(|| r.last.map_or_else(String::new, |e| e.step.to_string()), |o| o.steps.to_string()),
                 outcome.map_or_else(String::new, |o| format!("{:.3}", o.wall_seconds)),
+                r.summary
+                    .as_ref()
+                    .and_then(|s| s.config_hash.clone())
+                    .or_else(|| r.info.config_hash.clone())
+                    .unwrap_or_default(),
             ]);
             row
         })

@@ -1,7 +1,7 @@
 //! Every schedule kind with its parameters, defaults and description, read from the same
 //! code that reads configs (see [`ParamSource`]), for `runner schedules` and the docs.
 
-use super::Phase;
+use super::{HORIZON_ACCEPTS, Horizon, Phase};
 use super::{KindSpec, Warmup, summaries};
 use crate::params::{ParamSource, Rule};
 
@@ -103,6 +103,19 @@ impl ParamSource for Describer {
     ) -> Result<Option<u64>, Never> {
         self.add(key, format!("({default_doc})"), format!("a whole number >= {min}"), doc);
         Ok(None)
+    }
+
+    fn horizon(
+        &mut self,
+        key: &'static str,
+        default: Option<Horizon>,
+        whole: bool,
+        doc: &'static str,
+    ) -> Result<Horizon, Never> {
+        let accepts =
+            if whole { HORIZON_ACCEPTS.replace("a number", "a whole number") } else { HORIZON_ACCEPTS.into() };
+        self.add(key, or_required(default), accepts, doc);
+        Ok(default.unwrap_or(Horizon::Run))
     }
 
     fn flag(&mut self, key: &'static str, default: bool, doc: &'static str) -> Result<bool, Never> {

@@ -1,6 +1,6 @@
 //! `cosine_decay_restarts`: TensorFlow's `cosine_decay_restarts` / Keras `CosineDecayRestarts` (SGDR).
 
-use super::{Context, Kind, ParamSource, Rule, Schedule};
+use super::{Context, Horizon, Kind, OneHorizon, ParamSource, Resolved, Rule, Schedule};
 use std::f64::consts::PI;
 
 /// Cosine decay that restarts: period i lasts `first_decay_steps * t_mul^i` steps and peaks
@@ -8,7 +8,7 @@ use std::f64::consts::PI;
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CosineDecayRestarts {
     pub learning_rate: f64,
-    pub first_decay_steps: f64,
+    pub first_decay_steps: Horizon,
     pub t_mul: f64,
     pub m_mul: f64,
     pub alpha: f64,
@@ -21,15 +21,20 @@ impl Kind for CosineDecayRestarts {
     fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
         Ok(CosineDecayRestarts {
             learning_rate: p.number("learning_rate", None, Rule::NonNegative, "the initial rate")?,
-            first_decay_steps: p.number("first_decay_steps", None, Rule::Positive, "length of the first period")?,
+            first_decay_steps: p.horizon(
+                "first_decay_steps",
+                Some(Horizon::Run),
+                false,
+                "length of the first period",
+            )?,
             t_mul: p.number("t_mul", Some(2.0), Rule::Positive, "each period is t_mul times longer than the last")?,
             m_mul: p.number("m_mul", Some(1.0), Rule::NonNegative, "each restart's peak is m_mul times the last")?,
             alpha: p.number("alpha", Some(0.0), Rule::UnitInterval, "the floor, as a fraction of learning_rate")?,
         })
     }
 
-    fn build(&self, _: &Context) -> Box<dyn Schedule> {
-        Box::new(self.clone())
+    fn build(&self, ctx: &Context) -> Box<dyn Schedule> {
+        Resolved::boxed(self, self.first_decay_steps, ctx)
     }
 }
 
@@ -40,8 +45,8 @@ impl CosineDecayRestarts {
     /// just below an integer (Keras float64, t_mul=3, step 121) and reports the end of the
     /// previous period instead of the restart. We take the same log as a first guess and
     /// then correct it against the period starts, so restart steps always restart.
-    fn period(&self, step: u64) -> (f64, f64) {
-        let f = step as f64 / self.first_decay_steps;
+    fn period(&self, step: u64, first_decay_steps: f64) -> (f64, f64) {
+        let f = step as f64 / first_decay_steps;
         if self.t_mul == 1.0 {
             let i = f.floor();
             return (i, f - i);
@@ -60,9 +65,9 @@ impl CosineDecayRestarts {
     }
 }
 
-impl Schedule for CosineDecayRestarts {
-    fn lr(&self, step: u64) -> f64 {
-        let (i, frac) = self.period(step);
+impl OneHorizon for CosineDecayRestarts {
+    fn rate(&self, step: u64, first_decay_steps: f64) -> f64 {
+        let (i, frac) = self.period(step, first_decay_steps);
         let c = 0.5 * self.m_mul.powf(i) * (1.0 + (PI * frac).cos());
         self.learning_rate * ((1.0 - self.alpha) * c + self.alpha)
     }
@@ -78,10 +83,16 @@ mod tests {
         for (t_mul, first, steps) in
             [(3.0, 1.0, vec![121u64, 29524]), (3.0, 100.0, vec![12100]), (10.0, 1.0, vec![111, 111111])]
         {
-            let s = CosineDecayRestarts { learning_rate: 1.0, first_decay_steps: first, t_mul, m_mul: 1.0, alpha: 0.0 };
+            let s = CosineDecayRestarts {
+                learning_rate: 1.0,
+                first_decay_steps: Horizon::Run,
+                t_mul,
+                m_mul: 1.0,
+                alpha: 0.0,
+            };
             for step in steps {
-                assert_eq!(s.lr(step), 1.0, "t_mul {t_mul}, first {first}, step {step}");
-                assert!(s.lr(step - 1) < 0.01, "the step before a restart is near the floor");
+                assert_eq!(s.rate(step, first), 1.0, "t_mul {t_mul}, first {first}, step {step}");
+                assert!(s.rate(step - 1, first) < 0.01, "the step before a restart is near the floor");
             }
         }
     }

@@ -1,6 +1,6 @@
 //! `cyclic`: PyTorch's `CyclicLR` (Smith 2017, "Cyclical Learning Rates").
 
-use super::{Context, Kind, ParamSource, Rule, Schedule};
+use super::{Context, Horizon, Kind, ParamSource, Rule, Schedule};
 
 /// A triangle wave between `base_lr` and `max_lr`; triangular2 halves the amplitude each
 /// cycle, exp_range scales it by `gamma^step`.
@@ -8,8 +8,8 @@ use super::{Context, Kind, ParamSource, Rule, Schedule};
 pub struct Cyclic {
     pub base_lr: f64,
     pub max_lr: f64,
-    pub step_size_up: u64,
-    pub step_size_down: u64,
+    pub step_size_up: Horizon,
+    pub step_size_down: Horizon,
     pub mode: String,
     pub gamma: f64,
 }
@@ -22,10 +22,10 @@ impl Kind for Cyclic {
         let base_lr = p.number("base_lr", None, Rule::NonNegative, "the low end of the wave")?;
         let max_lr = p.number("max_lr", None, Rule::NonNegative, "the high end of the wave")?;
         p.check(max_lr >= base_lr, "max_lr", || format!("must be >= base_lr ({base_lr}), found {max_lr}"))?;
-        let step_size_up = p.steps("step_size_up", Some(2000), 1, "steps from base_lr up to max_lr")?;
-        let step_size_down = p
-            .optional_steps("step_size_down", 1, "step_size_up", "steps from max_lr back down")?
-            .unwrap_or(step_size_up);
+        let step_size_up =
+            p.horizon("step_size_up", Some(Horizon::Steps(2000.0)), true, "steps from base_lr up to max_lr")?;
+        // Absent: the same as step_size_up (PyTorch's default).
+        let step_size_down = p.horizon("step_size_down", Some(step_size_up), true, "steps from max_lr back down")?;
         Ok(Cyclic {
             base_lr,
             max_lr,
@@ -43,24 +43,34 @@ impl Kind for Cyclic {
         })
     }
 
-    fn build(&self, _: &Context) -> Box<dyn Schedule> {
-        Box::new(self.clone())
+    fn build(&self, ctx: &Context) -> Box<dyn Schedule> {
+        let up = self.step_size_up.resolve_steps(ctx, 1) as f64;
+        let down = self.step_size_down.resolve_steps(ctx, 1) as f64;
+        Box::new(CyclicRun { spec: self.clone(), up, down })
     }
 }
 
-impl Schedule for Cyclic {
+/// A cyclic schedule with its half-periods resolved against the run.
+struct CyclicRun {
+    spec: Cyclic,
+    up: f64,
+    down: f64,
+}
+
+impl Schedule for CyclicRun {
     fn lr(&self, step: u64) -> f64 {
-        let total = (self.step_size_up + self.step_size_down) as f64;
-        let ratio = self.step_size_up as f64 / total;
+        let s = &self.spec;
+        let total = self.up + self.down;
+        let ratio = self.up / total;
         let e = step as f64;
         let cycle = (1.0 + e / total).floor();
         let x = 1.0 + e / total - cycle;
         let scale = if x <= ratio { x / ratio } else { (x - 1.0) / (ratio - 1.0) };
-        let amplitude = match self.mode.as_str() {
+        let amplitude = match s.mode.as_str() {
             "triangular2" => 1.0 / 2f64.powf(cycle - 1.0),
-            "exp_range" => self.gamma.powf(e),
+            "exp_range" => s.gamma.powf(e),
             _ => 1.0,
         };
-        self.base_lr + (self.max_lr - self.base_lr) * scale * amplitude
+        s.base_lr + (s.max_lr - s.base_lr) * scale * amplitude
     }
 }

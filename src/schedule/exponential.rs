@@ -1,12 +1,12 @@
 //! `exponential_decay`: TensorFlow's `exponential_decay` / Keras `ExponentialDecay`.
 
-use super::{Context, Kind, ParamSource, Rule, Schedule};
+use super::{Context, Horizon, Kind, OneHorizon, ParamSource, Resolved, Rule, Schedule};
 
 /// `lr0 * decay_rate ^ (step / decay_steps)`, the exponent floored when `staircase`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ExponentialDecay {
     pub learning_rate: f64,
-    pub decay_steps: f64,
+    pub decay_steps: Horizon,
     pub decay_rate: f64,
     pub staircase: bool,
 }
@@ -25,19 +25,19 @@ impl Kind for ExponentialDecay {
     fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
         Ok(ExponentialDecay {
             learning_rate: p.number("learning_rate", None, Rule::NonNegative, "the initial rate")?,
-            decay_steps: p.number("decay_steps", None, Rule::Positive, "steps per factor of decay_rate")?,
+            decay_steps: p.horizon("decay_steps", Some(Horizon::Run), false, "steps per factor of decay_rate")?,
             decay_rate: p.number("decay_rate", None, Rule::NonNegative, "the factor applied every decay_steps")?,
             staircase: p.flag("staircase", false, "decay in discrete jumps every decay_steps")?,
         })
     }
 
-    fn build(&self, _: &Context) -> Box<dyn Schedule> {
-        Box::new(self.clone())
+    fn build(&self, ctx: &Context) -> Box<dyn Schedule> {
+        Resolved::boxed(self, self.decay_steps, ctx)
     }
 }
 
-impl Schedule for ExponentialDecay {
-    fn lr(&self, step: u64) -> f64 {
-        self.learning_rate * self.decay_rate.powf(progress(step, self.decay_steps, self.staircase))
+impl OneHorizon for ExponentialDecay {
+    fn rate(&self, step: u64, decay_steps: f64) -> f64 {
+        self.learning_rate * self.decay_rate.powf(progress(step, decay_steps, self.staircase))
     }
 }

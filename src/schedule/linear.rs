@@ -1,6 +1,6 @@
 //! `linear`: PyTorch's `LinearLR`.
 
-use super::{Context, Kind, ParamSource, Rule, Schedule};
+use super::{Context, Horizon, Kind, OneHorizon, ParamSource, Resolved, Rule, Schedule};
 
 /// `lr0 * (start + (end - start) * min(step, total_steps) / total_steps)`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -8,7 +8,7 @@ pub struct Linear {
     pub learning_rate: f64,
     pub start_factor: f64,
     pub end_factor: f64,
-    pub total_steps: u64,
+    pub total_steps: Horizon,
 }
 
 impl Kind for Linear {
@@ -25,18 +25,24 @@ impl Kind for Linear {
             learning_rate,
             start_factor,
             end_factor: p.number("end_factor", Some(1.0), Rule::UnitInterval, "factor from total_steps on")?,
-            total_steps: p.steps("total_steps", Some(5), 1, "steps to go from start_factor to end_factor")?,
+            total_steps: p.horizon(
+                "total_steps",
+                Some(Horizon::Steps(5.0)),
+                true,
+                "steps to go from start_factor to end_factor",
+            )?,
         })
     }
 
-    fn build(&self, _: &Context) -> Box<dyn Schedule> {
-        Box::new(self.clone())
+    fn build(&self, ctx: &Context) -> Box<dyn Schedule> {
+        let total = Horizon::Steps(self.total_steps.resolve_steps(ctx, 1) as f64);
+        Resolved::boxed(self, total, ctx)
     }
 }
 
-impl Schedule for Linear {
-    fn lr(&self, step: u64) -> f64 {
-        let t = step.min(self.total_steps) as f64 / self.total_steps as f64;
+impl OneHorizon for Linear {
+    fn rate(&self, step: u64, total_steps: f64) -> f64 {
+        let t = (step as f64).min(total_steps) / total_steps;
         self.learning_rate * (self.start_factor + (self.end_factor - self.start_factor) * t)
     }
 }

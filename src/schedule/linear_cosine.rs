@@ -2,7 +2,7 @@
 //! names (Bello et al. 2017, "Neural Optimizer Search with Reinforcement Learning").
 
 use super::noise::standard_normal;
-use super::{Context, Kind, ParamSource, Rule, Schedule};
+use super::{Context, Horizon, Kind, OneHorizon, ParamSource, Resolved, Rule, Schedule};
 use std::f64::consts::PI;
 
 /// `lr0 * ((alpha + linear) * cosine + beta)` with `linear = (D - s)/D` and
@@ -10,7 +10,7 @@ use std::f64::consts::PI;
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LinearCosineDecay {
     pub learning_rate: f64,
-    pub decay_steps: f64,
+    pub decay_steps: Horizon,
     pub num_periods: f64,
     pub alpha: f64,
     pub beta: f64,
@@ -20,7 +20,7 @@ impl LinearCosineDecay {
     fn read_shared<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
         Ok(LinearCosineDecay {
             learning_rate: p.number("learning_rate", None, Rule::NonNegative, "the initial rate")?,
-            decay_steps: p.number("decay_steps", None, Rule::Positive, "steps to decay over")?,
+            decay_steps: p.horizon("decay_steps", Some(Horizon::Run), false, "steps to decay over")?,
             num_periods: p.number("num_periods", Some(0.5), Rule::NonNegative, "cosine periods over decay_steps")?,
             alpha: p.number("alpha", Some(0.0), Rule::NonNegative, "added to the linear part (see TF)")?,
             beta: p.number("beta", Some(0.001), Rule::NonNegative, "the floor, as a fraction of learning_rate")?,
@@ -28,10 +28,10 @@ impl LinearCosineDecay {
     }
 
     /// Clamped step, linear part and cosine part at `step`.
-    fn parts(&self, step: u64) -> (f64, f64, f64) {
-        let s = (step as f64).min(self.decay_steps);
-        let linear = (self.decay_steps - s) / self.decay_steps;
-        let cosine = 0.5 * (1.0 + (PI * 2.0 * self.num_periods * s / self.decay_steps).cos());
+    fn parts(&self, step: u64, decay_steps: f64) -> (f64, f64, f64) {
+        let s = (step as f64).min(decay_steps);
+        let linear = (decay_steps - s) / decay_steps;
+        let cosine = 0.5 * (1.0 + (PI * 2.0 * self.num_periods * s / decay_steps).cos());
         (s, linear, cosine)
     }
 }
@@ -45,14 +45,14 @@ impl Kind for LinearCosineDecay {
         Self::read_shared(p)
     }
 
-    fn build(&self, _: &Context) -> Box<dyn Schedule> {
-        Box::new(self.clone())
+    fn build(&self, ctx: &Context) -> Box<dyn Schedule> {
+        Resolved::boxed(self, self.decay_steps, ctx)
     }
 }
 
-impl Schedule for LinearCosineDecay {
-    fn lr(&self, step: u64) -> f64 {
-        let (_, linear, cosine) = self.parts(step);
+impl OneHorizon for LinearCosineDecay {
+    fn rate(&self, step: u64, decay_steps: f64) -> f64 {
+        let (_, linear, cosine) = self.parts(step, decay_steps);
         self.learning_rate * ((self.alpha + linear) * cosine + self.beta)
     }
 }
@@ -86,13 +86,18 @@ impl Kind for NoisyLinearCosineDecay {
     }
 
     fn build(&self, ctx: &Context) -> Box<dyn Schedule> {
-        Box::new(SeededNoisyLinearCosine { spec: self.clone(), seed: ctx.seed })
+        Box::new(SeededNoisyLinearCosine {
+            spec: self.clone(),
+            decay_steps: self.base.decay_steps.resolve(ctx),
+            seed: ctx.seed,
+        })
     }
 }
 
 /// A noisy linear cosine decay with its noise drawn from the run's seed.
 struct SeededNoisyLinearCosine {
     spec: NoisyLinearCosineDecay,
+    decay_steps: f64,
     seed: u64,
 }
 
@@ -106,7 +111,7 @@ impl SeededNoisyLinearCosine {
 impl Schedule for SeededNoisyLinearCosine {
     fn lr(&self, step: u64) -> f64 {
         let b = &self.spec.base;
-        let (s, linear, cosine) = b.parts(step);
+        let (s, linear, cosine) = b.parts(step, self.decay_steps);
         let eps = self.std_dev(s) * standard_normal(self.seed, step);
         b.learning_rate * ((b.alpha + linear + eps) * cosine + b.beta)
     }
@@ -121,7 +126,7 @@ mod tests {
         let spec = NoisyLinearCosineDecay {
             base: LinearCosineDecay {
                 learning_rate: 1.0,
-                decay_steps: 1000.0,
+                decay_steps: Horizon::Steps(1000.0),
                 num_periods: 0.0,
                 alpha: 0.0,
                 beta: 0.0,

@@ -1,7 +1,7 @@
 //! `natural_exp_decay`: TensorFlow's `natural_exp_decay`.
 
 use super::exponential::progress;
-use super::{Context, Kind, ParamSource, Rule, Schedule};
+use super::{Context, Horizon, Kind, OneHorizon, ParamSource, Resolved, Rule, Schedule};
 
 /// `lr0 * exp(-decay_rate * step / decay_steps)`, the ratio floored when `staircase`.
 ///
@@ -10,7 +10,7 @@ use super::{Context, Kind, ParamSource, Rule, Schedule};
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NaturalExpDecay {
     pub learning_rate: f64,
-    pub decay_steps: f64,
+    pub decay_steps: Horizon,
     pub decay_rate: f64,
     pub staircase: bool,
 }
@@ -23,19 +23,19 @@ impl Kind for NaturalExpDecay {
     fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
         Ok(NaturalExpDecay {
             learning_rate: p.number("learning_rate", None, Rule::NonNegative, "the initial rate")?,
-            decay_steps: p.number("decay_steps", None, Rule::Positive, "steps per unit of decay")?,
+            decay_steps: p.horizon("decay_steps", Some(Horizon::Run), false, "steps per unit of decay")?,
             decay_rate: p.number("decay_rate", None, Rule::NonNegative, "the decay constant")?,
             staircase: p.flag("staircase", false, "decay in discrete jumps every decay_steps")?,
         })
     }
 
-    fn build(&self, _: &Context) -> Box<dyn Schedule> {
-        Box::new(self.clone())
+    fn build(&self, ctx: &Context) -> Box<dyn Schedule> {
+        Resolved::boxed(self, self.decay_steps, ctx)
     }
 }
 
-impl Schedule for NaturalExpDecay {
-    fn lr(&self, step: u64) -> f64 {
-        self.learning_rate * (-self.decay_rate * progress(step, self.decay_steps, self.staircase)).exp()
+impl OneHorizon for NaturalExpDecay {
+    fn rate(&self, step: u64, decay_steps: f64) -> f64 {
+        self.learning_rate * (-self.decay_rate * progress(step, decay_steps, self.staircase)).exp()
     }
 }

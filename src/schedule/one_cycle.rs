@@ -1,6 +1,6 @@
 //! `one_cycle`: PyTorch's `OneCycleLR` (Smith & Topin 2017).
 
-use super::{Context, Kind, ParamSource, Rule, Schedule};
+use super::{Context, Horizon, Kind, ParamSource, Rule, Schedule};
 use std::f64::consts::PI;
 
 /// Warm up from `max_lr / div_factor` to `max_lr` over `pct_start` of the run, then anneal to
@@ -8,8 +8,7 @@ use std::f64::consts::PI;
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct OneCycle {
     pub max_lr: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total_steps: Option<u64>,
+    pub total_steps: Horizon,
     pub pct_start: f64,
     pub anneal: String,
     pub div_factor: f64,
@@ -25,7 +24,7 @@ impl Kind for OneCycle {
     fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
         Ok(OneCycle {
             max_lr: p.number("max_lr", None, Rule::NonNegative, "the peak rate")?,
-            total_steps: p.optional_steps("total_steps", 2, "the run's total steps", "length of the cycle")?,
+            total_steps: p.horizon("total_steps", Some(Horizon::Run), true, "length of the cycle (at least 2)")?,
             pct_start: p.number(
                 "pct_start",
                 Some(0.3),
@@ -45,7 +44,7 @@ impl Kind for OneCycle {
     }
 
     fn build(&self, ctx: &Context) -> Box<dyn Schedule> {
-        let total = self.total_steps.unwrap_or(ctx.total_steps.max(2)) as f64;
+        let total = self.total_steps.resolve_steps(ctx, 2) as f64;
         let initial = self.max_lr / self.div_factor;
         let min = initial / self.final_div_factor;
         let rise_end = self.pct_start * total - 1.0;
@@ -98,7 +97,7 @@ mod tests {
     fn defaults_to_the_run_length_and_holds_the_final_rate() {
         let spec = OneCycle {
             max_lr: 0.1,
-            total_steps: None,
+            total_steps: Horizon::Run,
             pct_start: 0.3,
             anneal: "cos".into(),
             div_factor: 25.0,

@@ -87,7 +87,7 @@ mod tests {
                         learning_rate: 0.1,
                         start_factor: 0.1,
                         end_factor: 1.0,
-                        total_steps: 10,
+                        total_steps: crate::schedule::Horizon::Steps(10.0),
                     })),
                 },
                 Phase { steps: Some(5), schedule: spec(KindSpec::Constant(Constant { learning_rate: 0.05 })) },

@@ -1,12 +1,12 @@
 //! `step` and `multistep`: PyTorch's `StepLR` and `MultiStepLR`.
 
-use super::{Context, Kind, ParamSource, Rule, Schedule};
+use super::{Context, Horizon, Kind, OneHorizon, ParamSource, Resolved, Rule, Schedule};
 
 /// `lr0 * gamma^floor(step / step_size)`: changes at step = k * step_size (PyTorch StepLR).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Step {
     pub learning_rate: f64,
-    pub step_size: u64,
+    pub step_size: Horizon,
     pub gamma: f64,
 }
 
@@ -17,19 +17,20 @@ impl Kind for Step {
     fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
         Ok(Step {
             learning_rate: p.number("learning_rate", None, Rule::NonNegative, "the initial rate")?,
-            step_size: p.steps("step_size", None, 1, "steps between reductions")?,
+            step_size: p.horizon("step_size", None, true, "steps between reductions")?,
             gamma: p.number("gamma", Some(0.1), Rule::NonNegative, "the factor applied at each reduction")?,
         })
     }
 
-    fn build(&self, _: &Context) -> Box<dyn Schedule> {
-        Box::new(self.clone())
+    fn build(&self, ctx: &Context) -> Box<dyn Schedule> {
+        let step_size = Horizon::Steps(self.step_size.resolve_steps(ctx, 1) as f64);
+        Resolved::boxed(self, step_size, ctx)
     }
 }
 
-impl Schedule for Step {
-    fn lr(&self, step: u64) -> f64 {
-        self.learning_rate * self.gamma.powf((step / self.step_size) as f64)
+impl OneHorizon for Step {
+    fn rate(&self, step: u64, step_size: f64) -> f64 {
+        self.learning_rate * self.gamma.powf((step / step_size as u64) as f64)
     }
 }
 

@@ -67,7 +67,7 @@ mod tests {
     #[test]
     fn linear_warmup_then_the_schedule_from_its_own_step_zero() {
         let w = Warmup { warmup_steps: 10, warmup_start_lr: 0.0, warmup_shape: "linear".into() };
-        let inner = CosineDecay { learning_rate: 0.1, decay_steps: 100.0, alpha: 0.0 };
+        let inner = CosineDecay { learning_rate: 0.1, decay_steps: crate::schedule::Horizon::Steps(100.0), alpha: 0.0 };
         let s = w.wrap(inner.build(&ctx()));
         // Ramp 0 -> 0.1 over 10 steps; at step 10 the cosine starts at its step 0.
         assert_sequence(&s, &[(0, 0.0), (5, 0.05), (9, 0.09), (10, 0.1), (60, 0.05), (110, 0.0)]);

@@ -1,7 +1,7 @@
 //! `warmup_stable_decay` (WSD): hold a peak rate, then decay quickly at the end of the run
 //! (Hu et al. 2024, MiniCPM). The warmup phase is the shared `warmup_steps` keys.
 
-use super::{Context, Kind, ParamSource, Rule, Schedule};
+use super::{Context, Horizon, Kind, ParamSource, Rule, Schedule};
 use std::f64::consts::PI;
 
 /// Stable at `learning_rate` for `stable_steps`, then down to `end_learning_rate` over
@@ -9,9 +9,8 @@ use std::f64::consts::PI;
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WarmupStableDecay {
     pub learning_rate: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stable_steps: Option<u64>,
-    pub decay_steps: u64,
+    pub stable_steps: Horizon,
+    pub decay_steps: Horizon,
     pub decay_shape: String,
     pub end_learning_rate: f64,
 }
@@ -24,13 +23,13 @@ impl Kind for WarmupStableDecay {
     fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
         Ok(WarmupStableDecay {
             learning_rate: p.number("learning_rate", None, Rule::NonNegative, "the peak (stable) rate")?,
-            stable_steps: p.optional_steps(
+            stable_steps: p.horizon(
                 "stable_steps",
-                0,
-                "the rest of the run after warmup and decay",
-                "steps held at the peak",
+                Some(Horizon::Run),
+                true,
+                "steps held at the peak; \"run\": the rest of the run after warmup and decay",
             )?,
-            decay_steps: p.steps("decay_steps", None, 1, "steps of the final decay")?,
+            decay_steps: p.horizon("decay_steps", None, true, "steps of the final decay")?,
             decay_shape: p
                 .choice(
                     "decay_shape",
@@ -44,8 +43,12 @@ impl Kind for WarmupStableDecay {
     }
 
     fn build(&self, ctx: &Context) -> Box<dyn Schedule> {
-        let stable = self.stable_steps.unwrap_or(ctx.total_steps.saturating_sub(self.decay_steps));
-        Box::new(Wsd { spec: self.clone(), stable })
+        let decay = self.decay_steps.resolve_steps(ctx, 1);
+        let stable = match self.stable_steps {
+            Horizon::Run => ctx.total_steps.saturating_sub(decay),
+            h => h.resolve_steps(ctx, 0),
+        };
+        Box::new(Wsd { spec: self.clone(), stable, decay })
     }
 }
 
@@ -53,6 +56,7 @@ impl Kind for WarmupStableDecay {
 struct Wsd {
     spec: WarmupStableDecay,
     stable: u64,
+    decay: u64,
 }
 
 impl Schedule for Wsd {
@@ -61,7 +65,7 @@ impl Schedule for Wsd {
         if step < self.stable {
             return s.learning_rate;
         }
-        let t = ((step - self.stable) as f64 / s.decay_steps as f64).min(1.0);
+        let t = ((step - self.stable) as f64 / self.decay as f64).min(1.0);
         let remaining = match s.decay_shape.as_str() {
             "cosine" => 0.5 * (1.0 + (PI * t).cos()),
             "sqrt" => 1.0 - t.sqrt(),
@@ -79,8 +83,8 @@ mod tests {
     fn wsd(shape: &str, stable: Option<u64>) -> Box<dyn Schedule> {
         let spec = WarmupStableDecay {
             learning_rate: 0.1,
-            stable_steps: stable,
-            decay_steps: 100,
+            stable_steps: stable.map_or(Horizon::Run, |s| Horizon::Steps(s as f64)),
+            decay_steps: Horizon::Steps(100.0),
             decay_shape: shape.into(),
             end_learning_rate: 0.0,
         };

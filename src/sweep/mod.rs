@@ -196,6 +196,7 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
             (run_dir.failed_outcome(total, start.elapsed().as_secs_f64()), Some(format!("panicked: {what}")))
         }
     };
+    let warnings = run.config.schedule_warnings(job.data.train.len);
     let summary = RunSummary {
         experiment: &run.config.name,
         run: &run.info.name,
@@ -205,6 +206,9 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
         host: &results::host_name(),
         started_at,
         error: error.as_deref(),
+        config_hash: &crate::config::hash_text(&config_toml),
+        variant_hash: Some(&run.config.variant_hash()),
+        warnings: &warnings,
         outcome: &outcome,
     };
     run_dir.finish(&summary)?;

@@ -10,7 +10,7 @@ pub use spec::{EarlyStopping, TrainSpec};
 use crate::data::{Dataset, Split, Task};
 use crate::model::{Model, ModelSpec, Targets, accuracy, cross_entropy, gather, mse};
 use crate::optim::{Optimizer, OptimizerSpec, clip_grad_norm};
-use crate::schedule::{Context, ScheduleSpec, larger_is_better as maximize};
+use crate::schedule::{ScheduleSpec, larger_is_better as maximize};
 use anyhow::{Result, bail};
 use candle_core::Tensor;
 use candle_core::backprop::GradStore;
@@ -127,9 +127,9 @@ pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder, stop: 
     let start = Instant::now();
     let t = &spec.train;
     let n = data.train.len;
-    let steps_per_epoch = t.steps_per_epoch(n);
-    let total = t.total_steps(n);
-    let mut schedule = spec.schedule.build(&Context { total_steps: total, steps_per_epoch, seed: t.seed });
+    let ctx = t.schedule_context(n);
+    let (steps_per_epoch, total) = (ctx.steps_per_epoch, ctx.total_steps);
+    let mut schedule = spec.schedule.build(&ctx);
     for monitor in schedule.monitor().into_iter().chain(t.early_stopping.as_ref().map(|e| e.monitor.as_str())) {
         if data.task == Task::Regression && monitor == "val_accuracy" {
             bail!("`{monitor}` is watched, but {} is a regression data set; watch val_loss or val_rmse", data.name);

@@ -1,6 +1,7 @@
 //! The `[train]` table: how long, in what batches, how often to evaluate and log.
 
 use crate::params::{ParamSource, Rule};
+use crate::schedule::Context;
 
 /// Stop when the monitored metric has not improved for `patience` evaluations.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -83,6 +84,11 @@ impl TrainSpec {
     /// Steps per epoch for a training set of `n` samples (the last batch may be smaller).
     pub fn steps_per_epoch(&self, n: usize) -> u64 {
         (n as u64).div_ceil(self.batch_size).max(1)
+    }
+
+    /// What the schedule of a run on a training set of `n` samples depends on.
+    pub fn schedule_context(&self, n: usize) -> Context {
+        Context { total_steps: self.total_steps(n), steps_per_epoch: self.steps_per_epoch(n), seed: self.seed }
     }
 
     /// Total optimizer steps for a training set of `n` samples.

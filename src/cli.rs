@@ -36,10 +36,33 @@ pub enum Command {
     Schedules(SchedulesArgs),
 }
 
+/// Config keys set from the command line, checked like the file.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct OverrideArgs {
+    /// Set a config key as if the file said so: `--set train.epochs=5 --set schedule.alpha=0.01`
+    /// (repeatable; the value is TOML, a bare word is a string; dotted keys as in [sweep] grids).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// The same as `--set`, written after the file as Hydra users type them: `train.epochs=5`.
+    #[arg(value_name = "KEY=VALUE")]
+    pub bare: Vec<String>,
+}
+
+impl OverrideArgs {
+    /// The overrides in the order they apply (`--set` ones first), or why one is malformed.
+    pub fn overrides(&self) -> Result<Vec<crate::config::Override>, String> {
+        let set = self.set.iter().map(|a| crate::config::Override::parse(a, "--set"));
+        let bare = self.bare.iter().map(|a| crate::config::Override::parse(a, ""));
+        set.chain(bare).collect()
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ScheduleArgs {
     /// The experiment file (TOML with a [schedule] table).
     pub file: PathBuf,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
     /// Number of steps to show (rows 0..N-1); default: the run's total steps.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub steps: Option<u64>,
@@ -77,6 +100,8 @@ pub struct SchedulesArgs {
 pub struct RunArgs {
     /// The experiment file.
     pub file: PathBuf,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
     /// Root directory for results.
     #[arg(long, default_value = "experiments")]
     pub out: PathBuf,
@@ -202,6 +227,8 @@ pub struct RunOneArgs {
     /// The run's index in runs.json (Slurm's $SLURM_ARRAY_TASK_ID).
     #[arg(long)]
     pub index: usize,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
     /// CPU threads of the run (default: the planned config's [train] threads).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub threads: Option<u64>,

@@ -29,7 +29,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
 /// `--threads-per-run` (or `[sweep] threads_per_run`).
 pub fn load(args: &RunArgs) -> Result<(Experiment, data::Cache)> {
     let mut cache = data::Cache::default();
-    let mut exp = config::load_experiment(&args.file, &mut |spec| Ok(cache.get(spec)?.train.len))?;
+    let overrides = args.overrides.overrides().map_err(input_error)?;
+    let mut exp = config::load_experiment_with(&args.file, &overrides, &mut |spec| Ok(cache.get(spec)?.train.len))?;
     if let Some(m) = args.threads_per_run.or(exp.threads_per_run) {
         for r in &mut exp.runs {
             r.config.train.threads = m;

@@ -32,7 +32,8 @@ pub fn run(args: &RunOneArgs) -> Result<()> {
             dir.display()
         )));
     }
-    let mut config = config::load(&path)?;
+    let overrides = args.overrides.overrides().map_err(input_error)?;
+    let mut config = config::load_with(&path, &overrides)?;
     let threads = args.threads.unwrap_or(config.train.threads);
     config.train.threads = threads;
     let task = match (std::env::var("SLURM_ARRAY_JOB_ID"), std::env::var("SLURM_ARRAY_TASK_ID")) {

@@ -13,7 +13,8 @@ use std::path::Path;
 
 pub fn run(args: &ScheduleArgs) -> Result<()> {
     let mut cache = data::Cache::default();
-    let exp = config::load_experiment(&args.file, &mut |spec| Ok(cache.get(spec)?.train.len))?;
+    let overrides = args.overrides.overrides().map_err(UsageError)?;
+    let exp = config::load_experiment_with(&args.file, &overrides, &mut |spec| Ok(cache.get(spec)?.train.len))?;
     let cfg = match (&args.run, exp.runs.as_slice()) {
         (None, [only]) => &only.config,
         (Some(name), runs) => match runs.iter().find(|r| &r.info.name == name) {

@@ -43,7 +43,7 @@ fn text(kinds: &[KindDoc], warmup: &[ParamDoc]) -> String {
     }
     let _ = writeln!(out, "Every kind also accepts a warmup in front of it:");
     rows(&mut out, warmup);
-    let _ = writeln!(out, "\n{}", RUN_LENGTHS.replace('`', "").replace('\n', "\n"));
+    let _ = writeln!(out, "\n{}", RUN_LENGTHS.replace('`', ""));
     out
 }
 

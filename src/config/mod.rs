@@ -4,13 +4,15 @@
 //! what would be accepted.
 
 mod error;
+mod overrides;
 mod reader;
 mod sweep;
 mod tree;
 
 pub use error::ConfigError;
+pub use overrides::Override;
 pub use reader::{Source, TableReader, read_schedule};
-pub use sweep::{Experiment, PlannedRun, RunInfo, load_experiment, parse_experiment};
+pub use sweep::{Experiment, PlannedRun, RunInfo, load_experiment, load_experiment_with, parse_experiment};
 pub use tree::{Entry, Node, Spanned, Table};
 
 use crate::data::{DatasetSpec, SOURCES};
@@ -119,10 +121,24 @@ pub fn load(path: &Path) -> Result<ExperimentConfig, ConfigError> {
     parse(path, &text)
 }
 
+/// [`load`] with command-line overrides written over the file.
+pub fn load_with(path: &Path, overrides: &[Override]) -> Result<ExperimentConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::whole_file(path, format!("cannot read the config file: {e}")))?;
+    parse_with(path, &text, overrides)
+}
+
 /// Validates the experiment in `text`, whose errors will name `path`. A file with a
 /// `[sweep]` table is refused here: [`load_experiment`] expands it.
 pub fn parse(path: &Path, text: &str) -> Result<ExperimentConfig, ConfigError> {
-    let table = parse_tree(path, text)?;
+    parse_with(path, text, &[])
+}
+
+/// [`parse`] with command-line overrides written over the file.
+pub fn parse_with(path: &Path, text: &str, overrides: &[Override]) -> Result<ExperimentConfig, ConfigError> {
+    let mut table = parse_tree(path, text)?;
+    let combined = overrides::apply(path, text, &mut table, overrides)?;
+    let text = combined.as_str();
     if let Some(e) = table.get("sweep") {
         return Err(ConfigError::at(
             path,

@@ -5,7 +5,7 @@
 
 use super::reader::{Source, TableReader};
 use super::tree::{Entry, Node, Spanned, Table};
-use super::{ConfigError, ExperimentConfig, check_name, default_name, parse_table, parse_tree};
+use super::{ConfigError, ExperimentConfig, Override, check_name, default_name, parse_table, parse_tree};
 use crate::data::DatasetSpec;
 use crate::params::{ParamSource, Rule};
 use crate::schedule::{FairValue, KINDS, SEED_DECAYS, fair_params};
@@ -70,13 +70,36 @@ pub fn load_experiment(path: &Path, train_len: &mut dyn FnMut(&DatasetSpec) -> R
     parse_experiment(path, &text, train_len)
 }
 
+/// [`load_experiment`] with command-line overrides written over the file (before a
+/// `[sweep]` expands it, so `sweep.seeds=[1,2]` works too).
+pub fn load_experiment_with(
+    path: &Path,
+    overrides: &[Override],
+    train_len: &mut dyn FnMut(&DatasetSpec) -> Result<usize>,
+) -> Result<Experiment> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::whole_file(path, format!("cannot read the config file: {e}")))?;
+    parse_experiment_with(path, &text, overrides, train_len)
+}
+
 /// [`load_experiment`] on text already read.
 pub fn parse_experiment(
     path: &Path,
     text: &str,
     train_len: &mut dyn FnMut(&DatasetSpec) -> Result<usize>,
 ) -> Result<Experiment> {
-    let table = parse_tree(path, text)?;
+    parse_experiment_with(path, text, &[], train_len)
+}
+
+fn parse_experiment_with(
+    path: &Path,
+    text: &str,
+    overrides: &[Override],
+    train_len: &mut dyn FnMut(&DatasetSpec) -> Result<usize>,
+) -> Result<Experiment> {
+    let mut table = parse_tree(path, text)?;
+    let combined = super::overrides::apply(path, text, &mut table, overrides)?;
+    let text = combined.as_str();
     let src = Source { file: path, text };
     let Some(sweep_entry) = table.get("sweep") else {
         let config = parse_table(path, text, &table)?;

@@ -64,6 +64,42 @@ pub fn parse(source: &str) -> Result<Table, (String, Option<Range<usize>>)> {
     Ok(from_table(doc.as_table()))
 }
 
+/// Parses one TOML value (`5`, `[1, 2]`, `"x"`, `{ a = 1 }`) whose text starts at byte
+/// `at` of a larger source; its spans point into that source.
+pub fn parse_value(value: &str, at: usize) -> Result<Spanned, String> {
+    const PREFIX: &str = "v = ";
+    let doc = toml_edit::Document::parse(format!("{PREFIX}{value}")).map_err(|e| e.message().trim().to_string())?;
+    let Some(toml_edit::Item::Value(v)) = doc.as_table().get("v") else {
+        return Err("expected a value".into());
+    };
+    if doc.as_table().len() != 1 {
+        return Err("expected one value".into());
+    }
+    let mut spanned = from_value(v);
+    shift(&mut spanned, at as isize - PREFIX.len() as isize);
+    Ok(spanned)
+}
+
+/// Moves every span of `s` by `by` bytes.
+fn shift(s: &mut Spanned, by: isize) {
+    let mv = |r: &mut Option<Range<usize>>| {
+        if let Some(r) = r {
+            *r = (r.start as isize + by).max(0) as usize..(r.end as isize + by).max(0) as usize;
+        }
+    };
+    mv(&mut s.span);
+    match &mut s.value {
+        Node::Array(items) => items.iter_mut().for_each(|i| shift(i, by)),
+        Node::Table(t) => {
+            for e in &mut t.entries {
+                mv(&mut e.key_span);
+                shift(&mut e.value, by);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn from_table(t: &toml_edit::Table) -> Table {
     let entries = t
         .iter()

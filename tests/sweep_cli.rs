@@ -238,16 +238,50 @@ fn a_second_sweep_on_the_same_directory_is_refused_while_the_first_lives() {
     let cfg = config(dir.path(), "grid", GRID);
     let exp = dir.path().join("out/grid");
     fs::create_dir_all(&exp).unwrap();
-    // A live process (this test) holds the lock.
-    fs::write(exp.join(".runner.lock"), format!("{} 0\n", std::process::id())).unwrap();
+    // A live process (this test) holds the lock: an OS file lock on .runner.lock.
+    fs::write(exp.join(".runner.lock"), format!("{} 0 testhost\n", std::process::id())).unwrap();
+    let held = fs::File::open(exp.join(".runner.lock")).unwrap();
+    held.lock().unwrap();
     sweep(&cfg, &dir.path().join("out")).arg("--quiet").assert().code(2).stderr(predicate::str::contains(format!(
-        "is being written by another runner (process {})",
+        "is being written by another runner (process {} on testhost)",
         std::process::id()
     )));
-    // A dead one does not.
-    fs::write(exp.join(".runner.lock"), "4294967 1\n").unwrap();
+    // A lock file whose process died (the kernel released its lock) does not.
+    drop(held);
+    fs::write(exp.join(".runner.lock"), "4294967 1 elsewhere\n").unwrap();
     sweep(&cfg, &dir.path().join("out")).arg("--quiet").assert().success();
     assert!(!exp.join(".runner.lock").exists());
+}
+
+#[test]
+fn two_sweeps_started_at_the_same_instant_never_both_run() {
+    let dir = TempDir::new().unwrap();
+    // Runs long enough (about a second in all) that the two processes overlap.
+    let cfg = config(dir.path(), "grid", &GRID.replace("epochs = 2", "epochs = 10"));
+    for attempt in 0..4 {
+        let out = dir.path().join(format!("out{attempt}"));
+        let spawn = || {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+                .arg("run")
+                .arg(&cfg)
+                .args(["--quiet", "--out"])
+                .arg(&out)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        let mut codes = [a.status.code(), b.status.code()];
+        codes.sort();
+        assert_eq!(codes, [Some(0), Some(2)], "one runs, the other is refused: {:?} {:?}", a, b);
+        let refused = if a.status.code() == Some(2) { &a } else { &b };
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("is being written by another runner"));
+        // The one that ran finished every run, untouched by the other.
+        let rows = csv_rows(&out.join("grid/summary.csv"));
+        assert_eq!(column(&rows, "status"), ["completed"; 4]);
+    }
 }
 
 #[test]

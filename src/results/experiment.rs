@@ -193,10 +193,15 @@ fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     Ok(reader.deserialize().map_while(|r| r.ok()).collect())
 }
 
-/// The lock file that marks an experiment directory as being written by a live process.
-/// A lock left by a dead process (killed, machine restarted) is taken over.
+/// The lock that keeps two runners from writing one experiment directory: an OS file lock
+/// (`flock`) on `.runner.lock`, taken atomically, held as long as the process lives and
+/// released by the kernel when it dies (so a killed process leaves no stale lock). Linux
+/// NFSv4, Lustre and GPFS (with flock support) hold it across hosts. The file also says
+/// who holds it (process id, start time, host), for the refusal message.
 pub struct ExperimentLock {
     path: PathBuf,
+    // Declared after `path`: dropped (unlocked) after the file is removed in `drop`.
+    _file: fs::File,
 }
 
 const LOCK: &str = ".runner.lock";
@@ -214,30 +219,63 @@ impl ExperimentLock {
     }
 
     fn acquire_named(dir: &Path, name: &str) -> Result<ExperimentLock> {
+        use std::fs::TryLockError;
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(name);
-        for _ in 0..3 {
-            match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    writeln!(f, "{} {}", std::process::id(), start_time(std::process::id()).unwrap_or(0))?;
-                    return Ok(ExperimentLock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if let Some(pid) = Self::lock_holder(&path) {
-                        return Err(input_error(format!(
-                            "{} is being written by another runner (process {pid}); wait for it to finish, or stop it. \
-                             If no such process is running, delete {}",
-                            dir.display(),
-                            path.display()
-                        )));
+        let mut busy = 0;
+        for _ in 0..200 {
+            let mut file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .with_context(|| format!("cannot create the lock {}", path.display()))?;
+            match file.try_lock() {
+                Ok(()) => {
+                    // The holder we raced may have removed the file before unlocking it:
+                    // only a lock on the file the path names now counts.
+                    if !same_file(&file, &path) {
+                        continue;
                     }
-                    // Stale: its process is gone.
-                    let _ = fs::remove_file(&path);
+                    file.set_len(0)?;
+                    writeln!(
+                        file,
+                        "{} {} {}",
+                        std::process::id(),
+                        start_time(std::process::id()).unwrap_or(0),
+                        super::host_name()
+                    )?;
+                    file.sync_all()?;
+                    return Ok(ExperimentLock { path, _file: file });
                 }
-                Err(e) => return Err(e).with_context(|| format!("cannot create the lock {}", path.display())),
+                // A reader's brief look (`holder`) or a holder on its way out: try again
+                // for a moment before refusing.
+                Err(TryLockError::WouldBlock) if busy < 10 => {
+                    busy += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    let who = fs::read_to_string(&path).unwrap_or_default();
+                    let mut parts = who.split_whitespace();
+                    let pid = parts.next().unwrap_or("?");
+                    let host = parts.nth(1).map_or(String::new(), |h| format!(" on {h}"));
+                    return Err(input_error(format!(
+                        "{} is being written by another runner (process {pid}{host}); wait for it to finish, or stop it",
+                        dir.display()
+                    )));
+                }
+                Err(TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "cannot lock {} (the file system must support file locks, as local disks, NFSv4 and Lustre do)",
+                            path.display()
+                        )
+                    });
+                }
             }
         }
-        Err(input_error(format!("cannot lock {}: another runner keeps taking it", dir.display())))
+        Err(input_error(format!("cannot lock {}: other runners keep taking it", dir.display())))
     }
 
     /// The process id of a live process holding a lock of `dir` (the experiment's or a
@@ -256,12 +294,37 @@ impl ExperimentLock {
         })
     }
 
+    /// The process id written in the lock at `path` when some process holds it (0 when
+    /// it has not written its id yet); `None` when nobody does.
     fn lock_holder(path: &Path) -> Option<u32> {
-        let text = fs::read_to_string(path).ok()?;
-        let mut parts = text.split_whitespace();
-        let pid: u32 = parts.next()?.parse().ok()?;
-        let started: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        alive(pid, started).then_some(pid)
+        let file = fs::File::open(path).ok()?;
+        match file.try_lock_shared() {
+            Ok(()) => {
+                let _ = file.unlock();
+                None
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let text = fs::read_to_string(path).unwrap_or_default();
+                Some(text.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(0))
+            }
+            // A file system without locks: fall back to the process id it names.
+            Err(std::fs::TryLockError::Error(_)) => {
+                let text = fs::read_to_string(path).ok()?;
+                let mut parts = text.split_whitespace();
+                let pid: u32 = parts.next()?.parse().ok()?;
+                let started: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                alive(pid, started).then_some(pid)
+            }
+        }
+    }
+}
+
+/// Whether the open `file` is the one `path` names now.
+fn same_file(file: &fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -303,10 +366,11 @@ mod tests {
         assert!(ExperimentLock::acquire(dir.path()).is_err());
         drop(lock);
         assert!(!dir.path().join(LOCK).exists());
-        // A process id that cannot be running.
-        fs::write(dir.path().join(LOCK), "4294967 1\n").unwrap();
+        // A lock file whose process is gone (killed: the kernel released its lock).
+        fs::write(dir.path().join(LOCK), "4294967 1 elsewhere\n").unwrap();
         assert_eq!(ExperimentLock::holder(dir.path()), None);
         let _again = ExperimentLock::acquire(dir.path()).unwrap();
+        assert_eq!(ExperimentLock::holder(dir.path()), Some(std::process::id()));
     }
 
     #[test]

@@ -63,8 +63,8 @@ pub struct ScheduleArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub overrides: OverrideArgs,
-    /// Number of steps to show (rows 0..N-1); default: the run's total steps.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Number of steps to show (rows 0..N-1, at most 10,000,000); default: the run's total steps.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub steps: Option<u64>,
     /// Optimizer steps per epoch, for `epoch` in expression schedules; default: the run's.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]

@@ -47,7 +47,7 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let jobs = args.jobs.or(exp.jobs).unwrap_or((cores / threads).max(1)).min(selected.len().max(1) as u64);
     let dir = args.out.join(&exp.name);
-    print_schedule_warnings(&selected, &mut cache)?;
+    check_schedules(&selected, &mut cache)?;
     if args.dry_run {
         return dry_run(exp, &selected, &dir, jobs, threads, args.force, &mut cache);
     }
@@ -224,17 +224,35 @@ fn announce_replaced(dir: &Path, runs: &[&PlannedRun], quiet: bool) {
     }
 }
 
-/// Prints where a schedule does not fit its run, once per variant (its seeds share the
-/// schedule and the run's length), on stderr.
-pub fn print_schedule_warnings(runs: &[&PlannedRun], cache: &mut data::Cache) -> Result<()> {
-    let mut seen: Vec<(&str, String)> = Vec::new();
+/// Steps of a variant checked for a rate that is not a finite number >= 0 before anything
+/// starts (a formula costs about a microsecond a step; beyond these, the trainer checks
+/// each step and fails the run).
+const PRECHECK_STEPS: u64 = 200_000;
+
+/// Refuses a run whose schedule gives a rate that is not a finite number >= 0, and prints
+/// where a schedule does not fit its run, once per variant (its seeds share the schedule
+/// and the run's length), on stderr.
+pub fn check_schedules(runs: &[&PlannedRun], cache: &mut data::Cache) -> Result<()> {
+    let mut done: Vec<&str> = Vec::new();
     for r in runs {
+        // Seeds of a variant share its schedule and its run's length.
+        if done.contains(&r.info.variant.as_str()) {
+            continue;
+        }
+        done.push(&r.info.variant);
         let len = cache.get(&r.config.dataset)?.train.len;
+        r.config.train.check_length(len).map_err(|why| input_error(format!("{}: {why}", r.info.name)))?;
+        let ctx = r.config.train.schedule_context(len);
+        if let Some((step, lr)) =
+            crate::schedule::first_bad_rate(&*r.config.schedule.build(&ctx), ctx.total_steps.min(PRECHECK_STEPS))
+        {
+            return Err(input_error(format!(
+                "{}: the schedule gives lr = {lr} at step {step}; a learning rate must be a finite number",
+                r.info.name
+            )));
+        }
         for w in r.config.schedule_warnings(len) {
-            if !seen.iter().any(|(v, s)| *v == r.info.variant && *s == w) {
-                eprintln!("warning: {}: {w}", r.info.variant);
-                seen.push((&r.info.variant, w));
-            }
+            eprintln!("warning: {}: {w}", r.info.variant);
         }
     }
     Ok(())

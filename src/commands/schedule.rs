@@ -48,9 +48,17 @@ pub fn run(args: &ScheduleArgs) -> Result<()> {
         Some(cache.get(&cfg.dataset)?.train.len)
     };
     let run_total = match len {
-        Some(n) => cfg.train.total_steps(n),
+        Some(n) => cfg.train.check_length(n).map_err(|why| UsageError(format!("{}: {why}", args.file.display())))?,
         None => cfg.train.steps.or(args.steps).unwrap_or(1),
     };
+    const MAX_ROWS: u64 = 10_000_000;
+    if args.steps.is_none() && run_total > MAX_ROWS {
+        return Err(UsageError(format!(
+            "{}: the run is {run_total} steps, more rows than `runner schedule` prints ({MAX_ROWS}); pass --steps N",
+            args.file.display()
+        ))
+        .into());
+    }
     let steps = args.steps.unwrap_or(run_total);
     let steps_per_epoch = args.steps_per_epoch.unwrap_or_else(|| len.map_or(1, |n| cfg.train.steps_per_epoch(n)));
     let ctx = Context { total_steps: run_total, steps_per_epoch, seed: args.seed.unwrap_or(cfg.train.seed) };
@@ -89,6 +97,13 @@ pub fn run(args: &ScheduleArgs) -> Result<()> {
             let mut points = Vec::with_capacity(steps as usize);
             for step in 0..steps {
                 let lr = schedule.lr(step);
+                if !lr.is_finite() {
+                    return Err(UsageError(format!(
+                        "{}: the schedule gives lr = {lr} at step {step}; a learning rate must be a finite number",
+                        args.file.display()
+                    ))
+                    .into());
+                }
                 writeln!(csv, "{step},{lr}")?;
                 points.push((step as f64, lr));
             }

@@ -166,7 +166,7 @@ fn parse_table(path: &Path, text: &str, table: &Table) -> Result<ExperimentConfi
             check_name(&name).map_err(|why| top.error_at(span, "name", why))?;
             name
         }
-        None => default_name(path),
+        None => checked_default_name(path)?,
     };
     let Some(mut schedule_table) = top.table("schedule")? else {
         return Err(ConfigError::whole_file(
@@ -248,15 +248,41 @@ fn default_name(path: &Path) -> String {
     path.file_stem().map_or_else(|| "experiment".to_string(), |s| s.to_string_lossy().into_owned())
 }
 
+/// The file stem as the experiment's name, refused (exit 2) when it cannot be one: a file
+/// named `...toml` has the stem `..`, which would put results in the parent of `--out`.
+fn checked_default_name(path: &Path) -> Result<String, ConfigError> {
+    let name = default_name(path);
+    check_name(&name).map_err(|why| {
+        ConfigError::whole_file(
+            path,
+            format!(
+                "the experiment is named after the file when it has no `name`, and the file's stem {why}; \
+                 add e.g. name = \"my_experiment\" at the top of the file"
+            ),
+        )
+    })?;
+    Ok(name)
+}
+
+/// The longest name a run or experiment may have (a directory name; most file systems
+/// allow 255 bytes, and run names grow with swept values).
+pub const MAX_NAME_LEN: usize = 100;
+
 /// A name becomes a directory: keep it to one safe path component.
-fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name != "."
         && name != ".."
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("must be a non-empty name of letters, digits, '-', '_' or '.', found \"{name}\""))
+    if !ok {
+        return Err(format!("must be a non-empty name of letters, digits, '-', '_' or '.', found \"{name}\""));
     }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "must be at most {MAX_NAME_LEN} characters (it names a directory), found {} (\"{}...\")",
+            name.len(),
+            &name[..20]
+        ));
+    }
+    Ok(())
 }

@@ -77,6 +77,17 @@ pub fn apply(path: &Path, text: &str, table: &mut Table, overrides: &[Override])
         let segments: Vec<&str> = o.key.split('.').collect();
         set(table, &segments, value, key_span.clone())
             .map_err(|why| ConfigError::at(path, &combined, Some(key_span), Some(o.key.clone()), why))?;
+        // A run's length is one of the two: setting one replaces the other.
+        let other = match o.key.as_str() {
+            "train.steps" => Some("epochs"),
+            "train.epochs" => Some("steps"),
+            _ => None,
+        };
+        if let (Some(other), Some(Entry { value: Spanned { value: Node::Table(train), .. }, .. })) =
+            (other, table.entries.iter_mut().find(|e| e.key == "train"))
+        {
+            train.entries.retain(|e| e.key != other);
+        }
     }
     Ok(combined)
 }

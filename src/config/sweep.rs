@@ -19,6 +19,9 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 use std::path::Path;
 
+/// The most runs one sweep may expand into (checked before expanding it).
+pub const MAX_RUNS: u64 = 100_000;
+
 /// Every run a file describes: one for a plain experiment, the expansion of `[sweep]`.
 #[derive(Debug, Clone)]
 pub struct Experiment {
@@ -245,6 +248,12 @@ impl SweepSpec {
             Some(_) => {
                 let seeds = r.counts("seeds", &[], 0, "training seeds; every variant runs once per seed")?;
                 r.check(!seeds.is_empty(), "seeds", || "must list at least one seed".into())?;
+                if let Some(i) = (1..seeds.len()).find(|&i| seeds[..i].contains(&seeds[i])) {
+                    return Err(r.invalid(
+                        "seeds",
+                        format!("lists seed {} twice; each seed runs every variant once, so list it once", seeds[i]),
+                    ));
+                }
                 Some(seeds)
             }
         };
@@ -462,7 +471,18 @@ fn read_axis(path: String, e: &Entry, span: Option<Range<usize>>, src: Source<'_
     }
     let usage = "must be a non-empty list of values, or a range: { log_uniform = [low, high] }, { uniform = [low, high] } or { choice = [a, b, ...] }";
     let values = match &e.value.value {
-        Node::Array(items) if !items.is_empty() => Values::Grid(items.clone()),
+        Node::Array(items) if !items.is_empty() => {
+            // The same value twice would run the same runs twice under one name.
+            for (i, item) in items.iter().enumerate() {
+                if items[..i].iter().any(|earlier| earlier.value == item.value) {
+                    return Err(err(
+                        item.span.clone(),
+                        format!("lists {} twice; every value of a grid must differ", value_text(&item.value, false)),
+                    ));
+                }
+            }
+            Values::Grid(items.clone())
+        }
         Node::Table(t) if is_range(t) => {
             let r = &t.entries[0];
             let items = match &r.value.value {
@@ -526,6 +546,29 @@ fn expand(
     };
     let grid: Vec<&Axis> = spec.axes.iter().filter(|a| !a.is_random()).collect();
     let random: Vec<&Axis> = spec.axes.iter().filter(|a| a.is_random()).collect();
+    // Count before expanding: a 12-key grid or samples = 10^8 must be refused, not built.
+    let factors: Vec<(String, u64)> = std::iter::once(("schedules".to_string(), spec.schedules.len().max(1) as u64))
+        .chain(grid.iter().map(|a| {
+            let Values::Grid(values) = &a.values else { unreachable!() };
+            (format!("\"{}\"", a.path), values.len() as u64)
+        }))
+        .chain(std::iter::once(("samples".to_string(), spec.samples.unwrap_or(1))))
+        .chain(std::iter::once(("seeds".to_string(), spec.seeds.as_ref().map_or(1, |s| s.len() as u64))))
+        .collect();
+    let total = factors.iter().try_fold(1u64, |acc, (_, n)| acc.checked_mul(*n));
+    if total.is_none_or(|t| t > MAX_RUNS) {
+        let shown: Vec<String> = factors.iter().filter(|(_, n)| *n > 1).map(|(k, n)| format!("{n} {k}")).collect();
+        return Err(ConfigError::whole_file(
+            path,
+            format!(
+                "[sweep] expands to {} runs ({}), more than the {MAX_RUNS} one sweep may hold; split it into several \
+                 sweeps, or use fewer values, samples or seeds",
+                total.map_or_else(|| "more than 2^64".to_string(), |t| t.to_string()),
+                shown.join(" x ")
+            ),
+        )
+        .into());
+    }
     // Every combination of grid values, as one value index per grid axis.
     let mut combos: Vec<Vec<usize>> = vec![Vec::new()];
     for axis in &grid {

@@ -23,6 +23,12 @@ fn pair(dir: &Path, prefix: &str) -> Result<(Table, (usize, usize, usize))> {
         [n, r, c] => (n, r, c),
         _ => return Err(input_error(format!("{}: expected 3 dimensions", images_path.display()))),
     };
+    if rows == 0 || cols == 0 {
+        return Err(input_error(format!(
+            "{}: images of {rows}x{cols} pixels hold nothing to learn from; expected e.g. 28x28",
+            images_path.display()
+        )));
+    }
     if ldims[0] != n {
         return Err(input_error(format!(
             "{} holds {} labels but {} holds {n} images",
@@ -45,38 +51,62 @@ fn find(dir: &Path, name: &str) -> Result<PathBuf> {
     Err(input_error(format!("{}: no {name} or {name}.gz (MNIST-format IDX files)", dir.display())))
 }
 
+/// The most data an IDX file may promise (4 GiB: MNIST's training images are 47 MB).
+pub const MAX_IDX_BYTES: u64 = 4 << 30;
+
 /// Reads an unsigned-byte IDX file: magic `0x00 0x00 0x08 ndim`, big-endian u32 sizes, data.
+/// A gzipped file is inflated as a stream and never past what its header promises (plus
+/// one byte, to notice a longer file), so a gzip bomb costs nothing.
 fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>)> {
     let shown = path.display();
-    let raw = std::fs::read(path).map_err(|e| input_error(format!("cannot read {shown}: {e}")))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| input_error(format!("{shown}: not a valid gzip file: {e}")))?;
-        out
-    } else {
-        raw
+    let file = std::fs::File::open(path).map_err(|e| input_error(format!("cannot read {shown}: {e}")))?;
+    let mut raw = std::io::BufReader::new(file);
+    let gzipped = {
+        let head =
+            std::io::BufRead::fill_buf(&mut raw).map_err(|e| input_error(format!("cannot read {shown}: {e}")))?;
+        head.starts_with(&[0x1f, 0x8b])
     };
-    let be = |i: usize| bytes.get(i..i + 4).map(|b| u32::from_be_bytes(b.try_into().unwrap()));
-    let found = be(0).ok_or_else(|| input_error(format!("{shown}: too short to be an IDX file")))?;
+    let mut reader: Box<dyn Read> = if gzipped { Box::new(flate2::read::GzDecoder::new(raw)) } else { Box::new(raw) };
+    let bad_read = |e: std::io::Error| {
+        if gzipped {
+            input_error(format!("{shown}: not a valid gzip file: {e}"))
+        } else {
+            input_error(format!("cannot read {shown}: {e}"))
+        }
+    };
+    let mut word = [0u8; 4];
+    let mut read_word = |reader: &mut Box<dyn Read>, what: &str| -> Result<u32> {
+        let mut got = 0;
+        while got < 4 {
+            match reader.read(&mut word[got..]).map_err(bad_read)? {
+                0 => return Err(input_error(format!("{shown}: {what}"))),
+                n => got += n,
+            }
+        }
+        Ok(u32::from_be_bytes(word))
+    };
+    let found = read_word(&mut reader, "too short to be an IDX file")?;
     if found != magic {
         return Err(input_error(format!(
             "{shown}: not an IDX file of unsigned bytes (magic {found:#010x}, expected {magic:#010x})"
         )));
     }
     let ndim = (magic & 0xff) as usize;
-    let dims: Vec<usize> = (0..ndim)
-        .map(|d| be(4 + 4 * d).map(|v| v as usize))
-        .collect::<Option<_>>()
-        .ok_or_else(|| input_error(format!("{shown}: header is cut short")))?;
-    let start = 4 + 4 * ndim;
-    let len: usize = dims.iter().product();
-    if bytes.len() != start + len {
+    let dims: Vec<usize> =
+        (0..ndim).map(|_| read_word(&mut reader, "header is cut short").map(|v| v as usize)).collect::<Result<_>>()?;
+    let len = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64)).filter(|&l| l <= MAX_IDX_BYTES);
+    let Some(len) = len else {
         return Err(input_error(format!(
-            "{shown}: header promises {len} bytes of data, file holds {}",
-            bytes.len() - start
+            "{shown}: header promises {} bytes of data, more than the {} GiB this runner reads",
+            dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" x "),
+            MAX_IDX_BYTES >> 30
         )));
+    };
+    let mut data = Vec::with_capacity(len.min(1 << 26) as usize);
+    reader.take(len + 1).read_to_end(&mut data).map_err(bad_read)?;
+    if data.len() as u64 != len {
+        let held = if data.len() as u64 > len { "more".to_string() } else { data.len().to_string() };
+        return Err(input_error(format!("{shown}: header promises {len} bytes of data, file holds {held}")));
     }
-    Ok((dims, bytes[start..].to_vec()))
+    Ok((dims, data))
 }

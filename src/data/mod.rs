@@ -13,6 +13,7 @@ mod synthetic;
 
 pub use spec::{DatasetSpec, SOURCES, SourceSpec, Task};
 
+use crate::error::input_error;
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use std::sync::Arc;
@@ -56,25 +57,66 @@ pub struct Dataset {
     pub validation: Split,
 }
 
+/// The most classes a classification data set may have (one output each): a label of a
+/// million is far more likely a regression target or a wrong column than a class.
+pub const MAX_CLASSES: usize = 10_000;
+
 /// Loads and prepares the data set `spec` describes (its `seed` drives generation and splitting).
 pub fn prepare(spec: &DatasetSpec) -> Result<Arc<Dataset>> {
     let seed = spec.seed;
     let loaded = spec.source.load(seed)?;
-    let (mut train, mut validation) = match loaded.validation {
-        Some(v) => (loaded.table, v),
-        None => split::split(&loaded.table, spec.validation_split, spec.source.task(), seed),
-    };
-    if spec.standardize {
-        split::standardize(&mut train, &mut validation);
-    }
     let task = spec.source.task();
+    let name = spec.source.kind();
+    let rows = loaded.table.rows();
+    if rows == 0 {
+        return Err(input_error(format!("the {name} data set holds no samples")));
+    }
+    if loaded.table.cols == 0 {
+        return Err(input_error(format!("the {name} data set's samples have no features")));
+    }
     let classes = match task {
         Task::Classification => {
-            let max = train.y.iter().chain(&validation.y).fold(0f32, |m, &v| m.max(v));
-            max as usize + 1
+            let tables = std::iter::once(&loaded.table).chain(loaded.validation.as_ref());
+            let max = tables.flat_map(|t| t.y.iter()).fold(0f32, |m, &v| m.max(v));
+            if max >= MAX_CLASSES as f32 {
+                return Err(input_error(format!(
+                    "the {name} data set has a class label of {max}; labels are class indices 0 to {} (one output each). \
+                     For a numeric target use task = \"regression\"",
+                    MAX_CLASSES - 1
+                )));
+            }
+            let classes = max as usize + 1;
+            let present = loaded.table.y.iter().fold(vec![false; classes], |mut seen, &v| {
+                seen[v as usize] = true;
+                seen
+            });
+            if present.iter().filter(|p| **p).count() < 2 {
+                return Err(input_error(format!(
+                    "the {name} data set holds only one class ({max}); a classifier needs at least two"
+                )));
+            }
+            classes
         }
         Task::Regression => 1,
     };
+    let (mut train, mut validation) = match loaded.validation {
+        Some(v) => (loaded.table, v),
+        None => split::split(&loaded.table, spec.validation_split, task, seed),
+    };
+    if train.rows() == 0 || validation.rows() == 0 {
+        let (empty, other) = if train.rows() == 0 { ("training", "validation") } else { ("validation", "training") };
+        return Err(input_error(format!(
+            "the {name} data set's {empty} part is empty: its {rows} sample{} with validation_split = {} leave none for {empty} \
+             ({} {other}); use more samples or {} validation_split",
+            if rows == 1 { "" } else { "s" },
+            spec.validation_split,
+            if empty == "training" { validation.rows() } else { train.rows() },
+            if empty == "training" { "a smaller" } else { "a larger" }
+        )));
+    }
+    if spec.standardize {
+        split::standardize(&mut train, &mut validation);
+    }
     Ok(Arc::new(Dataset {
         name: spec.source.kind().to_string(),
         task,

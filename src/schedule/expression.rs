@@ -39,6 +39,12 @@ impl Kind for Expression {
         p.check(!uses_lr0 || learning_rate.is_some(), "learning_rate", || {
             "is required because the formula uses lr0 (add learning_rate = ...)".to_string()
         })?;
+        // The first rate is known now; later ones are checked where the run's length is.
+        let ctx = Context { total_steps: 1, steps_per_epoch: 1, seed: 0 };
+        let first = Compiled { node, lr0: learning_rate.unwrap_or(0.0), ctx }.lr(0);
+        p.check(first.is_finite(), "formula", || {
+            format!("gives {first} at step 0; a learning rate must be a finite number")
+        })?;
         Ok(Expression { formula, learning_rate })
     }
 
@@ -51,6 +57,7 @@ impl Kind for Expression {
 /// Parses `formula`, refuses unknown names, and makes every literal a float so that
 /// `1/2` means 0.5 rather than integer division.
 fn compile(formula: &str) -> Result<Node, String> {
+    check_size(formula)?;
     let mut node =
         evalexpr::build_operator_tree::<DefaultNumericTypes>(formula).map_err(|e| format!("does not parse: {e}"))?;
     if let Some(name) = node.iter_variable_identifiers().find(|v| !VARIABLES.contains(v)) {
@@ -73,6 +80,44 @@ fn compile(formula: &str) -> Result<Node, String> {
         Ok(other) => Err(format!("must give a number, but gives {other}")),
         Err(e) => Err(format!("cannot be evaluated: {e}")),
     }
+}
+
+/// The longest formula accepted, in characters.
+pub const MAX_FORMULA_LEN: usize = 1000;
+/// The deepest nesting of parentheses accepted, and the longest run of operators in a row
+/// (`- - - x`): deeper formulas would only exhaust the parser's stack or time.
+pub const MAX_FORMULA_DEPTH: usize = 32;
+
+/// Refuses formulas too long or too deeply nested to be a schedule, before parsing them.
+fn check_size(formula: &str) -> Result<(), String> {
+    let len = formula.chars().count();
+    if len > MAX_FORMULA_LEN {
+        return Err(format!("is {len} characters long; a formula may have at most {MAX_FORMULA_LEN}"));
+    }
+    let (mut depth, mut deepest, mut ops, mut most_ops) = (0usize, 0usize, 0usize, 0usize);
+    for c in formula.chars() {
+        match c {
+            '(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if matches!(c, '+' | '-' | '*' | '/' | '^' | '%' | '!') {
+            ops += 1;
+            most_ops = most_ops.max(ops);
+        } else if !c.is_whitespace() {
+            ops = 0;
+        }
+    }
+    if deepest > MAX_FORMULA_DEPTH {
+        return Err(format!("nests parentheses {deepest} deep; a formula may nest at most {MAX_FORMULA_DEPTH}"));
+    }
+    if most_ops > MAX_FORMULA_DEPTH {
+        return Err(format!("has {most_ops} operators in a row; a formula may have at most {MAX_FORMULA_DEPTH}"));
+    }
+    Ok(())
 }
 
 fn floats_only(node: &mut Node) {

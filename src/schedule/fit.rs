@@ -23,8 +23,22 @@ pub fn fit_warnings(spec: &ScheduleSpec, ctx: &Context, path: &str) -> Vec<Strin
     }
     let inner = Context { total_steps: total - warm, ..*ctx };
     kind_warnings(&spec.kind, &inner, warm, path, &mut out);
+    let raw = spec.build_unclamped(ctx);
+    let negative: Vec<(u64, f64)> =
+        (0..total.min(NEGATIVE_SCAN)).map(|s| (s, raw.lr(s))).filter(|(_, lr)| *lr < 0.0).collect();
+    if let Some(&(step, lr)) = negative.first() {
+        out.push(format!(
+            "`{path}` goes below 0 at {} step{} of the run, first at step {step} (lr = {}); the rate is held at 0 there, as a negative rate would be gradient ascent",
+            negative.len(),
+            if negative.len() == 1 { "" } else { "s" },
+            rate(lr)
+        ));
+    }
     out
 }
+
+/// Steps scanned for negative rates (a formula costs about a microsecond a step).
+const NEGATIVE_SCAN: u64 = 200_000;
 
 /// A rate in a message: four decimals where they suffice.
 fn rate(x: f64) -> String {

@@ -70,6 +70,12 @@ pub trait Schedule: Send {
     }
 }
 
+/// The first of steps `0..steps` whose rate is not a finite number (a formula that divides
+/// by zero), with that rate.
+pub fn first_bad_rate(s: &dyn Schedule, steps: u64) -> Option<(u64, f64)> {
+    (0..steps).map(|step| (step, s.lr(step))).find(|(_, lr)| !lr.is_finite())
+}
+
 /// What a schedule may depend on besides its own parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Context {
@@ -189,8 +195,16 @@ impl ScheduleSpec {
         Some(Warmup::read(p).map(|warmup| ScheduleSpec { kind, warmup }))
     }
 
-    /// Builds the schedule for a run described by `ctx`.
+    /// Builds the schedule for a run described by `ctx`. A rate below zero (TF's noisy
+    /// linear cosine with its default noise, a formula) is held at 0: a negative rate would
+    /// be gradient ascent. [`fit_warnings`] says where that happens; NaN and infinities
+    /// pass through for the callers to refuse.
     pub fn build(&self, ctx: &Context) -> Box<dyn Schedule> {
+        Box::new(NonNegative(self.build_unclamped(ctx)))
+    }
+
+    /// [`ScheduleSpec::build`] without holding negative rates at 0.
+    pub fn build_unclamped(&self, ctx: &Context) -> Box<dyn Schedule> {
         match &self.warmup {
             None => self.kind.build(ctx),
             Some(w) => {
@@ -198,6 +212,24 @@ impl ScheduleSpec {
                 Box::new(w.wrap(self.kind.build(&inner_ctx)))
             }
         }
+    }
+}
+
+/// A schedule whose negative rates are held at 0.
+struct NonNegative(Box<dyn Schedule>);
+
+impl Schedule for NonNegative {
+    fn lr(&self, step: u64) -> f64 {
+        let lr = self.0.lr(step);
+        if lr < 0.0 { 0.0 } else { lr }
+    }
+
+    fn observe(&mut self, metric: f64) {
+        self.0.observe(metric)
+    }
+
+    fn monitor(&self) -> Option<&str> {
+        self.0.monitor()
     }
 }
 

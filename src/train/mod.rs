@@ -189,6 +189,9 @@ pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder, stop: 
                 break 'training;
             }
             let lr = schedule.lr(step);
+            if !lr.is_finite() {
+                bail!("the schedule gives lr = {lr} at step {step}; a learning rate must be a finite number");
+            }
             let (loss_value, mut grads) = if fused {
                 // The hot path of dense networks (src/model/fused.rs).
                 gather(&data.train.x, batch, &mut batch_x)?;

@@ -3,6 +3,9 @@
 use crate::params::{ParamSource, Rule};
 use crate::schedule::Context;
 
+/// The most optimizer steps a run may take (about three years at 100 steps a second).
+pub const MAX_STEPS: u64 = 10_000_000_000;
+
 /// Stop when the monitored metric has not improved for `patience` evaluations.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct EarlyStopping {
@@ -14,8 +17,9 @@ pub struct EarlyStopping {
 /// A validated `[train]` table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TrainSpec {
-    /// Epochs to train; ignored when `steps` is set.
-    pub epochs: u64,
+    /// Epochs to train; `None` exactly when `steps` is set (a run gives one of the two).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<u64>,
     pub batch_size: u64,
@@ -35,7 +39,7 @@ pub struct TrainSpec {
 impl Default for TrainSpec {
     fn default() -> Self {
         TrainSpec {
-            epochs: 30,
+            epochs: Some(30),
             steps: None,
             batch_size: 32,
             shuffle: true,
@@ -52,14 +56,20 @@ impl Default for TrainSpec {
 impl TrainSpec {
     /// Reads the `[train]` keys (the `early_stopping` sub-table is read by the caller).
     pub fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
-        Ok(TrainSpec {
-            epochs: p.steps("epochs", Some(30), 1, "passes over the training data")?,
-            steps: p.optional_steps(
+        let epochs = p.optional_steps("epochs", 1, "30, unless steps is given", "passes over the training data")?;
+        let steps =
+            p.optional_steps("steps", 1, "epochs * steps per epoch", "optimizer steps to train (instead of epochs)")?;
+        if epochs.is_some() && steps.is_some() {
+            return Err(p.invalid(
                 "steps",
-                1,
-                "epochs * steps per epoch",
-                "optimizer steps to train (instead of epochs)",
-            )?,
+                "is given with epochs; a run is as long as one of the two says, so give only one \
+                 (steps counts optimizer updates, epochs passes over the training data)"
+                    .into(),
+            ));
+        }
+        Ok(TrainSpec {
+            epochs: if steps.is_some() { None } else { Some(epochs.unwrap_or(30)) },
+            steps,
             batch_size: p.steps("batch_size", Some(32), 1, "samples per step")?,
             shuffle: p.flag("shuffle", true, "reshuffle the training data each epoch (seeded)")?,
             eval_every: p.optional_steps("eval_every", 1, "every epoch", "steps between evaluations")?,
@@ -91,9 +101,30 @@ impl TrainSpec {
         Context { total_steps: self.total_steps(n), steps_per_epoch: self.steps_per_epoch(n), seed: self.seed }
     }
 
-    /// Total optimizer steps for a training set of `n` samples.
+    /// Total optimizer steps for a training set of `n` samples (saturating; see
+    /// [`TrainSpec::check_length`] for the refusal of absurd lengths).
     pub fn total_steps(&self, n: usize) -> u64 {
-        self.steps.unwrap_or(self.epochs * self.steps_per_epoch(n))
+        self.steps.unwrap_or_else(|| self.epochs.unwrap_or(30).saturating_mul(self.steps_per_epoch(n)))
+    }
+
+    /// Refuses a run longer than [`MAX_STEPS`] (and an epoch count whose step count would
+    /// not even fit in 64 bits), saying which key made it so.
+    pub fn check_length(&self, n: usize) -> Result<u64, String> {
+        let total = match (self.steps, self.epochs) {
+            (Some(s), _) => Some(s),
+            (None, e) => e.unwrap_or(30).checked_mul(self.steps_per_epoch(n)),
+        };
+        match total {
+            Some(t) if t <= MAX_STEPS => Ok(t),
+            _ => Err(match self.steps {
+                Some(s) => format!("`train.steps` = {s} is more than the {MAX_STEPS} steps a run may take"),
+                None => format!(
+                    "`train.epochs` = {} of {} steps each is more than the {MAX_STEPS} steps a run may take",
+                    self.epochs.unwrap_or(30),
+                    self.steps_per_epoch(n)
+                ),
+            }),
+        }
     }
 }
 

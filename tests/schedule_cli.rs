@@ -154,8 +154,9 @@ fn writes_png_and_svg_charts_and_a_terminal_plot() {
         .args(["schedule", "configs/cosine.toml", "--steps", "10", "--out"])
         .arg(dir.path().join("lr.jpg"))
         .assert()
-        .code(1)
-        .stderr(predicate::str::contains("must end in .png or .svg"));
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("give a file name ending in .png or .svg"));
 }
 
 #[test]

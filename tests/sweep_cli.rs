@@ -89,8 +89,8 @@ fn a_bad_variant_is_reported_with_its_name_and_nothing_runs() {
 #[test]
 fn a_failing_and_a_diverging_run_do_not_stop_the_others() {
     let dir = TempDir::new().unwrap();
-    // The plateau schedule watches val_accuracy, which a regression data set does not have:
-    // that run fails when it starts. The huge rate diverges. The constant one completes.
+    // "blocked" fails when it starts: its directory's place is taken by a plain file. The
+    // huge rate diverges. The constant one completes.
     let body = r#"
 name = "mixed"
 [dataset]
@@ -103,10 +103,9 @@ name = "good"
 kind = "constant"
 learning_rate = 0.01
 [[sweep.schedule]]
-name = "watches_accuracy"
-kind = "reduce_on_plateau"
-learning_rate = 0.01
-monitor = "val_accuracy"
+name = "blocked"
+kind = "constant"
+learning_rate = 0.02
 [[sweep.schedule]]
 name = "huge"
 kind = "constant"
@@ -114,17 +113,44 @@ learning_rate = 1e12
 "#;
     let cfg = config(dir.path(), "mixed", body);
     let out = dir.path().join("out");
+    fs::create_dir_all(out.join("mixed")).unwrap();
+    fs::write(out.join("mixed/blocked"), "not a run directory").unwrap();
+    // The reason is printed even with --quiet.
     sweep(&cfg, &out)
         .arg("--quiet")
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("1 of 3 runs failed: watches_accuracy"));
+        .stderr(predicate::str::contains("1 of 3 runs failed:\n  blocked: cannot remove"));
     let rows = csv_rows(&out.join("mixed/summary.csv"));
-    assert_eq!(column(&rows, "run"), ["good", "watches_accuracy", "huge"]);
+    assert_eq!(column(&rows, "run"), ["good", "blocked", "huge"]);
     assert_eq!(column(&rows, "status"), ["completed", "failed", "diverged"]);
-    let failed: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(out.join("mixed/watches_accuracy/summary.json")).unwrap()).unwrap();
-    assert!(failed["error"].as_str().unwrap().contains("regression data set"), "{failed}");
+}
+
+#[test]
+fn a_variant_the_config_alone_dooms_stops_the_sweep_before_anything_runs() {
+    let dir = TempDir::new().unwrap();
+    // The plateau schedule watches val_accuracy, which a regression data set does not have.
+    let body = r#"
+name = "doomed"
+[dataset]
+kind = "sine"
+points = 200
+[[sweep.schedule]]
+name = "good"
+kind = "constant"
+learning_rate = 0.01
+[[sweep.schedule]]
+name = "watches_accuracy"
+kind = "reduce_on_plateau"
+learning_rate = 0.01
+monitor = "val_accuracy"
+"#;
+    let cfg = config(dir.path(), "doomed", body);
+    let out = dir.path().join("out");
+    sweep(&cfg, &out).arg("--quiet").assert().code(2).stderr(predicate::str::contains(
+        "watches_accuracy: `schedule.monitor` = \"val_accuracy\", but sine is a regression data set; watch val_loss or val_rmse",
+    ));
+    assert!(!out.exists());
 }
 
 /// Starts a sweep in the background and waits until `ready` holds for its output.

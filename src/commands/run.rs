@@ -110,7 +110,15 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
         &refresh,
     )?;
     board.close();
-    results::write_summary_csv(&results::read_experiment(&dir)?)?;
+    let mut view = results::read_experiment(&dir)?;
+    // A run that failed before it could write its directory shows as failed, not pending.
+    for (name, _) in &tally.unrecorded {
+        if let Some(r) = view.runs.iter_mut().find(|r| &r.info.name == name) {
+            r.status = "failed".into();
+        }
+    }
+    // Said after the runs' own failures, which matter more (on a full disk, both).
+    let summary_error = results::write_summary_csv(&view).err();
 
     if !args.quiet && !exp.is_sweep {
         eprintln!("results in {}; see `runner report {}`", dir.join(&selected[0].info.name).display(), dir.display());
@@ -144,12 +152,21 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
         .into());
     }
     if !tally.failed.is_empty() {
-        bail!(
-            "{} of {} runs failed: {} (each run's summary.json says why)",
-            tally.failed.len(),
-            selected.len(),
-            tally.failed.join(", ")
-        );
+        // The reasons, also under --quiet: an error always says why.
+        let why: Vec<String> = tally
+            .failed
+            .iter()
+            .map(|name| {
+                let recorded = results::read_summary(&dir.join(name)).and_then(|s| s.error);
+                let unrecorded = tally.unrecorded.iter().find(|(n, _)| n == name).map(|(_, e)| e.clone());
+                format!("\n  {name}: {}", recorded.or(unrecorded).unwrap_or_else(|| "see its summary.json".into()))
+            })
+            .collect();
+        let also = summary_error.map_or(String::new(), |e| format!("\nalso: {e:#}"));
+        bail!("{} of {} runs failed:{}{also}", tally.failed.len(), selected.len(), why.concat());
+    }
+    if let Some(e) = summary_error {
+        return Err(e);
     }
     Ok(())
 }
@@ -242,6 +259,8 @@ pub fn check_schedules(runs: &[&PlannedRun], cache: &mut data::Cache) -> Result<
         done.push(&r.info.variant);
         let len = cache.get(&r.config.dataset)?.train.len;
         r.config.train.check_length(len).map_err(|why| input_error(format!("{}: {why}", r.info.name)))?;
+        crate::train::check(&r.config.run_spec(), &*cache.get(&r.config.dataset)?)
+            .map_err(|why| input_error(format!("{}: {why}", r.info.name)))?;
         let ctx = r.config.train.schedule_context(len);
         if let Some((step, lr)) =
             crate::schedule::first_bad_rate(&*r.config.schedule.build(&ctx), ctx.total_steps.min(PRECHECK_STEPS))

@@ -12,6 +12,16 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 pub fn run(args: &ScheduleArgs) -> Result<()> {
+    if let Some(out) = &args.out {
+        let ext = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        if !matches!(ext.as_deref(), Some("png" | "svg")) {
+            return Err(UsageError(format!(
+                "--out {}: a chart is written as PNG or SVG; give a file name ending in .png or .svg",
+                out.display()
+            ))
+            .into());
+        }
+    }
     let mut cache = data::Cache::default();
     let overrides = args.overrides.overrides().map_err(UsageError)?;
     let exp = config::load_experiment_with(&args.file, &overrides, &mut |spec| Ok(cache.get(spec)?.train.len))?;

@@ -75,6 +75,28 @@ impl ExperimentConfig {
     }
 }
 
+/// The text of the config file at `path`; a file that is not UTF-8 is refused at the
+/// line and column of its first bad byte.
+pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| ConfigError::whole_file(path, format!("cannot read the config file: {e}")))?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let shown = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let byte = e.as_bytes()[at];
+            Err(ConfigError::at(
+                path,
+                &shown,
+                Some(at..at + 1),
+                None,
+                format!("is not valid UTF-8: byte {byte:#04x} at offset {at}; save the file as UTF-8"),
+            ))
+        }
+    }
+}
+
 /// 16 hex digits of the SHA-256 of `text`.
 pub fn hash_text(text: &str) -> String {
     use sha2::Digest;
@@ -116,15 +138,13 @@ pub fn changed_keys(old: &str, new: &str) -> Vec<String> {
 
 /// Reads and validates the experiment file at `path`.
 pub fn load(path: &Path) -> Result<ExperimentConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::whole_file(path, format!("cannot read the config file: {e}")))?;
+    let text = read_text(path)?;
     parse(path, &text)
 }
 
 /// [`load`] with command-line overrides written over the file.
 pub fn load_with(path: &Path, overrides: &[Override]) -> Result<ExperimentConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::whole_file(path, format!("cannot read the config file: {e}")))?;
+    let text = read_text(path)?;
     parse_with(path, &text, overrides)
 }
 

@@ -68,8 +68,7 @@ pub struct RunInfo {
 /// Reads the experiment file at `path` and expands it. `train_len` gives the training-set
 /// size of a data set (needed only for `schedules = "all"`, whose variants span the run).
 pub fn load_experiment(path: &Path, train_len: &mut dyn FnMut(&DatasetSpec) -> Result<usize>) -> Result<Experiment> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::whole_file(path, format!("cannot read the config file: {e}")))?;
+    let text = super::read_text(path)?;
     parse_experiment(path, &text, train_len)
 }
 
@@ -80,8 +79,7 @@ pub fn load_experiment_with(
     overrides: &[Override],
     train_len: &mut dyn FnMut(&DatasetSpec) -> Result<usize>,
 ) -> Result<Experiment> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::whole_file(path, format!("cannot read the config file: {e}")))?;
+    let text = super::read_text(path)?;
     parse_experiment_with(path, &text, overrides, train_len)
 }
 

@@ -53,6 +53,7 @@ impl Model {
         image: Option<(usize, usize, usize)>,
         seed: u64,
     ) -> Result<Model> {
+        spec.check(features, outputs, image).map_err(anyhow::Error::msg)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0DE1_u64.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let (mut convs, mut width, mut conv_image) = (Vec::new(), features, None);
         if let ModelSpec::Cnn { channels, kernel_size, pool, .. } = spec {

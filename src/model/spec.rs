@@ -64,6 +64,14 @@ pub enum ModelSpec {
 
 pub const MODELS: &[&str] = &["mlp", "linear", "cnn"];
 
+/// The most parameters a model may have: 500 million f32 are 2 GB of weights, and training
+/// keeps as much again for gradients and up to twice that for an optimizer's state.
+pub const MAX_PARAMETERS: u128 = 500_000_000;
+
+/// Bytes of memory one parameter needs while training, at most: weights, gradients and
+/// Adam's two moments, f32 each.
+const BYTES_PER_PARAMETER: u128 = 16;
+
 impl Default for ModelSpec {
     fn default() -> Self {
         ModelSpec::Mlp { hidden: vec![128, 64], activation: Activation::Relu, dropout: 0.0 }
@@ -71,6 +79,58 @@ impl Default for ModelSpec {
 }
 
 impl ModelSpec {
+    /// The parameter count of this model for `features` inputs, `outputs` outputs and the
+    /// data's image shape, or why it cannot be built: a cnn on data that are not images,
+    /// more pooled convolutions than the image has pixels for, more than
+    /// [`MAX_PARAMETERS`] (with the memory that would need). Computes shapes only.
+    pub fn check(&self, features: usize, outputs: usize, image: Option<(usize, usize, usize)>) -> Result<u128, String> {
+        let mut params: u128 = 0;
+        let mut width = features as u128;
+        if let ModelSpec::Cnn { channels, kernel_size, pool, .. } = self {
+            let Some((c, h, w)) = image else {
+                return Err(
+                    "the cnn model needs image data (digits or mnist); use mlp or linear for this data set".into()
+                );
+            };
+            let (mut c, mut h, mut w) = (c as u128, h as u128, w as u128);
+            let k = *kernel_size as u128;
+            for (i, &out) in channels.iter().enumerate() {
+                let out = out as u128;
+                params = params
+                    .saturating_add(out.saturating_mul(c).saturating_mul(k).saturating_mul(k))
+                    .saturating_add(out);
+                c = out;
+                if *pool {
+                    if h < 2 || w < 2 {
+                        return Err(format!(
+                            "the {}x{} image is too small for {} pooled convolutions: it is {h}x{w} after {i}; use fewer channels entries or pool = false",
+                            image.map_or(0, |i| i.1),
+                            image.map_or(0, |i| i.2),
+                            channels.len()
+                        ));
+                    }
+                    (h, w) = (h / 2, w / 2);
+                }
+            }
+            width = c.saturating_mul(h).saturating_mul(w);
+        }
+        let hidden: &[u64] = match self {
+            ModelSpec::Mlp { hidden, .. } | ModelSpec::Cnn { hidden, .. } => hidden,
+            ModelSpec::Linear { .. } => &[],
+        };
+        for out in hidden.iter().map(|&h| h as u128).chain([outputs as u128]) {
+            params = params.saturating_add(width.saturating_mul(out)).saturating_add(out);
+            width = out;
+        }
+        if params > MAX_PARAMETERS {
+            let gb = params.saturating_mul(BYTES_PER_PARAMETER) as f64 / 1e9;
+            return Err(format!(
+                "this model has {params} parameters, more than the {MAX_PARAMETERS} runner trains; training it would need about {gb:.0} GB of memory. Use smaller hidden layers or fewer channels"
+            ));
+        }
+        Ok(params)
+    }
+
     /// Reads model `kind`; `None` for an unknown kind.
     pub fn read<P: ParamSource>(kind: &str, p: &mut P) -> Option<Result<Self, P::Error>> {
         let common = |p: &mut P| -> Result<(Activation, f64), P::Error> {

@@ -132,6 +132,12 @@ pub fn notes(view: &ExperimentView) -> Vec<String> {
             ));
         }
     }
+    for r in &view.runs {
+        for p in crate::results::csv_problems(&r.dir) {
+            let live = if r.status == "running" { " (it is still being written)" } else { "" };
+            notes.push(format!("{}: {p}{live}", r.info.name));
+        }
+    }
     let mut seen: Vec<(String, &str)> = Vec::new();
     for r in &view.runs {
         for w in r.summary.iter().flat_map(|s| s.warnings.iter()) {

@@ -7,7 +7,8 @@ mod experiment;
 mod summary_csv;
 
 pub use experiment::{
-    ExperimentLock, ExperimentView, Plan, RunRecord, read_experiment, read_metrics, read_plan, read_steps, write_plan,
+    ExperimentLock, ExperimentView, Plan, RunRecord, csv_problems, read_experiment, read_metrics, read_plan,
+    read_steps, write_plan,
 };
 pub use summary_csv::{summary_rows, write_summary_csv};
 
@@ -164,13 +165,22 @@ pub fn write_json_atomic(path: &Path, value: &impl serde::Serialize) -> Result<(
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a reader (or a
 /// process killed half-way) never sees a partial file.
+///
+/// On failure (a full disk, a read-only directory) the temporary file is removed, the file
+/// at `path` is left as it was, and the error names `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    let written = (|| -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(anyhow::anyhow!("cannot write {}: {e}", path.display()));
+    }
     Ok(())
 }
 
@@ -210,25 +220,20 @@ impl RunDir {
             fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
         }
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        fs::write(dir.join("config.toml"), config_toml)?;
+        let config = dir.join("config.toml");
+        fs::write(&config, config_toml).with_context(|| format!("cannot write {}", config.display()))?;
         let open = |name: &str| -> Result<csv::Writer<BufWriter<File>>> {
             let f =
                 File::create(dir.join(name)).with_context(|| format!("cannot create {}", dir.join(name).display()))?;
             Ok(csv::Writer::from_writer(BufWriter::new(f)))
         };
         let mut metrics = open("metrics.csv")?;
-        metrics.write_record([
-            "epoch",
-            "step",
-            "lr",
-            "train_loss",
-            "val_loss",
-            "val_accuracy",
-            "val_rmse",
-            "seconds",
-        ])?;
+        let header_error = |name: &str| format!("cannot write {}", dir.join(name).display());
+        metrics
+            .write_record(["epoch", "step", "lr", "train_loss", "val_loss", "val_accuracy", "val_rmse", "seconds"])
+            .with_context(|| header_error("metrics.csv"))?;
         let mut steps = open("steps.csv")?;
-        steps.write_record(["step", "lr", "loss"])?;
+        steps.write_record(["step", "lr", "loss"]).with_context(|| header_error("steps.csv"))?;
         Ok(RunDir {
             path: dir.to_path_buf(),
             metrics,
@@ -259,8 +264,9 @@ impl RunDir {
 
     /// Flushes the CSVs, then writes summary.json atomically.
     pub fn finish(mut self, summary: &RunSummary<'_>) -> Result<()> {
-        self.metrics.flush()?;
-        self.steps.flush()?;
+        let (metrics, steps) = (self.path.join("metrics.csv"), self.path.join("steps.csv"));
+        self.metrics.flush().with_context(|| format!("cannot write {}", metrics.display()))?;
+        self.steps.flush().with_context(|| format!("cannot write {}", steps.display()))?;
         write_json_atomic(&self.path.join("summary.json"), summary)
     }
 }
@@ -274,26 +280,31 @@ impl Recorder for RunDir {
     fn on_step(&mut self, row: &StepRow, epoch: u64, logged: bool) -> Result<()> {
         (self.last_step, self.last_epoch) = (Some(row.step), epoch);
         if logged {
-            self.steps.write_record([row.step.to_string(), row.lr.to_string(), row.loss.to_string()])?;
+            self.steps
+                .write_record([row.step.to_string(), row.lr.to_string(), row.loss.to_string()])
+                .with_context(|| format!("cannot write {}", self.path.join("steps.csv").display()))?;
         }
         Ok(())
     }
 
     fn on_eval(&mut self, r: &EvalRow) -> Result<()> {
         self.last_eval = Some(*r);
-        self.metrics.write_record([
-            r.epoch.to_string(),
-            r.step.to_string(),
-            r.lr.to_string(),
-            r.train_loss.to_string(),
-            r.val_loss.to_string(),
-            opt(r.val_accuracy),
-            opt(r.val_rmse),
-            format!("{:.3}", r.seconds),
-        ])?;
+        let file = || format!("cannot write {}", self.path.join("metrics.csv").display());
+        self.metrics
+            .write_record([
+                r.epoch.to_string(),
+                r.step.to_string(),
+                r.lr.to_string(),
+                r.train_loss.to_string(),
+                r.val_loss.to_string(),
+                opt(r.val_accuracy),
+                opt(r.val_rmse),
+                format!("{:.3}", r.seconds),
+            ])
+            .with_context(file)?;
         // See FLUSH_SECONDS; whatever is left is flushed by `finish`.
         if self.flushed.elapsed().as_secs_f64() >= FLUSH_SECONDS {
-            self.metrics.flush()?;
+            self.metrics.flush().with_context(file)?;
             self.flushed = std::time::Instant::now();
         }
         Ok(())

@@ -55,7 +55,9 @@ pub fn summary_rows(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-/// Writes `summary.csv` into the experiment's directory, atomically.
+/// Writes `summary.csv` into the experiment's directory, atomically. When it cannot (a
+/// full disk), the earlier summary.csv is removed rather than left to show finished runs
+/// as pending, and the error says how to write it later.
 pub fn write_summary_csv(view: &ExperimentView) -> Result<()> {
     let (header, rows) = summary_rows(view);
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -64,5 +66,12 @@ pub fn write_summary_csv(view: &ExperimentView) -> Result<()> {
         w.write_record(&row)?;
     }
     let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
-    write_atomic(&view.dir.join("summary.csv"), &bytes)
+    let path = view.dir.join("summary.csv");
+    write_atomic(&path, &bytes).map_err(|e| {
+        let _ = std::fs::remove_file(&path);
+        e.context(format!(
+            "summary.csv is not up to date, so the old one was removed; `runner collect {}` writes it again",
+            view.dir.display()
+        ))
+    })
 }

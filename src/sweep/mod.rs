@@ -95,6 +95,9 @@ pub struct Tally {
     pub skipped: Vec<String>,
     /// Not started because of an interrupt.
     pub not_started: Vec<String>,
+    /// Why runs failed that could not record it in a summary (their directory could not
+    /// be written): `(run, error)`.
+    pub unrecorded: Vec<(String, String)>,
 }
 
 /// One run to do: what it is and the data it trains on.
@@ -144,6 +147,7 @@ pub fn execute(
                     Ok(Some(Status::Failed)) => t.failed.push(name),
                     Err(e) => {
                         board.finish(crate::progress::Progress::Quiet, &format!("{name}: failed: {e:#}"), true);
+                        t.unrecorded.push((name.clone(), format!("{e:#}")));
                         t.failed.push(name);
                     }
                 }

@@ -121,6 +121,31 @@ pub fn metric(row: &EvalRow, monitor: &str) -> Option<f64> {
     }
 }
 
+/// Why `spec` cannot train on `data`, known before it starts: a watched metric the task
+/// does not have, a model that cannot be built for the data (see [`ModelSpec::check`]).
+pub fn check(spec: &RunSpec, data: &Dataset) -> Result<(), String> {
+    let schedule_monitor =
+        spec.schedule.build(&spec.train.schedule_context(data.train.len)).monitor().map(String::from);
+    let early = spec.train.early_stopping.as_ref().map(|e| e.monitor.clone());
+    for (what, monitor) in [("schedule.monitor", schedule_monitor), ("train.early_stopping.monitor", early)] {
+        let Some(monitor) = monitor else { continue };
+        if data.task == Task::Regression && monitor == "val_accuracy" {
+            return Err(format!(
+                "`{what}` = \"{monitor}\", but {} is a regression data set; watch val_loss or val_rmse",
+                data.name
+            ));
+        }
+        if data.task == Task::Classification && monitor == "val_rmse" {
+            return Err(format!(
+                "`{what}` = \"{monitor}\", but {} is a classification data set; watch val_loss or val_accuracy",
+                data.name
+            ));
+        }
+    }
+    let outputs = if data.task == Task::Classification { data.classes } else { 1 };
+    spec.model.check(data.features, outputs, data.image).map(|_| ())
+}
+
 /// Trains `spec` on `data`, reporting to `recorder`. When `stop` becomes true (an
 /// interrupt), the run ends before its next step with status `interrupted`.
 pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder, stop: &AtomicBool) -> Result<Outcome> {
@@ -130,17 +155,7 @@ pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder, stop: 
     let ctx = t.schedule_context(n);
     let (steps_per_epoch, total) = (ctx.steps_per_epoch, ctx.total_steps);
     let mut schedule = spec.schedule.build(&ctx);
-    for monitor in schedule.monitor().into_iter().chain(t.early_stopping.as_ref().map(|e| e.monitor.as_str())) {
-        if data.task == Task::Regression && monitor == "val_accuracy" {
-            bail!("`{monitor}` is watched, but {} is a regression data set; watch val_loss or val_rmse", data.name);
-        }
-        if data.task == Task::Classification && monitor == "val_rmse" {
-            bail!(
-                "`{monitor}` is watched, but {} is a classification data set; watch val_loss or val_accuracy",
-                data.name
-            );
-        }
-    }
+    check(spec, data).map_err(anyhow::Error::msg)?;
     let outputs = if data.task == Task::Classification { data.classes } else { 1 };
     let model = Model::new(&spec.model, data.features, outputs, data.image, t.seed)?;
     let vars = model.vars();

@@ -68,6 +68,30 @@ impl ConfigError {
     }
 }
 
+/// The widest source line shown under an error, in characters.
+const SHOWN_WIDTH: usize = 100;
+
+/// At most [`SHOWN_WIDTH`] characters of `line` around column `col` (1-based), with `...`
+/// where it is cut, and the column within what is shown.
+fn window(line: &str, col: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= SHOWN_WIDTH {
+        return (line.to_string(), col);
+    }
+    let start = col.saturating_sub(SHOWN_WIDTH / 2).min(chars.len().saturating_sub(SHOWN_WIDTH));
+    let end = (start + SHOWN_WIDTH).min(chars.len());
+    let mut shown: String = chars[start..end].iter().collect();
+    let mut col = col - start;
+    if start > 0 {
+        shown.insert_str(0, "...");
+        col += 3;
+    }
+    if end < chars.len() {
+        shown.push_str("...");
+    }
+    (shown, col)
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let (true, Some(arg)) = (self.overridden, &self.source_line) {
@@ -93,7 +117,7 @@ impl fmt::Display for ConfigError {
         }
         write!(f, "{}", self.message)?;
         if let (Some((line, col)), Some(text)) = (self.position, &self.source_line) {
-            let col = col as usize;
+            let (text, col) = window(text, col as usize);
             let gutter = line.to_string().len();
             write!(f, "\n {:gutter$} |\n {line} | {text}\n {:gutter$} | {:>col$}", "", "", "^")?;
         }

@@ -1,0 +1,422 @@
+//! Hostile and careless input through the real binary: each test is named after what it
+//! protects. No hang, no panic, no abort, no write outside --out; exit 2 with a located
+//! message when the config (or its data) alone decides, 1 for failures while running.
+
+mod common;
+
+use common::{config, runner};
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// Runs `runner ARGS` with a time limit; returns (exit code, stderr).
+fn run_limited(args: &[&str], dir: &Path, limit: Duration) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read stderr as it comes, so a long message cannot fill the pipe and stall the child.
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut pipe, &mut err).unwrap();
+        err
+    });
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code(), reader.join().unwrap());
+        }
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("runner {args:?} still ran after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `runner run FILE --out DIR/out` with a 60 s limit, in `dir`.
+fn run_file(dir: &Path, name: &str, body: &str) -> (Option<i32>, String) {
+    config(dir, name, body);
+    run_limited(&["run", &format!("{name}.toml"), "--out", "out", "--quiet"], dir, Duration::from_secs(60))
+}
+
+const CONSTANT: &str = "[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n";
+
+/// Writes MNIST-format IDX files (`n` images of `rows` x `cols`) into `dir`.
+fn write_idx(dir: &Path, n: u32, rows: u32, cols: u32) {
+    let mut images = vec![0, 0, 8, 3];
+    for d in [n, rows, cols] {
+        images.extend(d.to_be_bytes());
+    }
+    images.extend(std::iter::repeat_n(7u8, (n * rows * cols) as usize));
+    fs::write(dir.join("train-images-idx3-ubyte"), images).unwrap();
+    let mut labels = vec![0, 0, 8, 1];
+    labels.extend(n.to_be_bytes());
+    labels.extend((0..n).map(|i| (i % 2) as u8));
+    fs::write(dir.join("train-labels-idx1-ubyte"), labels).unwrap();
+}
+
+#[test]
+fn an_empty_training_part_is_refused_instead_of_hanging() {
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let cases = [
+        ("[dataset]\nkind = \"moons\"\npoints = 2\nvalidation_split = 0.9\n", "training part is empty"),
+        ("[dataset]\nkind = \"spirals\"\nclasses = 2\npoints_per_class = 1\n", "validation part is empty"),
+    ];
+    for (data, expected) in cases {
+        let (code, err) = run_file(d, "tiny", &format!("{data}{CONSTANT}"));
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(expected), "{err}");
+    }
+    fs::write(d.join("two.csv"), "x,y\n1,0\n2,1\n").unwrap();
+    let (code, err) = run_file(
+        d,
+        "csv",
+        &format!("[dataset]\nkind = \"csv\"\npath = \"two.csv\"\nvalidation_split = 0.9\n{CONSTANT}"),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("part is empty"), "{err}");
+    let idx = d.join("idx");
+    fs::create_dir_all(&idx).unwrap();
+    write_idx(&idx, 0, 28, 28);
+    let (code, err) = run_file(d, "idx", &format!("[dataset]\nkind = \"mnist\"\ndir = \"idx\"\n{CONSTANT}"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("the mnist data set holds no samples"), "{err}");
+    assert!(!d.join("out").exists(), "nothing is written for a refused run");
+}
+
+#[test]
+fn idx_images_of_no_pixels_are_refused_not_a_panic() {
+    let dir = TempDir::new().unwrap();
+    let idx = dir.path().join("idx");
+    fs::create_dir_all(&idx).unwrap();
+    write_idx(&idx, 10, 0, 0);
+    let (code, err) = run_file(dir.path(), "idx", &format!("[dataset]\nkind = \"mnist\"\ndir = \"idx\"\n{CONSTANT}"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("images of 0x0 pixels hold nothing to learn from"), "{err}");
+}
+
+#[test]
+fn a_gzip_bomb_is_not_inflated_past_its_header() {
+    let dir = TempDir::new().unwrap();
+    let idx = dir.path().join("idx");
+    fs::create_dir_all(&idx).unwrap();
+    write_idx(&idx, 10, 4, 4);
+    // 2 GB of zeros behind a header that promises 160 bytes, gzipped to a few MB.
+    let mut header = vec![0, 0, 8, 3];
+    for d in [10u32, 4, 4] {
+        header.extend(d.to_be_bytes());
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&header).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..2048 {
+        gz.write_all(&zeros).unwrap();
+    }
+    fs::write(idx.join("train-images-idx3-ubyte.gz"), gz.finish().unwrap()).unwrap();
+    fs::remove_file(idx.join("train-images-idx3-ubyte")).unwrap();
+    config(dir.path(), "bomb", &format!("[dataset]\nkind = \"mnist\"\ndir = \"idx\"\n{CONSTANT}"));
+    // Under 1 GB of address space, in seconds: the data past the header is never inflated.
+    let started = Instant::now();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 1000000; exec \"$0\" schedule bomb.toml --steps 2")
+        .arg(assert_cmd::cargo::cargo_bin("runner"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("header promises 160 bytes of data, file holds more"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn nothing_is_written_outside_out_whatever_the_file_is_called() {
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    fs::create_dir_all(d.join("parent/constant")).unwrap();
+    fs::write(d.join("parent/constant/important.txt"), "keep me").unwrap();
+    fs::create_dir_all(d.join("parent/out")).unwrap();
+    for file in ["...toml", "..toml"] {
+        fs::write(d.join(file), CONSTANT).unwrap();
+        for extra in [&[][..], &["--force"][..]] {
+            let mut args = vec!["run", file, "--out", "parent/out", "--quiet"];
+            args.extend(extra);
+            let (code, err) = run_limited(&args, d, Duration::from_secs(60));
+            assert_eq!(code, Some(2), "{file}: {err}");
+            assert!(err.contains("the experiment is named after the file"), "{err}");
+            assert!(err.contains("add e.g. name = \"my_experiment\""), "{err}");
+        }
+    }
+    assert_eq!(fs::read_to_string(d.join("parent/constant/important.txt")).unwrap(), "keep me");
+    assert!(!d.join("parent/runs.json").exists() && !d.join("parent/summary.csv").exists());
+    let long = "n".repeat(300);
+    let (code, err) = run_file(d, "long", &format!("name = \"{long}\"\n{CONSTANT}"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("long.toml:1:8: `name` must be at most 100 characters"), "{err}");
+}
+
+#[test]
+fn sizes_that_would_exhaust_memory_are_refused_with_the_limit() {
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    config(d, "cos", "[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.1\n");
+    let (code, err) = run_limited(&["schedule", "cos.toml", "--steps", "10000000000"], d, Duration::from_secs(30));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("10000000000 is not in 1..=10000000"), "{err}");
+    let (code, err) = run_file(
+        d,
+        "draws",
+        &format!(
+            "[sweep]\nsamples = 100000000\n\"schedule.learning_rate\" = {{ log_uniform = [0.001, 0.1] }}\n{CONSTANT}"
+        ),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("[sweep] expands to 100000000 runs (100000000 samples), more than the 100000 one sweep may hold"),
+        "{err}"
+    );
+    // A 12-key grid of 10 values each: 10^12 runs, refused before any is built.
+    let keys = [
+        "train.batch_size",
+        "train.log_every",
+        "train.seed",
+        "train.epochs",
+        "dataset.seed",
+        "model.hidden",
+        "schedule.learning_rate",
+        "model.dropout",
+        "optimizer.momentum",
+        "optimizer.weight_decay",
+        "train.clip_grad_norm",
+        "dataset.validation_split",
+    ];
+    let mut many = String::from("[sweep]\n");
+    for key in keys {
+        let values: Vec<String> = (1..=10)
+            .map(|v| match key {
+                "model.hidden" => format!("[{v}]"),
+                k if k.starts_with("train.") || k == "dataset.seed" => v.to_string(),
+                _ => format!("0.{v:02}"),
+            })
+            .collect();
+        many.push_str(&format!("\"{key}\" = [{}]\n", values.join(", ")));
+    }
+    let (code, err) = run_file(d, "grid", &format!("{many}{CONSTANT}"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("more than the 100000 one sweep may hold"), "{err}");
+    for label in ["1e10", "1000000"] {
+        fs::write(d.join("labels.csv"), format!("x,y\n1,0\n2,1\n3,{label}\n4,0\n5,1\n")).unwrap();
+        let (code, err) =
+            run_file(d, "labels", &format!("[dataset]\nkind = \"csv\"\npath = \"labels.csv\"\n{CONSTANT}"));
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("labels are class indices 0 to 9999"), "{err}");
+    }
+    let (code, err) = run_file(d, "huge", &format!("[model]\nhidden = [100000, 100000]\n{CONSTANT}"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(
+            "10007600010 parameters, more than the 500000000 runner trains; training it would need about 160 GB"
+        ),
+        "{err}"
+    );
+    let deep = "(".repeat(100) + "0.1" + &")".repeat(100);
+    let (code, err) = run_file(d, "deep", &format!("[schedule]\nkind = \"expression\"\nformula = \"{deep}\"\n"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("deep.toml:3:11: `schedule.formula` nests parentheses 100 deep; a formula may nest at most 32"),
+        "{err}"
+    );
+    let unary = "-".repeat(100_000) + "0.1";
+    let (code, err) = run_file(d, "unary", &format!("[schedule]\nkind = \"expression\"\nformula = \"{unary}\"\n"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is 100003 characters long; a formula may have at most 1000"), "{err}");
+}
+
+#[test]
+fn nonsense_is_refused_or_documented_not_reported_as_a_result() {
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    // One class.
+    fs::write(d.join("one.csv"), "x,y\n1,3\n2,3\n3,3\n4,3\n5,3\n").unwrap();
+    let (code, err) = run_file(d, "one", &format!("[dataset]\nkind = \"csv\"\npath = \"one.csv\"\n{CONSTANT}"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("holds only one class (3); a classifier needs at least two"), "{err}");
+    // Formulas: a non-finite rate is refused where it is known (step 0: at load) and at its
+    // first step otherwise; a negative one is held at 0 with a warning, like TF's noisy decay.
+    let (code, err) = run_file(d, "nan", "[schedule]\nkind = \"expression\"\nformula = \"0/0\"\n");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("nan.toml:3:11: `schedule.formula` gives NaN at step 0; a learning rate must be a finite number"),
+        "{err}"
+    );
+    let (code, err) = run_file(d, "inf", "[schedule]\nkind = \"expression\"\nformula = \"1 / (step - 5)\"\n");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("the schedule gives lr = inf at step 5"), "{err}");
+    let out = runner()
+        .args(["schedule"])
+        .arg(config(d, "inf2", "[schedule]\nkind = \"expression\"\nformula = \"1 / (step - 5)\"\n"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the schedule gives lr = inf at step 5"));
+    let out = runner()
+        .args(["schedule", "--steps", "4"])
+        .arg(config(d, "neg", "[schedule]\nkind = \"expression\"\nformula = \"0.1 - step * 0.05\"\n"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "step,lr\n0,0.1\n1,0.05\n2,0\n3,0\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(
+        "`schedule` goes below 0 at 1347 steps of the run, first at step 3 (lr = -0.0500); the rate is held at 0 there"
+    ));
+    // Both epochs and steps.
+    let (code, err) = run_file(d, "both", &format!("[train]\nepochs = 2\nsteps = 10\n{CONSTANT}"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("both.toml:3:9: `train.steps` is given with epochs"), "{err}");
+    // With steps alone, the saved config says steps only, and reruns as it is.
+    let (code, err) = run_file(d, "steps", &format!("[train]\nsteps = 10\n{CONSTANT}"));
+    assert_eq!(code, Some(0), "{err}");
+    let saved = fs::read_to_string(d.join("out/steps/constant/config.toml")).unwrap();
+    assert!(saved.contains("steps = 10") && !saved.contains("epochs"), "{saved}");
+    // An epoch count whose steps overflow: schedule and run refuse it alike.
+    let huge = format!("[train]\nepochs = 9223372036854775807\n{CONSTANT}");
+    let (code, err) = run_file(d, "wrap", &huge);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains(
+            "`train.epochs` = 9223372036854775807 of 45 steps each is more than the 10000000000 steps a run may take"
+        ),
+        "{err}"
+    );
+    let out = runner().arg("schedule").arg(d.join("wrap.toml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is more than the 10000000000 steps"));
+    // Duplicate seeds and grid values.
+    let (code, err) = run_file(d, "seeds", &format!("[sweep]\nseeds = [1, 2, 1]\n{CONSTANT}"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("seeds.toml:2:9: `sweep.seeds` lists seed 1 twice"), "{err}");
+    let (code, err) = run_file(d, "values", &format!("[sweep]\n\"train.batch_size\" = [32, 64, 32]\n{CONSTANT}"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("values.toml:2:31: `sweep.\"train.batch_size\"` lists 32 twice"), "{err}");
+}
+
+#[test]
+fn what_the_config_alone_decides_exits_2_before_anything_runs_also_quiet() {
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let cases = [
+        (
+            "[train.early_stopping]\nmonitor = \"val_rmse\"\n".to_string(),
+            "`train.early_stopping.monitor` = \"val_rmse\", but digits is a classification data set",
+        ),
+        ("[dataset]\nkind = \"moons\"\n[model]\nkind = \"cnn\"\n".to_string(), "the cnn model needs image data"),
+        (
+            "[model]\nkind = \"cnn\"\nchannels = [4, 4, 4, 4]\n".to_string(),
+            "the 8x8 image is too small for 4 pooled convolutions: it is 1x1 after 3",
+        ),
+    ];
+    for (i, (body, expected)) in cases.iter().enumerate() {
+        let (code, err) = run_file(d, &format!("case{i}"), &format!("{body}{CONSTANT}"));
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(expected), "--quiet still says why: {err}");
+        assert!(!d.join("out").exists());
+    }
+    config(d, "cos", CONSTANT);
+    let (code, err) = run_limited(&["schedule", "cos.toml", "--out", "lr.jpg"], d, Duration::from_secs(30));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--out lr.jpg: a chart is written as PNG or SVG"), "{err}");
+}
+
+#[test]
+fn a_config_that_is_not_utf8_is_refused_at_its_line_and_column() {
+    let dir = TempDir::new().unwrap();
+    fs::write(dir.path().join("bad.toml"), b"name = \"x\"\n[schedule]\nkind = \"const\xffant\"\n").unwrap();
+    let (code, err) = run_limited(&["schedule", "bad.toml"], dir.path(), Duration::from_secs(30));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("bad.toml:3:14: is not valid UTF-8: byte 0xff at offset 35"), "{err}");
+}
+
+#[test]
+fn report_says_when_a_metrics_file_is_truncated_or_garbage() {
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let (code, err) = run_file(d, "short", &format!("[train]\nepochs = 3\n{CONSTANT}"));
+    assert_eq!(code, Some(0), "{err}");
+    let metrics = d.join("out/short/constant/metrics.csv");
+    let mut text = fs::read_to_string(&metrics).unwrap();
+    text.push_str("4,180,0.1,0.0");
+    fs::write(&metrics, text).unwrap();
+    let out = runner().arg("report").arg(d.join("out/short")).arg("--no-plots").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("note: constant: metrics.csv: row 5 is not a valid row"), "{text}");
+    assert!(text.contains("only the 3 rows before it are read"), "{text}");
+}
+
+#[test]
+fn a_full_disk_leaves_no_temp_files_and_no_stale_summary() {
+    let dir = TempDir::new().unwrap();
+    let mnt = dir.path().join("small");
+    fs::create_dir_all(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=120k", "tmpfs"])
+        .arg(&mnt)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root and mount rights)");
+        return;
+    }
+    let result = std::panic::catch_unwind(|| {
+        let out =
+            runner().args(["run", "configs/sweep_all_decays.toml", "--quiet", "--out"]).arg(&mnt).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("No space left on device"), "{err}");
+        // Every failure names the file it could not write.
+        for line in err.lines().filter(|l| l.contains("No space left")) {
+            assert!(line.contains("cannot write /"), "{line}");
+        }
+        let mut tmp = Vec::new();
+        for e in walk(&mnt) {
+            if e.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".tmp")) {
+                tmp.push(e);
+            }
+        }
+        assert!(tmp.is_empty(), "temporary files left: {tmp:?}");
+        // summary.csv is either current or gone, never stale.
+        let summary = mnt.join("sweep_all_decays/summary.csv");
+        if summary.exists() {
+            let text = fs::read_to_string(&summary).unwrap();
+            assert!(!text.contains(",running,") && !text.contains(",pending,"), "{text}");
+        } else {
+            assert!(err.contains("summary.csv is not up to date, so the old one was removed"), "{err}");
+        }
+    });
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

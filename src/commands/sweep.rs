@@ -1,7 +1,7 @@
 //! `runner sweep FILE`: a sweep run here (as `runner run`), a shard of it (`--shard I/N`),
 //! or submitted to Slurm as one job array (`--backend slurm`, optionally `--wait`).
 
-use super::run::{load, plan, run_local, select};
+use super::run::{check_schedules, load, plan, run_local, select};
 use crate::cli::SweepArgs;
 use crate::config::{Experiment, RunInfo};
 use crate::data;
@@ -52,6 +52,8 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
         r.config.train.threads = cpus;
     }
     let selected = select(&exp, run_args.filter.as_deref(), None)?;
+    let chosen: Vec<&crate::config::PlannedRun> = selected.iter().map(|&i| &exp.runs[i]).collect();
+    check_schedules(&chosen, &mut cache)?;
     let dir = std::path::absolute(run_args.out.join(&exp.name)).context("cannot resolve the output directory")?;
     let finished = |i: usize| {
         let r = &exp.runs[i];
@@ -167,9 +169,7 @@ fn write_plan_files(dir: &Path, exp: &Experiment) -> Result<()> {
 /// `--plan`: validates every run and writes the plan, for an engine that runs
 /// `runner run-one DIR --index I` once per index.
 fn plan_only(args: &crate::cli::RunArgs, exp: &Experiment, mut cache: data::Cache) -> Result<()> {
-    for r in &exp.runs {
-        cache.get(&r.config.dataset)?;
-    }
+    check_schedules(&exp.runs.iter().collect::<Vec<_>>(), &mut cache)?;
     let dir = std::path::absolute(args.out.join(&exp.name)).context("cannot resolve the output directory")?;
     check_writable(&dir)?;
     let _lock = ExperimentLock::acquire(&dir)?;

@@ -255,14 +255,35 @@ where
 }
 
 /// A chart of one curve drawn with Braille characters, for the terminal.
+///
+/// The y labels keep three significant digits (a cosine ending at 0.0239 must not read as
+/// 0.0), and x labels (steps, evaluations) print as whole numbers.
 pub fn terminal_chart(points: &[(f64, f64)], width: u32, height: u32) -> String {
-    use textplots::{Chart, Plot, Shape};
+    use textplots::{Chart, LabelBuilder, LabelFormat, Plot, Shape, TickDisplay, TickDisplayBuilder};
     let pts: Vec<(f32, f32)> = points.iter().map(|&(x, y)| (x as f32, y as f32)).collect();
     let xmax = pts.last().map_or(1.0, |p| p.0.max(1.0));
-    let mut chart = Chart::new(width, height, 0.0, xmax);
     let shape = Shape::Lines(&pts);
-    let chart = chart.lineplot(&shape);
+    let mut chart = Chart::new(width, height, 0.0, xmax);
+    let chart = chart
+        .x_label_format(LabelFormat::Custom(Box::new(|x| format!("{}", x.round() as i64))))
+        .y_label_format(LabelFormat::Custom(Box::new(significant)))
+        .y_tick_display(TickDisplay::Sparse)
+        .lineplot(&shape);
     chart.axis();
     chart.figures();
     chart.to_string()
+}
+
+/// `y` with three significant digits: 0.1, 0.0239, 2.5e-5.
+fn significant(y: f32) -> String {
+    let a = y.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e4).contains(&a) {
+        format!("{y:.2e}")
+    } else {
+        let decimals = (2 - a.log10().floor() as i32).max(0) as usize;
+        let s = format!("{y:.decimals$}");
+        if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+    }
 }

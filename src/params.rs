@@ -98,6 +98,10 @@ pub trait ParamSource {
         doc: &'static str,
     ) -> Result<Horizon, Self::Error>;
 
+    /// A true/false switch that may be left out (`None`), e.g. a key kept only to say
+    /// what replaced it.
+    fn optional_flag(&mut self, key: &'static str) -> Result<Option<bool>, Self::Error>;
+
     /// A true/false switch.
     fn flag(&mut self, key: &'static str, default: bool, doc: &'static str) -> Result<bool, Self::Error>;
 

@@ -142,7 +142,7 @@ fn every_model_and_optimizer_trains() {
         ("[model]\nkind = \"mlp\"\nactivation = \"tanh\"", "[train.optimizer]\nkind = \"sgd\"\nnesterov = true"),
     ] {
         let dir = TempDir::new().unwrap();
-        let lr = if optimizer.contains("sgd") { "0.05" } else { "0.002" };
+        let lr = if optimizer.contains("sgd") { "0.05" } else { "0.01" };
         let body = format!(
             "name = \"exp\"\n[schedule]\nkind = \"constant\"\nlearning_rate = {lr}\n{model}\n{SMALL_TRAIN}{optimizer}\n"
         );
@@ -299,7 +299,7 @@ fn each_optimizers_first_update_matches_the_hand_computed_one() {
             &format!(
                 "name = \"exp\"\n[schedule]\nkind = \"constant\"\nlearning_rate = {lr}\n\
                  [dataset]\nkind = \"csv\"\npath = \"train.csv\"\nvalidation_path = \"val.csv\"\ntarget = \"y\"\n\
-                 task = \"regression\"\nstandardize = false\n[model]\nkind = \"linear\"\ninit = \"zeros\"\n\
+                 task = \"regression\"\nscale = \"none\"\n[model]\nkind = \"linear\"\ninit = \"zeros\"\n\
                  [optimizer]\n{optimizer}\n[train]\nsteps = 2\nbatch_size = 4\nshuffle = false\nlog_every = 1\n"
             ),
         );

@@ -166,7 +166,7 @@ fn schedules_lists_every_kind_and_docs_match() {
     for kind in ["cosine_decay_restarts", "reduce_on_plateau", "one_cycle", "warmup_stable_decay", "expression"] {
         assert!(text.contains(kind), "{kind} listed");
     }
-    assert!(text.contains("end_learning_rate    0.0001"), "defaults are shown");
+    assert!(text.contains("end_learning_rate  0.0001"), "defaults are shown");
     let markdown = runner().args(["schedules", "--markdown"]).output().unwrap().stdout;
     let docs = fs::read_to_string("docs/schedules.md").unwrap();
     assert_eq!(

@@ -88,11 +88,15 @@ pub fn run(args: &ScheduleArgs) -> Result<()> {
                 .into());
             }
             let metrics = read_metrics(path)?;
+            // Training evaluates every `eval_every` steps (else at each epoch's end) and the
+            // rate in effect after evaluation i is the one of the step that follows it: a
+            // warmup in front of the plateau schedule shows as training would run it.
+            let per_eval = cfg.train.eval_every.unwrap_or(steps_per_epoch).max(1);
             let mut csv = String::from("epoch,metric,lr\n");
             let mut points = Vec::with_capacity(metrics.len());
             for (i, m) in metrics.iter().enumerate() {
                 schedule.observe(*m);
-                let lr = schedule.lr(0);
+                let lr = schedule.lr((i as u64 + 1).saturating_mul(per_eval));
                 writeln!(csv, "{},{m},{lr}", i + 1)?;
                 points.push(((i + 1) as f64, lr));
             }

@@ -27,9 +27,13 @@ pub fn run(args: &SchedulesArgs) -> Result<()> {
 
 fn text(kinds: &[KindDoc], warmup: &[ParamDoc]) -> String {
     let mut out = String::new();
+    // Columns as wide as their widest entry, so long defaults and accepted values stay aligned.
+    let all: Vec<&ParamDoc> = kinds.iter().flat_map(|k| k.params.iter()).chain(warmup).collect();
+    let width = |f: fn(&ParamDoc) -> &str| all.iter().map(|p| f(p).chars().count()).max().unwrap_or(0);
+    let (kw, dw, aw) = (width(|p| p.key), width(|p| &p.default), width(|p| &p.accepts));
     let rows = |out: &mut String, params: &[ParamDoc]| {
         for p in params {
-            let _ = writeln!(out, "    {:<20} {:<12} {:<28} {}", p.key, p.default, p.accepts, p.doc);
+            let _ = writeln!(out, "    {:<kw$}  {:<dw$}  {:<aw$}  {}", p.key, p.default, p.accepts, p.doc);
         }
     };
     for k in kinds {

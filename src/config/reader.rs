@@ -241,6 +241,14 @@ impl ParamSource for TableReader<'_> {
         h.ok_or_else(|| self.wrong_type(key, v, &expected))
     }
 
+    fn optional_flag(&mut self, key: &'static str) -> Result<Option<bool>, ConfigError> {
+        match self.entry(key) {
+            None => Ok(None),
+            Some(Entry { value: Spanned { value: Node::Bool(b), .. }, .. }) => Ok(Some(*b)),
+            Some(e) => Err(self.wrong_type(key, &e.value, "true or false")),
+        }
+    }
+
     fn flag(&mut self, key: &'static str, default: bool, _: &'static str) -> Result<bool, ConfigError> {
         match self.entry(key) {
             None => Ok(default),

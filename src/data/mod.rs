@@ -11,7 +11,7 @@ mod spec;
 mod split;
 mod synthetic;
 
-pub use spec::{DatasetSpec, SOURCES, SourceSpec, Task};
+pub use spec::{DatasetSpec, SOURCES, Scale, SourceSpec, Task};
 
 use crate::error::input_error;
 use anyhow::Result;
@@ -114,8 +114,15 @@ pub fn prepare(spec: &DatasetSpec) -> Result<Arc<Dataset>> {
             if empty == "training" { "a smaller" } else { "a larger" }
         )));
     }
-    if spec.standardize {
-        split::standardize(&mut train, &mut validation);
+    match spec.scale {
+        Scale::Standardize => split::standardize(&mut train, &mut validation),
+        Scale::Pixels => {
+            let max = spec.source.pixel_max().unwrap_or(1.0);
+            for v in train.x.iter_mut().chain(validation.x.iter_mut()) {
+                *v /= max;
+            }
+        }
+        Scale::None => {}
     }
     Ok(Arc::new(Dataset {
         name: spec.source.kind().to_string(),

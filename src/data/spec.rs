@@ -60,7 +60,7 @@ pub struct DatasetSpec {
     #[serde(flatten)]
     pub source: SourceSpec,
     pub validation_split: f64,
-    pub standardize: bool,
+    pub scale: Scale,
     /// Seed for generating synthetic data and for the split; separate from the training
     /// seed so that runs over several training seeds share one copy of the data.
     pub seed: u64,
@@ -68,8 +68,28 @@ pub struct DatasetSpec {
 
 impl Default for DatasetSpec {
     fn default() -> Self {
-        DatasetSpec { source: SourceSpec::Digits, validation_split: 0.2, standardize: true, seed: crate::DEFAULT_SEED }
+        DatasetSpec {
+            source: SourceSpec::Digits,
+            validation_split: 0.2,
+            scale: Scale::Pixels,
+            seed: crate::DEFAULT_SEED,
+        }
     }
+}
+
+/// How features are scaled before training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scale {
+    /// Pixel values divided by their largest possible value (digits: 16, MNIST: 255), to
+    /// [0, 1]: the default for images. Standardising near-constant border pixels divides
+    /// by tiny deviations (validation z-scores of 39 on digits).
+    Pixels,
+    /// Zero mean and unit variance per feature, from the training part's statistics: the
+    /// default for tabular data.
+    Standardize,
+    /// As the data come.
+    None,
 }
 
 impl DatasetSpec {
@@ -151,19 +171,49 @@ impl DatasetSpec {
                 Rule::OpenUnitInterval,
                 "fraction held out for validation (seeded, stratified for classes)",
             )?;
-            let standardize = p.flag("standardize", true, "scale features by the training part's mean and std")?;
+            let default = if source.pixel_max().is_some() { "pixels" } else { "standardize" };
+            let word = p.choice(
+                "scale",
+                &["pixels", "standardize", "none"],
+                Some(default),
+                "pixels: divide by the largest pixel value, to [0, 1] (default for images); standardize: training mean and std (default otherwise); none",
+            )?;
+            let scale = match word {
+                "pixels" => Scale::Pixels,
+                "standardize" => Scale::Standardize,
+                _ => Scale::None,
+            };
+            p.check(scale != Scale::Pixels || source.pixel_max().is_some(), "scale", || {
+                format!("is \"pixels\", which is for image data sets (digits, mnist); {} data are scaled with \"standardize\" or \"none\"", source.kind())
+            })?;
+            // The key this replaced, refused with what to write instead.
+            if p.optional_flag("standardize")?.is_some() {
+                return Err(p.invalid(
+                    "standardize",
+                    "was replaced by `scale`: write scale = \"standardize\" (or \"none\"); image data sets now default to scale = \"pixels\"".into(),
+                ));
+            }
             let seed = p.steps(
                 "seed",
                 Some(crate::DEFAULT_SEED),
                 0,
                 "seed for synthetic data and the split (not the training seed, so seeds share one data set)",
             )?;
-            Ok(DatasetSpec { source, validation_split, standardize, seed })
+            Ok(DatasetSpec { source, validation_split, scale, seed })
         })())
     }
 }
 
 impl SourceSpec {
+    /// The largest value a pixel of an image source takes; `None` for other data.
+    pub fn pixel_max(&self) -> Option<f32> {
+        match self {
+            SourceSpec::Digits => Some(16.0),
+            SourceSpec::Mnist { .. } => Some(255.0),
+            _ => None,
+        }
+    }
+
     /// The `kind` word.
     pub fn kind(&self) -> &'static str {
         match self {

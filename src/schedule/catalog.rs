@@ -1,7 +1,7 @@
 //! Every schedule kind with its parameters, defaults and description, read from the same
 //! code that reads configs (see [`ParamSource`]), for `runner schedules` and the docs.
 
-use super::{HORIZON_ACCEPTS, Horizon, Phase};
+use super::{Horizon, Phase};
 use super::{KindSpec, Warmup, summaries};
 use crate::params::{ParamSource, Rule};
 
@@ -113,9 +113,15 @@ impl ParamSource for Describer {
         doc: &'static str,
     ) -> Result<Horizon, Never> {
         let accepts =
-            if whole { HORIZON_ACCEPTS.replace("a number", "a whole number") } else { HORIZON_ACCEPTS.into() };
+            // The short form of HORIZON_ACCEPTS; the listing explains "run" and "N epochs".
+            if whole { "whole steps > 0, \"run\", \"N epochs\"" } else { "steps > 0, \"run\", \"N epochs\"" };
         self.add(key, or_required(default), accepts, doc);
         Ok(default.unwrap_or(Horizon::Run))
+    }
+
+    fn optional_flag(&mut self, _key: &'static str) -> Result<Option<bool>, Never> {
+        // Not documented: such keys are only read to be refused with a hint.
+        Ok(None)
     }
 
     fn flag(&mut self, key: &'static str, default: bool, doc: &'static str) -> Result<bool, Never> {

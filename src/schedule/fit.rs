@@ -92,6 +92,20 @@ fn kind_warnings(kind: &KindSpec, ctx: &Context, offset: u64, path: &str, out: &
                 ));
             }
         }
+        KindSpec::CosineAnnealing(k) => {
+            let t_max = k.t_max.resolve_steps(ctx, 1);
+            if t_max > t {
+                let label = format!("`{path}.t_max` = {t_max}");
+                ends_above(kind, ctx, offset, &label, "t_max = \"run\"", t_max as f64, out);
+            } else if t_max < t {
+                out.push(format!(
+                    "`{path}.t_max` = {t_max} is shorter than the run ({t} steps{}): after step {}, PyTorch's cosine annealing rises back towards its start (period {}); `t_max = \"run\"` ends the run at eta_min, `cosine_decay` holds there",
+                    after_warmup(offset),
+                    t_max + offset,
+                    2 * t_max
+                ));
+            }
+        }
         KindSpec::Step(k) => {
             let size = k.step_size.resolve_steps(ctx, 1);
             if size >= t {

@@ -9,6 +9,7 @@ pub mod catalog;
 
 mod constant;
 mod cosine;
+mod cosine_annealing;
 mod cosine_restarts;
 mod cyclic;
 mod exponential;
@@ -34,6 +35,7 @@ mod warmup_stable_decay;
 pub use crate::params::{ParamSource, Rule};
 pub use constant::Constant;
 pub use cosine::CosineDecay;
+pub use cosine_annealing::CosineAnnealing;
 pub use cosine_restarts::CosineDecayRestarts;
 pub use cyclic::Cyclic;
 pub use exponential::ExponentialDecay;
@@ -152,6 +154,7 @@ kinds! {
     Constant(Constant),
     Step(Step),
     Multistep(MultiStep),
+    CosineAnnealing(CosineAnnealing),
     Linear(Linear),
     OneCycle(OneCycle),
     Cyclic(Cyclic),

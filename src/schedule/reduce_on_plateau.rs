@@ -23,6 +23,9 @@ pub struct ReduceOnPlateau {
     pub cooldown: u64,
     pub min_lr: f64,
     pub compat: String,
+    /// PyTorch's `threshold_mode`: how `min_delta` (torch's `threshold`) compares, "rel" or
+    /// "abs"; Keras compares absolutely, always.
+    pub threshold_mode: String,
 }
 
 impl Kind for ReduceOnPlateau {
@@ -46,9 +49,26 @@ impl Kind for ReduceOnPlateau {
                     "compat",
                     &["keras", "torch"],
                     Some("keras"),
-                    "keras: absolute min_delta, reduce after patience bad evaluations; torch: relative min_delta (threshold), after patience + 1",
+                    "keras: absolute min_delta, reduce after patience bad evaluations; torch: min_delta is torch's threshold, after patience + 1",
                 )?
                 .to_string(),
+            threshold_mode: String::new(),
+        })
+        .and_then(|mut s: ReduceOnPlateau| {
+            let default = if s.compat == "torch" { "rel" } else { "abs" };
+            s.threshold_mode = p
+                .choice(
+                    "threshold_mode",
+                    &["rel", "abs"],
+                    Some(default),
+                    "torch: rel (best * (1 -/+ min_delta), torch's default) or abs (best -/+ min_delta); keras: abs only (default: rel for torch, abs for keras)",
+                )?
+                .to_string();
+            let (compat, mode) = (s.compat.clone(), s.threshold_mode.clone());
+            p.check(compat == "torch" || mode == "abs", "threshold_mode", || {
+                "is \"rel\", but Keras compares min_delta absolutely; use compat = \"torch\" for PyTorch's relative threshold".into()
+            })?;
+            Ok(s)
         })
     }
 
@@ -81,11 +101,15 @@ impl Plateau {
     fn improved(&self, m: f64) -> bool {
         let Some(best) = self.best else { return true };
         let d = self.spec.min_delta;
-        match (self.spec.compat.as_str(), self.spec.maximize()) {
-            ("torch", false) => m < best * (1.0 - d),
-            ("torch", true) => m > best * (1.0 + d),
-            (_, false) => m + d < best,
-            (_, true) => m - d > best,
+        // PyTorch's _is_better: rel min a < best * (1 - t), rel max a > best * (t + 1),
+        // abs min a < best - t, abs max a > best + t. Keras: m + d < best, m - d > best.
+        match (self.spec.compat.as_str(), self.spec.threshold_mode.as_str(), self.spec.maximize()) {
+            ("torch", "rel", false) => m < best * (1.0 - d),
+            ("torch", "rel", true) => m > best * (d + 1.0),
+            ("torch", _, false) => m < best - d,
+            ("torch", _, true) => m > best + d,
+            (_, _, false) => m + d < best,
+            (_, _, true) => m - d > best,
         }
     }
 
@@ -109,7 +133,7 @@ impl Plateau {
         }
     }
 
-    /// PyTorch `ReduceLROnPlateau.step` (threshold_mode "rel", eps 1e-8).
+    /// PyTorch `ReduceLROnPlateau.step` (eps 1e-8).
     fn observe_torch(&mut self, m: f64) {
         if self.improved(m) {
             self.best = Some(m);

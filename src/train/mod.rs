@@ -97,6 +97,10 @@ pub struct Outcome {
     pub early_stopped: bool,
     pub final_metrics: Option<EvalRow>,
     pub best_metrics: Option<EvalRow>,
+    /// The metric `best_metrics` is the best of: the one early stopping or the schedule
+    /// monitors, else val_accuracy (val_loss for regression).
+    #[serde(default)]
+    pub best_by: String,
     pub wall_seconds: f64,
     pub samples_per_second: f64,
     pub parameters: usize,
@@ -172,7 +176,16 @@ pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder, stop: 
     let mut diverged_at = None;
     let mut interrupted = false;
     let mut early = EarlyState::default();
-    let best_by = if data.task == Task::Classification { "val_accuracy" } else { "val_loss" };
+    // The best evaluation is the best of the monitored metric (early stopping's, else the
+    // schedule's), else of the ranking metric.
+    let default_by = if data.task == Task::Classification { "val_accuracy" } else { "val_loss" };
+    let best_by: String = t
+        .early_stopping
+        .as_ref()
+        .map(|e| e.monitor.clone())
+        .or_else(|| schedule.monitor().map(String::from))
+        .unwrap_or_else(|| default_by.to_string());
+    let best_by = best_by.as_str();
 
     let evaluate = |epoch: u64, step: u64, lr: f64, loss_sum: &mut f64, loss_count: &mut u64| -> Result<EvalRow> {
         let (val_loss, val_accuracy) = evaluate(&model, &data.validation, data.task)?;
@@ -283,7 +296,9 @@ pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder, stop: 
         },
         steps: step,
         total_steps: total,
-        epochs: epoch,
+        // An interrupted run counts the epochs it finished, as its last metrics row does.
+        epochs: if interrupted { step / steps_per_epoch } else { epoch },
+        best_by: best_by.to_string(),
         diverged_at_step: diverged_at,
         early_stopped: early.stopped,
         final_metrics: final_row,
@@ -335,8 +350,16 @@ fn evaluate(model: &Model, split: &Split, task: Task) -> Result<(f64, Option<f64
         let x = split.x.narrow(0, start, len)?;
         let y = split.y.narrow(0, start, len)?;
         let out = model.forward(&x, None)?;
-        let l = if task == Task::Classification { cross_entropy(&out, &y)? } else { mse(&out, &y)? };
-        loss += l.to_scalar::<f32>()? as f64 * len as f64;
+        // Per-sample losses summed in f64, as the training loss is averaged: a chunk's f32
+        // mean would carry f32 rounding into the written value.
+        let per_sample = if task == Task::Classification {
+            let logp = candle_nn::ops::log_softmax(&out, 1)?;
+            logp.gather(&y.unsqueeze(1)?, 1)?.neg()?
+        } else {
+            (&out - &y)?.sqr()?
+        };
+        loss += per_sample.flatten_all()?.to_vec1::<f32>()?.iter().map(|&v| v as f64).sum::<f64>()
+            / per_sample.dim(1)? as f64;
         if task == Task::Classification {
             correct += accuracy(&out, &y)? * len as f64;
         }

@@ -1,7 +1,8 @@
 """Reference learning rates for tests/schedule_reference.rs, from the upstream code.
 
 Run:  python3 tests/reference/generate.py > tests/reference/schedules.json
-Needs tensorflow-cpu 2.21 (which brings keras 3.15) for the Keras-computed cases.
+Needs tensorflow-cpu 2.21 (which brings keras 3.15) for the Keras-computed cases and torch
+2.15 for the torch-scheduler cases (`pip install tensorflow-cpu torch numpy` in a venv).
 
 How each number is obtained (the "source" field of each case says which):
 - keras-f64: the Keras 3 schedule object itself, every parameter passed as np.float64 so
@@ -14,6 +15,9 @@ How each number is obtained (the "source" field of each case says which):
   learning_rate_schedule.py and evaluated in Python float64.
 - torch-formula-f64: torch/optim/lr_scheduler.py 2.15 closed forms (StepLR, MultiStepLR,
   LinearLR, OneCycleLR._anneal_func and phases, CyclicLR.get_lr), evaluated in float64.
+- torch-scheduler: torch's own scheduler objects (ReduceLROnPlateau with threshold_mode,
+  CosineAnnealingLR in its chainable form) on an SGD optimizer, the rate read from
+  param_groups after each step (Python floats: float64).
 - expected-restart: a step where Keras 3 float64 misfloors the restart index (documented
   upstream defect); the value is the restart peak lr0*((1-alpha)*m_mul**i + alpha).
 """
@@ -176,6 +180,15 @@ def torch_plateau(metrics, lr, factor, patience, threshold, cooldown, min_lr, ep
 add("reduce_on_plateau compat=torch",
     'kind = "reduce_on_plateau"\nlearning_rate = 1.0\nfactor = 0.5\npatience = 2\ncooldown = 1\ncompat = "torch"',
     range(1, len(loss) + 1), torch_plateau(loss, 1.0, 0.5, 2, 1e-4, 1, 0.0), "torch-formula-f64", {"metrics": loss})
+
+# PyTorch's own objects (ReduceLROnPlateau's threshold modes, CosineAnnealingLR past
+# T_max), computed by torch_cases.py in a process of its own: torch and TensorFlow loaded
+# into one process abort (their LLVMs collide).
+import subprocess
+here = os.path.dirname(os.path.abspath(__file__))
+for c in json.loads(subprocess.run([sys.executable, os.path.join(here, "torch_cases.py")],
+                                   check=True, capture_output=True, text=True).stdout):
+    add(c["name"], c["schedule"], c["steps"], c["values"], c["source"], c.get("extra"))
 
 # PyTorch families, from the closed forms in torch/optim/lr_scheduler.py.
 steps = [0, 1, 29, 30, 31, 59, 60, 61, 200]

@@ -30,6 +30,9 @@ pub enum Command {
     Collect(CollectArgs),
     /// Rank the runs of an experiment (or one run) and draw its curves.
     Report(ReportArgs),
+    /// Evaluate a run's saved weights (model.safetensors or best.safetensors) on its
+    /// validation data, or on the data set of another config (--data).
+    Eval(EvalArgs),
     /// Print a config's learning rate for every step as CSV (`step,lr`), or draw it.
     Schedule(ScheduleArgs),
     /// List every schedule kind with its parameters and defaults.
@@ -249,6 +252,28 @@ pub struct CollectArgs {
     /// No table, only the counts.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// A run's directory (experiments/NAME/RUN), holding config.toml and model.safetensors.
+    pub dir: PathBuf,
+    /// A config file whose [dataset] to evaluate on (e.g. MNIST's t10k files with
+    /// test_as_validation = true, a held-out CSV); default: the run's own validation data.
+    #[arg(long, value_name = "CONFIG")]
+    pub data: Option<PathBuf>,
+    /// Which weights: the final ones, or the best evaluation's (runs with a monitored metric).
+    #[arg(long, value_enum, default_value_t = Weights::Model)]
+    pub weights: Weights,
+}
+
+/// The weights `runner eval` loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Weights {
+    /// model.safetensors: the weights the run ended with.
+    Model,
+    /// best.safetensors: the best evaluation's.
+    Best,
 }
 
 #[derive(Debug, clap::Args)]

@@ -2,6 +2,15 @@
 //! otherwise (CI, pipes), nothing with `--quiet`; for a sweep, a [`Board`]: one line per
 //! active run above an overall bar (runs done, failed, ETA), or a plain line per finished run.
 
+/// `eprintln!` that never panics: a closed stderr (`runner run ... 2>&1 | head`) must not
+/// fail a run that is training fine.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use crate::train::{EvalRow, Recorder, StepRow};
 use anyhow::Result;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -60,12 +69,7 @@ impl Recorder for Progress {
             Progress::Lines { total, next_percent, label } => {
                 let percent = (row.step + 1) * 100 / (*total).max(1);
                 if percent >= *next_percent {
-                    eprintln!(
-                        "{label}: step {}/{total} epoch {epoch} loss {:.4} lr {:.3e}",
-                        row.step + 1,
-                        row.loss,
-                        row.lr
-                    );
+                    say!("{label}: step {}/{total} epoch {epoch} loss {:.4} lr {:.3e}", row.step + 1, row.loss, row.lr);
                     *next_percent = percent / 25 * 25 + 25;
                 }
             }
@@ -91,6 +95,16 @@ impl Recorder for Tee<'_> {
     fn on_eval(&mut self, row: &EvalRow) -> Result<()> {
         self.0.on_eval(row)?;
         self.1.on_eval(row)
+    }
+
+    fn checkpoint(&mut self, checkpoint: &crate::train::Checkpoint) -> Result<()> {
+        self.0.checkpoint(checkpoint)?;
+        self.1.checkpoint(checkpoint)
+    }
+
+    fn save_model(&mut self, name: &str, params: &[(String, candle_core::Tensor)]) -> Result<()> {
+        self.0.save_model(name, params)?;
+        self.1.save_model(name, params)
     }
 }
 
@@ -155,8 +169,20 @@ impl Board {
                 }
             }
             None if self.quiet => {}
-            None if self.total == 1 => eprintln!("{line}"),
-            None => eprintln!("[{done}/{} done, {failures} failed] {line}", self.total),
+            None if self.total == 1 => say!("{line}"),
+            None => say!("[{done}/{} done, {failures} failed] {line}", self.total),
+        }
+    }
+
+    /// A line about a run that is not its outcome (it resumes from a checkpoint, its old
+    /// results were set aside); shown unless quiet.
+    pub fn note(&self, line: &str) {
+        match &self.multi {
+            Some((multi, _)) => {
+                let _ = multi.println(line);
+            }
+            None if self.quiet => {}
+            None => say!("{line}"),
         }
     }
 

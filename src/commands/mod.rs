@@ -1,6 +1,7 @@
 //! What each subcommand does, given its parsed arguments.
 
 mod collect;
+mod eval;
 mod report;
 mod run;
 mod run_one;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sweep(args) => sweep::run(&args),
         Command::RunOne(args) => run_one::run(&args),
         Command::Collect(args) => collect::run(&args),
+        Command::Eval(args) => eval::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Schedule(args) => schedule::run(&args),
         Command::Schedules(args) => schedules::run(&args),

@@ -67,7 +67,12 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
     };
     if !exp.is_sweep && !args.force && !args.resume {
         let run_dir = dir.join(&exp.runs[0].info.name);
-        if run_dir.exists() && std::fs::read_dir(&run_dir)?.next().is_some() {
+        let toml = exp.runs[0].config.to_toml();
+        // An interrupted, failed or killed run of this same config continues from its
+        // checkpoint; finished results, or another config's, are not touched without a flag.
+        let resumable = std::fs::read_to_string(run_dir.join("config.toml")).is_ok_and(|c| c == toml)
+            && !results::is_finished(&run_dir, &toml);
+        if !resumable && run_dir.exists() && std::fs::read_dir(&run_dir)?.next().is_some() {
             return Err(input_error(format!(
                 "{} already holds results of an earlier run; pass --force to replace them, --resume to keep them if that run finished with this config, or --out DIR to write elsewhere",
                 run_dir.display()
@@ -146,7 +151,7 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
     }
     if stop.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(Interrupted(format!(
-            "interrupted; finished runs are kept, rerun the same command to resume ({} left)",
+            "interrupted; finished runs are kept and the others saved a checkpoint: rerun the same command to continue them ({} left)",
             tally.interrupted.len() + tally.not_started.len()
         ))
         .into());

@@ -1,22 +1,23 @@
 //! Optimizers with PyTorch's update rules, over candle `Var`s: SGD (momentum, dampening,
-//! nesterov, weight decay), Adam, RMSprop of our own, and candle-nn's AdamW. The trainer
-//! sets the rate from the schedule before every step.
+//! nesterov, weight decay), Adam, RMSprop and AdamW (candle-nn's AdamW, op for op, with its
+//! moments in the open so a checkpoint can keep them). The trainer sets the rate from the
+//! schedule before every step.
 
 mod spec;
 
 pub use spec::{OPTIMIZERS, OptimizerSpec};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
-use candle_nn::Optimizer as _;
+use std::collections::HashMap;
 
 /// An optimizer bound to a model's parameters.
 pub enum Optimizer {
     Sgd { spec: OptimizerSpec, vars: Vec<Var>, buffers: Vec<Option<Tensor>> },
     Adam { spec: OptimizerSpec, vars: Vec<Var>, m: Vec<Tensor>, v: Vec<Tensor>, t: i32 },
     RmsProp { spec: OptimizerSpec, vars: Vec<Var>, square: Vec<Tensor>, buffers: Vec<Tensor> },
-    AdamW(candle_nn::AdamW),
+    AdamW { spec: OptimizerSpec, vars: Vec<Var>, m: Vec<Tensor>, v: Vec<Tensor>, t: i32 },
 }
 
 impl Optimizer {
@@ -30,17 +31,63 @@ impl Optimizer {
             OptimizerSpec::RmsProp { .. } => {
                 Optimizer::RmsProp { spec: spec.clone(), square: zeros(&vars)?, buffers: zeros(&vars)?, vars }
             }
-            OptimizerSpec::AdamW { beta1, beta2, eps, weight_decay } => Optimizer::AdamW(candle_nn::AdamW::new(
-                vars,
-                candle_nn::ParamsAdamW {
-                    lr: 0.0,
-                    beta1: *beta1,
-                    beta2: *beta2,
-                    eps: *eps,
-                    weight_decay: *weight_decay,
-                },
-            )?),
+            OptimizerSpec::AdamW { .. } => {
+                Optimizer::AdamW { spec: spec.clone(), m: zeros(&vars)?, v: zeros(&vars)?, vars, t: 0 }
+            }
         })
+    }
+
+    /// The optimizer's state as named tensors (momentum buffers, moments) and its step count,
+    /// for a checkpoint.
+    pub fn state(&self) -> (Vec<(String, Tensor)>, i64) {
+        let named = |prefix: &str, ts: &[Tensor]| -> Vec<(String, Tensor)> {
+            ts.iter().enumerate().map(|(i, t)| (format!("optim.{prefix}.{i}"), t.clone())).collect()
+        };
+        match self {
+            Optimizer::Sgd { buffers, .. } => (
+                buffers
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, b)| b.as_ref().map(|b| (format!("optim.buf.{i}"), b.clone())))
+                    .collect(),
+                0,
+            ),
+            Optimizer::Adam { m, v, t, .. } | Optimizer::AdamW { m, v, t, .. } => {
+                ([named("m", m), named("v", v)].concat(), *t as i64)
+            }
+            Optimizer::RmsProp { square, buffers, .. } => {
+                ([named("square", square), named("buf", buffers)].concat(), 0)
+            }
+        }
+    }
+
+    /// Restores what [`Optimizer::state`] gave.
+    pub fn restore(&mut self, tensors: &HashMap<String, Tensor>, t_saved: i64) -> Result<()> {
+        let get = |name: String| -> Result<Tensor> {
+            match tensors.get(&name) {
+                Some(t) => Ok(t.clone()),
+                None => bail!("the checkpoint has no {name}"),
+            }
+        };
+        match self {
+            Optimizer::Sgd { buffers, .. } => {
+                for (i, b) in buffers.iter_mut().enumerate() {
+                    *b = tensors.get(&format!("optim.buf.{i}")).cloned();
+                }
+            }
+            Optimizer::Adam { m, v, t, .. } | Optimizer::AdamW { m, v, t, .. } => {
+                for i in 0..m.len() {
+                    (m[i], v[i]) = (get(format!("optim.m.{i}"))?, get(format!("optim.v.{i}"))?);
+                }
+                *t = t_saved as i32;
+            }
+            Optimizer::RmsProp { square, buffers, .. } => {
+                for i in 0..square.len() {
+                    (square[i], buffers[i]) = (get(format!("optim.square.{i}"))?, get(format!("optim.buf.{i}"))?);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One update with rate `lr` from the gradients in `grads`.
@@ -101,9 +148,23 @@ impl Optimizer {
                     var.set(&(var.as_tensor() - (update * lr)?)?)?;
                 }
             }
-            Optimizer::AdamW(opt) => {
-                opt.set_learning_rate(lr);
-                opt.step(grads)?;
+            Optimizer::AdamW { spec: OptimizerSpec::AdamW { beta1, beta2, eps, weight_decay }, vars, m, v, t } => {
+                // candle-nn's AdamW::step, op for op (decoupled weight decay, PyTorch's rule).
+                *t += 1;
+                let (beta1, beta2) = (*beta1, *beta2);
+                let scale_m = 1f64 / (1f64 - beta1.powi(*t));
+                let scale_v = 1f64 / (1f64 - beta2.powi(*t));
+                for ((var, m), v) in vars.iter().zip(m.iter_mut()).zip(v.iter_mut()) {
+                    let Some(g) = grads.get(var) else { continue };
+                    let next_m = ((&*m * beta1)? + (g * (1.0 - beta1))?)?;
+                    let next_v = ((&*v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+                    let m_hat = (&next_m * scale_m)?;
+                    let v_hat = (&next_v * scale_v)?;
+                    let next_theta = (var.as_tensor() * (1f64 - lr * *weight_decay))?;
+                    let adjusted = (m_hat / (v_hat.sqrt()? + *eps)?)?;
+                    var.set(&(next_theta - (adjusted * lr)?)?)?;
+                    (*m, *v) = (next_m.detach(), next_v.detach());
+                }
             }
             _ => unreachable!("each optimizer holds its own kind of spec"),
         }

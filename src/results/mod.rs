@@ -3,6 +3,7 @@
 //! finished run. An experiment's directory holds its runs, `runs.json` (the plan) and
 //! `summary.csv` (one row per run, best first).
 
+pub mod checkpoints;
 mod experiment;
 mod summary_csv;
 
@@ -196,6 +197,10 @@ pub struct RunDir {
     last_eval: Option<EvalRow>,
     /// When metrics.csv was last flushed to disk.
     flushed: std::time::Instant,
+    /// The hash of the config this run trains (in every checkpoint).
+    config_hash: String,
+    /// Checkpoints kept.
+    keep: u64,
 }
 
 /// metrics.csv is flushed with an evaluation unless it was flushed less than this many
@@ -243,7 +248,44 @@ impl RunDir {
             last_epoch: 0,
             last_eval: None,
             flushed: std::time::Instant::now(),
+            config_hash: crate::config::hash_text(config_toml),
+            keep: 2,
         })
+    }
+
+    /// Reopens the run directory `dir` to continue from the checkpoint `meta` describes:
+    /// metrics.csv and steps.csv are cut back to what the run had written then (rows of the
+    /// steps after it are trained again, not duplicated), then appended to.
+    pub fn reopen(dir: &Path, meta: &checkpoints::CheckpointMeta) -> Result<RunDir> {
+        let open = |name: &str, len: u64| -> Result<csv::Writer<BufWriter<File>>> {
+            let path = dir.join(name);
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("cannot open {} to resume", path.display()))?;
+            f.set_len(len).with_context(|| format!("cannot trim {}", path.display()))?;
+            let f = fs::OpenOptions::new().append(true).open(&path)?;
+            Ok(csv::WriterBuilder::new().has_headers(false).from_writer(BufWriter::new(f)))
+        };
+        let _ = fs::remove_file(dir.join("summary.json"));
+        let config = fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
+        Ok(RunDir {
+            path: dir.to_path_buf(),
+            metrics: open("metrics.csv", meta.metrics_bytes)?,
+            steps: open("steps.csv", meta.steps_bytes)?,
+            last_step: meta.step.checked_sub(1),
+            last_epoch: meta.epoch,
+            last_eval: meta.final_row,
+            flushed: std::time::Instant::now(),
+            config_hash: crate::config::hash_text(&config),
+            keep: 2,
+        })
+    }
+
+    /// Keeps the latest `keep` checkpoints (default 2).
+    pub fn keep_checkpoints(mut self, keep: u64) -> RunDir {
+        self.keep = keep;
+        self
     }
 
     /// The outcome of a run that failed after recording what this directory holds.
@@ -279,6 +321,19 @@ fn opt(v: Option<f64>) -> String {
 }
 
 impl Recorder for RunDir {
+    fn checkpoint(&mut self, ck: &crate::train::Checkpoint) -> Result<()> {
+        let (metrics, steps) = (self.path.join("metrics.csv"), self.path.join("steps.csv"));
+        self.metrics.flush().with_context(|| format!("cannot write {}", metrics.display()))?;
+        self.steps.flush().with_context(|| format!("cannot write {}", steps.display()))?;
+        self.flushed = std::time::Instant::now();
+        let len = |p: &Path| fs::metadata(p).map(|m| m.len()).with_context(|| format!("cannot read {}", p.display()));
+        checkpoints::write(&self.path, ck, &self.config_hash, (len(&metrics)?, len(&steps)?), self.keep)
+    }
+
+    fn save_model(&mut self, name: &str, params: &[(String, candle_core::Tensor)]) -> Result<()> {
+        checkpoints::write_model(&self.path, name, params)
+    }
+
     fn on_step(&mut self, row: &StepRow, epoch: u64, logged: bool) -> Result<()> {
         (self.last_step, self.last_epoch) = (Some(row.step), epoch);
         if logged {

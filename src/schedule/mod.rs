@@ -70,6 +70,19 @@ pub trait Schedule: Send {
     fn monitor(&self) -> Option<&str> {
         None
     }
+
+    /// What a checkpoint must keep of the schedule to continue it exactly: the running
+    /// state of validation-driven schedules (a plateau's rate, best, wait, cooldown), empty
+    /// for schedules that are a function of the step.
+    fn state(&self) -> Vec<f64> {
+        Vec::new()
+    }
+
+    /// Restores what [`Schedule::state`] gave, from the front of `state`; returns how many
+    /// values it took.
+    fn restore(&mut self, _state: &[f64]) -> usize {
+        0
+    }
 }
 
 /// The first of steps `0..steps` whose rate is not a finite number (a formula that divides
@@ -233,6 +246,14 @@ impl Schedule for NonNegative {
 
     fn monitor(&self) -> Option<&str> {
         self.0.monitor()
+    }
+
+    fn state(&self) -> Vec<f64> {
+        self.0.state()
+    }
+
+    fn restore(&mut self, state: &[f64]) -> usize {
+        self.0.restore(state)
     }
 }
 

@@ -168,4 +168,18 @@ impl Schedule for Plateau {
     fn monitor(&self) -> Option<&str> {
         Some(&self.spec.monitor)
     }
+
+    /// `[lr, best (NaN when none yet), wait, cooldown counter]`.
+    fn state(&self) -> Vec<f64> {
+        vec![self.lr, self.best.unwrap_or(f64::NAN), self.wait as f64, self.cooldown_counter as f64]
+    }
+
+    fn restore(&mut self, state: &[f64]) -> usize {
+        if let [lr, best, wait, cooldown, ..] = *state {
+            self.lr = lr;
+            self.best = (!best.is_nan()).then_some(best);
+            (self.wait, self.cooldown_counter) = (wait as u64, cooldown as u64);
+        }
+        4
+    }
 }

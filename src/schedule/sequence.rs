@@ -65,6 +65,18 @@ impl Schedule for Joined {
     fn monitor(&self) -> Option<&str> {
         self.phases.iter().find_map(|(_, s)| s.monitor())
     }
+
+    fn state(&self) -> Vec<f64> {
+        self.phases.iter().flat_map(|(_, s)| s.state()).collect()
+    }
+
+    fn restore(&mut self, state: &[f64]) -> usize {
+        let mut used = 0;
+        for (_, s) in &mut self.phases {
+            used += s.restore(&state[used.min(state.len())..]);
+        }
+        used
+    }
 }
 
 #[cfg(test)]

@@ -52,6 +52,14 @@ impl Schedule for Warmed {
     fn monitor(&self) -> Option<&str> {
         self.inner.monitor()
     }
+
+    fn state(&self) -> Vec<f64> {
+        self.inner.state()
+    }
+
+    fn restore(&mut self, state: &[f64]) -> usize {
+        self.inner.restore(state)
+    }
 }
 
 #[cfg(test)]

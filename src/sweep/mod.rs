@@ -178,15 +178,42 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
         board.finish(crate::progress::Progress::Quiet, &format!("{}: finished earlier, kept", run.info.name), false);
         return Ok(None);
     }
-    // Whatever an earlier, unfinished attempt left is replaced.
-    let mut run_dir = RunDir::create(&run_path, &config_toml)?;
+    // An interrupted or failed attempt of the same config continues from its latest
+    // checkpoint (--force starts over); anything else an earlier attempt left is replaced.
+    let config_hash = crate::config::hash_text(&config_toml);
+    let same_config = std::fs::read_to_string(run_path.join("config.toml")).is_ok_and(|c| c == config_toml);
+    let resume = if force || !same_config { None } else { results::checkpoints::latest(&run_path, &config_hash) };
+    if !force
+        && !same_config
+        && run_path.join("checkpoints").is_dir()
+        && results::finished_with_other_config(&run_path, &config_toml).is_none()
+    {
+        board.note(&format!(
+            "{}: its config changed since it stopped, so it starts over (its checkpoints are of the old config)",
+            run.info.name
+        ));
+    }
+    let keep = run.config.train.keep_checkpoints;
+    let (mut run_dir, resume) = match resume {
+        Some(loaded) => {
+            for why in &loaded.skipped {
+                board.note(&format!("{}: warning: skipped checkpoint {why}", run.info.name));
+            }
+            board.note(&format!(
+                "{}: resuming from its checkpoint at step {} (epoch {})",
+                run.info.name, loaded.meta.step, loaded.meta.epoch
+            ));
+            (RunDir::reopen(&run_path, &loaded.meta)?.keep_checkpoints(keep), Some(loaded.checkpoint))
+        }
+        None => (RunDir::create(&run_path, &config_toml)?.keep_checkpoints(keep), None),
+    };
     let total = run.config.train.total_steps(job.data.train.len);
     let mut progress = board.start(&run.info.name, total);
     let start = Instant::now();
     let started_at = results::unix_now();
     let spec = run.config.run_spec();
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Outcome> {
-        train::train(&spec, &job.data, &mut Tee(&mut run_dir, &mut progress), stop)
+        train::train_from(&spec, &job.data, &mut Tee(&mut run_dir, &mut progress), stop, resume)
     }));
     let (outcome, error) = match result {
         Ok(Ok(outcome)) => (outcome, None),

@@ -3,9 +3,11 @@
 //! schedules, divergence and early stopping. It knows plain specs, not TOML, and reports
 //! through a [`Recorder`] (CSV files, progress), not to the terminal.
 
+mod checkpoint;
 mod spec;
 
-pub use spec::{EarlyStopping, TrainSpec};
+pub use checkpoint::{Checkpoint, Policy};
+pub use spec::{EarlyStopping, MAX_STEPS, TrainSpec};
 
 use crate::data::{Dataset, Split, Task};
 use crate::model::{Model, ModelSpec, Targets, accuracy, cross_entropy, gather, mse};
@@ -112,6 +114,21 @@ pub trait Recorder {
     fn on_step(&mut self, row: &StepRow, epoch: u64, logged: bool) -> Result<()>;
     /// Called after every evaluation.
     fn on_eval(&mut self, row: &EvalRow) -> Result<()>;
+    /// Keeps `checkpoint` (written at a step boundary, after everything before it was
+    /// recorded), so that the run can continue from it; does nothing by default.
+    fn checkpoint(&mut self, _checkpoint: &Checkpoint) -> Result<()> {
+        Ok(())
+    }
+    /// Keeps a set of the model's parameters: `model` (the final ones) or `best` (the best
+    /// evaluation's); does nothing by default.
+    fn save_model(&mut self, _name: &str, _params: &[(String, Tensor)]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The model's parameters as named tensors, deep copies (a `Var` is updated in place).
+fn param_copies(vars: &[candle_core::Var]) -> Result<Vec<(String, Tensor)>> {
+    vars.iter().enumerate().map(|(i, v)| Ok((format!("param.{i}"), v.as_tensor().copy()?))).collect()
 }
 
 /// The value of `monitor` in an evaluation row, if the task has it.
@@ -150,9 +167,63 @@ pub fn check(spec: &RunSpec, data: &Dataset) -> Result<(), String> {
     spec.model.check(data.features, outputs, data.image).map(|_| ())
 }
 
+/// The metrics of a set of weights on a data set's validation part.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Evaluation {
+    pub val_loss: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_rmse: Option<f64>,
+    pub samples: usize,
+}
+
+/// Evaluates the model `spec` describes with parameters `params` (in [`Model::vars`]
+/// order) on `data`'s validation part, exactly as training evaluates.
+pub fn evaluate_params(spec: &RunSpec, data: &Dataset, params: &[Tensor]) -> Result<Evaluation> {
+    check(spec, data).map_err(anyhow::Error::msg)?;
+    let outputs = if data.task == Task::Classification { data.classes } else { 1 };
+    let model = Model::new(&spec.model, data.features, outputs, data.image, spec.train.seed)?;
+    let vars = model.vars();
+    if vars.len() != params.len() {
+        bail!("the weights hold {} tensors, this model has {}", params.len(), vars.len());
+    }
+    for (i, (var, p)) in vars.iter().zip(params).enumerate() {
+        if var.dims() != p.dims() {
+            bail!(
+                "the weights' tensor {i} has shape {:?}, the model built for {} has {:?} (another data set's features or classes?)",
+                p.dims(),
+                data.name,
+                var.dims()
+            );
+        }
+        var.set(p)?;
+    }
+    let (val_loss, val_accuracy) = evaluate(&model, &data.validation, data.task)?;
+    Ok(Evaluation {
+        val_loss,
+        val_accuracy: val_accuracy.filter(|_| data.task == Task::Classification),
+        val_rmse: (data.task == Task::Regression).then(|| val_loss.sqrt()),
+        samples: data.validation.len,
+    })
+}
+
 /// Trains `spec` on `data`, reporting to `recorder`. When `stop` becomes true (an
 /// interrupt), the run ends before its next step with status `interrupted`.
 pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder, stop: &AtomicBool) -> Result<Outcome> {
+    train_from(spec, data, recorder, stop, None)
+}
+
+/// [`train`], continuing from `resume` when given: the run then goes on exactly as if it
+/// had never stopped (same batches, dropout masks, schedule state and rates), so its
+/// results equal an uninterrupted run's.
+pub fn train_from(
+    spec: &RunSpec,
+    data: &Dataset,
+    recorder: &mut dyn Recorder,
+    stop: &AtomicBool,
+    resume: Option<Checkpoint>,
+) -> Result<Outcome> {
     let start = Instant::now();
     let t = &spec.train;
     let n = data.train.len;
@@ -176,6 +247,51 @@ pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder, stop: 
     let mut diverged_at = None;
     let mut interrupted = false;
     let mut early = EarlyState::default();
+    // Keras' restore_best_weights keeps the best evaluation's weights; so does best.safetensors.
+    let keeps_best = t.early_stopping.is_some() || schedule.monitor().is_some();
+    let mut best_params: Option<Vec<(String, Tensor)>> = None;
+    let mut seconds_before = 0.0;
+    // Batches of the epoch in progress already trained, when resuming mid-epoch.
+    let mut resume_skip = None;
+    if let Some(ck) = resume {
+        let tensors: std::collections::HashMap<String, Tensor> = ck.tensors.into_iter().collect();
+        for (i, var) in vars.iter().enumerate() {
+            let Some(saved) = tensors.get(&format!("param.{i}")) else { bail!("the checkpoint has no param.{i}") };
+            if saved.dims() != var.dims() {
+                bail!("the checkpoint's param.{i} has shape {:?}, the model's is {:?}", saved.dims(), var.dims());
+            }
+            var.set(saved)?;
+        }
+        optimizer.restore(&tensors, ck.optimizer_t)?;
+        if keeps_best && tensors.contains_key("best.0") {
+            best_params =
+                Some((0..vars.len()).map(|i| (format!("param.{i}"), tensors[&format!("best.{i}")].clone())).collect());
+        }
+        if ck.order.len() != order.len() {
+            bail!("the checkpoint's epoch order has {} samples, the data set {}", ck.order.len(), order.len());
+        }
+        order = ck.order;
+        shuffle_rng.set_word_pos(ck.shuffle_word_pos);
+        dropout_rng.set_word_pos(ck.dropout_word_pos);
+        schedule.restore(&ck.schedule_state);
+        (step, epoch, samples) = (ck.step, ck.epoch, ck.samples);
+        (loss_sum, loss_count, last_lr) = (ck.loss_sum, ck.loss_count, ck.last_lr);
+        (early.best, early.wait) = (ck.early_best, ck.early_wait);
+        (best_row, final_row) = (ck.best_row, ck.final_row);
+        seconds_before = ck.seconds;
+        // The epoch in progress, unless its last batch was done: an interrupt can also come
+        // right after an epoch's shuffle, before its first batch (0 done).
+        let done = step.saturating_sub(epoch.saturating_sub(1) * steps_per_epoch);
+        if epoch > 0 && done < steps_per_epoch {
+            resume_skip = Some(done as usize);
+        }
+    }
+    let policy = Policy {
+        every: t.checkpoint_every.resolve_steps(&ctx, 1),
+        max_interval: std::time::Duration::from_secs_f64(t.checkpoint_minutes * 60.0),
+        max_share: 0.01,
+    };
+    let (mut last_checkpoint, mut checkpoint_cost) = (Instant::now(), std::time::Duration::ZERO);
     // The best evaluation is the best of the monitored metric (early stopping's, else the
     // schedule's), else of the ranking metric.
     let default_by = if data.task == Task::Classification { "val_accuracy" } else { "val_loss" };
@@ -197,23 +313,84 @@ pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder, stop: 
             val_loss,
             val_accuracy: val_accuracy.filter(|_| data.task == Task::Classification),
             val_rmse: (data.task == Task::Regression).then(|| val_loss.sqrt()),
-            seconds: start.elapsed().as_secs_f64(),
+            seconds: seconds_before + start.elapsed().as_secs_f64(),
         };
         (*loss_sum, *loss_count) = (0.0, 0);
         Ok(row)
     };
+    // The state at a step boundary, for a checkpoint.
+    let snapshot = |step: u64,
+                    epoch: u64,
+                    samples: u64,
+                    losses: (f64, u64, f64),
+                    rngs: (&ChaCha8Rng, &ChaCha8Rng),
+                    schedule: &dyn crate::schedule::Schedule,
+                    early: &EarlyState,
+                    rows: (Option<EvalRow>, Option<EvalRow>),
+                    order: &[u32],
+                    best: Option<&Vec<(String, Tensor)>>,
+                    optimizer: &Optimizer|
+     -> Result<Checkpoint> {
+        let mut tensors = param_copies(&vars)?;
+        let (optim, optimizer_t) = optimizer.state();
+        tensors.extend(optim);
+        if let Some(best) = best {
+            tensors.extend(best.iter().enumerate().map(|(i, (_, t))| (format!("best.{i}"), t.clone())));
+        }
+        Ok(Checkpoint {
+            step,
+            epoch,
+            samples,
+            loss_sum: losses.0,
+            loss_count: losses.1,
+            last_lr: losses.2,
+            shuffle_word_pos: rngs.0.get_word_pos(),
+            dropout_word_pos: rngs.1.get_word_pos(),
+            schedule_state: schedule.state(),
+            early_best: early.best,
+            early_wait: early.wait,
+            best_row: rows.0,
+            final_row: rows.1,
+            seconds: seconds_before + start.elapsed().as_secs_f64(),
+            order: order.to_vec(),
+            tensors,
+            optimizer_t,
+        })
+    };
 
     'training: while step < total {
-        epoch += 1;
-        if t.shuffle {
-            order.shuffle(&mut shuffle_rng);
-        }
-        for batch in order.chunks(t.batch_size as usize) {
+        // A resumed run continues the epoch in progress: same order, its first batches done.
+        let skip = match resume_skip.take() {
+            Some(done) => done,
+            None => {
+                epoch += 1;
+                if t.shuffle {
+                    order.shuffle(&mut shuffle_rng);
+                }
+                0
+            }
+        };
+        for batch in order.chunks(t.batch_size as usize).skip(skip) {
             if step >= total {
                 break;
             }
             if stop.load(Ordering::Relaxed) {
                 interrupted = true;
+                // Saved before exiting: a rerun continues from here.
+                let ck = snapshot(
+                    step,
+                    epoch,
+                    samples,
+                    (loss_sum, loss_count, last_lr),
+                    (&shuffle_rng, &dropout_rng),
+                    &*schedule,
+                    &early,
+                    (best_row, final_row),
+                    &order,
+                    best_params.as_ref(),
+                    &optimizer,
+                )?;
+                recorder.checkpoint(&ck)?;
                 break 'training;
             }
             let lr = schedule.lr(step);
@@ -268,6 +445,9 @@ pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder, stop: 
                 }
                 if better(&row, best_row.as_ref(), best_by) {
                     best_row = Some(row);
+                    if keeps_best {
+                        best_params = Some(param_copies(&vars)?);
+                    }
                 }
                 final_row = Some(row);
                 if let Some(es) = &t.early_stopping
@@ -275,6 +455,24 @@ pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder, stop: 
                 {
                     break 'training;
                 }
+            }
+            if step < total && policy.due(step, last_checkpoint.elapsed(), checkpoint_cost) {
+                let began = Instant::now();
+                let ck = snapshot(
+                    step,
+                    epoch,
+                    samples,
+                    (loss_sum, loss_count, last_lr),
+                    (&shuffle_rng, &dropout_rng),
+                    &*schedule,
+                    &early,
+                    (best_row, final_row),
+                    &order,
+                    best_params.as_ref(),
+                    &optimizer,
+                )?;
+                recorder.checkpoint(&ck)?;
+                (last_checkpoint, checkpoint_cost) = (Instant::now(), began.elapsed());
             }
         }
     }
@@ -287,7 +485,23 @@ pub fn train(spec: &RunSpec, data: &Dataset, recorder: &mut dyn Recorder, stop: 
         }
         final_row = Some(row);
     }
-    let wall = start.elapsed().as_secs_f64();
+    // Keras' restore_best_weights: a run stopped early ends with its best weights.
+    if early.stopped
+        && t.early_stopping.as_ref().is_some_and(|e| e.restore_best_weights)
+        && let (Some(best), Some(row)) = (&best_params, best_row)
+    {
+        for (var, (_, saved)) in vars.iter().zip(best) {
+            var.set(saved)?;
+        }
+        final_row = Some(row);
+    }
+    if !interrupted && diverged_at.is_none() && step > 0 {
+        recorder.save_model("model", &param_copies(&vars)?)?;
+        if let Some(best) = &best_params {
+            recorder.save_model("best", best)?;
+        }
+    }
+    let wall = seconds_before + start.elapsed().as_secs_f64();
     Ok(Outcome {
         status: match (diverged_at, interrupted) {
             (Some(_), _) => Status::Diverged,

@@ -1,7 +1,7 @@
 //! The `[train]` table: how long, in what batches, how often to evaluate and log.
 
 use crate::params::{ParamSource, Rule};
-use crate::schedule::Context;
+use crate::schedule::{Context, Horizon};
 
 /// The most optimizer steps a run may take (about three years at 100 steps a second).
 pub const MAX_STEPS: u64 = 10_000_000_000;
@@ -12,6 +12,9 @@ pub struct EarlyStopping {
     pub monitor: String,
     pub patience: u64,
     pub min_delta: f64,
+    /// Keras' restore_best_weights: when stopping early, the final weights (and metrics)
+    /// are the best evaluation's.
+    pub restore_best_weights: bool,
 }
 
 /// A validated `[train]` table.
@@ -34,6 +37,12 @@ pub struct TrainSpec {
     pub early_stopping: Option<EarlyStopping>,
     pub seed: u64,
     pub threads: u64,
+    /// Steps between checkpoints (a number of steps or "N epochs").
+    pub checkpoint_every: Horizon,
+    /// Wall-clock bound between checkpoints, in minutes.
+    pub checkpoint_minutes: f64,
+    /// Checkpoints kept in the run's checkpoints/ (the latest ones).
+    pub keep_checkpoints: u64,
 }
 
 impl Default for TrainSpec {
@@ -49,6 +58,9 @@ impl Default for TrainSpec {
             early_stopping: None,
             seed: crate::DEFAULT_SEED,
             threads: 1,
+            checkpoint_every: Horizon::Epochs(1.0),
+            checkpoint_minutes: 10.0,
+            keep_checkpoints: 2,
         }
     }
 }
@@ -88,6 +100,19 @@ impl TrainSpec {
                 "seed for weights, shuffling, dropout and noisy schedules",
             )?,
             threads: p.steps("threads", Some(1), 1, "CPU threads for this run")?,
+            checkpoint_every: p.horizon(
+                "checkpoint_every",
+                Some(Horizon::Epochs(1.0)),
+                true,
+                "steps (or \"N epochs\") between checkpoints; never more than 1% of the run's time is spent on them",
+            )?,
+            checkpoint_minutes: p.number(
+                "checkpoint_minutes",
+                Some(10.0),
+                Rule::Positive,
+                "a checkpoint at least this often, in minutes of training",
+            )?,
+            keep_checkpoints: p.steps("keep_checkpoints", Some(2), 1, "the latest checkpoints kept")?,
         })
     }
 
@@ -140,6 +165,11 @@ impl EarlyStopping {
                 Some(0.0),
                 Rule::NonNegative,
                 "smallest change that counts as improvement",
+            )?,
+            restore_best_weights: p.flag(
+                "restore_best_weights",
+                false,
+                "when stopping early, end with the best evaluation's weights (Keras)",
             )?,
         })
     }

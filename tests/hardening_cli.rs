@@ -286,7 +286,7 @@ fn nonsense_is_refused_or_documented_not_reported_as_a_result() {
     let (code, err) = run_file(d, "steps", &format!("[train]\nsteps = 10\n{CONSTANT}"));
     assert_eq!(code, Some(0), "{err}");
     let saved = fs::read_to_string(d.join("out/steps/constant/config.toml")).unwrap();
-    assert!(saved.contains("steps = 10") && !saved.contains("epochs"), "{saved}");
+    assert!(saved.contains("\nsteps = 10") && !saved.contains("\nepochs ="), "{saved}");
     // An epoch count whose steps overflow: schedule and run refuse it alike.
     let huge = format!("[train]\nepochs = 9223372036854775807\n{CONSTANT}");
     let (code, err) = run_file(d, "wrap", &huge);

@@ -254,3 +254,37 @@ fn restore_best_weights_and_eval_reproduce_the_reported_metrics() {
     let printed = String::from_utf8(o.stdout).unwrap();
     assert!(printed.contains("val_accuracy"), "{printed}");
 }
+
+#[test]
+fn one_writer_per_run_directory() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(
+        dir.path(),
+        "one",
+        "[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n[sweep]\nseeds = [1, 2]\n[train]\nepochs = 2\n",
+    );
+    let out = dir.path().join("out");
+    assert!(runner().arg("sweep").arg(&cfg).args(["--plan", "--out"]).arg(&out).output().unwrap().status.success());
+    let exp = out.join("one");
+    // Another process (this test, "on" testhost) trains run 0.
+    let lock_path = exp.join(".runner.run-constant-seed1.lock");
+    fs::write(&lock_path, format!("{} 0 testhost\n", std::process::id())).unwrap();
+    let held = fs::File::open(&lock_path).unwrap();
+    held.lock().unwrap();
+    let o = runner().arg("run-one").arg(&exp).args(["--index", "0", "--quiet"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("constant-seed1: run constant-seed1 of")
+            && err.contains("is being written by another runner (process"),
+        "{err}"
+    );
+    assert!(err.contains("on testhost)"), "{err}");
+    assert!(!exp.join("constant-seed1/summary.json").exists(), "the other writer's directory is not touched");
+    // The other run is free.
+    let o = runner().arg("run-one").arg(&exp).args(["--index", "1", "--quiet"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    drop(held);
+    let o = runner().arg("run-one").arg(&exp).args(["--index", "0", "--quiet"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

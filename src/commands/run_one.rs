@@ -75,6 +75,9 @@ pub fn run(args: &RunOneArgs) -> Result<()> {
             Interrupted(format!("{} was interrupted; submitting the sweep again reruns it", run.info.name)).into()
         );
     }
+    if let Some((_, why)) = tally.unrecorded.first() {
+        bail!("{}: {why}", run.info.name);
+    }
     if !tally.failed.is_empty() {
         bail!("{} failed ({} says why)", run.info.name, dir.join(&run.info.name).join("summary.json").display());
     }

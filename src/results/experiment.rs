@@ -248,6 +248,14 @@ impl ExperimentLock {
         Self::acquire_named(dir, &format!(".runner.shard-{index}-of-{count}.lock"))
     }
 
+    /// Locks run `run` of the experiment in `dir`: one writer per run directory, whether a
+    /// local sweep, `run-one` (a Slurm task, perhaps requeued while the old one lingers) or
+    /// a resumed run. The lock file sits beside the run (`.runner.run-<run>.lock`), since a
+    /// restarted run's directory is replaced.
+    pub fn acquire_run(dir: &Path, run: &str) -> Result<ExperimentLock> {
+        Self::acquire_named(dir, &format!(".runner.run-{run}.lock"))
+    }
+
     fn acquire_named(dir: &Path, name: &str) -> Result<ExperimentLock> {
         use std::fs::TryLockError;
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -290,9 +298,15 @@ impl ExperimentLock {
                     let mut parts = who.split_whitespace();
                     let pid = parts.next().unwrap_or("?");
                     let host = parts.nth(1).map_or(String::new(), |h| format!(" on {h}"));
+                    let what = match name.strip_prefix(".runner.run-").and_then(|n| n.strip_suffix(".lock")) {
+                        Some(run) => format!("run {run} of {}", dir.display()),
+                        None => dir.display().to_string(),
+                    };
                     return Err(input_error(format!(
-                        "{} is being written by another runner (process {pid}{host}); wait for it to finish, or stop it",
-                        dir.display()
+                        "{what} is being written by another runner (process {pid}{host}); wait for it to finish, or stop it. \
+                         The lock is the operating system's: it is released the moment that process ends, and on a \
+                         shared file system when its host's lease runs out, so a lock left by a dead process or host \
+                         never needs breaking by hand"
                     )));
                 }
                 Err(TryLockError::Error(e)) => {
@@ -316,11 +330,7 @@ impl ExperimentLock {
         }
         fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).find_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".runner.shard-") && name.ends_with(".lock") {
-                Self::lock_holder(&e.path())
-            } else {
-                None
-            }
+            if name.starts_with(".runner.") && name.ends_with(".lock") { Self::lock_holder(&e.path()) } else { None }
         })
     }
 

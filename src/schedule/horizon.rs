@@ -60,7 +60,7 @@ impl std::fmt::Display for Horizon {
         match self {
             Horizon::Steps(n) => write!(f, "{n}"),
             Horizon::Run => write!(f, "\"run\""),
-            Horizon::Epochs(e) if e == 1.0 => write!(f, "\"1 epoch\""),
+            Horizon::Epochs(e) if *e == 1.0 => write!(f, "\"1 epoch\""),
             Horizon::Epochs(e) => write!(f, "\"{e} epochs\""),
         }
     }

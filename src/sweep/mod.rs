@@ -174,6 +174,9 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
     let run = job.run;
     let run_path = dir.join(&run.info.name);
     let config_toml = run.config.to_toml();
+    // One writer per run directory (a requeued Slurm task and the one it replaces, a
+    // local sweep and a run-one): the other is refused and this run recorded as failed.
+    let _run_lock = results::ExperimentLock::acquire_run(dir, &run.info.name)?;
     if !force && results::is_finished(&run_path, &config_toml) {
         board.finish(crate::progress::Progress::Quiet, &format!("{}: finished earlier, kept", run.info.name), false);
         return Ok(None);

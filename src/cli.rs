@@ -191,6 +191,14 @@ pub struct SlurmArgs {
     /// A shell line each task runs before training, e.g. `--setup "module load rust"` (repeatable).
     #[arg(long, value_name = "LINE")]
     pub setup: Vec<String>,
+    /// Seconds before its time limit at which a task is sent SIGTERM, to checkpoint and stop
+    /// (default 60).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub signal_grace: Option<u64>,
+    /// Requeue a task its time limit (or a preemption) stopped; it resumes from its
+    /// checkpoint, so a run longer than --time finishes over several tasks.
+    #[arg(long)]
+    pub requeue: bool,
 }
 
 impl SlurmArgs {
@@ -206,6 +214,8 @@ impl SlurmArgs {
             max_parallel: self.max_parallel,
             sbatch: self.sbatch.clone(),
             setup: self.setup.clone(),
+            signal_grace: self.signal_grace,
+            requeue: self.requeue,
         }
     }
 

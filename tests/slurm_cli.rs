@@ -466,3 +466,55 @@ fn a_refused_submission_shows_slurms_message() {
         );
     assert!(!dir.path().join("out/four/slurm/jobs.json").exists());
 }
+
+#[test]
+#[ignore = "needs a Slurm cluster: scripts/slurm-local.sh up"]
+fn a_run_longer_than_its_time_limit_finishes_through_requeues_like_a_local_run() {
+    require_slurm();
+    let dir = TempDir::new().unwrap();
+    // About 40 s of training in a debug build, under a 1-minute limit whose SIGTERM comes
+    // 30 s ahead (Slurm may send it up to a minute early): at least one requeue.
+    let cfg = config(
+        dir.path(),
+        "rq",
+        "name = \"rq\"\n[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.1\n[train]\nepochs = 1800\nlog_every = 45\n[sweep]\nseeds = [1]\n",
+    );
+    let (local, cluster) = (dir.path().join("local"), dir.path().join("cluster"));
+    runner().args(["sweep", "-q"]).arg(&cfg).arg("--out").arg(&local).assert().success();
+    let out = runner()
+        .args([
+            "sweep",
+            "--backend",
+            "slurm",
+            "--wait",
+            "--poll",
+            "1",
+            "--time",
+            "1",
+            "--signal-grace",
+            "30",
+            "--requeue",
+        ])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&cluster)
+        .timeout(Duration::from_secs(540))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let logs: String = fs::read_dir(cluster.join("rq/slurm/logs"))
+        .unwrap()
+        .map(|e| fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(out.status.success(), "{stderr}\n{logs}");
+    assert!(stderr.contains("ended: 1 completed"), "{stderr}");
+    // Every attempt's output is kept in the one log, and the later ones resumed.
+    assert!(logs.contains("attempt 1,") && logs.contains("attempt 2,"), "{logs}");
+    assert!(logs.contains("runner: requeued"), "{logs}");
+    assert!(logs.contains("resuming from its checkpoint at step"), "{logs}");
+    assert_eq!(results_without_clock(&local.join("rq")), results_without_clock(&cluster.join("rq")));
+    assert_eq!(
+        fs::read(local.join("rq/cosine_decay/model.safetensors")).unwrap(),
+        fs::read(cluster.join("rq/cosine_decay/model.safetensors")).unwrap()
+    );
+}

@@ -72,7 +72,11 @@ pub fn run(args: &RunOneArgs) -> Result<()> {
     board.close();
     if !tally.interrupted.is_empty() || !tally.not_started.is_empty() {
         return Err(
-            Interrupted(format!("{} was interrupted; submitting the sweep again reruns it", run.info.name)).into()
+            Interrupted(format!(
+                "{} was interrupted and saved a checkpoint; its next attempt (a requeue, or submitting the sweep again) continues from it",
+                run.info.name
+            ))
+            .into()
         );
     }
     if let Some((_, why)) = tally.unrecorded.first() {

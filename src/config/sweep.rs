@@ -346,6 +346,17 @@ fn read_slurm(r: &mut TableReader<'_>) -> Result<SlurmOptions, ConfigError> {
         max_parallel: r.optional_steps("max_parallel", 1, "no limit", "array tasks at once")?,
         sbatch: lines(r, "sbatch", "extra #SBATCH lines, e.g. \"--gres=gpu:1\"")?,
         setup: lines(r, "setup", "shell lines run before each run, e.g. \"module load cuda\"")?,
+        signal_grace: r.optional_steps(
+            "signal_grace",
+            1,
+            "60",
+            "seconds before the time limit at which a run is asked to checkpoint and stop",
+        )?,
+        requeue: r.flag(
+            "requeue",
+            false,
+            "requeue a task stopped by its time limit; it resumes from its checkpoint",
+        )?,
     })
 }
 

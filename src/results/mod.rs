@@ -34,6 +34,9 @@ pub struct RunSummary<'a> {
     /// Why a failed run failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
+    /// Why an interrupted run was stopped (a signal; under Slurm, its time limit or not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<&'a str>,
     /// The hash of the resolved config (config.toml) this run trained.
     pub config_hash: &'a str,
     /// The hash of that config less the seed and the run's name: runs sharing it differ
@@ -150,6 +153,7 @@ pub fn write_lost_summary(dir: &Path, experiment: &str, run: &str, seed: u64, er
         host: "",
         started_at: 0.0,
         error: Some(error),
+        stop_reason: None,
         config_hash: &config_hash,
         variant_hash: None,
         warnings: &[],

@@ -73,7 +73,7 @@ impl serde::Serialize for Horizon {
             Horizon::Steps(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => s.serialize_i64(n as i64),
             Horizon::Steps(n) => s.serialize_f64(n),
             Horizon::Run => s.serialize_str("run"),
-            Horizon::Epochs(e) if e == 1.0 => s.serialize_str("1 epoch"),
+            Horizon::Epochs(1.0) => s.serialize_str("1 epoch"),
             Horizon::Epochs(e) => s.serialize_str(&format!("{e} epochs")),
         }
     }

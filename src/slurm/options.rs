@@ -22,7 +22,16 @@ pub struct SlurmOptions {
     pub sbatch: Vec<String>,
     /// Shell lines run before each run (`module load ...`, `source venv/bin/activate`).
     pub setup: Vec<String>,
+    /// Seconds before the time limit at which Slurm sends SIGTERM (`--signal=B:TERM@N`),
+    /// so the run checkpoints and exits before it is killed; default 60.
+    pub signal_grace: Option<u64>,
+    /// Requeue a task stopped by its time limit or a preemption; the requeued task resumes
+    /// from the run's checkpoint, so a run longer than `--time` finishes over several.
+    pub requeue: bool,
 }
+
+/// Seconds before the time limit at which a task is asked to stop, by default.
+pub const DEFAULT_SIGNAL_GRACE: u64 = 60;
 
 impl SlurmOptions {
     /// These options, each one that is unset taken from `fallback`.
@@ -38,6 +47,8 @@ impl SlurmOptions {
             max_parallel: self.max_parallel.or(fallback.max_parallel),
             sbatch: list(self.sbatch, fallback.sbatch),
             setup: list(self.setup, fallback.setup),
+            signal_grace: self.signal_grace.or(fallback.signal_grace),
+            requeue: self.requeue || fallback.requeue,
         }
     }
 }

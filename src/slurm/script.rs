@@ -73,6 +73,13 @@ pub fn render(spec: &ScriptSpec<'_>) -> String {
     sbatch(format!("--job-name=runner-{}", spec.experiment));
     sbatch(format!("--array={}", array_spec(spec.indices, o.max_parallel)));
     sbatch(format!("--output={}", logs.join("%A_%a.out").display()));
+    // A requeued task appends to its log: the earlier attempts' output is kept.
+    sbatch("--open-mode=append".into());
+    // SIGTERM to the batch shell ahead of the time limit: the run checkpoints and stops.
+    sbatch(format!("--signal=B:TERM@{}", o.signal_grace.unwrap_or(super::options::DEFAULT_SIGNAL_GRACE)));
+    if o.requeue {
+        sbatch("--requeue".into());
+    }
     sbatch(format!("--chdir={}", spec.workdir.display()));
     sbatch("--ntasks=1".into());
     sbatch(format!("--cpus-per-task={}", spec.cpus));
@@ -86,20 +93,45 @@ pub fn render(spec: &ScriptSpec<'_>) -> String {
     for line in &o.sbatch {
         sbatch(line.trim().trim_start_matches("#SBATCH").trim().to_string());
     }
+    // A stop can come before runner starts (Slurm may signal up to a minute early): it is
+    // noted, and passed on to runner once it runs.
+    s.push_str("stop=0\nchild=\n");
+    s.push_str("trap 'stop=1; if [ -n \"$child\" ]; then kill -TERM \"$child\" 2>/dev/null; fi' TERM INT\n");
     s.push_str("set -e\n");
     for line in &o.setup {
         let _ = writeln!(s, "{line}");
     }
-    // exec: runner is then the process Slurm signals (SIGTERM at the time limit), and it
-    // saves the run as interrupted.
     let _ = writeln!(
         s,
-        "exec {} run-one {} --index \"$SLURM_ARRAY_TASK_ID\" --threads \"${{SLURM_CPUS_PER_TASK:-{}}}\"{}",
+        "echo \"runner: task ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}, attempt $(( ${{SLURM_RESTART_COUNT:-0}} + 1 )), on $(hostname) at $(date -Is)\""
+    );
+    // runner runs as a child so that the shell, which Slurm signals ahead of the time
+    // limit (B:), can pass the signal on; runner checkpoints, saves the run as interrupted
+    // (the reason in its summary) and exits 130.
+    s.push_str("set +e\nrc=130\n");
+    s.push_str("if [ \"$stop\" -eq 0 ]; then\n");
+    let _ = writeln!(
+        s,
+        "  {} run-one {} --index \"$SLURM_ARRAY_TASK_ID\" --threads \"${{SLURM_CPUS_PER_TASK:-{}}}\"{} &",
         shell_quote(&spec.runner.to_string_lossy()),
         shell_quote(&spec.dir.to_string_lossy()),
         spec.cpus,
         if spec.force { " --force" } else { "" }
     );
+    s.push_str("  child=$!\n");
+    s.push_str("  if [ \"$stop\" -eq 1 ]; then kill -TERM \"$child\" 2>/dev/null; fi\n");
+    s.push_str("  wait \"$child\"; rc=$?\n");
+    s.push_str("  while kill -0 \"$child\" 2>/dev/null; do wait \"$child\"; rc=$?; done\n");
+    s.push_str("fi\n");
+    if o.requeue {
+        s.push_str("# Stopped ahead of the time limit: requeue; the next attempt resumes from the checkpoint.\n");
+        s.push_str("if [ \"$rc\" -eq 130 ]; then\n");
+        s.push_str(
+            "  scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\" && echo \"runner: requeued\"\n",
+        );
+        s.push_str("fi\n");
+    }
+    s.push_str("exit \"$rc\"\n");
     s
 }
 
@@ -133,6 +165,8 @@ mod tests {
             sbatch: vec!["--gres=gpu:1".into(), "#SBATCH --exclusive".into()],
             setup: vec!["module load rust".into()],
             cpus_per_task: Some(2),
+            signal_grace: None,
+            requeue: true,
         };
         let dir = PathBuf::from("/shared/exp/sweep");
         let text = render(&ScriptSpec {
@@ -158,7 +192,11 @@ mod tests {
             "#SBATCH --gres=gpu:1",
             "#SBATCH --exclusive",
             "module load rust",
-            "exec /opt/runner run-one /shared/exp/sweep --index \"$SLURM_ARRAY_TASK_ID\" --threads \"${SLURM_CPUS_PER_TASK:-2}\"",
+            "  /opt/runner run-one /shared/exp/sweep --index \"$SLURM_ARRAY_TASK_ID\" --threads \"${SLURM_CPUS_PER_TASK:-2}\" &",
+            "#SBATCH --open-mode=append",
+            "#SBATCH --signal=B:TERM@60",
+            "#SBATCH --requeue",
+            "  scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\" && echo \"runner: requeued\"",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

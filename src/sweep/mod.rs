@@ -231,6 +231,7 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
         }
     };
     let warnings = run.config.schedule_warnings(job.data.train.len);
+    let stop_reason = (outcome.status == Status::Interrupted).then(crate::interrupt::reason);
     let summary = RunSummary {
         experiment: &run.config.name,
         run: &run.info.name,
@@ -240,6 +241,7 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
         host: &results::host_name(),
         started_at,
         error: error.as_deref(),
+        stop_reason: stop_reason.as_deref(),
         config_hash: &crate::config::hash_text(&config_toml),
         variant_hash: Some(&run.config.variant_hash()),
         warnings: &warnings,

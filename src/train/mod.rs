@@ -289,9 +289,11 @@ pub fn train_from(
     let policy = Policy {
         every: t.checkpoint_every.resolve_steps(&ctx, 1),
         max_interval: std::time::Duration::from_secs_f64(t.checkpoint_minutes * 60.0),
-        max_share: 0.01,
+        max_share: 0.005,
     };
-    let (mut last_checkpoint, mut checkpoint_cost) = (Instant::now(), std::time::Duration::ZERO);
+    // Before the first checkpoint its cost is taken as 5 ms (two small files, fsynced): a
+    // run shorter than a second writes none unless stopped.
+    let (mut last_checkpoint, mut checkpoint_cost) = (Instant::now(), std::time::Duration::from_millis(5));
     // The best evaluation is the best of the monitored metric (early stopping's, else the
     // schedule's), else of the ranking metric.
     let default_by = if data.task == Task::Classification { "val_accuracy" } else { "val_loss" };

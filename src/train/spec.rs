@@ -104,7 +104,7 @@ impl TrainSpec {
                 "checkpoint_every",
                 Some(Horizon::Epochs(1.0)),
                 true,
-                "steps (or \"N epochs\") between checkpoints; never more than 1% of the run's time is spent on them",
+                "steps (or \"N epochs\") between checkpoints; never more than 0.5% of the run's time is spent on them",
             )?,
             checkpoint_minutes: p.number(
                 "checkpoint_minutes",

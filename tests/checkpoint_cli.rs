@@ -294,3 +294,46 @@ fn one_writer_per_run_directory() {
     let o = runner().arg("run-one").arg(&exp).args(["--index", "0", "--quiet"]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn eval_takes_another_configs_data_and_refuses_data_the_model_cannot_read() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(
+        dir.path(),
+        "ev",
+        "name = \"ev\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n[train]\nepochs = 3\n",
+    );
+    let out = dir.path().join("out");
+    finish(&cfg, &out, &["--quiet"]);
+    let run = out.join("ev/constant");
+    // Another split of digits: the same model reads it; its metrics land in eval-other.json.
+    let other = config(
+        dir.path(),
+        "other",
+        "[dataset]\nseed = 7\nvalidation_split = 0.5\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n",
+    );
+    let o = runner().arg("eval").arg(&run).arg("--data").arg(&other).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let printed = String::from_utf8(o.stdout).unwrap();
+    assert!(printed.contains("model.safetensors on the data of") && printed.contains("(901 samples)"), "{printed}");
+    let eval: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("eval-other.json")).unwrap()).unwrap();
+    assert_eq!(eval["samples"], 901);
+    assert!(eval["val_accuracy"].as_f64().unwrap() > 0.8);
+    // Moons have 2 features, not 64: refused, naming the mismatch.
+    let moons = config(
+        dir.path(),
+        "moons",
+        "[dataset]\nkind = \"moons\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n",
+    );
+    let o = runner().arg("eval").arg(&run).arg("--data").arg(&moons).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("has shape [64, 128], the model built for moons has [2, 128]"));
+    // No best weights without a monitored metric; not a run directory.
+    let o = runner().arg("eval").arg(&run).args(["--weights", "best"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("has no best.safetensors"));
+    let o = runner().arg("eval").arg(dir.path()).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("has no config.toml; give a run's directory"));
+}

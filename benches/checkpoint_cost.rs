@@ -6,6 +6,8 @@
 //! second writes no periodic checkpoint at all. Run with
 //! `cargo bench --bench checkpoint_cost`.
 
+#[path = "support/mod.rs"]
+mod support;
 use runner::config;
 use runner::data;
 use runner::progress::{Progress, Tee};
@@ -14,23 +16,7 @@ use runner::train;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cpu}, {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
+use support::{machine, median};
 
 /// Seconds to train `text` into a fresh run directory under `dir`, and the bytes of its
 /// largest checkpoint (0 when none was written).

@@ -3,6 +3,8 @@
 //! trained with a recorder that drops everything against the real one (CSV files and
 //! progress lines). Run with `cargo bench --bench sweep_jobs`.
 
+#[path = "support/mod.rs"]
+mod support;
 use runner::config;
 use runner::data;
 use runner::progress::{Progress, Tee};
@@ -12,24 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{cpu}, {cores} cores")
-}
+use support::{machine, median};
 
 fn sweep_seconds(jobs: u32, out: &Path) -> f64 {
     let _ = std::fs::remove_dir_all(out);

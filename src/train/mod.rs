@@ -227,6 +227,10 @@ pub fn train_from(
     let start = Instant::now();
     let t = &spec.train;
     let n = data.train.len;
+    if n == 0 {
+        // Data sets refuse this at load; without samples an epoch has no batch to end it.
+        bail!("{}'s training part is empty", data.name);
+    }
     let ctx = t.schedule_context(n);
     let (steps_per_epoch, total) = (ctx.steps_per_epoch, ctx.total_steps);
     let mut schedule = spec.schedule.build(&ctx);
@@ -360,6 +364,25 @@ pub fn train_from(
         })
     };
 
+    // The current state, for the two places that take a checkpoint.
+    macro_rules! snapshot {
+        () => {
+            snapshot(
+                step,
+                epoch,
+                samples,
+                (loss_sum, loss_count, last_lr),
+                (&shuffle_rng, &dropout_rng),
+                &*schedule,
+                &early,
+                (best_row, final_row),
+                &order,
+                best_params.as_ref(),
+                &optimizer,
+            )
+        };
+    }
+
     'training: while step < total {
         // A resumed run continues the epoch in progress: same order, its first batches done.
         let skip = match resume_skip.take() {
@@ -379,19 +402,7 @@ pub fn train_from(
             if stop.load(Ordering::Relaxed) {
                 interrupted = true;
                 // Saved before exiting: a rerun continues from here.
-                let ck = snapshot(
-                    step,
-                    epoch,
-                    samples,
-                    (loss_sum, loss_count, last_lr),
-                    (&shuffle_rng, &dropout_rng),
-                    &*schedule,
-                    &early,
-                    (best_row, final_row),
-                    &order,
-                    best_params.as_ref(),
-                    &optimizer,
-                )?;
+                let ck = snapshot!()?;
                 recorder.checkpoint(&ck)?;
                 break 'training;
             }
@@ -460,19 +471,7 @@ pub fn train_from(
             }
             if step < total && policy.due(step, last_checkpoint.elapsed(), checkpoint_cost) {
                 let began = Instant::now();
-                let ck = snapshot(
-                    step,
-                    epoch,
-                    samples,
-                    (loss_sum, loss_count, last_lr),
-                    (&shuffle_rng, &dropout_rng),
-                    &*schedule,
-                    &early,
-                    (best_row, final_row),
-                    &order,
-                    best_params.as_ref(),
-                    &optimizer,
-                )?;
+                let ck = snapshot!()?;
                 recorder.checkpoint(&ck)?;
                 (last_checkpoint, checkpoint_cost) = (Instant::now(), began.elapsed());
             }

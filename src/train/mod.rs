@@ -4,6 +4,7 @@
 //! through a [`Recorder`] (CSV files, progress), not to the terminal.
 
 mod checkpoint;
+pub mod denormals;
 mod spec;
 
 pub use checkpoint::{Checkpoint, Policy};
@@ -231,6 +232,7 @@ pub fn train_from(
         // Data sets refuse this at load; without samples an epoch has no batch to end it.
         bail!("{}'s training part is empty", data.name);
     }
+    denormals::set_for_run(spec.train.flush_denormals);
     let ctx = t.schedule_context(n);
     let (steps_per_epoch, total) = (ctx.steps_per_epoch, ctx.total_steps);
     let mut schedule = spec.schedule.build(&ctx);

@@ -43,6 +43,8 @@ pub struct TrainSpec {
     pub checkpoint_minutes: f64,
     /// Checkpoints kept in the run's checkpoints/ (the latest ones).
     pub keep_checkpoints: u64,
+    /// Flush denormal floats to zero in the run's threads (TensorFlow's CPU default).
+    pub flush_denormals: bool,
 }
 
 impl Default for TrainSpec {
@@ -61,6 +63,7 @@ impl Default for TrainSpec {
             checkpoint_every: Horizon::Epochs(1.0),
             checkpoint_minutes: 10.0,
             keep_checkpoints: 2,
+            flush_denormals: true,
         }
     }
 }
@@ -113,6 +116,11 @@ impl TrainSpec {
                 "a checkpoint at least this often, in minutes of training",
             )?,
             keep_checkpoints: p.steps("keep_checkpoints", Some(2), 1, "the latest checkpoints kept")?,
+            flush_denormals: p.flag(
+                "flush_denormals",
+                true,
+                "flush denormal floats to zero (FTZ/DAZ, as TensorFlow on CPU); false keeps IEEE arithmetic",
+            )?,
         })
     }
 

@@ -8,22 +8,11 @@
 mod support;
 use runner::config;
 use runner::data;
-use runner::train::{self, EvalRow, Recorder, StepRow};
+use runner::train;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-use support::{machine, median};
-
-struct Nothing;
-
-impl Recorder for Nothing {
-    fn on_step(&mut self, _: &StepRow, _: u64, _: bool) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn on_eval(&mut self, _: &EvalRow) -> anyhow::Result<()> {
-        Ok(())
-    }
-}
+use support::{Nothing, machine, median};
 
 /// Microseconds per step of the run `text` describes, and its final validation accuracy.
 fn per_step(text: &str, pool: &rayon::ThreadPool) -> (f64, f64) {

@@ -9,12 +9,12 @@ use runner::config;
 use runner::data;
 use runner::progress::{Progress, Tee};
 use runner::results::RunDir;
-use runner::train::{self, EvalRow, Recorder, StepRow};
+use runner::train;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-use support::{machine, median};
+use support::{Nothing, machine, median};
 
 fn sweep_seconds(jobs: u32, out: &Path) -> f64 {
     let _ = std::fs::remove_dir_all(out);
@@ -26,17 +26,6 @@ fn sweep_seconds(jobs: u32, out: &Path) -> f64 {
         .expect("the runner binary runs");
     assert!(status.success());
     start.elapsed().as_secs_f64()
-}
-
-struct Nothing;
-
-impl Recorder for Nothing {
-    fn on_step(&mut self, _: &StepRow, _: u64, _: bool) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn on_eval(&mut self, _: &EvalRow) -> anyhow::Result<()> {
-        Ok(())
-    }
 }
 
 fn main() {

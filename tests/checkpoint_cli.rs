@@ -274,7 +274,7 @@ fn one_writer_per_run_directory() {
     let exp = out.join("one");
     // Another process (this test, "on" testhost) trains run 0.
     let lock_path = exp.join(".runner.run-constant-seed1.lock");
-    fs::write(&lock_path, format!("{} 0 testhost\n", std::process::id())).unwrap();
+    fs::write(&lock_path, format!("{} testhost\n", std::process::id())).unwrap();
     let held = fs::File::open(&lock_path).unwrap();
     held.lock().unwrap();
     let o = runner().arg("run-one").arg(&exp).args(["--index", "0", "--quiet"]).output().unwrap();

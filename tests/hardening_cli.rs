@@ -123,8 +123,7 @@ fn a_gzip_bomb_is_not_inflated_past_its_header() {
     fs::write(idx.join("train-images-idx3-ubyte.gz"), gz.finish().unwrap()).unwrap();
     fs::remove_file(idx.join("train-images-idx3-ubyte")).unwrap();
     config(dir.path(), "bomb", &format!("[dataset]\nkind = \"mnist\"\ndir = \"idx\"\n{CONSTANT}"));
-    // Under 1 GB of address space, in seconds: the data past the header is never inflated.
-    let started = Instant::now();
+    // Under 1 GB of address space: the data past the header is never inflated.
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg("ulimit -v 1000000; exec \"$0\" schedule bomb.toml --steps 2")
@@ -135,7 +134,6 @@ fn a_gzip_bomb_is_not_inflated_past_its_header() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("header promises 160 bytes of data, file holds more"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(20));
 }
 
 #[test]

@@ -265,7 +265,7 @@ fn a_second_sweep_on_the_same_directory_is_refused_while_the_first_lives() {
     let exp = dir.path().join("out/grid");
     fs::create_dir_all(&exp).unwrap();
     // A live process (this test) holds the lock: an OS file lock on .runner.lock.
-    fs::write(exp.join(".runner.lock"), format!("{} 0 testhost\n", std::process::id())).unwrap();
+    fs::write(exp.join(".runner.lock"), format!("{} testhost\n", std::process::id())).unwrap();
     let held = fs::File::open(exp.join(".runner.lock")).unwrap();
     held.lock().unwrap();
     sweep(&cfg, &dir.path().join("out")).arg("--quiet").assert().code(2).stderr(predicate::str::contains(format!(
@@ -274,7 +274,7 @@ fn a_second_sweep_on_the_same_directory_is_refused_while_the_first_lives() {
     )));
     // A lock file whose process died (the kernel released its lock) does not.
     drop(held);
-    fs::write(exp.join(".runner.lock"), "4294967 1 elsewhere\n").unwrap();
+    fs::write(exp.join(".runner.lock"), "4294967 elsewhere\n").unwrap();
     sweep(&cfg, &dir.path().join("out")).arg("--quiet").assert().success();
     assert!(!exp.join(".runner.lock").exists());
 }

@@ -1,4 +1,20 @@
-//! What the benches share: the machine they ran on and the median of timings.
+//! What the benches share: the machine they ran on, the median of timings, and a recorder
+//! that keeps nothing.
+#![allow(dead_code)] // each bench uses some of it
+
+use runner::train::{EvalRow, Recorder, StepRow};
+
+/// A recorder that drops everything: training alone.
+pub struct Nothing;
+
+impl Recorder for Nothing {
+    fn on_step(&mut self, _: &StepRow, _: u64, _: bool) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn on_eval(&mut self, _: &EvalRow) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
 
 /// The middle value of `v`.
 pub fn median(mut v: Vec<f64>) -> f64 {

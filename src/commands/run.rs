@@ -246,14 +246,15 @@ fn announce_replaced(dir: &Path, runs: &[&PlannedRun], quiet: bool) {
     }
 }
 
-/// Steps of a variant checked for a rate that is not a finite number >= 0 before anything
+/// Steps of a variant checked for a rate that is not a finite number before anything
 /// starts (a formula costs about a microsecond a step; beyond these, the trainer checks
 /// each step and fails the run).
 const PRECHECK_STEPS: u64 = 200_000;
 
-/// Refuses a run whose schedule gives a rate that is not a finite number >= 0, and prints
-/// where a schedule does not fit its run, once per variant (its seeds share the schedule
-/// and the run's length), on stderr.
+/// Refuses what the config alone decides (a run too long, a model or monitor the data
+/// cannot serve, a rate that is not a finite number), and prints where a schedule does not
+/// fit its run, once per variant (its seeds share the schedule and the run's length).
+/// Negative rates are held at 0 and only warned about (see `fit_warnings`).
 pub fn check_schedules(runs: &[&PlannedRun], cache: &mut data::Cache) -> Result<()> {
     let mut done: Vec<&str> = Vec::new();
     for r in runs {
@@ -262,9 +263,10 @@ pub fn check_schedules(runs: &[&PlannedRun], cache: &mut data::Cache) -> Result<
             continue;
         }
         done.push(&r.info.variant);
-        let len = cache.get(&r.config.dataset)?.train.len;
+        let data = cache.get(&r.config.dataset)?;
+        let len = data.train.len;
         r.config.train.check_length(len).map_err(|why| input_error(format!("{}: {why}", r.info.name)))?;
-        crate::train::check(&r.config.run_spec(), &*cache.get(&r.config.dataset)?)
+        crate::train::check(&r.config.run_spec(), &data)
             .map_err(|why| input_error(format!("{}: {why}", r.info.name)))?;
         let ctx = r.config.train.schedule_context(len);
         if let Some((step, lr)) =

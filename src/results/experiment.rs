@@ -227,7 +227,7 @@ pub fn csv_problems(dir: &Path) -> Vec<String> {
 /// (`flock`) on `.runner.lock`, taken atomically, held as long as the process lives and
 /// released by the kernel when it dies (so a killed process leaves no stale lock). Linux
 /// NFSv4, Lustre and GPFS (with flock support) hold it across hosts. The file also says
-/// who holds it (process id, start time, host), for the refusal message.
+/// who holds it (process id and host), for the refusal message.
 pub struct ExperimentLock {
     path: PathBuf,
     // Declared after `path`: dropped (unlocked) after the file is removed in `drop`.
@@ -277,13 +277,7 @@ impl ExperimentLock {
                         continue;
                     }
                     file.set_len(0)?;
-                    writeln!(
-                        file,
-                        "{} {} {}",
-                        std::process::id(),
-                        start_time(std::process::id()).unwrap_or(0),
-                        super::host_name()
-                    )?;
+                    writeln!(file, "{} {}", std::process::id(), super::host_name())?;
                     file.sync_all()?;
                     return Ok(ExperimentLock { path, _file: file });
                 }
@@ -297,7 +291,7 @@ impl ExperimentLock {
                     let who = fs::read_to_string(&path).unwrap_or_default();
                     let mut parts = who.split_whitespace();
                     let pid = parts.next().unwrap_or("?");
-                    let host = parts.nth(1).map_or(String::new(), |h| format!(" on {h}"));
+                    let host = parts.next().map_or(String::new(), |h| format!(" on {h}"));
                     let what = match name.strip_prefix(".runner.run-").and_then(|n| n.strip_suffix(".lock")) {
                         Some(run) => format!("run {run} of {}", dir.display()),
                         None => dir.display().to_string(),
@@ -335,7 +329,8 @@ impl ExperimentLock {
     }
 
     /// The process id written in the lock at `path` when some process holds it (0 when
-    /// it has not written its id yet); `None` when nobody does.
+    /// it has not written its id yet); `None` when nobody does. (On a file system without
+    /// locks nobody can hold one: `acquire` refuses there.)
     fn lock_holder(path: &Path) -> Option<u32> {
         let file = fs::File::open(path).ok()?;
         match file.try_lock_shared() {
@@ -347,14 +342,7 @@ impl ExperimentLock {
                 let text = fs::read_to_string(path).unwrap_or_default();
                 Some(text.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(0))
             }
-            // A file system without locks: fall back to the process id it names.
-            Err(std::fs::TryLockError::Error(_)) => {
-                let text = fs::read_to_string(path).ok()?;
-                let mut parts = text.split_whitespace();
-                let pid: u32 = parts.next()?.parse().ok()?;
-                let started: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-                alive(pid, started).then_some(pid)
-            }
+            Err(std::fs::TryLockError::Error(_)) => None,
         }
     }
 }
@@ -374,26 +362,6 @@ impl Drop for ExperimentLock {
     }
 }
 
-/// A process's start time in clock ticks since boot (Linux), so that a reused process id
-/// is not taken for the process that wrote the lock.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22; the command name (field 2) is in parentheses and may hold spaces.
-    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
-}
-
-fn alive(pid: u32, started: u64) -> bool {
-    if cfg!(target_os = "linux") {
-        match start_time(pid) {
-            Some(t) => started == 0 || t == started,
-            None => false,
-        }
-    } else {
-        // Without /proc we cannot tell; trust the lock.
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,7 +375,7 @@ mod tests {
         drop(lock);
         assert!(!dir.path().join(LOCK).exists());
         // A lock file whose process is gone (killed: the kernel released its lock).
-        fs::write(dir.path().join(LOCK), "4294967 1 elsewhere\n").unwrap();
+        fs::write(dir.path().join(LOCK), "4294967 elsewhere\n").unwrap();
         assert_eq!(ExperimentLock::holder(dir.path()), None);
         let _again = ExperimentLock::acquire(dir.path()).unwrap();
         assert_eq!(ExperimentLock::holder(dir.path()), Some(std::process::id()));

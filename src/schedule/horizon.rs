@@ -48,11 +48,6 @@ impl Horizon {
         let e: f64 = n.parse().ok()?;
         (e.is_finite() && e > 0.0).then_some(Horizon::Epochs(e))
     }
-
-    /// Whether the value follows the run (anything but a fixed number of steps).
-    pub fn follows_run(self) -> bool {
-        !matches!(self, Horizon::Steps(_))
-    }
 }
 
 impl std::fmt::Display for Horizon {

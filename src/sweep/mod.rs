@@ -242,7 +242,7 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
         started_at,
         error: error.as_deref(),
         stop_reason: stop_reason.as_deref(),
-        config_hash: &crate::config::hash_text(&config_toml),
+        config_hash: &config_hash,
         variant_hash: Some(&run.config.variant_hash()),
         warnings: &warnings,
         outcome: &outcome,

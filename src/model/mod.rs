@@ -4,7 +4,7 @@
 mod fused;
 mod spec;
 
-pub use fused::{Targets, gather};
+pub use fused::{Targets, gather, with_values};
 pub use spec::{Activation, Init, MODELS, ModelSpec};
 
 use anyhow::{Result, bail};
@@ -71,6 +71,8 @@ impl Model {
                     pad: k / 2,
                 });
                 c = out;
+                // "Same" padding k / 2: an even kernel makes the image one pixel larger.
+                (h, w) = (h + 2 * (k / 2) + 1 - k, w + 2 * (k / 2) + 1 - k);
                 if *pool {
                     if h < 2 || w < 2 {
                         bail!(
@@ -130,7 +132,7 @@ impl Model {
                 h = h.broadcast_add(&conv.b.as_tensor().reshape((1, (), 1, 1))?)?;
                 h = self.activation.apply(&h)?;
                 if self.pool {
-                    h = h.max_pool2d(2)?;
+                    h = max_pool2(&h)?;
                 }
             }
             h = h.flatten_from(1)?;
@@ -148,6 +150,17 @@ impl Model {
         }
         Ok(h)
     }
+}
+
+/// 2x2 max-pooling with stride 2 (odd last rows and columns dropped), whose gradient goes to
+/// each window's maximum as in PyTorch. candle's own `max_pool2d` is not used: its backward
+/// pass scales the gradient by (number of maxima) / 4, a quarter of the true gradient for a
+/// window with one maximum (candle 0.11 `backprop.rs`, `Op::MaxPool2D`).
+pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (ph, pw) = (h / 2, w / 2);
+    let x = x.narrow(2, 0, 2 * ph)?.narrow(3, 0, 2 * pw)?;
+    Ok(x.reshape((n, c, ph, 2, pw, 2))?.max(5)?.max(3)?)
 }
 
 /// Inverted dropout with a seeded mask (candle's own draws from an unseeded generator).

@@ -100,6 +100,7 @@ impl ModelSpec {
                     .saturating_add(out.saturating_mul(c).saturating_mul(k).saturating_mul(k))
                     .saturating_add(out);
                 c = out;
+                (h, w) = (h + 2 * (k / 2) + 1 - k, w + 2 * (k / 2) + 1 - k);
                 if *pool {
                     if h < 2 || w < 2 {
                         return Err(format!(

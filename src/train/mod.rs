@@ -11,7 +11,7 @@ pub use checkpoint::{Checkpoint, Policy};
 pub use spec::{EarlyStopping, MAX_STEPS, TrainSpec};
 
 use crate::data::{Dataset, Split, Task};
-use crate::model::{Model, ModelSpec, Targets, accuracy, cross_entropy, gather, mse};
+use crate::model::{Model, ModelSpec, Targets, accuracy, cross_entropy, gather, mse, with_values};
 use crate::optim::{Optimizer, OptimizerSpec, clip_grad_norm};
 use crate::schedule::{ScheduleSpec, larger_is_better as maximize};
 use anyhow::{Result, bail};
@@ -562,11 +562,23 @@ fn evaluate(model: &Model, split: &Split, task: Task) -> Result<(f64, Option<f64
     let (mut loss, mut correct) = (0f64, 0f64);
     let chunk = 1024;
     let mut start = 0;
+    // The fused forward pass where the model has one (the same as training's), in parallel.
+    let fused = if model.fusable() && split.len > 0 {
+        let features = split.x.elem_count() / split.len;
+        let out = with_values(&split.x, |x: &[f32]| model.fused_outputs(x, features))??;
+        let width = out.len() / split.len;
+        Some(Tensor::from_vec(out, (split.len, width), &candle_core::Device::Cpu)?)
+    } else {
+        None
+    };
     while start < split.len {
         let len = chunk.min(split.len - start);
         let x = split.x.narrow(0, start, len)?;
         let y = split.y.narrow(0, start, len)?;
-        let out = model.forward(&x, None)?;
+        let out = match &fused {
+            Some(all) => all.narrow(0, start, len)?,
+            None => model.forward(&x, None)?,
+        };
         // Per-sample losses summed in f64, as the training loss is averaged: a chunk's f32
         // mean would carry f32 rounding into the written value.
         let per_sample = if task == Task::Classification {

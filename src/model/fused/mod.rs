@@ -1,0 +1,620 @@
+//! The training step below candle's per-op layer, for dense networks and the `cnn` kind:
+//! forward and backward of every layer as calls to the `gemm` crate on flat buffers, with
+//! the bias and the activation fused into the passes over each layer's output, and the
+//! batch split into one part per thread (each part's products run on one core; the parts'
+//! gradients are summed). Convolutions are im2col + one product per layer and part
+//! ([`conv`]). candle still owns the parameters (read in place from its `Var`s), receives
+//! the gradients (a `GradStore`, so the optimizers and gradient clipping are unchanged), and
+//! runs every other model (dropout, GELU/SiLU) and the evaluations.
+//!
+//! Working buffers come from a per-thread pool ([`Buffers`]) and go back to it after each
+//! part, so a step allocates nothing that grows the heap. Measured with
+//! `cargo bench --bench mlp_throughput` (README, Speed).
+
+pub mod conv;
+
+use super::{Activation, Model};
+use anyhow::{Result, bail};
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Storage, Tensor, WithDType};
+use conv::{ConvShape, Planes};
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// What the loss compares the network's outputs with.
+#[derive(Debug, Clone, Copy)]
+pub enum Targets<'a> {
+    /// Class indices: softmax cross-entropy, averaged over the batch.
+    Classes(&'a [u32]),
+    /// One value per row: mean squared error.
+    Values(&'a [f32]),
+}
+
+impl Targets<'_> {
+    fn rows(&self, start: usize, end: usize) -> Targets<'_> {
+        match self {
+            Targets::Classes(t) => Targets::Classes(&t[start..end]),
+            Targets::Values(t) => Targets::Values(&t[start..end]),
+        }
+    }
+}
+
+/// A dense layer's parameters, read in place: `w` is (inputs x outputs), row-major.
+struct Layer<'a> {
+    w: &'a [f32],
+    b: &'a [f32],
+    inputs: usize,
+    outputs: usize,
+}
+
+/// A convolution's parameters, read in place, and its shape.
+struct ConvLayer<'a> {
+    w: &'a [f32],
+    b: &'a [f32],
+    shape: ConvShape,
+}
+
+/// The network as the fused step sees it.
+struct Net<'a> {
+    convs: Vec<ConvLayer<'a>>,
+    /// 2x2 max-pooling after each convolution.
+    pool: bool,
+    dense: Vec<Layer<'a>>,
+    activation: Activation,
+}
+
+/// One part of the batch: its summed loss and the gradient of every parameter (in
+/// [`Model::vars`] order), already divided by the whole batch's size.
+struct Part {
+    loss_sum: f64,
+    grads: Vec<Vec<f32>>,
+}
+
+/// Copies rows `rows` of the CPU tensor `t` (a batch of a data set) into `out`.
+pub fn gather<T: WithDType>(t: &Tensor, rows: &[u32], out: &mut Vec<T>) -> Result<()> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else { bail!("the fused step runs on the CPU") };
+    if !layout.is_contiguous() || t.rank() == 0 {
+        bail!("the fused step needs contiguous data");
+    }
+    let values = &cpu.as_slice::<T>()?[layout.start_offset()..layout.start_offset() + t.elem_count()];
+    let width = t.elem_count() / t.dims()[0];
+    out.clear();
+    for &r in rows {
+        let r = r as usize * width;
+        out.extend_from_slice(&values[r..r + width]);
+    }
+    Ok(())
+}
+
+/// Calls `f` with the values of the contiguous CPU tensor `t`, read in place.
+pub fn with_values<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else { bail!("the fused step runs on the CPU") };
+    if !layout.is_contiguous() {
+        bail!("the fused step needs contiguous data");
+    }
+    Ok(f(&cpu.as_slice::<T>()?[layout.start_offset()..layout.start_offset() + t.elem_count()]))
+}
+
+/// A per-thread pool of working buffers: a part takes what it needs and gives it back, so
+/// after the first steps the buffers are reused rather than allocated.
+struct Buffers;
+
+thread_local! {
+    static F32_POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    static U32_POOL: RefCell<Vec<Vec<u32>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Buffers {
+    /// A buffer of `len` zeros.
+    fn zeros(len: usize) -> Vec<f32> {
+        let mut v = F32_POOL.with(|p| Self::best_fit(&mut p.borrow_mut(), len)).unwrap_or_default();
+        v.clear();
+        v.resize(len, 0.0);
+        v
+    }
+
+    /// A buffer of `len` values left as they were: for outputs written in full.
+    fn scratch(len: usize) -> Vec<f32> {
+        let mut v = F32_POOL.with(|p| Self::best_fit(&mut p.borrow_mut(), len)).unwrap_or_default();
+        if v.len() < len {
+            v.resize(len, 0.0);
+        }
+        v.truncate(len);
+        v
+    }
+
+    /// Like [`Buffers::scratch`], for indices.
+    fn indices(len: usize) -> Vec<u32> {
+        let mut v = U32_POOL.with(|p| Self::best_fit(&mut p.borrow_mut(), len)).unwrap_or_default();
+        if v.len() < len {
+            v.resize(len, 0);
+        }
+        v.truncate(len);
+        v
+    }
+
+    /// The smallest pooled buffer that holds `len` values, else the largest one.
+    fn best_fit<T>(pool: &mut Vec<Vec<T>>, len: usize) -> Option<Vec<T>> {
+        let fits = (0..pool.len()).filter(|&i| pool[i].capacity() >= len).min_by_key(|&i| pool[i].capacity());
+        let i = fits.or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].capacity()))?;
+        Some(pool.swap_remove(i))
+    }
+
+    fn give(v: Vec<f32>) {
+        F32_POOL.with(|p| p.borrow_mut().push(v));
+    }
+
+    fn give_indices(v: Vec<u32>) {
+        U32_POOL.with(|p| p.borrow_mut().push(v));
+    }
+}
+
+impl Model {
+    /// Whether [`Model::fused_loss_and_grads`] can train this model: dense layers and
+    /// convolutions, no dropout, and an activation whose derivative follows from its output.
+    pub fn fusable(&self) -> bool {
+        self.dropout == 0.0
+            && matches!(
+                self.activation,
+                Activation::Relu | Activation::Tanh | Activation::Sigmoid | Activation::LeakyRelu
+            )
+    }
+
+    /// Calls `f` with the network read in place from the parameters (held read-locked
+    /// meanwhile), after checking that it takes `features` inputs.
+    fn with_net<R>(&self, features: usize, f: impl FnOnce(&Net<'_>) -> Result<R>) -> Result<R> {
+        let vars = self.vars();
+        let guards: Vec<_> = vars.iter().map(|v| v.as_tensor().storage_and_layout()).collect();
+        let mut slices = Vec::with_capacity(guards.len());
+        for (storage, layout) in &guards {
+            let Storage::Cpu(cpu) = &**storage else { bail!("the fused step runs on the CPU") };
+            if !layout.is_contiguous() {
+                bail!("the fused step needs contiguous parameters");
+            }
+            slices.push(&cpu.as_slice::<f32>()?[layout.start_offset()..]);
+        }
+        let mut image = self.image;
+        let mut convs = Vec::with_capacity(self.convs.len());
+        for (c, s) in self.convs.iter().zip(slices.chunks(2)) {
+            let Some(input) = image else { bail!("the convolutions need an image shape") };
+            let (c_out, k) = (c.w.dims()[0], c.w.dims()[2]);
+            let Some(shape) = ConvShape::new(input, c_out, k, 1, c.pad) else {
+                bail!("a {k}x{k} convolution does not fit the {}x{} image", input.1, input.2)
+            };
+            let (oh, ow) = (shape.out_h(), shape.out_w());
+            image = Some(if self.pool { (c_out, oh / 2, ow / 2) } else { (c_out, oh, ow) });
+            convs.push(ConvLayer { w: &s[0][..c_out * shape.patch()], b: &s[1][..c_out], shape });
+        }
+        let dense: Vec<Layer<'_>> = self
+            .dense
+            .iter()
+            .zip(slices[2 * self.convs.len()..].chunks(2))
+            .map(|(d, s)| {
+                let (inputs, outputs) = (d.w.dims()[0], d.w.dims()[1]);
+                Layer { w: &s[0][..inputs * outputs], b: &s[1][..outputs], inputs, outputs }
+            })
+            .collect();
+        let takes = match (convs.first(), dense.first()) {
+            (Some(c), _) => c.shape.c_in * c.shape.h * c.shape.w,
+            (None, Some(d)) => d.inputs,
+            (None, None) => bail!("the network has no layers"),
+        };
+        if takes != features || image.is_some_and(|(c, h, w)| dense.first().is_some_and(|d| d.inputs != c * h * w)) {
+            bail!("the batch has {features} features, the network takes {takes}");
+        }
+        f(&Net { convs, pool: self.pool, dense, activation: self.activation })
+    }
+
+    /// The mean loss over the batch `x` (rows of `features` values) and the gradient of
+    /// every parameter, the batch split into `parts` parts computed in parallel on the
+    /// current rayon pool.
+    pub fn fused_loss_and_grads(
+        &self,
+        x: &[f32],
+        features: usize,
+        targets: Targets<'_>,
+        parts: usize,
+    ) -> Result<(f64, GradStore)> {
+        let n = x.len() / features;
+        let parts = parts.clamp(1, n.max(1));
+        let bounds: Vec<(usize, usize)> = (0..parts).map(|p| (p * n / parts, (p + 1) * n / parts)).collect();
+        let mut results: Vec<Part> = self.with_net(features, |net| {
+            let run = |&(start, end): &(usize, usize)| {
+                part(net, &x[start * features..end * features], targets.rows(start, end), n)
+            };
+            Ok(if parts == 1 { bounds.iter().map(run).collect() } else { bounds.par_iter().map(run).collect() })
+        })?;
+        let mut total = results.remove(0);
+        for other in results {
+            total.loss_sum += other.loss_sum;
+            for (a, b) in total.grads.iter_mut().zip(&other.grads) {
+                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+            }
+            other.grads.into_iter().for_each(Buffers::give);
+        }
+        let mut grads = GradStore::default();
+        for (var, g) in self.vars().iter().zip(total.grads) {
+            grads.insert(var.as_tensor(), Tensor::from_vec(g, var.shape(), &Device::Cpu)?);
+        }
+        Ok((total.loss_sum / n as f64, grads))
+    }
+
+    /// The network's outputs for the rows `x` (no dropout: evaluation), row after row,
+    /// computed in pieces of at most 128 rows spread over the current rayon pool.
+    pub fn fused_outputs(&self, x: &[f32], features: usize) -> Result<Vec<f32>> {
+        const PIECE: usize = 128;
+        self.with_net(features, |net| {
+            let outputs = net.dense.last().map_or(0, |d| d.outputs);
+            let mut out = vec![0f32; x.len() / features * outputs];
+            x.par_chunks(PIECE * features).zip(out.par_chunks_mut(PIECE * outputs)).for_each(|(x, out)| {
+                let mut pass = forward(net, x);
+                let logits = pass.outs.pop().expect("the network has a last layer");
+                out.copy_from_slice(&logits);
+                Buffers::give(logits);
+                pass.give_back();
+            });
+            Ok(out)
+        })
+    }
+}
+
+/// `dst (m x n) = [dst +] lhs (m x k) @ rhs (k x n)` on one core; each operand given by
+/// its row and column strides.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    assert!(dst.len() >= m * n);
+    assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    assert!(k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    // SAFETY: the asserts above keep every index the strides reach inside the slices, and
+    // `dst` is borrowed mutably, so it aliases neither operand.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
+fn activate(a: Activation, z: &mut [f32]) {
+    match a {
+        Activation::Relu => z.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::LeakyRelu => z.iter_mut().for_each(|v| *v = if *v > 0.0 { *v } else { 0.01 * *v }),
+        Activation::Tanh => z.iter_mut().for_each(|v| *v = v.tanh()),
+        Activation::Sigmoid => z.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+        Activation::Gelu | Activation::Silu => unreachable!("not fusable"),
+    }
+}
+
+/// `grad *= f'(z)`, from the activation's output `out = f(z)`.
+fn backprop_activation(a: Activation, grad: &mut [f32], out: &[f32]) {
+    let pairs = grad.iter_mut().zip(out);
+    match a {
+        Activation::Relu => pairs.for_each(|(g, o)| *g = if *o > 0.0 { *g } else { 0.0 }),
+        Activation::LeakyRelu => pairs.for_each(|(g, o)| *g = if *o > 0.0 { *g } else { 0.01 * *g }),
+        Activation::Tanh => pairs.for_each(|(g, o)| *g *= 1.0 - o * o),
+        Activation::Sigmoid => pairs.for_each(|(g, o)| *g *= o * (1.0 - o)),
+        Activation::Gelu | Activation::Silu => unreachable!("not fusable"),
+    }
+}
+
+/// What the forward pass of a convolution keeps for the backward pass.
+struct ConvSaved {
+    cols: Vec<f32>,
+    /// The output after pooling and the activation, channel-major.
+    out: Vec<f32>,
+    /// Where each pooled value came from (empty without pooling).
+    arg: Vec<u32>,
+}
+
+/// A forward pass over some rows, with what the backward pass needs.
+struct Forward {
+    /// Per convolution, first to last.
+    convs: Vec<ConvSaved>,
+    /// The last convolution's output flattened into rows for the dense layers.
+    flat: Option<Vec<f32>>,
+    /// Each dense layer's output, after its activation (the last one's are the outputs).
+    outs: Vec<Vec<f32>>,
+}
+
+impl Forward {
+    /// Returns every buffer to the thread's pool.
+    fn give_back(self) {
+        for c in self.convs {
+            Buffers::give(c.cols);
+            Buffers::give(c.out);
+            Buffers::give_indices(c.arg);
+        }
+        self.flat.into_iter().chain(self.outs).for_each(Buffers::give);
+    }
+}
+
+/// The forward pass of `net` over the rows `x`.
+fn forward(net: &Net<'_>, x: &[f32]) -> Forward {
+    let features = net.convs.first().map_or_else(|| net.dense[0].inputs, |c| c.shape.c_in * c.shape.h * c.shape.w);
+    let n = x.len() / features;
+    let activation = net.activation;
+
+    // Convolutions: each one's output (pooled, activated) is the next one's input.
+    let mut saved: Vec<ConvSaved> = Vec::with_capacity(net.convs.len());
+    for (i, layer) in net.convs.iter().enumerate() {
+        let s = &layer.shape;
+        let (oh, ow) = (s.out_h(), s.out_w());
+        let mut cols = Buffers::scratch(s.patch() * n * oh * ow);
+        match i {
+            0 => conv::im2col(s, x, Planes::sample_major(s.c_in, s.h, s.w), n, &mut cols),
+            _ => conv::im2col(s, &saved[i - 1].out, Planes::channel_major(n, s.h, s.w), n, &mut cols),
+        }
+        let mut z = Buffers::scratch(s.c_out * n * oh * ow);
+        conv::conv_forward(s, layer.w, layer.b, &cols, n, &mut z);
+        // Pooling before the activation gives the same values (the activations are
+        // monotonic) on a quarter of the elements.
+        let (mut out, arg) = if net.pool {
+            let len = s.c_out * n * (oh / 2) * (ow / 2);
+            let (mut out, mut arg) = (Buffers::scratch(len), Buffers::indices(len));
+            conv::max_pool2(&z, s.c_out * n, (oh, ow), &mut out, &mut arg);
+            Buffers::give(z);
+            (out, arg)
+        } else {
+            (z, Vec::new())
+        };
+        activate(activation, &mut out);
+        saved.push(ConvSaved { cols, out, arg });
+    }
+    // The flatten into the dense layers: channel-major (C, n, P) to n rows of (C, P), as
+    // candle's NCHW flatten orders them.
+    let flat: Option<Vec<f32>> = saved.last().zip(net.convs.last()).map(|(last, conv)| {
+        let width = net.dense[0].inputs;
+        let planes = width / conv.shape.c_out;
+        let mut flat = Buffers::scratch(n * width);
+        for (ci, channel) in last.out.chunks_exact(n * planes).enumerate() {
+            for (s, plane) in channel.chunks_exact(planes).enumerate() {
+                flat[s * width + ci * planes..][..planes].copy_from_slice(plane);
+            }
+        }
+        flat
+    });
+    let dense_in: &[f32] = flat.as_deref().unwrap_or(x);
+
+    let last = net.dense.len() - 1;
+    let mut outs: Vec<Vec<f32>> = Vec::with_capacity(net.dense.len());
+    for (l, layer) in net.dense.iter().enumerate() {
+        let input: &[f32] = if l == 0 { dense_in } else { &outs[l - 1] };
+        let mut z = Buffers::scratch(n * layer.outputs);
+        for row in z.chunks_exact_mut(layer.outputs) {
+            row.copy_from_slice(layer.b);
+        }
+        matmul((n, layer.outputs, layer.inputs), &mut z, true, input, (layer.inputs, 1), layer.w, (layer.outputs, 1));
+        if l < last {
+            activate(activation, &mut z);
+        }
+        outs.push(z);
+    }
+    Forward { convs: saved, flat, outs }
+}
+
+/// Forward and backward of rows `x` (the whole batch has `batch` rows).
+fn part(net: &Net<'_>, x: &[f32], targets: Targets<'_>, batch: usize) -> Part {
+    let Forward { convs: mut saved, flat, outs } = forward(net, x);
+    let n = outs[0].len() / net.dense[0].outputs;
+    let activation = net.activation;
+    let last = net.dense.len() - 1;
+    let dense_in: &[f32] = flat.as_deref().unwrap_or(x);
+    // The loss and its gradient with respect to the last layer's output.
+    let classes = net.dense[last].outputs;
+    let scale = 1.0 / batch as f32;
+    let mut loss_sum = 0f64;
+    let mut dz = Buffers::scratch(outs[last].len());
+    dz.copy_from_slice(&outs[last]);
+    match targets {
+        Targets::Classes(t) => {
+            for (row, &target) in dz.chunks_exact_mut(classes).zip(t) {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let target = target as usize;
+                let shifted_target = row[target] - max;
+                let mut sum = 0f32;
+                for v in row.iter_mut() {
+                    *v = (*v - max).exp();
+                    sum += *v;
+                }
+                loss_sum += (sum.ln() - shifted_target) as f64;
+                for v in row.iter_mut() {
+                    *v *= scale / sum;
+                }
+                row[target] -= scale;
+            }
+        }
+        Targets::Values(t) => {
+            for (d, &y) in dz.iter_mut().zip(t) {
+                let diff = *d - y;
+                loss_sum += (diff * diff) as f64;
+                *d = 2.0 * diff * scale;
+            }
+        }
+    }
+    // Gradients, last layer first; reversed into parameter order at the end.
+    let mut grads: Vec<Vec<f32>> = Vec::with_capacity(2 * (net.dense.len() + net.convs.len()));
+    for l in (0..net.dense.len()).rev() {
+        let layer = &net.dense[l];
+        let input: &[f32] = if l == 0 { dense_in } else { &outs[l - 1] };
+        let mut g = Buffers::scratch(layer.inputs * layer.outputs);
+        // dW = input^T @ dz.
+        matmul((layer.inputs, layer.outputs, n), &mut g, false, input, (1, layer.inputs), &dz, (layer.outputs, 1));
+        let mut gb = Buffers::zeros(layer.outputs);
+        for row in dz.chunks_exact(layer.outputs) {
+            gb.iter_mut().zip(row).for_each(|(b, v)| *b += v);
+        }
+        grads.push(gb);
+        grads.push(g);
+        if l > 0 || !saved.is_empty() {
+            // d(input) = dz @ W^T, then (between dense layers) through the activation that
+            // produced the input.
+            let mut dh = Buffers::scratch(n * layer.inputs);
+            matmul(
+                (n, layer.inputs, layer.outputs),
+                &mut dh,
+                false,
+                &dz,
+                (layer.outputs, 1),
+                layer.w,
+                (1, layer.outputs),
+            );
+            if l > 0 {
+                backprop_activation(activation, &mut dh, &outs[l - 1]);
+            }
+            Buffers::give(std::mem::replace(&mut dz, dh));
+        }
+    }
+    outs.into_iter().for_each(Buffers::give);
+    if let Some(flat) = flat {
+        // dz is the gradient of the flattened input: back to channel-major.
+        let width = net.dense[0].inputs;
+        let planes = width / net.convs.last().expect("flattened from a convolution").shape.c_out;
+        let mut d_out = Buffers::scratch(n * width);
+        for (ci, channel) in d_out.chunks_exact_mut(n * planes).enumerate() {
+            for (s, plane) in channel.chunks_exact_mut(planes).enumerate() {
+                plane.copy_from_slice(&dz[s * width + ci * planes..][..planes]);
+            }
+        }
+        Buffers::give(std::mem::replace(&mut dz, d_out));
+        Buffers::give(flat);
+    }
+    // Convolutions, last first: dz is the gradient of the layer's (pooled, activated) output.
+    for (i, layer) in net.convs.iter().enumerate().rev() {
+        let s = &layer.shape;
+        let (oh, ow) = (s.out_h(), s.out_w());
+        let ConvSaved { cols, out, arg } = saved.pop().expect("saved in the forward pass");
+        backprop_activation(activation, &mut dz, &out);
+        if net.pool {
+            let mut unpooled = Buffers::zeros(s.c_out * n * oh * ow);
+            conv::max_pool2_backward(&dz, &arg, &mut unpooled);
+            Buffers::give(std::mem::replace(&mut dz, unpooled));
+            Buffers::give_indices(arg);
+        }
+        Buffers::give(out);
+        let (mut dw, mut db) = (Buffers::scratch(s.c_out * s.patch()), Buffers::scratch(s.c_out));
+        if i > 0 {
+            let mut dcols = Buffers::scratch(cols.len());
+            conv::conv_backward(s, layer.w, &cols, &dz, n, &mut dw, &mut db, Some(&mut dcols));
+            let mut dx = Buffers::zeros(s.c_in * n * s.h * s.w);
+            conv::col2im(s, &dcols, n, &mut dx, Planes::channel_major(n, s.h, s.w));
+            Buffers::give(dcols);
+            Buffers::give(std::mem::replace(&mut dz, dx));
+        } else {
+            conv::conv_backward(s, layer.w, &cols, &dz, n, &mut dw, &mut db, None);
+        }
+        Buffers::give(cols);
+        grads.push(db);
+        grads.push(dw);
+    }
+    Buffers::give(dz);
+    grads.reverse();
+    Part { loss_sum, grads }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ModelSpec, cross_entropy, mse};
+
+    /// The fused gradients against candle's autograd on the same model and batch.
+    fn compare(activation: Activation, classification: bool, parts: usize) {
+        let spec = ModelSpec::Mlp { hidden: vec![7, 5], activation, dropout: 0.0 };
+        compare_model(&spec, 6, None, 9, activation, classification, parts);
+    }
+
+    fn compare_model(
+        spec: &ModelSpec,
+        features: usize,
+        image: Option<(usize, usize, usize)>,
+        n: usize,
+        activation: Activation,
+        classification: bool,
+        parts: usize,
+    ) {
+        let outputs = if classification { 4 } else { 1 };
+        let model = Model::new(spec, features, outputs, image, 3).unwrap();
+        assert!(model.fusable());
+        let x: Vec<f32> = (0..n * features).map(|i| ((i * 7919 + 13) % 10_007) as f32 / 5003.5 - 1.0).collect();
+        let classes: Vec<u32> = (0..n as u32).map(|i| i * 3 % outputs as u32).collect();
+        let values: Vec<f32> = (0..n).map(|i| i as f32 / 4.0 - 1.0).collect();
+        let xt = Tensor::from_vec(x.clone(), (n, features), &Device::Cpu).unwrap();
+        let out = model.forward(&xt, None).unwrap();
+        let loss = if classification {
+            cross_entropy(&out, &Tensor::from_vec(classes.clone(), n, &Device::Cpu).unwrap()).unwrap()
+        } else {
+            mse(&out, &Tensor::from_vec(values.clone(), (n, 1), &Device::Cpu).unwrap()).unwrap()
+        };
+        let expected = loss.backward().unwrap();
+        let targets = if classification { Targets::Classes(&classes) } else { Targets::Values(&values) };
+        let (fused_loss, grads) = model.fused_loss_and_grads(&x, features, targets, parts).unwrap();
+        let want = loss.to_scalar::<f32>().unwrap() as f64;
+        assert!((fused_loss - want).abs() < 1e-5 * want.abs().max(1.0), "loss {fused_loss} vs {want}");
+        for var in model.vars() {
+            let a: Vec<f32> = grads.get(&var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let b: Vec<f32> = expected.get(&var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            for (a, b) in a.iter().zip(&b) {
+                assert!((a - b).abs() < 1e-5 + 1e-4 * b.abs(), "{activation:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// The cnn kind through the fused step (im2col convolutions, pooling, the flatten)
+    /// against candle's conv2d, max_pool2d and autograd: odd image sizes, several channels,
+    /// with and without pooling, a batch of one, split into parts.
+    #[test]
+    fn fused_cnn_gradients_match_candles_autograd() {
+        for (activation, pool, kernel_size, image, n, parts) in [
+            (Activation::Relu, true, 3, (1, 8, 8), 5, 1),
+            (Activation::Relu, true, 3, (2, 7, 9), 4, 2),
+            (Activation::Tanh, false, 3, (1, 5, 5), 3, 3),
+            (Activation::LeakyRelu, true, 5, (3, 6, 6), 1, 1),
+            (Activation::Sigmoid, true, 2, (1, 7, 7), 2, 2),
+        ] {
+            let spec =
+                ModelSpec::Cnn { channels: vec![3, 4], kernel_size, pool, hidden: vec![6], activation, dropout: 0.0 };
+            let features = image.0 * image.1 * image.2;
+            for classification in [true, false] {
+                compare_model(&spec, features, Some(image), n, activation, classification, parts);
+            }
+        }
+    }
+
+    #[test]
+    fn fused_gradients_match_candles_autograd() {
+        for activation in [Activation::Relu, Activation::Tanh, Activation::Sigmoid, Activation::LeakyRelu] {
+            for classification in [true, false] {
+                for parts in [1, 2, 4] {
+                    compare(activation, classification, parts);
+                }
+            }
+        }
+    }
+}

@@ -9,6 +9,7 @@ use runner::error::{InputError, Interrupted};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    runner::train::candle_threads::limit_spinning();
     let cli = Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

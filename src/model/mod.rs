@@ -4,7 +4,7 @@
 mod fused;
 mod spec;
 
-pub use fused::{Targets, gather, with_values};
+pub use fused::{Targets, gather, update_in_place, with_values};
 pub use spec::{Activation, Init, MODELS, ModelSpec};
 
 use anyhow::{Result, bail};

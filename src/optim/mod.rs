@@ -7,6 +7,7 @@ mod spec;
 
 pub use spec::{OPTIMIZERS, OptimizerSpec};
 
+use crate::model::{update_in_place, with_values};
 use anyhow::{Result, bail};
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
@@ -98,21 +99,52 @@ impl Optimizer {
                 vars,
                 buffers,
             } => {
+                // PyTorch's rule as candle's ops compute it (`t * s` is `t * s + 0` in f32),
+                // in place and in one pass per tensor: the same values, bit for bit.
+                let (wd, m, keep, lr) = (*weight_decay as f32, *momentum as f32, (1.0 - *dampening) as f32, lr as f32);
+                let decayed = |g: f32, w: f32| if wd != 0.0 { g + (w * wd + 0.0) } else { g };
                 for (var, buf) in vars.iter().zip(buffers.iter_mut()) {
                     let Some(g) = grads.get(var) else { continue };
-                    let g = &g.detach();
-                    let mut g =
-                        if *weight_decay != 0.0 { (g + (var.as_tensor() * *weight_decay)?)? } else { g.clone() };
-                    if *momentum != 0.0 {
-                        let b = match buf.take() {
-                            None => g.clone(),
-                            Some(b) => ((b * *momentum)? + (&g * (1.0 - *dampening))?)?,
-                        };
-                        g = if *nesterov { (g + (&b * *momentum)?)? } else { b.clone() };
-                        // Detached, or each buffer would keep the graph of every earlier one alive.
-                        *buf = Some(b.detach());
+                    let w = var.as_tensor();
+                    if m != 0.0 {
+                        match buf {
+                            None => {
+                                let first = with_values(g, |g: &[f32]| {
+                                    with_values(w, |w: &[f32]| g.iter().zip(w).map(|(&g, &w)| decayed(g, w)).collect())
+                                })??;
+                                *buf = Some(Tensor::from_vec(first, w.shape(), w.device())?);
+                            }
+                            Some(b) => with_values(g, |g: &[f32]| {
+                                with_values(w, |w: &[f32]| {
+                                    update_in_place(b, |b, at| {
+                                        let (g, w) = (&g[at..][..b.len()], &w[at..][..b.len()]);
+                                        for ((b, &g), &w) in b.iter_mut().zip(g).zip(w) {
+                                            *b = (*b * m + 0.0) + (decayed(g, w) * keep + 0.0);
+                                        }
+                                    })
+                                })
+                            })???,
+                        }
                     }
-                    var.set(&(var.as_tensor() - (g * lr)?)?)?;
+                    let b = buf.as_ref().filter(|_| m != 0.0);
+                    with_values(g, |g: &[f32]| {
+                        let step = |w: &mut [f32], at: usize, b: Option<&[f32]>| {
+                            let g = &g[at..][..w.len()];
+                            for (i, (w, &g)) in w.iter_mut().zip(g).enumerate() {
+                                let g = decayed(g, *w);
+                                let g = match b {
+                                    Some(b) if *nesterov => g + (b[at + i] * m + 0.0),
+                                    Some(b) => b[at + i],
+                                    None => g,
+                                };
+                                *w -= g * lr + 0.0;
+                            }
+                        };
+                        match b {
+                            Some(b) => with_values(b, |b: &[f32]| update_in_place(w, |w, at| step(w, at, Some(b))))?,
+                            None => update_in_place(w, |w, at| step(w, at, None)),
+                        }
+                    })??;
                 }
             }
             Optimizer::Adam { spec: OptimizerSpec::Adam { beta1, beta2, eps, weight_decay }, vars, m, v, t } => {

@@ -3,6 +3,7 @@
 //! schedules, divergence and early stopping. It knows plain specs, not TOML, and reports
 //! through a [`Recorder`] (CSV files, progress), not to the terminal.
 
+pub mod candle_threads;
 mod checkpoint;
 pub mod denormals;
 mod spec;
@@ -245,7 +246,9 @@ pub fn train_from(
     let mut dropout_rng = ChaCha8Rng::seed_from_u64(t.seed ^ 0xD_0F0F);
     let mut order: Vec<u32> = (0..n as u32).collect();
     let fused = model.fusable();
-    let (mut batch_x, mut batch_classes, mut batch_values) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut batch_classes, mut batch_values) = (Vec::new(), Vec::new());
+    // The fused step's gradients, written in place step after step.
+    let mut fused_grads = GradStore::default();
 
     let (mut step, mut epoch, mut samples) = (0u64, 0u64, 0u64);
     let (mut loss_sum, mut loss_count, mut last_lr) = (0f64, 0u64, schedule.lr(0));
@@ -412,9 +415,8 @@ pub fn train_from(
             if !lr.is_finite() {
                 bail!("the schedule gives lr = {lr} at step {step}; a learning rate must be a finite number");
             }
-            let (loss_value, mut grads) = if fused {
-                // The hot path of dense networks (src/model/fused.rs).
-                gather(&data.train.x, batch, &mut batch_x)?;
+            let (loss_value, mut candle_grads) = if fused {
+                // The hot path of dense and convolutional networks (src/model/fused/).
                 let targets = if data.task == Task::Classification {
                     gather(&data.train.y, batch, &mut batch_classes)?;
                     Targets::Classes(&batch_classes)
@@ -422,7 +424,11 @@ pub fn train_from(
                     gather(&data.train.y, batch, &mut batch_values)?;
                     Targets::Values(&batch_values)
                 };
-                model.fused_loss_and_grads(&batch_x, data.features, targets, t.threads.max(1) as usize)?
+                let parts = t.threads.max(1) as usize;
+                let loss = with_values(&data.train.x, |all: &[f32]| {
+                    model.fused_loss_and_grads(all, batch, data.features, targets, parts, &mut fused_grads)
+                })??;
+                (loss, None)
             } else {
                 let idx = Tensor::from_slice(batch, batch.len(), &candle_core::Device::Cpu)?;
                 let xb = data.train.x.index_select(&idx, 0)?;
@@ -431,7 +437,11 @@ pub fn train_from(
                 let loss = if data.task == Task::Classification { cross_entropy(&out, &yb)? } else { mse(&out, &yb)? };
                 let loss_value = loss.to_scalar::<f32>()? as f64;
                 let grads = if loss_value.is_finite() { loss.backward()? } else { GradStore::default() };
-                (loss_value, grads)
+                (loss_value, Some(grads))
+            };
+            let grads = match &mut candle_grads {
+                Some(g) => g,
+                None => &mut fused_grads,
             };
             let row = StepRow { step, lr, loss: loss_value };
             if !loss_value.is_finite() {
@@ -440,9 +450,9 @@ pub fn train_from(
                 break 'training;
             }
             if let Some(max) = t.clip_grad_norm {
-                clip_grad_norm(&mut grads, &vars, max)?;
+                clip_grad_norm(grads, &vars, max)?;
             }
-            optimizer.step(&grads, lr)?;
+            optimizer.step(grads, lr)?;
             recorder.on_step(&row, epoch, step % t.log_every == 0)?;
             (loss_sum, loss_count, last_lr) = (loss_sum + loss_value, loss_count + 1, lr);
             samples += batch.len() as u64;

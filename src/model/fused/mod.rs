@@ -20,7 +20,7 @@ use candle_core::{Device, Storage, Tensor, WithDType};
 use conv::{ConvShape, Planes};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 /// What the loss compares the network's outputs with.
 #[derive(Debug, Clone, Copy)]
@@ -98,19 +98,53 @@ pub fn with_values<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Re
     Ok(f(&cpu.as_slice::<T>()?[layout.start_offset()..layout.start_offset() + t.elem_count()]))
 }
 
-/// A per-thread pool of working buffers: a part takes what it needs and gives it back, so
-/// after the first steps the buffers are reused rather than allocated.
+/// Applies `f(chunk, offset)` to the values of the contiguous f32 CPU tensor `t` in place
+/// (candle's in-place custom op: no copy, no allocation), in one even piece per thread of
+/// the current rayon pool when the tensor is large.
+pub fn update_in_place(t: &Tensor, f: impl Fn(&mut [f32], usize) + Sync) -> Result<()> {
+    struct InPlace<F>(F);
+    impl<F: Fn(&mut [f32], usize) + Sync> candle_core::InplaceOp1 for InPlace<F> {
+        fn name(&self) -> &'static str {
+            "runner-update-in-place"
+        }
+        fn cpu_fwd(
+            &self,
+            storage: &mut candle_core::CpuStorage,
+            layout: &candle_core::Layout,
+        ) -> candle_core::Result<()> {
+            let candle_core::CpuStorage::F32(values) = storage else { candle_core::bail!("f32 values only") };
+            let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("contiguous values only") };
+            let values = &mut values[start..end];
+            let threads = rayon::current_num_threads();
+            if values.len() < 1 << 14 || threads == 1 {
+                (self.0)(values, 0);
+            } else {
+                let piece = values.len().div_ceil(threads);
+                values.par_chunks_mut(piece).enumerate().for_each(|(i, chunk)| (self.0)(chunk, i * piece));
+            }
+            Ok(())
+        }
+    }
+    Ok(t.inplace_op1(&InPlace(f))?)
+}
+
+/// A pool of working buffers shared by all threads: a part takes what it needs and gives
+/// it back (from whichever thread), so after the first steps buffers are reused rather
+/// than allocated, and the kernel does not zero fresh pages every step.
 struct Buffers;
 
-thread_local! {
-    static F32_POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
-    static U32_POOL: RefCell<Vec<Vec<u32>>> = const { RefCell::new(Vec::new()) };
+static F32_POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+static U32_POOL: Mutex<Vec<Vec<u32>>> = Mutex::new(Vec::new());
+
+fn pool<T>(p: &Mutex<Vec<Vec<T>>>) -> std::sync::MutexGuard<'_, Vec<Vec<T>>> {
+    // The pool holds plain buffers: one a panicking thread left behind is still whole.
+    p.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Buffers {
     /// A buffer of `len` zeros.
     fn zeros(len: usize) -> Vec<f32> {
-        let mut v = F32_POOL.with(|p| Self::best_fit(&mut p.borrow_mut(), len)).unwrap_or_default();
+        let mut v = Self::best_fit(&mut pool(&F32_POOL), len).unwrap_or_default();
         v.clear();
         v.resize(len, 0.0);
         v
@@ -118,7 +152,7 @@ impl Buffers {
 
     /// A buffer of `len` values left as they were: for outputs written in full.
     fn scratch(len: usize) -> Vec<f32> {
-        let mut v = F32_POOL.with(|p| Self::best_fit(&mut p.borrow_mut(), len)).unwrap_or_default();
+        let mut v = Self::best_fit(&mut pool(&F32_POOL), len).unwrap_or_default();
         if v.len() < len {
             v.resize(len, 0.0);
         }
@@ -128,7 +162,7 @@ impl Buffers {
 
     /// Like [`Buffers::scratch`], for indices.
     fn indices(len: usize) -> Vec<u32> {
-        let mut v = U32_POOL.with(|p| Self::best_fit(&mut p.borrow_mut(), len)).unwrap_or_default();
+        let mut v = Self::best_fit(&mut pool(&U32_POOL), len).unwrap_or_default();
         if v.len() < len {
             v.resize(len, 0);
         }
@@ -144,11 +178,11 @@ impl Buffers {
     }
 
     fn give(v: Vec<f32>) {
-        F32_POOL.with(|p| p.borrow_mut().push(v));
+        pool(&F32_POOL).push(v);
     }
 
     fn give_indices(v: Vec<u32>) {
-        U32_POOL.with(|p| p.borrow_mut().push(v));
+        pool(&U32_POOL).push(v);
     }
 }
 
@@ -208,38 +242,62 @@ impl Model {
         f(&Net { convs, pool: self.pool, dense, activation: self.activation })
     }
 
-    /// The mean loss over the batch `x` (rows of `features` values) and the gradient of
-    /// every parameter, the batch split into `parts` parts computed in parallel on the
-    /// current rayon pool.
+    /// The mean loss over the batch made of rows `rows` of `data` (a data set's samples,
+    /// `features` values each; `targets` are the batch's), with the gradient of every
+    /// parameter written into `grads`: into the tensors it already holds for them (a store
+    /// kept from step to step is reused in place), else into new ones. The batch is split
+    /// into `parts` parts computed in parallel on the current rayon pool (each part gathers
+    /// its own rows); their gradients are summed in part order, so the result does not
+    /// depend on which part finished first.
     pub fn fused_loss_and_grads(
         &self,
-        x: &[f32],
+        data: &[f32],
+        rows: &[u32],
         features: usize,
         targets: Targets<'_>,
         parts: usize,
-    ) -> Result<(f64, GradStore)> {
-        let n = x.len() / features;
+        grads: &mut GradStore,
+    ) -> Result<f64> {
+        let n = rows.len();
+        if let Some(&r) = rows.iter().find(|&&r| (r as usize + 1) * features > data.len()) {
+            bail!("row {r} is past the data's {} rows", data.len() / features);
+        }
         let parts = parts.clamp(1, n.max(1));
         let bounds: Vec<(usize, usize)> = (0..parts).map(|p| (p * n / parts, (p + 1) * n / parts)).collect();
-        let mut results: Vec<Part> = self.with_net(features, |net| {
+        let results: Vec<Part> = self.with_net(features, |net| {
             let run = |&(start, end): &(usize, usize)| {
-                part(net, &x[start * features..end * features], targets.rows(start, end), n)
+                let mut x = Buffers::scratch((end - start) * features);
+                for (dst, &r) in x.chunks_exact_mut(features).zip(&rows[start..end]) {
+                    dst.copy_from_slice(&data[r as usize * features..][..features]);
+                }
+                let part = part(net, &x, targets.rows(start, end), n);
+                Buffers::give(x);
+                part
             };
             Ok(if parts == 1 { bounds.iter().map(run).collect() } else { bounds.par_iter().map(run).collect() })
         })?;
-        let mut total = results.remove(0);
-        for other in results {
-            total.loss_sum += other.loss_sum;
-            for (a, b) in total.grads.iter_mut().zip(&other.grads) {
-                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-            }
-            other.grads.into_iter().for_each(Buffers::give);
+        for (i, var) in self.vars().iter().enumerate() {
+            let dst = match grads.get(var) {
+                Some(g) if g.dims() == var.dims() && g.is_contiguous() => g.clone(),
+                _ => {
+                    let g = Tensor::zeros(var.shape(), candle_core::DType::F32, &Device::Cpu)?;
+                    grads.insert(var.as_tensor(), g.clone());
+                    g
+                }
+            };
+            update_in_place(&dst, |chunk, at| {
+                let len = chunk.len();
+                chunk.copy_from_slice(&results[0].grads[i][at..][..len]);
+                for other in &results[1..] {
+                    chunk.iter_mut().zip(&other.grads[i][at..][..len]).for_each(|(a, b)| *a += b);
+                }
+            })?;
         }
-        let mut grads = GradStore::default();
-        for (var, g) in self.vars().iter().zip(total.grads) {
-            grads.insert(var.as_tensor(), Tensor::from_vec(g, var.shape(), &Device::Cpu)?);
+        let loss_sum: f64 = results.iter().map(|p| p.loss_sum).sum();
+        for part in results {
+            part.grads.into_iter().for_each(Buffers::give);
         }
-        Ok((total.loss_sum / n as f64, grads))
+        Ok(loss_sum / n as f64)
     }
 
     /// The network's outputs for the rows `x` (no dropout: evaluation), row after row,
@@ -574,7 +632,16 @@ mod tests {
         };
         let expected = loss.backward().unwrap();
         let targets = if classification { Targets::Classes(&classes) } else { Targets::Values(&values) };
-        let (fused_loss, grads) = model.fused_loss_and_grads(&x, features, targets, parts).unwrap();
+        let rows: Vec<u32> = (0..n as u32).collect();
+        let mut grads = GradStore::default();
+        let fused_loss = model.fused_loss_and_grads(&x, &rows, features, targets, parts, &mut grads).unwrap();
+        // A second step into the same store writes the same gradients in place.
+        let first: Vec<Tensor> = model.vars().iter().map(|v| grads.get(v).unwrap().copy().unwrap()).collect();
+        model.fused_loss_and_grads(&x, &rows, features, targets, parts, &mut grads).unwrap();
+        for (v, f) in model.vars().iter().zip(&first) {
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(flat(grads.get(v).unwrap()), flat(f));
+        }
         let want = loss.to_scalar::<f32>().unwrap() as f64;
         assert!((fused_loss - want).abs() < 1e-5 * want.abs().max(1.0), "loss {fused_loss} vs {want}");
         for var in model.vars() {

@@ -101,7 +101,7 @@ pub fn prepare(spec: &DatasetSpec) -> Result<Arc<Dataset>> {
     };
     let (mut train, mut validation) = match loaded.validation {
         Some(v) => (loaded.table, v),
-        None => split::split(&loaded.table, spec.validation_split, task, seed),
+        None => split::split(loaded.table, spec.validation_split, task, seed),
     };
     if train.rows() == 0 || validation.rows() == 0 {
         let (empty, other) = if train.rows() == 0 { ("training", "validation") } else { ("validation", "training") };
@@ -127,11 +127,11 @@ pub fn prepare(spec: &DatasetSpec) -> Result<Arc<Dataset>> {
     Ok(Arc::new(Dataset {
         name: spec.source.kind().to_string(),
         task,
-        features: train.cols,
         classes,
         image: loaded.image,
-        train: to_tensors(&train, task)?,
-        validation: to_tensors(&validation, task)?,
+        features: train.cols,
+        train: to_tensors(train, task)?,
+        validation: to_tensors(validation, task)?,
     }))
 }
 
@@ -142,15 +142,16 @@ pub struct Loaded {
     pub image: Option<(usize, usize, usize)>,
 }
 
-fn to_tensors(t: &Table, task: Task) -> Result<Split> {
+/// The table's values become the tensors' (moved, not copied).
+fn to_tensors(t: Table, task: Task) -> Result<Split> {
     let n = t.rows();
-    let x = Tensor::from_slice(&t.x, (n, t.cols), &Device::Cpu)?;
+    let x = Tensor::from_vec(t.x, (n, t.cols), &Device::Cpu)?;
     let y = match task {
         Task::Classification => {
             let idx: Vec<u32> = t.y.iter().map(|&v| v as u32).collect();
             Tensor::from_vec(idx, n, &Device::Cpu)?
         }
-        Task::Regression => Tensor::from_slice(&t.y, (n, 1), &Device::Cpu)?,
+        Task::Regression => Tensor::from_vec(t.y, (n, 1), &Device::Cpu)?,
     };
     Ok(Split { x, y, len: n })
 }

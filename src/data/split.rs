@@ -7,7 +7,9 @@ use rand_chacha::ChaCha8Rng;
 
 /// Holds out `fraction` of the rows: per class for classification, so both parts keep the
 /// class proportions; at least one row stays on each side when there are two or more.
-pub fn split(t: &Table, fraction: f64, task: Task, seed: u64) -> (Table, Table) {
+/// The training part keeps `t`'s memory (its rows moved up in place), so only the
+/// validation rows are copied.
+pub fn split(mut t: Table, fraction: f64, task: Task, seed: u64) -> (Table, Table) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_5B17);
     let groups: Vec<Vec<usize>> = match task {
         Task::Classification => {
@@ -33,15 +35,22 @@ pub fn split(t: &Table, fraction: f64, task: Task, seed: u64) -> (Table, Table) 
     // Keep file order within each part so the split does not depend on class grouping.
     train.sort_unstable();
     val.sort_unstable();
-    (take(t, &train), take(t, &val))
-}
-
-fn take(t: &Table, rows: &[usize]) -> Table {
-    let mut x = Vec::with_capacity(rows.len() * t.cols);
-    for &r in rows {
-        x.extend_from_slice(&t.x[r * t.cols..(r + 1) * t.cols]);
+    let cols = t.cols;
+    let mut x = Vec::with_capacity(val.len() * cols);
+    for &r in &val {
+        x.extend_from_slice(&t.x[r * cols..(r + 1) * cols]);
     }
-    Table { x, cols: t.cols, y: rows.iter().map(|&r| t.y[r]).collect() }
+    let validation = Table { x, cols, y: val.iter().map(|&r| t.y[r]).collect() };
+    // Ascending, so each training row moves to a place at or before its own.
+    for (i, &r) in train.iter().enumerate() {
+        t.x.copy_within(r * cols..(r + 1) * cols, i * cols);
+        t.y[i] = t.y[r];
+    }
+    t.x.truncate(train.len() * cols);
+    t.y.truncate(train.len());
+    t.x.shrink_to_fit();
+    t.y.shrink_to_fit();
+    (t, validation)
 }
 
 /// Scales every feature to zero mean and unit variance using the training part's
@@ -80,13 +89,19 @@ mod tests {
     fn stratified_and_seeded() {
         let t =
             Table { x: (0..100).map(|i| i as f32).collect(), cols: 1, y: (0..100).map(|i| (i % 4) as f32).collect() };
-        let (a, b) = split(&t, 0.2, Task::Classification, 1);
+        let (a, b) = split(t.clone(), 0.2, Task::Classification, 1);
+        // File order within each part, every row in exactly one part.
+        let mut all: Vec<f32> = a.x.iter().chain(&b.x).copied().collect();
+        assert!(a.x.windows(2).all(|w| w[0] < w[1]) && b.x.windows(2).all(|w| w[0] < w[1]));
+        all.sort_by(f32::total_cmp);
+        assert_eq!(all, t.x);
+        assert!(a.x.iter().zip(&a.y).chain(b.x.iter().zip(&b.y)).all(|(x, y)| (*x as usize % 4) as f32 == *y));
         assert_eq!((a.rows(), b.rows()), (80, 20));
         for c in 0..4 {
             assert_eq!(b.y.iter().filter(|&&v| v == c as f32).count(), 5);
         }
-        assert_eq!(split(&t, 0.2, Task::Classification, 1), (a.clone(), b.clone()));
-        assert_ne!(split(&t, 0.2, Task::Classification, 2).1, b);
+        assert_eq!(split(t.clone(), 0.2, Task::Classification, 1), (a.clone(), b.clone()));
+        assert_ne!(split(t, 0.2, Task::Classification, 2).1, b);
     }
 
     #[test]

@@ -631,6 +631,13 @@ mod tests {
             mse(&out, &Tensor::from_vec(values.clone(), (n, 1), &Device::Cpu).unwrap()).unwrap()
         };
         let expected = loss.backward().unwrap();
+        // The evaluation's forward pass gives candle's outputs.
+        let fused_out = model.fused_outputs(&x, features).unwrap();
+        let candle_out: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(fused_out.len(), candle_out.len());
+        for (a, b) in fused_out.iter().zip(&candle_out) {
+            assert!((a - b).abs() < 1e-5 + 1e-5 * b.abs(), "{activation:?} outputs: {a} vs {b}");
+        }
         let targets = if classification { Targets::Classes(&classes) } else { Targets::Values(&values) };
         let rows: Vec<u32> = (0..n as u32).collect();
         let mut grads = GradStore::default();
@@ -664,6 +671,7 @@ mod tests {
             (Activation::Tanh, false, 3, (1, 5, 5), 3, 3),
             (Activation::LeakyRelu, true, 5, (3, 6, 6), 1, 1),
             (Activation::Sigmoid, true, 2, (1, 7, 7), 2, 2),
+            (Activation::Relu, true, 3, (1, 6, 6), 300, 2), // several evaluation pieces of 128 rows
         ] {
             let spec =
                 ModelSpec::Cnn { channels: vec![3, 4], kernel_size, pool, hidden: vec![6], activation, dropout: 0.0 };

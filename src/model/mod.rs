@@ -1,10 +1,10 @@
 //! Models built with candle: an MLP, a linear model and a small CNN, initialised from the
 //! run's seed. Parameters are candle `Var`s owned by the model; the optimizer updates them.
 
-mod fused;
+pub mod fused;
 mod spec;
 
-pub use fused::{Targets, gather, update_in_place, with_values};
+pub use fused::{Targets, gather, update_in_place, with_values, with_values_all, with_values_mut};
 pub use spec::{Activation, Init, MODELS, ModelSpec};
 
 use anyhow::{Result, bail};

@@ -7,7 +7,7 @@ mod spec;
 
 pub use spec::{OPTIMIZERS, OptimizerSpec};
 
-use crate::model::{update_in_place, with_values};
+use crate::model::{with_values_all, with_values_mut};
 use anyhow::{Result, bail};
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
@@ -100,52 +100,75 @@ impl Optimizer {
                 buffers,
             } => {
                 // PyTorch's rule as candle's ops compute it (`t * s` is `t * s + 0` in f32),
-                // in place and in one pass per tensor: the same values, bit for bit.
+                // in place, every tensor's weights and momentum in one pass, all tensors in
+                // one parallel region: the same values as candle's ops, bit for bit.
                 let (wd, m, keep, lr) = (*weight_decay as f32, *momentum as f32, (1.0 - *dampening) as f32, lr as f32);
-                let decayed = |g: f32, w: f32| if wd != 0.0 { g + (w * wd + 0.0) } else { g };
+                let nesterov = *nesterov;
+                let decayed = move |g: f32, w: f32| if wd != 0.0 { g + (w * wd + 0.0) } else { g };
+                // (tensors written: weights, then the momentum buffer), gradient, fresh buffer
+                let mut written = Vec::new();
+                let mut read = Vec::new();
+                let mut fresh = Vec::new();
                 for (var, buf) in vars.iter().zip(buffers.iter_mut()) {
                     let Some(g) = grads.get(var) else { continue };
                     let w = var.as_tensor();
+                    written.push(w.clone());
+                    read.push(g.clone());
                     if m != 0.0 {
-                        match buf {
-                            None => {
-                                let first = with_values(g, |g: &[f32]| {
-                                    with_values(w, |w: &[f32]| g.iter().zip(w).map(|(&g, &w)| decayed(g, w)).collect())
-                                })??;
-                                *buf = Some(Tensor::from_vec(first, w.shape(), w.device())?);
-                            }
-                            Some(b) => with_values(g, |g: &[f32]| {
-                                with_values(w, |w: &[f32]| {
-                                    update_in_place(b, |b, at| {
-                                        let (g, w) = (&g[at..][..b.len()], &w[at..][..b.len()]);
-                                        for ((b, &g), &w) in b.iter_mut().zip(g).zip(w) {
-                                            *b = (*b * m + 0.0) + (decayed(g, w) * keep + 0.0);
-                                        }
-                                    })
-                                })
-                            })???,
+                        // The first step's buffer is the (decayed) gradient itself.
+                        fresh.push(buf.is_none());
+                        if buf.is_none() {
+                            let first = with_values_all(&[g.clone(), w.clone()], |v| {
+                                v[0].iter().zip(v[1]).map(|(&g, &w)| decayed(g, w)).collect::<Vec<f32>>()
+                            })?;
+                            *buf = Some(Tensor::from_vec(first, w.shape(), w.device())?);
                         }
+                        written.push(buf.clone().expect("set above"));
                     }
-                    let b = buf.as_ref().filter(|_| m != 0.0);
-                    with_values(g, |g: &[f32]| {
-                        let step = |w: &mut [f32], at: usize, b: Option<&[f32]>| {
-                            let g = &g[at..][..w.len()];
-                            for (i, (w, &g)) in w.iter_mut().zip(g).enumerate() {
+                }
+                let per = if m != 0.0 { 2 } else { 1 };
+                with_values_all(&read, |g| {
+                    with_values_mut(&written, |ptrs| {
+                        // Pieces of at most 2^15 values over every tensor, in parallel.
+                        const PIECE: usize = 1 << 15;
+                        let pieces: Vec<(usize, usize)> = (0..g.len())
+                            .flat_map(|i| (0..g[i].len().div_ceil(PIECE)).map(move |p| (i, p * PIECE)))
+                            .collect();
+                        let addresses: Vec<(usize, usize)> = ptrs.iter().map(|&(p, len)| (p as usize, len)).collect();
+                        let update = |&(i, at): &(usize, usize)| {
+                            let g = &g[i][at..(at + PIECE).min(g[i].len())];
+                            let (w_at, w_len) = addresses[per * i];
+                            assert!(at + g.len() <= w_len, "a gradient larger than its parameter");
+                            // SAFETY: `with_values_mut` holds every tensor for writing; each
+                            // piece is a distinct range of one tensor.
+                            let w = unsafe { std::slice::from_raw_parts_mut((w_at as *mut f32).add(at), g.len()) };
+                            if m == 0.0 {
+                                for (w, &g) in w.iter_mut().zip(g) {
+                                    *w -= decayed(g, *w) * lr + 0.0;
+                                }
+                                return;
+                            }
+                            let b_at = addresses[per * i + 1].0 as *mut f32;
+                            // SAFETY: as above.
+                            let b = unsafe { std::slice::from_raw_parts_mut(b_at.add(at), g.len()) };
+                            let fresh = fresh[i];
+                            for ((w, b), &g) in w.iter_mut().zip(b.iter_mut()).zip(g) {
                                 let g = decayed(g, *w);
-                                let g = match b {
-                                    Some(b) if *nesterov => g + (b[at + i] * m + 0.0),
-                                    Some(b) => b[at + i],
-                                    None => g,
-                                };
-                                *w -= g * lr + 0.0;
+                                if !fresh {
+                                    *b = (*b * m + 0.0) + (g * keep + 0.0);
+                                }
+                                let step = if nesterov { g + (*b * m + 0.0) } else { *b };
+                                *w -= step * lr + 0.0;
                             }
                         };
-                        match b {
-                            Some(b) => with_values(b, |b: &[f32]| update_in_place(w, |w, at| step(w, at, Some(b))))?,
-                            None => update_in_place(w, |w, at| step(w, at, None)),
+                        use rayon::prelude::*;
+                        if rayon::current_num_threads() > 1 && pieces.len() > 1 {
+                            pieces.par_iter().for_each(update);
+                        } else {
+                            pieces.iter().for_each(update);
                         }
-                    })??;
-                }
+                    })
+                })??;
             }
             Optimizer::Adam { spec: OptimizerSpec::Adam { beta1, beta2, eps, weight_decay }, vars, m, v, t } => {
                 *t += 1;

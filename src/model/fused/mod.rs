@@ -12,6 +12,7 @@
 //! `cargo bench --bench mlp_throughput` (README, Speed).
 
 pub mod conv;
+mod lockstep;
 
 use super::{Activation, Model};
 use anyhow::{Result, bail};
@@ -102,10 +103,49 @@ pub fn with_values<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Re
 /// (candle's in-place custom op: no copy, no allocation), in one even piece per thread of
 /// the current rayon pool when the tensor is large.
 pub fn update_in_place(t: &Tensor, f: impl Fn(&mut [f32], usize) + Sync) -> Result<()> {
-    struct InPlace<F>(F);
-    impl<F: Fn(&mut [f32], usize) + Sync> candle_core::InplaceOp1 for InPlace<F> {
+    with_values_mut(std::slice::from_ref(t), |held| {
+        let (ptr, len) = held[0];
+        // SAFETY: `with_values_mut` holds the tensor for writing meanwhile.
+        let values = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
+        let threads = rayon::current_num_threads();
+        if values.len() < 1 << 14 || threads == 1 {
+            f(values, 0);
+        } else {
+            let piece = values.len().div_ceil(threads);
+            values.par_chunks_mut(piece).enumerate().for_each(|(i, chunk)| f(chunk, i * piece));
+        }
+    })
+}
+
+/// Calls `f` with the values of every contiguous f32 CPU tensor of `ts`, read in place.
+pub fn with_values_all<R>(ts: &[Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Result<R> {
+    let guards: Vec<_> = ts.iter().map(|t| (t.storage_and_layout(), t.elem_count())).collect();
+    let mut slices = Vec::with_capacity(guards.len());
+    for ((storage, layout), len) in &guards {
+        let Storage::Cpu(cpu) = &**storage else { bail!("the fused step runs on the CPU") };
+        if !layout.is_contiguous() {
+            bail!("the fused step needs contiguous values");
+        }
+        slices.push(&cpu.as_slice::<f32>()?[layout.start_offset()..layout.start_offset() + len]);
+    }
+    Ok(f(&slices))
+}
+
+/// Calls `f` with the address and length of every tensor's values, each tensor held for
+/// writing (candle's in-place op, nested) until `f` returns. The tensors must be distinct,
+/// contiguous f32 CPU tensors.
+pub fn with_values_mut<R>(ts: &[Tensor], f: impl FnOnce(&[(*mut f32, usize)]) -> R) -> Result<R> {
+    use std::cell::RefCell;
+    type Then<'a> = RefCell<Option<Box<dyn FnOnce(&[(*mut f32, usize)]) + 'a>>>;
+    struct Hold<'a, 'b> {
+        rest: &'b [Tensor],
+        held: &'b RefCell<Vec<(*mut f32, usize)>>,
+        then: &'b Then<'a>,
+        failed: &'b RefCell<Option<anyhow::Error>>,
+    }
+    impl candle_core::InplaceOp1 for Hold<'_, '_> {
         fn name(&self) -> &'static str {
-            "runner-update-in-place"
+            "runner-hold-for-writing"
         }
         fn cpu_fwd(
             &self,
@@ -114,18 +154,39 @@ pub fn update_in_place(t: &Tensor, f: impl Fn(&mut [f32], usize) + Sync) -> Resu
         ) -> candle_core::Result<()> {
             let candle_core::CpuStorage::F32(values) = storage else { candle_core::bail!("f32 values only") };
             let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("contiguous values only") };
-            let values = &mut values[start..end];
-            let threads = rayon::current_num_threads();
-            if values.len() < 1 << 14 || threads == 1 {
-                (self.0)(values, 0);
-            } else {
-                let piece = values.len().div_ceil(threads);
-                values.par_chunks_mut(piece).enumerate().for_each(|(i, chunk)| (self.0)(chunk, i * piece));
+            self.held.borrow_mut().push((values[start..end].as_mut_ptr(), end - start));
+            if let Err(e) = hold(self.rest, self.held, self.then, self.failed) {
+                *self.failed.borrow_mut() = Some(e);
             }
             Ok(())
         }
     }
-    Ok(t.inplace_op1(&InPlace(f))?)
+    fn hold<'a>(
+        ts: &[Tensor],
+        held: &RefCell<Vec<(*mut f32, usize)>>,
+        then: &Then<'a>,
+        failed: &RefCell<Option<anyhow::Error>>,
+    ) -> Result<()> {
+        match ts.split_first() {
+            None => {
+                if let Some(f) = then.borrow_mut().take() {
+                    f(&held.borrow());
+                }
+                Ok(())
+            }
+            Some((first, rest)) => Ok(first.inplace_op1(&Hold { rest, held, then, failed })?),
+        }
+    }
+    let mut result = None;
+    {
+        let then: Then<'_> = RefCell::new(Some(Box::new(|ptrs: &[(*mut f32, usize)]| result = Some(f(ptrs)))));
+        let (held, failed) = (RefCell::new(Vec::new()), RefCell::new(None));
+        hold(ts, &held, &then, &failed)?;
+        if let Some(e) = failed.into_inner() {
+            return Err(e);
+        }
+    }
+    result.ok_or_else(|| anyhow::anyhow!("the tensors could not be held for writing"))
 }
 
 /// A pool of working buffers shared by all threads: a part takes what it needs and gives
@@ -264,6 +325,19 @@ impl Model {
         }
         let parts = parts.clamp(1, n.max(1));
         let bounds: Vec<(usize, usize)> = (0..parts).map(|p| (p * n / parts, (p + 1) * n / parts)).collect();
+        // Dense networks on several threads split each product's columns (lockstep.rs);
+        // convolutions split the batch into one part per thread.
+        let lockstep = self.convs.is_empty() && parts > 1 && rayon::current_num_threads() > 1;
+        let grad_tensors = self.gradient_tensors(grads)?;
+        if lockstep {
+            // The gradients are written straight into the kept tensors.
+            let loss_sum = self.with_net(features, |net| {
+                with_values_mut(&grad_tensors, |ptrs| {
+                    lockstep::dense_step(&net.dense, net.activation, (data, rows, features), targets, ptrs)
+                })
+            })?;
+            return Ok(loss_sum / n as f64);
+        }
         let results: Vec<Part> = self.with_net(features, |net| {
             let run = |&(start, end): &(usize, usize)| {
                 let mut x = Buffers::scratch((end - start) * features);
@@ -276,16 +350,8 @@ impl Model {
             };
             Ok(if parts == 1 { bounds.iter().map(run).collect() } else { bounds.par_iter().map(run).collect() })
         })?;
-        for (i, var) in self.vars().iter().enumerate() {
-            let dst = match grads.get(var) {
-                Some(g) if g.dims() == var.dims() && g.is_contiguous() => g.clone(),
-                _ => {
-                    let g = Tensor::zeros(var.shape(), candle_core::DType::F32, &Device::Cpu)?;
-                    grads.insert(var.as_tensor(), g.clone());
-                    g
-                }
-            };
-            update_in_place(&dst, |chunk, at| {
+        for (i, dst) in grad_tensors.iter().enumerate() {
+            update_in_place(dst, |chunk, at| {
                 let len = chunk.len();
                 chunk.copy_from_slice(&results[0].grads[i][at..][..len]);
                 for other in &results[1..] {
@@ -298,6 +364,23 @@ impl Model {
             part.grads.into_iter().for_each(Buffers::give);
         }
         Ok(loss_sum / n as f64)
+    }
+
+    /// The tensors of `grads` that receive each parameter's gradient (in [`Model::vars`]
+    /// order): those it holds, else new ones it is given.
+    fn gradient_tensors(&self, grads: &mut GradStore) -> Result<Vec<Tensor>> {
+        let mut tensors = Vec::new();
+        for var in self.vars() {
+            tensors.push(match grads.get(&var) {
+                Some(g) if g.dims() == var.dims() && g.is_contiguous() => g.clone(),
+                _ => {
+                    let g = Tensor::zeros(var.shape(), candle_core::DType::F32, &Device::Cpu)?;
+                    grads.insert(var.as_tensor(), g.clone());
+                    g
+                }
+            });
+        }
+        Ok(tensors)
     }
 
     /// The network's outputs for the rows `x` (no dropout: evaluation), row after row,
@@ -332,18 +415,39 @@ fn matmul(
     (rhs_rs, rhs_cs): (usize, usize),
 ) {
     assert!(dst.len() >= m * n);
+    // SAFETY: `dst` holds the m x n values and is borrowed mutably, so nothing else
+    // touches them; matmul_raw checks the operands.
+    unsafe { matmul_raw((m, n, k), (dst.as_mut_ptr(), n), accumulate, lhs, (lhs_rs, lhs_cs), rhs, (rhs_rs, rhs_cs)) }
+}
+
+/// [`matmul`] into the `m x n` values at `dst` with row stride `dst_rs` (a block of
+/// columns of a larger matrix).
+///
+/// # Safety
+/// `dst` must be valid for writes at every `i * dst_rs + j` (`i < m`, `j < n`), and no
+/// other thread may touch those values meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_raw(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_rs): (*mut f32, usize),
+    accumulate: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
     assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
     assert!(k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
-    // SAFETY: the asserts above keep every index the strides reach inside the slices, and
-    // `dst` is borrowed mutably, so it aliases neither operand.
+    // SAFETY: the asserts keep every operand index inside the slices; the caller vouches
+    // for `dst`.
     unsafe {
         gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
             lhs.as_ptr(),
             lhs_cs as isize,
@@ -478,19 +582,10 @@ fn forward(net: &Net<'_>, x: &[f32]) -> Forward {
     Forward { convs: saved, flat, outs }
 }
 
-/// Forward and backward of rows `x` (the whole batch has `batch` rows).
-fn part(net: &Net<'_>, x: &[f32], targets: Targets<'_>, batch: usize) -> Part {
-    let Forward { convs: mut saved, flat, outs } = forward(net, x);
-    let n = outs[0].len() / net.dense[0].outputs;
-    let activation = net.activation;
-    let last = net.dense.len() - 1;
-    let dense_in: &[f32] = flat.as_deref().unwrap_or(x);
-    // The loss and its gradient with respect to the last layer's output.
-    let classes = net.dense[last].outputs;
-    let scale = 1.0 / batch as f32;
+/// Turns `dz`, rows of the last layer's outputs, into the loss's gradient with respect to
+/// them (`scale` is 1 / the whole batch's rows) and returns the rows' summed loss.
+fn loss_gradient(dz: &mut [f32], classes: usize, targets: Targets<'_>, scale: f32) -> f64 {
     let mut loss_sum = 0f64;
-    let mut dz = Buffers::scratch(outs[last].len());
-    dz.copy_from_slice(&outs[last]);
     match targets {
         Targets::Classes(t) => {
             for (row, &target) in dz.chunks_exact_mut(classes).zip(t) {
@@ -517,6 +612,22 @@ fn part(net: &Net<'_>, x: &[f32], targets: Targets<'_>, batch: usize) -> Part {
             }
         }
     }
+    loss_sum
+}
+
+/// Forward and backward of rows `x` (the whole batch has `batch` rows).
+fn part(net: &Net<'_>, x: &[f32], targets: Targets<'_>, batch: usize) -> Part {
+    let Forward { convs: mut saved, flat, outs } = forward(net, x);
+    let n = outs[0].len() / net.dense[0].outputs;
+    let activation = net.activation;
+    let last = net.dense.len() - 1;
+    let dense_in: &[f32] = flat.as_deref().unwrap_or(x);
+    // The loss and its gradient with respect to the last layer's output.
+    let classes = net.dense[last].outputs;
+    let scale = 1.0 / batch as f32;
+    let mut dz = Buffers::scratch(outs[last].len());
+    dz.copy_from_slice(&outs[last]);
+    let loss_sum = loss_gradient(&mut dz, classes, targets, scale);
     // Gradients, last layer first; reversed into parameter order at the end.
     let mut grads: Vec<Vec<f32>> = Vec::with_capacity(2 * (net.dense.len() + net.convs.len()));
     for l in (0..net.dense.len()).rev() {
@@ -679,6 +790,42 @@ mod tests {
             for classification in [true, false] {
                 compare_model(&spec, features, Some(image), n, activation, classification, parts);
             }
+        }
+    }
+
+    /// Dense networks on several threads (lockstep.rs: column blocks of 16, a narrow last
+    /// layer on the first thread alone) give candle's gradients, and one thread's loss and
+    /// gradients to float rounding.
+    #[test]
+    fn lockstep_dense_steps_match_candle_and_one_thread() {
+        let spec = ModelSpec::Mlp { hidden: vec![40, 33], activation: Activation::Tanh, dropout: 0.0 };
+        for threads in [2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                for classification in [true, false] {
+                    compare_model(&spec, 37, None, 11, Activation::Tanh, classification, threads);
+                }
+            });
+        }
+        let model = Model::new(&spec, 37, 4, None, 5).unwrap();
+        let x: Vec<f32> = (0..20 * 37).map(|i| ((i * 7919 + 13) % 10_007) as f32 / 5003.5 - 1.0).collect();
+        let classes: Vec<u32> = (0..20).map(|i| i % 4).collect();
+        let rows: Vec<u32> = (0..20).rev().collect();
+        let step = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut grads = GradStore::default();
+            let loss = pool
+                .install(|| model.fused_loss_and_grads(&x, &rows, 37, Targets::Classes(&classes), threads, &mut grads))
+                .unwrap();
+            let values: Vec<Vec<f32>> =
+                model.vars().iter().map(|v| grads.get(v).unwrap().flatten_all().unwrap().to_vec1().unwrap()).collect();
+            (loss, values)
+        };
+        let (one, two) = (step(1), step(2));
+        assert!((one.0 - two.0).abs() < 1e-9, "loss {} vs {}", one.0, two.0);
+        // The product kernels may sum a column block in another order: float rounding.
+        for (a, b) in one.1.iter().flatten().zip(two.1.iter().flatten()) {
+            assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "one thread {a} vs two {b}");
         }
     }
 

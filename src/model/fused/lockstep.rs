@@ -1,7 +1,8 @@
-//! The fused step of a dense network on several threads: every product's output columns
-//! are split between the threads, which go through the step's products together and wait
-//! for each other (spinning briefly, then yielding) only where one product needs the whole
-//! result of the one before.
+//! The fused step of a dense network on several threads: every product is split between
+//! the threads (the forward products and d(input) by output columns, the weight gradients
+//! by their rows, so each thread packs only its share of the larger operand), which go
+//! through the step's products together and wait for each other (spinning briefly, then
+//! yielding) only where one product needs the whole result of the one before.
 //!
 //! Why not split the batch, as convolutions do (`part`)? A dense layer's weight gradient
 //! is as large for 64 rows as for 128: with the batch split, each thread computes a whole
@@ -98,6 +99,35 @@ impl Shared {
                 (rows, c1 - c0, k),
                 (self.ptr.add(c0), self.cols),
                 accumulate,
+                lhs,
+                lhs_strides,
+                rhs,
+                rhs_strides,
+            )
+        }
+    }
+}
+
+impl Shared {
+    /// `lhs @ rhs` (`lhs` already offset to row `r0`) into rows `r0..r1`, every column.
+    ///
+    /// # Safety
+    /// Only this participant may touch these rows until the next barrier.
+    unsafe fn matmul_rows(
+        &self,
+        (r0, r1): (usize, usize),
+        k: usize,
+        lhs: &[f32],
+        lhs_strides: (usize, usize),
+        rhs: &[f32],
+        rhs_strides: (usize, usize),
+    ) {
+        assert!(r0 <= r1 && r1 * self.cols <= self.len);
+        unsafe {
+            matmul_raw(
+                (r1 - r0, self.cols, k),
+                (self.ptr.add(r0 * self.cols), self.cols),
+                false,
                 lhs,
                 lhs_strides,
                 rhs,
@@ -210,8 +240,11 @@ pub(super) fn dense_step(
             let d = if l == last { unsafe { last_dz_s.all() } } else { unsafe { dz_s[l].all() } };
             let cols = share(layer.outputs, team, me, 16);
             let (gw, gb) = (&grad_s[2 * l], &grad_s[2 * l + 1]);
-            // dW = input^T @ dz, db = the column sums of dz.
-            unsafe { gw.matmul(cols, n, input, (1, layer.inputs), &d[cols.0..], (layer.outputs, 1), false) };
+            // dW = input^T @ dz, a block of its rows (inputs) each: each participant reads
+            // (and the product kernel packs) its own columns of the input, not all of them.
+            let (i0, i1) = share(layer.inputs, team, me, 16);
+            unsafe { gw.matmul_rows((i0, i1), n, &input[i0..], (1, layer.inputs), d, (layer.outputs, 1)) };
+            // db = the column sums of dz, a block of columns each.
             let db = unsafe { gb.block(0, cols) };
             db.fill(0.0);
             for row in d.chunks_exact(layer.outputs) {

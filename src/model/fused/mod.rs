@@ -205,37 +205,19 @@ fn pool<T>(p: &Mutex<Vec<Vec<T>>>) -> std::sync::MutexGuard<'_, Vec<Vec<T>>> {
 impl Buffers {
     /// A buffer of `len` zeros.
     fn zeros(len: usize) -> Vec<f32> {
-        let mut v = Self::best_fit(&mut pool(&F32_POOL), len).unwrap_or_default();
-        v.clear();
-        v.resize(len, 0.0);
+        let mut v = Self::scratch(len);
+        v.fill(0.0);
         v
     }
 
     /// A buffer of `len` values left as they were: for outputs written in full.
     fn scratch(len: usize) -> Vec<f32> {
-        let mut v = Self::best_fit(&mut pool(&F32_POOL), len).unwrap_or_default();
-        if v.len() < len {
-            v.resize(len, 0.0);
-        }
-        v.truncate(len);
-        v
+        take(&F32_POOL, len)
     }
 
     /// Like [`Buffers::scratch`], for indices.
     fn indices(len: usize) -> Vec<u32> {
-        let mut v = Self::best_fit(&mut pool(&U32_POOL), len).unwrap_or_default();
-        if v.len() < len {
-            v.resize(len, 0);
-        }
-        v.truncate(len);
-        v
-    }
-
-    /// The smallest pooled buffer that holds `len` values, else the largest one.
-    fn best_fit<T>(pool: &mut Vec<Vec<T>>, len: usize) -> Option<Vec<T>> {
-        let fits = (0..pool.len()).filter(|&i| pool[i].capacity() >= len).min_by_key(|&i| pool[i].capacity());
-        let i = fits.or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].capacity()))?;
-        Some(pool.swap_remove(i))
+        take(&U32_POOL, len)
     }
 
     fn give(v: Vec<f32>) {
@@ -244,6 +226,27 @@ impl Buffers {
 
     fn give_indices(v: Vec<u32>) {
         pool(&U32_POOL).push(v);
+    }
+}
+
+/// The smallest pooled buffer that holds `len` values, at length `len`, else a new one.
+///
+/// Every pooled buffer has its whole capacity initialised: each is made by `vec![0; n]`
+/// (capacity n) and never grown in place (nothing pushes to a buffer taken from the pool),
+/// so one is handed out at any length up to its capacity without being filled again (a
+/// refill was a tenth of a convolutional step).
+fn take<T: Copy + Default>(from: &Mutex<Vec<Vec<T>>>, len: usize) -> Vec<T> {
+    let mut pooled = pool(from);
+    let fits = (0..pooled.len()).filter(|&i| pooled[i].capacity() >= len).min_by_key(|&i| pooled[i].capacity());
+    match fits {
+        Some(i) => {
+            let mut v = pooled.swap_remove(i);
+            // SAFETY: `len` is within the capacity, all of which is initialised (above),
+            // and T: Copy has nothing to drop.
+            unsafe { v.set_len(len) };
+            v
+        }
+        None => vec![T::default(); len],
     }
 }
 

@@ -1,15 +1,17 @@
 //! The training step below candle's per-op layer, for dense networks and the `cnn` kind:
 //! forward and backward of every layer as calls to the `gemm` crate on flat buffers, with
-//! the bias and the activation fused into the passes over each layer's output, and the
-//! batch split into one part per thread (each part's products run on one core; the parts'
-//! gradients are summed). Convolutions are im2col + one product per layer and part
-//! ([`conv`]). candle still owns the parameters (read in place from its `Var`s), receives
-//! the gradients (a `GradStore`, so the optimizers and gradient clipping are unchanged), and
-//! runs every other model (dropout, GELU/SiLU) and the evaluations.
+//! the bias, the activation and pooling fused into the passes over each layer's output.
+//! Convolutions are im2col + one product per layer ([`conv`]) with the batch split into one
+//! part per thread (the parts' gradients summed in part order); dense networks on several
+//! threads split every product between the threads instead ([`lockstep`]). candle still
+//! owns the parameters (read in place from its `Var`s), receives the gradients (a
+//! `GradStore` whose tensors are rewritten in place step after step, so the optimizers and
+//! gradient clipping are unchanged), and runs every other model (dropout, GELU/SiLU).
+//! Evaluations of these models use the same forward pass ([`Model::fused_outputs`]).
 //!
-//! Working buffers come from a per-thread pool ([`Buffers`]) and go back to it after each
-//! part, so a step allocates nothing that grows the heap. Measured with
-//! `cargo bench --bench mlp_throughput` (README, Speed).
+//! Working buffers come from a pool shared by all threads ([`Buffers`]) and go back to it,
+//! so a step allocates nothing that grows the heap. Measured with
+//! `cargo bench --bench throughput` (README, Speed).
 
 pub mod conv;
 mod lockstep;

@@ -418,3 +418,34 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `runner ... | head -1`: a reader that stops reading is the reader's choice. Every
+/// listing command exits 0 without a panic when its stdout is closed before it writes.
+#[test]
+fn listings_into_a_closed_pipe_exit_quietly() {
+    let tmp = TempDir::new().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sweep = repo.join("configs/sweep_all_decays.toml");
+    let out = tmp.path().join("out");
+    let (sweep, out) = (sweep.to_str().unwrap(), out.to_str().unwrap());
+    for args in [
+        vec!["sweep", sweep, "--dry-run", "--out", out],
+        vec!["run", sweep, "--dry-run", "--out", out],
+        vec!["schedules"],
+        vec!["schedule", repo.join("configs/cosine.toml").to_str().unwrap()],
+    ] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+            .args(&args)
+            .current_dir(tmp.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the command writes a byte.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "runner {args:?} panicked on a closed pipe: {err}");
+        assert_eq!(out.status.code(), Some(0), "runner {args:?}: {err}");
+    }
+}

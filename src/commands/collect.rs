@@ -85,7 +85,7 @@ pub fn run(args: &CollectArgs) -> Result<()> {
     if let Some(note) = slurm_note {
         eprintln!("{note}");
     }
-    println!("{}", counts_line(&view));
+    super::print(&format!("{}\n", counts_line(&view)))?;
     if !args.quiet {
         eprintln!("summary in {}; see `runner report {}`", dir.join("summary.csv").display(), dir.display());
     }

@@ -315,14 +315,14 @@ fn dry_run(
         ]);
         rows.push(row);
     }
-    println!(
-        "{}: {} run{}, {jobs} at a time x {threads} thread{}, into {}",
+    let head = format!(
+        "{}: {} run{}, {jobs} at a time x {threads} thread{}, into {}\n",
         exp.name,
         runs.len(),
         if runs.len() == 1 { "" } else { "s" },
         if threads == 1 { "" } else { "s" },
         dir.display()
     );
-    print!("{}", render_text(&header, &rows));
+    super::print(&(head + &render_text(&header, &rows)))?;
     Ok(())
 }

@@ -73,18 +73,25 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
         options: &options,
     });
     if run_args.dry_run {
-        println!(
-            "{}: {} of {} runs to submit as one Slurm job array (the rest finished earlier), {cpus} CPU{} each, into {}",
+        let finished = selected.len() - todo.len();
+        let mut text = format!(
+            "{}: {} of {} runs to submit as one Slurm job array{}, {cpus} CPU{} each, into {}\n",
             exp.name,
             todo.len(),
             selected.len(),
+            match finished {
+                0 => String::new(),
+                1 => " (1 finished earlier)".to_string(),
+                k => format!(" ({k} finished earlier)"),
+            },
             if cpus == 1 { "" } else { "s" },
             dir.display()
         );
         for &i in &todo {
-            println!("  task {i}: {}", exp.runs[i].info.name);
+            text.push_str(&format!("  task {i}: {}\n", exp.runs[i].info.name));
         }
-        println!("\n{script}");
+        text.push_str(&format!("\n{script}\n"));
+        super::print(&text)?;
         return Ok(());
     }
     // Every data set must load here before anything is submitted.

@@ -428,3 +428,36 @@ fn report_over_seeds_shows_mean_and_spread() {
 fn column_index(rows: &[Vec<String>], name: &str) -> usize {
     rows[0].iter().position(|h| h == name).unwrap()
 }
+
+/// An interrupted run's partial metrics never outrank a finished run: it is listed after
+/// every completed run (marked by its status) in the report and in summary.csv, and its
+/// metrics stay out of its variant's mean over seeds.
+#[test]
+fn interrupted_runs_are_ranked_after_completed_ones_whatever_their_metrics() {
+    let dir = TempDir::new().unwrap();
+    let body = GRID.replace("seeds = [1, 2]\n", "").replace("name = \"grid\"", "name = \"ranks\"");
+    let cfg = config(dir.path(), "ranks", &body);
+    let out = dir.path().join("out");
+    sweep(&cfg, &out).arg("--quiet").assert().success();
+    let exp = out.join("ranks");
+    let before = column(&csv_rows(&exp.join("summary.csv")), "run");
+    assert_eq!(before.len(), 2);
+    // The worse run, marked interrupted with a perfect (partial) accuracy.
+    let worse = before[1].clone();
+    let path = exp.join(&worse).join("summary.json");
+    let mut summary: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    summary["status"] = "interrupted".into();
+    summary["final_metrics"]["val_accuracy"] = 1.0.into();
+    fs::write(&path, serde_json::to_string_pretty(&summary).unwrap()).unwrap();
+
+    let report = runner().arg("report").arg(&exp).arg("--no-plots").output().unwrap();
+    assert!(report.status.success());
+    let text = String::from_utf8(report.stdout).unwrap();
+    let at = |name: &str| text.find(name).unwrap_or_else(|| panic!("{name} not in the report:\n{text}"));
+    assert!(at(&before[0]) < at(&worse), "the interrupted run is ranked first:\n{text}");
+    // summary.csv, rebuilt from the run directories by collect, says the same.
+    runner().arg("collect").arg(&exp).assert().success();
+    let rows = csv_rows(&exp.join("summary.csv"));
+    assert_eq!(column(&rows, "run"), before, "summary.csv ranks the interrupted run first");
+    assert_eq!(column(&rows, "status"), ["completed", "interrupted"]);
+}

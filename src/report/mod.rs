@@ -157,8 +157,13 @@ fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) 
     let mut stats: Vec<(f64, Vec<String>)> = groups
         .iter()
         .map(|(variant, runs)| {
-            let values: Vec<f64> =
-                runs.iter().filter_map(|r| final_metric(view, r)).filter(|v| v.is_finite()).collect();
+            // Completed runs only: an interrupted or failed run's metrics are partial.
+            let values: Vec<f64> = runs
+                .iter()
+                .filter(|r| r.status == "completed")
+                .filter_map(|r| final_metric(view, r))
+                .filter(|v| v.is_finite())
+                .collect();
             let n = values.len() as f64;
             let mean = (n > 0.0).then(|| values.iter().sum::<f64>() / n);
             let std = mean

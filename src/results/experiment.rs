@@ -88,14 +88,21 @@ impl ExperimentView {
         v.is_finite().then_some(v)
     }
 
-    /// The runs, best first; runs without a score last, in plan order.
+    /// The runs, best first: completed runs by their score, then the others that have
+    /// a score (interrupted, failed, running: partial metrics, never ranked among
+    /// finished runs), then runs without one, in plan order.
     pub fn ranked(&self) -> Vec<&RunRecord> {
         let mut runs: Vec<&RunRecord> = self.runs.iter().collect();
-        runs.sort_by(|a, b| match (self.score(a), self.score(b)) {
-            (Some(x), Some(y)) => y.total_cmp(&x),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
+        let group = |r: &RunRecord| match (r.status == "completed", self.score(r)) {
+            (true, Some(_)) => 0,
+            (false, Some(_)) => 1,
+            (_, None) => 2,
+        };
+        runs.sort_by(|a, b| {
+            group(a).cmp(&group(b)).then_with(|| match (self.score(a), self.score(b)) {
+                (Some(x), Some(y)) => y.total_cmp(&x),
+                _ => std::cmp::Ordering::Equal,
+            })
         });
         runs
     }

@@ -69,9 +69,12 @@ write_conf() {
     if [ -e "$CONF" ] && ! grep -qF "$MARKER" "$CONF"; then
         die "$CONF exists and was not written by this script; refusing to replace a real cluster's configuration"
     fi
-    local host cpus
+    local host cpus mem_mb
     host="$(hostname)"
     cpus="$(nproc)"
+    # The node's memory (90% of what the machine has), so that jobs may ask for some
+    # (`--mem 2G`); without it Slurm takes 1 MB and refuses every such request.
+    mem_mb="$(awk '/^MemTotal:/ { print int($2 / 1024 * 0.9) }' /proc/meminfo)"
     mkdir -p /etc/slurm "$STATE/ctld" "$STATE/d"
     cat >"$CONF" <<EOF
 $MARKER
@@ -104,7 +107,7 @@ SlurmctldPort=6817
 SlurmdPort=6818
 MinJobAge=3600
 KillWait=5
-NodeName=$host CPUs=$cpus State=UNKNOWN
+NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
 }

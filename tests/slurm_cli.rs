@@ -356,10 +356,11 @@ fn slurm_runs_the_ten_decays_as_a_job_array_like_a_local_sweep_and_resubmission_
     assert_eq!(fs::read(exp.join("cosine_decay/summary.json")).unwrap(), before);
     assert_eq!(fs::read_to_string(exp.join("slurm/jobs.json")).unwrap(), jobs_before);
 
-    // A run whose result is lost is the only one resubmitted, and comes back the same.
+    // A run whose result is lost is the only one resubmitted, and comes back the same;
+    // asking for memory as the README's example does is accepted.
     let metrics = fs::read_to_string(exp.join("polynomial_decay/steps.csv")).unwrap();
     fs::remove_dir_all(exp.join("polynomial_decay")).unwrap();
-    slurm_sweep(&cfg, &cluster).assert().success().stderr(
+    slurm_sweep(&cfg, &cluster).args(["--mem", "1G"]).assert().success().stderr(
         predicate::str::contains("1 run as array tasks 3%2").and(predicate::str::contains("9 finished earlier, kept")),
     );
     assert_eq!(fs::read_to_string(exp.join("polynomial_decay/steps.csv")).unwrap(), metrics);

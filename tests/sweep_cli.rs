@@ -455,8 +455,14 @@ fn interrupted_runs_are_ranked_after_completed_ones_whatever_their_metrics() {
     let text = String::from_utf8(report.stdout).unwrap();
     let at = |name: &str| text.find(name).unwrap_or_else(|| panic!("{name} not in the report:\n{text}"));
     assert!(at(&before[0]) < at(&worse), "the interrupted run is ranked first:\n{text}");
-    // summary.csv, rebuilt from the run directories by collect, says the same.
-    runner().arg("collect").arg(&exp).assert().success();
+    // summary.csv, rebuilt from the run directories by collect, says the same; collect
+    // fails (exit 1) while a run did not finish, naming it.
+    runner()
+        .arg("collect")
+        .arg(&exp)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!("1 of 2 runs did not finish: {worse} (interrupted)")));
     let rows = csv_rows(&exp.join("summary.csv"));
     assert_eq!(column(&rows, "run"), before, "summary.csv ranks the interrupted run first");
     assert_eq!(column(&rows, "status"), ["completed", "interrupted"]);

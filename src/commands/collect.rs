@@ -89,6 +89,23 @@ pub fn run(args: &CollectArgs) -> Result<()> {
     if !args.quiet {
         eprintln!("summary in {}; see `runner report {}`", dir.join("summary.csv").display(), dir.display());
     }
+    // Runs that ended without finishing (failed, interrupted, or lost: a partial
+    // metrics.csv with nobody training it) make collect fail, as `sweep --wait` does;
+    // pending and running runs are still to come.
+    let unfinished: Vec<String> = view
+        .runs
+        .iter()
+        .filter(|r| matches!(r.status.as_str(), "failed" | "interrupted" | "incomplete"))
+        .map(|r| format!("{} ({})", r.info.name, r.status))
+        .collect();
+    if !unfinished.is_empty() && refused.is_empty() {
+        anyhow::bail!(
+            "{} of {} runs did not finish: {} (each run's summary.json or log says why; run or submit the sweep again to train them)",
+            unfinished.len(),
+            view.runs.len(),
+            unfinished.join(", ")
+        );
+    }
     if !refused.is_empty() {
         anyhow::bail!(
             "{} run{} not merged: {} config differs from this experiment's plan ({}); rerun {} with this plan, or collect {} into an experiment of its own",

@@ -258,6 +258,8 @@ fn without_sbatch_the_error_says_so_and_what_else_works() {
         .stderr(
             predicate::str::contains("`sbatch` was not found on PATH").and(predicate::str::contains("--shard I/N")),
         );
+    // Nothing recorded: no runs.json, plan, script or log directory.
+    assert!(!dir.path().join("out/four").exists(), "a refused submission left files behind");
 }
 
 #[test]
@@ -466,6 +468,7 @@ fn a_refused_submission_shows_slurms_message() {
             predicate::str::contains("sbatch refused the job array").and(predicate::str::contains("invalid partition")),
         );
     assert!(!dir.path().join("out/four/slurm/jobs.json").exists());
+    assert!(!dir.path().join("out/four").exists(), "a refused submission left files behind");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::slurm::{self, JobRecord, JobStatus, ScriptSpec};
 use crate::sweep::Backend;
 use anyhow::{Context as _, Result, bail};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -98,6 +98,24 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
     for &i in &todo {
         cache.get(&exp.runs[i].config.dataset)?;
     }
+    // What this submission creates, removed again if Slurm refuses it (or there is no
+    // sbatch): a refused submission records nothing.
+    let script_path = dir.join("slurm").join("sweep.sbatch");
+    let mut created: Vec<PathBuf> = [
+        dir.clone(),
+        dir.join("plan"),
+        dir.join("slurm"),
+        dir.join("slurm").join("logs"),
+        dir.join("runs.json"),
+        script_path.clone(),
+    ]
+    .into_iter()
+    .filter(|p| !p.exists())
+    .collect();
+    if created.first() != Some(&dir) {
+        // plan/ holds each run's config: those of an earlier submission stay.
+        created.retain(|p| !p.starts_with(dir.join("plan")));
+    }
     check_writable(&dir)?;
     std::fs::create_dir_all(dir.join("slurm").join("logs")).context("cannot create the Slurm log directory")?;
     let _lock = ExperimentLock::acquire(&dir)?;
@@ -113,9 +131,15 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
         );
         return Ok(());
     }
-    let script_path = dir.join("slurm").join("sweep.sbatch");
     results::write_atomic(&script_path, script.as_bytes())?;
-    let job_id = slurm::submit(&script_path)?;
+    let job_id = match slurm::submit(&script_path) {
+        Ok(id) => id,
+        Err(e) => {
+            drop(_lock);
+            remove_created(&dir, &created);
+            return Err(e);
+        }
+    };
     let job = JobRecord { job_id: job_id.clone(), runs: todo.clone(), submitted_at: results::unix_now() };
     slurm::record_job(&dir, job.clone())?;
     eprintln!(
@@ -142,6 +166,18 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
     }
     let stop = crate::interrupt::install();
     wait(&dir, &exp, &job, args.slurm.poll, run_args.quiet, stop)
+}
+
+/// Removes what a refused submission created: the whole experiment directory when it was
+/// new, else the files and directories that did not exist before it.
+fn remove_created(dir: &Path, created: &[PathBuf]) {
+    if created.first().is_some_and(|p| p == dir) {
+        let _ = std::fs::remove_dir_all(dir);
+        return;
+    }
+    for path in created.iter().rev() {
+        let _ = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    }
 }
 
 /// Refuses while the experiment's latest Slurm job still has tasks queued or running:

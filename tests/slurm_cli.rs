@@ -423,9 +423,12 @@ fn tasks_killed_by_slurm_show_as_interrupted_or_failed_and_are_rerun() {
         .arg("collect")
         .arg(&exp)
         .assert()
-        .success()
+        .code(1)
         .stdout(predicate::str::contains("long: 2 runs: 1 failed, 1 interrupted"))
-        .stderr(predicate::str::contains("1 run left no result: exponential_decay"));
+        .stderr(
+            predicate::str::contains("1 run left no result: exponential_decay")
+                .and(predicate::str::contains("2 of 2 runs did not finish")),
+        );
     let lost: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(exp.join("exponential_decay/summary.json")).unwrap()).unwrap();
     assert_eq!(lost["status"], "failed");

@@ -380,6 +380,54 @@ steps = 1000000
 
 #[test]
 #[ignore = "needs a Slurm cluster: scripts/slurm-local.sh up"]
+fn a_task_cancelled_while_pending_stays_pending_rather_than_failed() {
+    require_slurm();
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "long", LONG);
+    let out = dir.path().join("out");
+    // One task at a time: the second waits, pending, while the first trains.
+    runner()
+        .args(["sweep", "--backend", "slurm", "--max-parallel", "1"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let exp = out.join("long");
+    let jobs: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(exp.join("slurm/jobs.json")).unwrap()).unwrap();
+    let job = jobs[0]["job_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !exp.join("cosine_decay/steps.csv").exists() {
+        assert!(Instant::now() < deadline, "the first task did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(Process::new("scancel").arg(&job).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let q = Process::new("squeue").args(["--noheader", "--jobs", &job]).output().unwrap();
+        if String::from_utf8_lossy(&q.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job {job} did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    runner()
+        .arg("collect")
+        .arg(&exp)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("long: 2 runs: 1 interrupted, 1 pending"))
+        .stderr(predicate::str::contains("1 run never started (pending again): exponential_decay"));
+    assert!(!exp.join("exponential_decay/summary.json").exists(), "a task that never ran is recorded");
+    let rows = csv_rows(&exp.join("summary.csv"));
+    let mut statuses = column(&rows, "status");
+    statuses.sort();
+    assert_eq!(statuses, vec!["interrupted", "pending"]);
+}
+
+#[test]
+#[ignore = "needs a Slurm cluster: scripts/slurm-local.sh up"]
 fn tasks_killed_by_slurm_show_as_interrupted_or_failed_and_are_rerun() {
     require_slurm();
     let dir = TempDir::new().unwrap();

@@ -44,15 +44,26 @@ pub fn run(args: &CollectArgs) -> Result<()> {
         match slurm::latest_job(dir) {
             Ok(Some(status)) => {
                 let plan = results::read_plan(dir)?;
-                let lost = slurm::settle(dir, &plan.experiment, &plan.runs, &status)?;
+                let settled = slurm::settle(dir, &plan.experiment, &plan.runs, &status)?;
+                let (lost, never) = (&settled.lost, &settled.never_started);
                 slurm_note = Some(if status.ended() {
                     format!(
-                        "Slurm job {} has ended{}",
+                        "Slurm job {} has ended{}{}",
                         status.job.job_id,
                         if lost.is_empty() {
                             String::new()
                         } else {
                             format!("; {} run{} left no result: {}", lost.len(), plural(lost.len()), lost.join(", "))
+                        },
+                        if never.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; {} run{} never started (pending again): {}",
+                                never.len(),
+                                plural(never.len()),
+                                never.join(", ")
+                            )
                         }
                     )
                 } else {

@@ -282,7 +282,7 @@ fn wait(dir: &Path, exp: &Experiment, job: &JobRecord, poll: f64, quiet: bool, s
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    let lost = slurm::settle(dir, &exp.name, &infos, &status)?;
+    let settled = slurm::settle(dir, &exp.name, &infos, &status)?;
     results::write_summary_csv(&results::read_experiment(dir)?)?;
     let counts = count(dir, &infos, &job.runs, None);
     eprintln!(
@@ -306,7 +306,14 @@ fn wait(dir: &Path, exp: &Experiment, job: &JobRecord, poll: f64, quiet: bool, s
             unfinished.len(),
             job.runs.len(),
             unfinished.join(", "),
-            if lost.is_empty() { String::new() } else { format!("; {} ended without a result", lost.len()) }
+            [
+                (!settled.lost.is_empty()).then(|| format!("; {} ended without a result", settled.lost.len())),
+                (!settled.never_started.is_empty())
+                    .then(|| format!("; never started: {}", settled.never_started.join(", "))),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<String>()
         );
     }
     Ok(())

@@ -80,36 +80,51 @@ pub fn latest_job(dir: &Path) -> Result<Option<JobStatus>> {
     Ok(Some(JobStatus { job, queued }))
 }
 
-/// After `status`'s job has ended: each of its runs that left no summary (the task was
-/// killed before it could write one: a lost node, SIGKILL, cancelled while pending) gets a
-/// failed summary saying how Slurm ended the task, so the summary shows it and a
-/// resubmission reruns it. Returns the names of those runs.
-pub fn settle(dir: &Path, experiment: &str, runs: &[RunInfo], status: &JobStatus) -> Result<Vec<String>> {
+/// What [`settle`] found of an ended job's runs that left no result.
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// Runs whose task started and ended without a result (now recorded as failed).
+    pub lost: Vec<String>,
+    /// Runs whose task never started (cancelled while pending), each with how Slurm ended
+    /// it: left as they were, so they show as pending and a resubmission trains them.
+    pub never_started: Vec<String>,
+}
+
+/// After `status`'s job has ended: each of its runs that left no summary although its
+/// task started (a lost node, SIGKILL) gets a failed summary saying how Slurm ended the
+/// task and where its log is, so the summary shows it and a resubmission reruns it. A
+/// task that never started (no log, no metrics: cancelled while pending) is no failure:
+/// its run stays pending.
+pub fn settle(dir: &Path, experiment: &str, runs: &[RunInfo], status: &JobStatus) -> Result<Settled> {
+    let mut settled = Settled::default();
     if !status.ended() {
-        return Ok(Vec::new());
+        return Ok(settled);
     }
-    let lost: Vec<usize> = status
+    let missing: Vec<usize> = status
         .job
         .runs
         .iter()
         .copied()
         .filter(|&i| runs.get(i).is_some_and(|r| !dir.join(&r.name).join("summary.json").exists()))
         .collect();
-    if lost.is_empty() {
-        return Ok(Vec::new());
+    if missing.is_empty() {
+        return Ok(settled);
     }
     let states = final_states(&status.job.job_id);
-    let mut names = Vec::new();
-    for i in lost {
+    for i in missing {
         let run = &runs[i];
         let log = dir.join("slurm").join("logs").join(format!("{}_{i}.out", status.job.job_id));
         let how = match states.get(&i) {
             Some(state) => format!("Slurm ended its task {}_{i} as {state}", status.job.job_id),
             None => format!("Slurm no longer lists its task {}_{i}", status.job.job_id),
         };
+        if !log.exists() && !dir.join(&run.name).join("metrics.csv").exists() {
+            settled.never_started.push(format!("{} ({how} before it started)", run.name));
+            continue;
+        }
         let error = format!("the run ended without writing its result: {how}; its log: {}", log.display());
         results::write_lost_summary(&dir.join(&run.name), experiment, &run.name, run.seed, &error)?;
-        names.push(run.name.clone());
+        settled.lost.push(run.name.clone());
     }
-    Ok(names)
+    Ok(settled)
 }

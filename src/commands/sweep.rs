@@ -147,7 +147,7 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
         exp.name,
         todo.len(),
         if todo.len() == 1 { "" } else { "s" },
-        slurm::array_spec(&todo, options.max_parallel),
+        slurm::shown_spec(&slurm::array_spec(&todo, options.max_parallel)),
         if cpus == 1 { "" } else { "s" },
         if selected.len() > todo.len() {
             format!("; {} finished earlier, kept", selected.len() - todo.len())

@@ -13,7 +13,7 @@ mod script;
 
 pub use options::{SlurmOptions, check_mem, check_time};
 pub use scheduler::{final_states, queued, submit};
-pub use script::{ScriptSpec, array_spec, render, shell_quote};
+pub use script::{ScriptSpec, array_spec, render, shell_quote, shown_spec};
 
 use crate::config::RunInfo;
 use crate::results::{self, write_json_atomic};

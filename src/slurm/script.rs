@@ -49,6 +49,17 @@ pub fn array_spec(indices: &[usize], max_parallel: Option<u64>) -> String {
     spec
 }
 
+/// `spec` as a message shows it: whole up to 80 characters, else its first ranges and how
+/// many there are in all (the script holds the whole spec).
+pub fn shown_spec(spec: &str) -> String {
+    if spec.len() <= 80 {
+        return spec.to_string();
+    }
+    let ranges = spec.split('%').next().unwrap_or("").split(',').count();
+    let cut = spec[..60].rfind(',').unwrap_or(60);
+    format!("{},... ({ranges} ranges in all)", &spec[..cut])
+}
+
 /// Quotes `s` for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b)) {
@@ -137,6 +148,17 @@ pub fn render(spec: &ScriptSpec<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn long_array_specs_are_shortened_in_messages() {
+        let every_other: Vec<usize> = (0..1000).step_by(2).collect();
+        let spec = array_spec(&every_other, Some(4));
+        assert!(spec.len() > 1500, "{}", spec.len());
+        let shown = shown_spec(&spec);
+        assert!(shown.len() < 90, "{shown}");
+        assert!(shown.starts_with("0,2,4,") && shown.ends_with(",... (500 ranges in all)"), "{shown}");
+        assert_eq!(shown_spec("0-9%2"), "0-9%2");
+    }
+
     use super::*;
     use std::path::PathBuf;
 

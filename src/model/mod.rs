@@ -34,9 +34,6 @@ pub struct Model {
     dense: Vec<Dense>,
     activation: Activation,
     dropout: f64,
-    /// Steps left during which the fused step of a dense network splits the batch rather
-    /// than going through it in lockstep (set when lockstep threads had to wait for a core).
-    lockstep_pause: std::sync::atomic::AtomicU32,
 }
 
 /// PyTorch's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases.
@@ -110,7 +107,7 @@ impl Model {
             ModelSpec::Cnn { activation, dropout, pool, .. } => (*activation, *dropout, *pool),
             ModelSpec::Linear { .. } => (Activation::Relu, 0.0, false),
         };
-        Ok(Model { convs, image: conv_image, pool, dense, activation, dropout, lockstep_pause: Default::default() })
+        Ok(Model { convs, image: conv_image, pool, dense, activation, dropout })
     }
 
     /// Every parameter, in a fixed order.

@@ -14,14 +14,12 @@
 
 use super::{Buffers, Layer, Targets, activate, backprop_activation, loss_gradient, matmul_raw};
 use crate::model::Activation;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Participants of a step wait here for each other.
 struct Barrier {
     arrived: AtomicUsize,
     team: usize,
-    /// Whether a participant waited long enough to give its core away.
-    yielded: AtomicBool,
 }
 
 impl Barrier {
@@ -40,7 +38,6 @@ impl Barrier {
                 spins += 1;
                 std::hint::spin_loop();
             } else {
-                self.yielded.store(true, Ordering::Relaxed);
                 std::thread::yield_now();
             }
         }
@@ -152,8 +149,7 @@ fn share(len: usize, team: usize, me: usize, align: usize) -> (usize, usize) {
 
 /// The summed loss over the rows `rows` of `data`, with the gradients of `layers` written
 /// to `grads` (the address and length of each layer's weight then bias gradient), on all
-/// the current rayon pool's threads together; and whether a participant had to wait for
-/// a core (yielded at a barrier). Each
+/// the current rayon pool's threads together. Each
 /// value is computed as one thread computes it, except that the products' column blocks
 /// may be summed in another order by the product kernels.
 pub(super) fn dense_step(
@@ -162,7 +158,7 @@ pub(super) fn dense_step(
     (data, rows, features): (&[f32], &[u32], usize),
     targets: Targets<'_>,
     grads: &[(*mut f32, usize)],
-) -> (f64, bool) {
+) -> f64 {
     let team = rayon::current_num_threads();
     let n = rows.len();
     let last = layers.len() - 1;
@@ -188,7 +184,7 @@ pub(super) fn dense_step(
             Shared { ptr, len, cols: l.outputs }
         })
         .collect();
-    let barrier = Barrier { arrived: AtomicUsize::new(0), team, yielded: AtomicBool::new(false) };
+    let barrier = Barrier { arrived: AtomicUsize::new(0), team };
     let next_row = AtomicUsize::new(0);
     let scale = 1.0 / n as f32;
 
@@ -282,6 +278,5 @@ pub(super) fn dense_step(
     Buffers::give(x);
     Buffers::give(last_dz);
     outs.into_iter().chain(dz).for_each(Buffers::give);
-    let loss = losses.into_iter().map(|l| l.into_inner().unwrap_or_else(|e| e.into_inner())).sum();
-    (loss, barrier.yielded.load(Ordering::Relaxed))
+    losses.into_iter().map(|l| l.into_inner().unwrap_or_else(|e| e.into_inner())).sum()
 }

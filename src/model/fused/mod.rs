@@ -24,7 +24,6 @@ use conv::{ConvShape, Planes};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
 
 /// What the loss compares the network's outputs with.
 #[derive(Debug, Clone, Copy)]
@@ -333,27 +332,17 @@ impl Model {
         let bounds: Vec<(usize, usize)> = (0..parts).map(|p| (p * n / parts, (p + 1) * n / parts)).collect();
         // Dense networks on several threads split each product's columns (lockstep.rs);
         // convolutions split the batch into one part per thread.
-        // Only with a core for each thread: participants wait for each other spinning. When
-        // they had to wait for a core anyway (other runs or programs on the cores), the
-        // batch is split instead for the next 200 steps.
-        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-        let threads = rayon::current_num_threads();
-        let paused = self.lockstep_pause.load(Ordering::Relaxed);
-        if paused > 0 {
-            self.lockstep_pause.store(paused - 1, Ordering::Relaxed);
-        }
-        let lockstep = self.convs.is_empty() && parts > 1 && threads > 1 && threads <= cores && paused == 0;
+        // The choice depends on the config alone (never on the machine's load), so a run
+        // stopped and resumed gives exactly the uninterrupted run's numbers.
+        let lockstep = self.convs.is_empty() && parts > 1 && rayon::current_num_threads() > 1;
         let grad_tensors = self.gradient_tensors(grads)?;
         if lockstep {
             // The gradients are written straight into the kept tensors.
-            let (loss_sum, crowded) = self.with_net(features, |net| {
+            let loss_sum = self.with_net(features, |net| {
                 with_values_mut(&grad_tensors, |ptrs| {
                     lockstep::dense_step(&net.dense, net.activation, (data, rows, features), targets, ptrs)
                 })
             })?;
-            if crowded {
-                self.lockstep_pause.store(200, Ordering::Relaxed);
-            }
             return Ok(loss_sum / n as f64);
         }
         let results: Vec<Part> = self.with_net(features, |net| {

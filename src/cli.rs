@@ -164,6 +164,11 @@ pub struct SlurmArgs {
     /// Seconds between two looks at the queue with --wait.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub poll: f64,
+    /// How long --wait keeps asking when Slurm's controller does not answer (busy,
+    /// restarting), backing off from 1 s to 30 s between tries; then it stops waiting
+    /// and the job goes on.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0, value_parser = parse_seconds)]
+    pub retry_for: f64,
     /// Array tasks running at once (`--array=0-N%MAX`).
     #[arg(long, value_name = "MAX", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_parallel: Option<u64>,
@@ -222,6 +227,13 @@ impl SlurmArgs {
     /// Whether any Slurm option was given.
     pub fn any(&self) -> bool {
         self.wait || self.options() != SlurmOptions::default()
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number of seconds (0 or more, e.g. 600)")),
     }
 }
 

@@ -573,3 +573,84 @@ fn a_run_longer_than_its_time_limit_finishes_through_requeues_like_a_local_run()
         fs::read(cluster.join("rq/cosine_decay/model.safetensors")).unwrap()
     );
 }
+
+/// Fake Slurm commands in `dir`: sbatch accepts (job 4242); squeue fails as a busy
+/// controller does (`Socket timed out`) for its first `failures` calls (all of them when
+/// `None`), then lists task 0 running once, then nothing (the job ended); sacct and
+/// scontrol know nothing.
+fn fake_slurm(dir: &Path, failures: Option<u32>) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("fake-slurm");
+    fs::create_dir_all(&bin).unwrap();
+    let count = bin.join("calls");
+    let limit = failures.map_or("1000000".to_string(), |f| f.to_string());
+    let scripts = [
+        ("sbatch", "#!/bin/sh\necho 4242\n".to_string()),
+        (
+            "squeue",
+            format!(
+                "#!/bin/sh\nn=$(cat {c} 2>/dev/null || echo 0)\necho $((n + 1)) > {c}\n\
+                 if [ \"$n\" -lt {limit} ]; then echo 'squeue: error: slurm_load_jobs error: Socket timed out on send/recv operation' >&2; exit 1; fi\n\
+                 if [ \"$n\" -eq {limit} ]; then echo '4242_0|RUNNING'; fi\nexit 0\n",
+                c = count.display()
+            ),
+        ),
+        ("sacct", "#!/bin/sh\nexit 1\n".to_string()),
+        ("scontrol", "#!/bin/sh\nexit 1\n".to_string()),
+    ];
+    for (name, body) in scripts {
+        let path = bin.join(name);
+        fs::write(&path, body).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
+}
+
+/// `runner sweep CFG --backend slurm --wait` against [`fake_slurm`].
+fn wait_on_fake_slurm(dir: &Path, cfg: &Path, failures: Option<u32>, extra: &[&str]) -> std::process::Output {
+    runner()
+        .env("PATH", fake_slurm(dir, failures))
+        .args(["sweep", "--backend", "slurm", "--wait", "--poll", "0.1"])
+        .args(extra)
+        .arg(cfg)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn wait_survives_a_controller_that_does_not_answer_for_a_while() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    let out = wait_on_fake_slurm(dir.path(), &cfg, Some(2), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Slurm's controller does not answer (squeue failed"), "{err}");
+    assert!(err.contains("Socket timed out"), "{err}");
+    assert!(err.contains("Slurm answers again"), "{err}");
+    assert!(err.contains("1 running"), "it followed the job after the errors: {err}");
+    // The fake job trained nothing: every run is reported as never started, not failed.
+    assert!(err.contains("never started"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+}
+
+#[test]
+fn wait_stops_with_a_clear_message_when_the_controller_stays_silent() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    let started = Instant::now();
+    let out = wait_on_fake_slurm(dir.path(), &cfg, None, &["--retry-for", "2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stopped waiting: Slurm's controller has not answered for 2 s"), "{err}");
+    assert!(err.contains("job 4242 goes on") && err.contains("runner collect"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // A bad value is refused before anything is submitted.
+    runner()
+        .args(["sweep", "--backend", "slurm", "--wait", "--retry-for=-1"])
+        .arg(&cfg)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not a number of seconds"));
+}

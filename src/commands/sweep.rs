@@ -165,7 +165,7 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
         return Ok(());
     }
     let stop = crate::interrupt::install();
-    wait(&dir, &exp, &job, args.slurm.poll, run_args.quiet, stop)
+    wait(&dir, &exp, &job, (args.slurm.poll, args.slurm.retry_for), run_args.quiet, stop)
 }
 
 /// Removes what a refused submission created: the whole experiment directory when it was
@@ -246,12 +246,68 @@ fn check_writable(dir: &Path) -> Result<()> {
 
 /// Follows `job` until Slurm lists none of its tasks, printing a line whenever the counts
 /// change; then settles runs that left no result and writes summary.csv.
-fn wait(dir: &Path, exp: &Experiment, job: &JobRecord, poll: f64, quiet: bool, stop: &AtomicBool) -> Result<()> {
+fn wait(
+    dir: &Path,
+    exp: &Experiment,
+    job: &JobRecord,
+    (poll, retry_for): (f64, f64),
+    quiet: bool,
+    stop: &AtomicBool,
+) -> Result<()> {
     let infos: Vec<RunInfo> = exp.runs.iter().map(|r| r.info.clone()).collect();
     let started = std::time::Instant::now();
     let mut last_line = String::new();
+    // Since when, and how many times, Slurm's controller has not answered.
+    let mut unanswered: Option<(std::time::Instant, u32)> = None;
+    let stopped = || {
+        Interrupted(format!(
+            "stopped waiting; Slurm job {} goes on. Collect its results later with `runner collect {}`",
+            job.job_id,
+            dir.display()
+        ))
+    };
     let status = loop {
-        let status = JobStatus { job: job.clone(), queued: slurm::queued(&job.job_id)? };
+        let queued = match slurm::queued(&job.job_id) {
+            Ok(queued) => {
+                if unanswered.take().is_some() && !quiet {
+                    eprintln!("[{:>5.0}s] Slurm answers again", started.elapsed().as_secs_f64());
+                }
+                queued
+            }
+            Err(e) => {
+                let (since, tries) = unanswered.get_or_insert_with(|| (std::time::Instant::now(), 0));
+                if *tries == 0 && !quiet {
+                    eprintln!(
+                        "[{:>5.0}s] Slurm's controller does not answer ({}); asking again for up to {retry_for:.0} s",
+                        started.elapsed().as_secs_f64(),
+                        e.to_string().trim()
+                    );
+                }
+                if since.elapsed().as_secs_f64() >= retry_for {
+                    bail!(
+                        "stopped waiting: Slurm's controller has not answered for {:.0} s (last: {}); job {} goes on. \
+                         Collect its results later with `runner collect {}`",
+                        since.elapsed().as_secs_f64(),
+                        e.to_string().trim(),
+                        job.job_id,
+                        dir.display()
+                    );
+                }
+                // 1, 2, 4, ... 30 s, never past the time left.
+                let backoff = (2f64.powi((*tries).min(5) as i32)).min(30.0);
+                let left = (retry_for - since.elapsed().as_secs_f64()).max(0.0);
+                *tries += 1;
+                let until = std::time::Instant::now() + Duration::from_secs_f64(backoff.min(left));
+                while std::time::Instant::now() < until {
+                    if stop.load(Ordering::SeqCst) {
+                        return Err(stopped().into());
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                continue;
+            }
+        };
+        let status = JobStatus { job: job.clone(), queued };
         let counts = count(dir, &infos, &job.runs, Some(job.submitted_at));
         let line = format!(
             "job {}: {}/{} finished ({}), {} running, {} pending",
@@ -272,12 +328,7 @@ fn wait(dir: &Path, exp: &Experiment, job: &JobRecord, poll: f64, quiet: bool, s
         let until = std::time::Instant::now() + Duration::from_secs_f64(poll.max(0.1));
         while std::time::Instant::now() < until {
             if stop.load(Ordering::SeqCst) {
-                return Err(Interrupted(format!(
-                    "stopped waiting; Slurm job {} goes on. Collect its results later with `runner collect {}`",
-                    job.job_id,
-                    dir.display()
-                ))
-                .into());
+                return Err(stopped().into());
             }
             std::thread::sleep(Duration::from_millis(100));
         }

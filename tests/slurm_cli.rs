@@ -574,27 +574,17 @@ fn a_run_longer_than_its_time_limit_finishes_through_requeues_like_a_local_run()
     );
 }
 
-/// Fake Slurm commands in `dir`: sbatch accepts (job 4242); squeue fails as a busy
-/// controller does (`Socket timed out`) for its first `failures` calls (all of them when
-/// `None`), then lists task 0 running once, then nothing (the job ended); sacct and
-/// scontrol know nothing.
-fn fake_slurm(dir: &Path, failures: Option<u32>) -> String {
+/// Fake Slurm commands in `dir`: sbatch accepts (job 4242), squeue runs `squeue` (a shell
+/// script body; `$CALLS` is a file it may count its calls in), sacct and scontrol know
+/// nothing. Returns the PATH that finds them first.
+fn fake_slurm_with(dir: &Path, squeue: &str) -> String {
     use std::os::unix::fs::PermissionsExt;
     let bin = dir.join("fake-slurm");
     fs::create_dir_all(&bin).unwrap();
-    let count = bin.join("calls");
-    let limit = failures.map_or("1000000".to_string(), |f| f.to_string());
+    let calls = bin.join("calls");
     let scripts = [
         ("sbatch", "#!/bin/sh\necho 4242\n".to_string()),
-        (
-            "squeue",
-            format!(
-                "#!/bin/sh\nn=$(cat {c} 2>/dev/null || echo 0)\necho $((n + 1)) > {c}\n\
-                 if [ \"$n\" -lt {limit} ]; then echo 'squeue: error: slurm_load_jobs error: Socket timed out on send/recv operation' >&2; exit 1; fi\n\
-                 if [ \"$n\" -eq {limit} ]; then echo '4242_0|RUNNING'; fi\nexit 0\n",
-                c = count.display()
-            ),
-        ),
+        ("squeue", format!("#!/bin/sh\nCALLS={}\n{squeue}", calls.display())),
         ("sacct", "#!/bin/sh\nexit 1\n".to_string()),
         ("scontrol", "#!/bin/sh\nexit 1\n".to_string()),
     ];
@@ -606,10 +596,37 @@ fn fake_slurm(dir: &Path, failures: Option<u32>) -> String {
     format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
 }
 
-/// `runner sweep CFG --backend slurm --wait` against [`fake_slurm`].
-fn wait_on_fake_slurm(dir: &Path, cfg: &Path, failures: Option<u32>, extra: &[&str]) -> std::process::Output {
+/// squeue failing as a busy controller does (`Socket timed out`) for its first `failures`
+/// calls (all of them when `None`), then listing task 0 running once, then nothing (the
+/// job ended).
+fn fake_slurm(dir: &Path, failures: Option<u32>) -> String {
+    let limit = failures.map_or("1000000".to_string(), |f| f.to_string());
+    fake_slurm_with(
+        dir,
+        &format!(
+            "n=$(cat $CALLS 2>/dev/null || echo 0)\necho $((n + 1)) > $CALLS\n\
+             if [ \"$n\" -lt {limit} ]; then echo 'squeue: error: slurm_load_jobs error: Socket timed out on send/recv operation' >&2; exit 1; fi\n\
+             if [ \"$n\" -eq {limit} ]; then echo '4242_0|RUNNING'; fi\nexit 0\n"
+        ),
+    )
+}
+
+/// squeue listing tasks 0 and 1 pending with `reason` for two polls, then nothing.
+fn fake_pending_slurm(dir: &Path, reason: &str) -> String {
+    fake_slurm_with(
+        dir,
+        &format!(
+            "case \"$*\" in *states=PENDING*) echo '4242_0|{reason}'; echo '4242_1|{reason}'; exit 0;; esac\n\
+             n=$(cat $CALLS 2>/dev/null || echo 0)\necho $((n + 1)) > $CALLS\n\
+             if [ \"$n\" -lt 2 ]; then echo '4242_0|PENDING'; echo '4242_1|PENDING'; fi\nexit 0\n"
+        ),
+    )
+}
+
+/// `runner sweep CFG --backend slurm --wait` with `path` (fake Slurm commands first).
+fn wait_on_fake_slurm(dir: &Path, cfg: &Path, path: String, extra: &[&str]) -> std::process::Output {
     runner()
-        .env("PATH", fake_slurm(dir, failures))
+        .env("PATH", path)
         .args(["sweep", "--backend", "slurm", "--wait", "--poll", "0.1"])
         .args(extra)
         .arg(cfg)
@@ -624,7 +641,7 @@ fn wait_on_fake_slurm(dir: &Path, cfg: &Path, failures: Option<u32>, extra: &[&s
 fn wait_survives_a_controller_that_does_not_answer_for_a_while() {
     let dir = TempDir::new().unwrap();
     let cfg = config(dir.path(), "four", FOUR);
-    let out = wait_on_fake_slurm(dir.path(), &cfg, Some(2), &[]);
+    let out = wait_on_fake_slurm(dir.path(), &cfg, fake_slurm(dir.path(), Some(2)), &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Slurm's controller does not answer (squeue failed"), "{err}");
     assert!(err.contains("Socket timed out"), "{err}");
@@ -640,7 +657,7 @@ fn wait_stops_with_a_clear_message_when_the_controller_stays_silent() {
     let dir = TempDir::new().unwrap();
     let cfg = config(dir.path(), "four", FOUR);
     let started = Instant::now();
-    let out = wait_on_fake_slurm(dir.path(), &cfg, None, &["--retry-for", "2"]);
+    let out = wait_on_fake_slurm(dir.path(), &cfg, fake_slurm(dir.path(), None), &["--retry-for", "2"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stopped waiting: Slurm's controller has not answered for 2 s"), "{err}");
     assert!(err.contains("job 4242 goes on") && err.contains("runner collect"), "{err}");
@@ -653,4 +670,26 @@ fn wait_stops_with_a_clear_message_when_the_controller_stays_silent() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("is not a number of seconds"));
+}
+
+#[test]
+fn wait_shows_why_tasks_are_pending_and_stops_on_tasks_that_can_never_start() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    let out = wait_on_fake_slurm(dir.path(), &cfg, fake_pending_slurm(dir.path(), "Resources"), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("0 running, 2 pending (2 Resources)"), "{err}");
+
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    let out = wait_on_fake_slurm(dir.path(), &cfg, fake_pending_slurm(dir.path(), "PartitionConfig"), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "Slurm says tasks 4242_0, 4242_1 of job 4242 can never start: pending with reason PartitionConfig"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("scancel 4242") && err.contains("--cpus-per-task"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
 }

@@ -309,14 +309,40 @@ fn wait(
         };
         let status = JobStatus { job: job.clone(), queued };
         let counts = count(dir, &infos, &job.runs, Some(job.submitted_at));
+        let reasons =
+            if status.count("PENDING") > 0 { slurm::pending_reasons(&job.job_id) } else { Default::default() };
+        if let Some((reason, what)) = slurm::NEVER_RUNS.iter().find(|(never, _)| reasons.values().any(|r| r == never)) {
+            let tasks: Vec<String> =
+                reasons.iter().filter(|(_, r)| *r == reason).map(|(i, _)| format!("{}_{i}", job.job_id)).collect();
+            bail!(
+                "Slurm says {} of job {} can never start: pending with reason {reason} ({what}). The job stays \
+                 queued: cancel it (`scancel {}`) and submit again with what the partition allows \
+                 (--cpus-per-task, --mem, --time, --partition; `sinfo -o '%P %c %m %l'` lists them)",
+                if tasks.len() == 1 { format!("task {}", tasks[0]) } else { format!("tasks {}", tasks.join(", ")) },
+                job.job_id,
+                job.job_id
+            );
+        }
+        let mut why: Vec<(String, usize)> = Vec::new();
+        for r in reasons.values().filter(|r| !r.is_empty() && *r != "None") {
+            match why.iter_mut().find(|(w, _)| w == r) {
+                Some((_, n)) => *n += 1,
+                None => why.push((r.clone(), 1)),
+            }
+        }
         let line = format!(
-            "job {}: {}/{} finished ({}), {} running, {} pending",
+            "job {}: {}/{} finished ({}), {} running, {} pending{}",
             job.job_id,
             counts.values().sum::<usize>(),
             job.runs.len(),
             describe(&counts),
             status.count("RUNNING") + status.count("COMPLETING"),
-            status.count("PENDING")
+            status.count("PENDING"),
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.iter().map(|(w, n)| format!("{n} {w}")).collect::<Vec<_>>().join(", "))
+            }
         );
         if line != last_line && !quiet {
             eprintln!("[{:>5.0}s] {line}", started.elapsed().as_secs_f64());

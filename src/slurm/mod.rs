@@ -12,7 +12,7 @@ mod scheduler;
 mod script;
 
 pub use options::{SlurmOptions, check_mem, check_time};
-pub use scheduler::{final_states, queued, submit};
+pub use scheduler::{NEVER_RUNS, final_states, pending_reasons, queued, submit};
 pub use script::{ScriptSpec, array_spec, render, shell_quote, shown_spec};
 
 use crate::config::RunInfo;

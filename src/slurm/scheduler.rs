@@ -56,6 +56,28 @@ pub fn queued(job: &str) -> Result<BTreeMap<usize, String>> {
     Ok(parse_tasks(&text(&out.stdout), job))
 }
 
+/// Why each pending task of `job` waits (squeue's reason: `Resources`, `Priority`, ...);
+/// empty when Slurm cannot say.
+pub fn pending_reasons(job: &str) -> BTreeMap<usize, String> {
+    match slurm("squeue", &["--noheader", "--array", "--states=PENDING", "--jobs", job, "--format=%i|%r"]) {
+        Ok(out) if out.status.success() => parse_tasks(&text(&out.stdout), job),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Pending reasons that no waiting cures: the request exceeds what the partition, its
+/// nodes or the account allow, so the task stays pending until cancelled.
+pub const NEVER_RUNS: &[(&str, &str)] = &[
+    ("PartitionConfig", "more CPUs, memory or nodes than the partition's nodes have"),
+    ("BadConstraints", "constraints no node satisfies"),
+    ("PartitionNodeLimit", "more nodes than the partition allows"),
+    ("PartitionTimeLimit", "a time limit above the partition's"),
+    ("QOSMaxWallDurationPerJobLimit", "a time limit above the QOS's"),
+    ("AssocMaxWallDurationPerJobLimit", "a time limit above the account's"),
+    ("InvalidQOS", "a QOS the account may not use"),
+    ("InvalidAccount", "an account that does not exist"),
+];
+
 /// `JOB_INDEX|STATE` lines (squeue, sacct) as index -> state; other lines are skipped.
 fn parse_tasks(text: &str, job: &str) -> BTreeMap<usize, String> {
     let mut tasks = BTreeMap::new();

@@ -647,6 +647,8 @@ fn wait_survives_a_controller_that_does_not_answer_for_a_while() {
     assert!(err.contains("Socket timed out"), "{err}");
     assert!(err.contains("Slurm answers again"), "{err}");
     assert!(err.contains("1 running"), "it followed the job after the errors: {err}");
+    // Tasks 1 to 3 left the queue without a result: counted while waiting, not missed.
+    assert!(err.contains("1 running, 0 pending, 3 ended without a result"), "{err}");
     // The fake job trained nothing: every run is reported as never started, not failed.
     assert!(err.contains("never started"), "{err}");
     assert_eq!(out.status.code(), Some(1), "{err}");

@@ -330,8 +330,21 @@ fn wait(
                 None => why.push((r.clone(), 1)),
             }
         }
+        // Tasks Slurm no longer lists whose run wrote no result since the submission: killed
+        // (a lost node, SIGKILL) or cancelled; settled as such when the job has ended.
+        let gone = job
+            .runs
+            .iter()
+            .filter(|&&i| {
+                !status.queued.contains_key(&i)
+                    && infos
+                        .get(i)
+                        .and_then(|r| results::read_summary(&dir.join(&r.name)))
+                        .is_none_or(|s| s.started_at.unwrap_or(0.0) < job.submitted_at - 5.0)
+            })
+            .count();
         let line = format!(
-            "job {}: {}/{} finished ({}), {} running, {} pending{}",
+            "job {}: {}/{} finished ({}), {} running, {} pending{}{}",
             job.job_id,
             counts.values().sum::<usize>(),
             job.runs.len(),
@@ -342,7 +355,8 @@ fn wait(
                 String::new()
             } else {
                 format!(" ({})", why.iter().map(|(w, n)| format!("{n} {w}")).collect::<Vec<_>>().join(", "))
-            }
+            },
+            if gone == 0 { String::new() } else { format!(", {gone} ended without a result") }
         );
         if line != last_line && !quiet {
             eprintln!("[{:>5.0}s] {line}", started.elapsed().as_secs_f64());

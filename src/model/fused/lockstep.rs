@@ -80,14 +80,15 @@ impl Shared {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r * self.cols + c0), c1 - c0) }
     }
 
-    /// `lhs @ rhs` (`rhs` already offset to column `c0`) into columns `c0..c1` of every row.
+    /// `lhs @ rhs` into the block rows `r0..r1` x columns `c0..c1` (`lhs` already offset
+    /// to row `r0`, `rhs` to column `c0`), added to it with `accumulate`.
     ///
     /// # Safety
-    /// As for [`Shared::block`], for the whole column block.
+    /// As for [`Shared::block`], for the whole block.
     #[allow(clippy::too_many_arguments)]
     unsafe fn matmul(
         &self,
-        (c0, c1): (usize, usize),
+        ((r0, r1), (c0, c1)): ((usize, usize), (usize, usize)),
         k: usize,
         lhs: &[f32],
         lhs_strides: (usize, usize),
@@ -95,42 +96,12 @@ impl Shared {
         rhs_strides: (usize, usize),
         accumulate: bool,
     ) {
-        assert!(c0 <= c1 && c1 <= self.cols);
-        let rows = self.len / self.cols;
+        assert!(r0 <= r1 && r1 * self.cols <= self.len && c0 <= c1 && c1 <= self.cols);
         unsafe {
             matmul_raw(
-                (rows, c1 - c0, k),
-                (self.ptr.add(c0), self.cols),
+                (r1 - r0, c1 - c0, k),
+                (self.ptr.add(r0 * self.cols + c0), self.cols),
                 accumulate,
-                lhs,
-                lhs_strides,
-                rhs,
-                rhs_strides,
-            )
-        }
-    }
-}
-
-impl Shared {
-    /// `lhs @ rhs` (`lhs` already offset to row `r0`) into rows `r0..r1`, every column.
-    ///
-    /// # Safety
-    /// Only this participant may touch these rows until the next barrier.
-    unsafe fn matmul_rows(
-        &self,
-        (r0, r1): (usize, usize),
-        k: usize,
-        lhs: &[f32],
-        lhs_strides: (usize, usize),
-        rhs: &[f32],
-        rhs_strides: (usize, usize),
-    ) {
-        assert!(r0 <= r1 && r1 * self.cols <= self.len);
-        unsafe {
-            matmul_raw(
-                (r1 - r0, self.cols, k),
-                (self.ptr.add(r0 * self.cols), self.cols),
-                false,
                 lhs,
                 lhs_strides,
                 rhs,
@@ -215,7 +186,7 @@ pub(super) fn dense_step(
             }
             unsafe {
                 out_s[l].matmul(
-                    cols,
+                    ((0, n), cols),
                     layer.inputs,
                     input,
                     (layer.inputs, 1),
@@ -246,7 +217,8 @@ pub(super) fn dense_step(
             // dW = input^T @ dz, a block of its rows (inputs) each: each participant reads
             // (and the product kernel packs) its own columns of the input, not all of them.
             let (i0, i1) = share(layer.inputs, team, me, 16);
-            unsafe { gw.matmul_rows((i0, i1), n, &input[i0..], (1, layer.inputs), d, (layer.outputs, 1)) };
+            let rows = ((i0, i1), (0, layer.outputs));
+            unsafe { gw.matmul(rows, n, &input[i0..], (1, layer.inputs), d, (layer.outputs, 1), false) };
             // db = the column sums of dz, a block of columns each.
             let db = unsafe { gb.block(0, cols) };
             db.fill(0.0);
@@ -258,7 +230,7 @@ pub(super) fn dense_step(
                 let cols = share(layer.inputs, team, me, 16);
                 unsafe {
                     dz_s[l - 1].matmul(
-                        cols,
+                        ((0, n), cols),
                         layer.outputs,
                         d,
                         (layer.outputs, 1),

@@ -378,6 +378,26 @@ schedules = ["cosine_decay", "exponential_decay"]
 steps = 1000000
 "#;
 
+/// The id of the experiment's first submitted Slurm job (slurm/jobs.json).
+fn first_job(exp: &Path) -> String {
+    let jobs: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(exp.join("slurm/jobs.json")).unwrap()).unwrap();
+    jobs[0]["job_id"].as_str().unwrap().to_string()
+}
+
+/// Returns once squeue lists none of `job`'s tasks (at most a minute).
+fn wait_until_slurm_forgets(job: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let q = Process::new("squeue").args(["--noheader", "--jobs", job]).output().unwrap();
+        if String::from_utf8_lossy(&q.stdout).trim().is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "job {job} did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 #[ignore = "needs a Slurm cluster: scripts/slurm-local.sh up"]
 fn a_task_cancelled_while_pending_stays_pending_rather_than_failed() {
@@ -394,24 +414,14 @@ fn a_task_cancelled_while_pending_stays_pending_rather_than_failed() {
         .assert()
         .success();
     let exp = out.join("long");
-    let jobs: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(exp.join("slurm/jobs.json")).unwrap()).unwrap();
-    let job = jobs[0]["job_id"].as_str().unwrap().to_string();
+    let job = first_job(&exp);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !exp.join("cosine_decay/steps.csv").exists() {
         assert!(Instant::now() < deadline, "the first task did not start");
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(Process::new("scancel").arg(&job).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let q = Process::new("squeue").args(["--noheader", "--jobs", &job]).output().unwrap();
-        if String::from_utf8_lossy(&q.stdout).trim().is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "job {job} did not end");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until_slurm_forgets(&job);
     runner()
         .arg("collect")
         .arg(&exp)
@@ -442,9 +452,7 @@ fn tasks_killed_by_slurm_show_as_interrupted_or_failed_and_are_rerun() {
         .success()
         .stderr(predicate::str::contains("submitted Slurm job").and(predicate::str::contains("runner collect")));
     let exp = out.join("long");
-    let jobs: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(exp.join("slurm/jobs.json")).unwrap()).unwrap();
-    let job = jobs[0]["job_id"].as_str().unwrap().to_string();
+    let job = first_job(&exp);
     // Both training (each has written a step).
     let deadline = Instant::now() + Duration::from_secs(120);
     while !["cosine_decay", "exponential_decay"].iter().all(|r| exp.join(r).join("steps.csv").exists()) {
@@ -458,15 +466,7 @@ fn tasks_killed_by_slurm_show_as_interrupted_or_failed_and_are_rerun() {
     assert!(status.unwrap().success(), "no run-one process for index 1");
     std::thread::sleep(Duration::from_millis(500));
     assert!(Process::new("scancel").arg(&job).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let q = Process::new("squeue").args(["--noheader", "--jobs", &job]).output().unwrap();
-        if String::from_utf8_lossy(&q.stdout).trim().is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "job {job} did not end");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until_slurm_forgets(&job);
     runner()
         .arg("collect")
         .arg(&exp)

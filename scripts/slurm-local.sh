@@ -7,6 +7,10 @@
 #   scripts/slurm-local.sh down    stop the daemons this script started (by their pids)
 #   scripts/slurm-local.sh status  print sinfo
 #
+# SLURM_LOCAL_MAX_ARRAY_SIZE=N lowers the cluster's MaxArraySize (Slurm's default 1001:
+# array task ids 0 to 1000) to test how sweeps larger than it are submitted; CI uses 64.
+# It takes effect when the daemons start (`down`, then `up`).
+#
 # Needs root (the daemons run as root, munged as the munge user). State, logs and pid
 # files live under $SLURM_LOCAL_DIR (default /tmp/runner-slurm). The cluster's slurm.conf
 # is written to /etc/slurm/slurm.conf, where every Slurm command looks for it; an existing
@@ -69,8 +73,12 @@ write_conf() {
     if [ -e "$CONF" ] && ! grep -qF "$MARKER" "$CONF"; then
         die "$CONF exists and was not written by this script; refusing to replace a real cluster's configuration"
     fi
-    local host cpus mem_mb
+    local host cpus mem_mb max_array_size
     host="$(hostname)"
+    max_array_size="${SLURM_LOCAL_MAX_ARRAY_SIZE:-1001}"
+    case "$max_array_size" in
+        ''|*[!0-9]*) die "SLURM_LOCAL_MAX_ARRAY_SIZE must be a whole number (Slurm's default is 1001), not '$max_array_size'" ;;
+    esac
     cpus="$(nproc)"
     # The node's memory (90% of what the machine has), so that jobs may ask for some
     # (`--mem 2G`); without it Slurm takes 1 MB and refuses every such request.
@@ -94,6 +102,10 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
+# Schedule at once (batch_sched_delay, default 3 s) and as often as every 0.1 s (default
+# 2 s): a task that ends frees its CPU for the next within a second, which the test's
+# sweep of hundreds of short runs needs (default settings: 3 s a task).
+SchedulerParameters=sched_min_interval=100000,batch_sched_delay=0
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
@@ -107,6 +119,7 @@ SlurmctldPort=6817
 SlurmdPort=6818
 MinJobAge=3600
 KillWait=5
+MaxArraySize=$max_array_size
 NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF

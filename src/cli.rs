@@ -172,6 +172,10 @@ pub struct SlurmArgs {
     /// Array tasks running at once (`--array=0-N%MAX`).
     #[arg(long, value_name = "MAX", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_parallel: Option<u64>,
+    /// The cluster's MaxArraySize: a sweep with more runs is submitted as several job
+    /// arrays whose task ids stay below it (default: from `scontrol show config`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_array_size: Option<u64>,
     /// Slurm partition.
     #[arg(long)]
     pub partition: Option<String>,
@@ -217,6 +221,7 @@ impl SlurmArgs {
             account: self.account.clone(),
             qos: self.qos.clone(),
             max_parallel: self.max_parallel,
+            max_array_size: self.max_array_size,
             sbatch: self.sbatch.clone(),
             setup: self.setup.clone(),
             signal_grace: self.signal_grace,

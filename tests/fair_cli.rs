@@ -24,6 +24,23 @@ seeds = [1, 2]
 epochs = 2
 "#;
 
+#[test]
+fn a_warning_shared_by_many_variants_is_one_note_naming_a_few_and_counting_the_rest() {
+    let dir = TempDir::new().unwrap();
+    let body = CUT_OFF
+        .replace("seeds = [1, 2]", "seeds = [1]\n\"optimizer.momentum\" = [0.0, 0.5, 0.8, 0.9, 0.95]")
+        .replace("epochs = 2", "epochs = 1");
+    let cfg = config(dir.path(), "cut", &body);
+    let out = dir.path().join("out");
+    assert!(run(&cfg, &out, &["--quiet"]).status.success());
+    let report = runner().arg("report").arg(out.join("cut")).arg("--no-plots").output().unwrap();
+    let text = String::from_utf8(report.stdout).unwrap();
+    let notes: Vec<&str> = text.lines().filter(|l| l.contains("warning: `schedule.decay_steps` = 2000")).collect();
+    assert_eq!(notes.len(), 1, "{text}");
+    assert!(notes[0].starts_with("note: cosine_decay-"), "{text}");
+    assert!(notes[0].contains(" and 2 more variants: warning: "), "{text}");
+}
+
 fn run(cfg: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     runner().arg("run").arg(cfg).arg("--out").arg(out).args(extra).output().unwrap()
 }

@@ -2,7 +2,8 @@
 //! `run-one`, the errors of `--backend slurm`, and (ignored by default, run by `.ci/run`
 //! after `scripts/slurm-local.sh up`) a real one-node Slurm cluster: the ten decays as a
 //! job array with --wait against the same sweep run locally, two tasks at once, a killed
-//! task, resubmission, and a refused submission.
+//! task, resubmission, a refused submission, a sweep split into arrays under a lowered
+//! MaxArraySize, a paused controller and a job that can never start.
 
 mod common;
 
@@ -183,7 +184,7 @@ fn the_slurm_dry_run_prints_the_script_and_submits_nothing() {
         .success()
         .stdout(
             predicate::str::contains("4 of 4 runs to submit")
-                .and(predicate::str::contains("#SBATCH --array=0-3%2\n"))
+                .and(predicate::str::contains("sbatch --array=0-3%2 "))
                 .and(predicate::str::contains("#SBATCH --cpus-per-task=2\n"))
                 .and(predicate::str::contains("#SBATCH --partition=cpu\n"))
                 .and(predicate::str::contains("#SBATCH --time=0:10:00\n"))
@@ -193,7 +194,24 @@ fn the_slurm_dry_run_prints_the_script_and_submits_nothing() {
                 .and(predicate::str::contains("#SBATCH --exclusive\n"))
                 .and(predicate::str::contains("module load rust\n"))
                 .and(predicate::str::contains("run-one"))
-                .and(predicate::str::contains("--index \"$SLURM_ARRAY_TASK_ID\"")),
+                .and(predicate::str::contains("--index \"$(( offset + SLURM_ARRAY_TASK_ID ))\"")),
+        );
+    assert!(!out.exists());
+    // More runs than the cluster's MaxArraySize: several arrays, each task id below it,
+    // one after another to keep --max-parallel.
+    runner()
+        .args(["sweep", "--backend", "slurm", "--dry-run", "--max-parallel", "2", "--max-array-size", "3"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains(
+                "4 of 4 runs to submit as 2 Slurm job arrays (task ids below 3: --max-array-size)",
+            )
+            .and(predicate::str::contains("sbatch --array=0-2%2 "))
+            .and(predicate::str::contains("sbatch --array=0%2 --dependency=afterany:<the array before> ")),
         );
     assert!(!out.exists());
 }
@@ -226,7 +244,7 @@ fn slurm_settings_in_the_file_are_checked_where_they_are_written() {
     );
     runner().args(["sweep", "--dry-run", "--max-parallel", "1"]).arg(&cfg).assert().success().stdout(
         predicate::str::contains("#SBATCH --partition=cpu\n")
-            .and(predicate::str::contains("#SBATCH --array=0-3%1\n"))
+            .and(predicate::str::contains("sbatch --array=0-3%1 "))
             .and(predicate::str::contains("#SBATCH --gres=gpu:1\n")),
     );
 }
@@ -362,7 +380,7 @@ fn slurm_runs_the_ten_decays_as_a_job_array_like_a_local_sweep_and_resubmission_
     // asking for memory as the README's example does is accepted.
     let metrics = fs::read_to_string(exp.join("polynomial_decay/steps.csv")).unwrap();
     fs::remove_dir_all(exp.join("polynomial_decay")).unwrap();
-    slurm_sweep(&cfg, &cluster).args(["--mem", "1G"]).assert().success().stderr(
+    slurm_sweep(&cfg, &cluster).args(["--mem", "2G"]).assert().success().stderr(
         predicate::str::contains("1 run as array tasks 3%2").and(predicate::str::contains("9 finished earlier, kept")),
     );
     assert_eq!(fs::read_to_string(exp.join("polynomial_decay/steps.csv")).unwrap(), metrics);
@@ -378,11 +396,14 @@ schedules = ["cosine_decay", "exponential_decay"]
 steps = 1000000
 "#;
 
-/// The id of the experiment's first submitted Slurm job (slurm/jobs.json).
+/// The experiment's slurm/jobs.json: every job array submitted, oldest first.
+fn jobs_json(exp: &Path) -> Vec<serde_json::Value> {
+    serde_json::from_str(&fs::read_to_string(exp.join("slurm/jobs.json")).unwrap()).unwrap()
+}
+
+/// The id of the experiment's first submitted Slurm job.
 fn first_job(exp: &Path) -> String {
-    let jobs: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(exp.join("slurm/jobs.json")).unwrap()).unwrap();
-    jobs[0]["job_id"].as_str().unwrap().to_string()
+    jobs_json(exp)[0]["job_id"].as_str().unwrap().to_string()
 }
 
 /// Returns once squeue lists none of `job`'s tasks (at most a minute).
@@ -497,9 +518,7 @@ fn tasks_killed_by_slurm_show_as_interrupted_or_failed_and_are_rerun() {
         .arg(&out)
         .assert()
         .success()
-        .stdout(
-            predicate::str::contains("2 of 2 runs to submit").and(predicate::str::contains("#SBATCH --array=0-1\n")),
-        );
+        .stdout(predicate::str::contains("2 of 2 runs to submit").and(predicate::str::contains("sbatch --array=0-1 ")));
 }
 
 #[test]
@@ -574,26 +593,272 @@ fn a_run_longer_than_its_time_limit_finishes_through_requeues_like_a_local_run()
     );
 }
 
+/// `runner sweep CFG --backend slurm --wait` (and `extra`) into `out`, which must succeed;
+/// what it said on stderr.
+fn submit_and_wait(cfg: &Path, out: &Path, extra: &[&str]) -> String {
+    let done = runner()
+        .args(["sweep", "--backend", "slurm", "--wait", "--poll", "0.5"])
+        .args(extra)
+        .arg(cfg)
+        .arg("--out")
+        .arg(out)
+        .timeout(Duration::from_secs(600))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert!(done.status.success(), "{stderr}");
+    stderr
+}
+
+/// The cluster's MaxArraySize, from `scontrol show config`.
+fn cluster_max_array_size() -> usize {
+    let out = Process::new("scontrol").args(["show", "config"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == "MaxArraySize").map(|(_, v)| v.trim().to_string()))
+        .and_then(|v| v.parse().ok())
+        .expect("scontrol show config names MaxArraySize")
+}
+
+/// 200 one-step runs: four rates x 50 seeds.
+fn two_hundred_runs(dir: &Path) -> PathBuf {
+    let seeds: Vec<String> = (1..=50).map(|s| s.to_string()).collect();
+    config(
+        dir,
+        "many",
+        &format!(
+            "name = \"many\"\n[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.1\ndecay_steps = 2\n\
+             [train]\nsteps = 2\n[sweep]\nseeds = [{}]\n\"schedule.learning_rate\" = [0.1, 0.05, 0.02, 0.01]\n",
+            seeds.join(", ")
+        ),
+    )
+}
+
+#[test]
+#[ignore = "needs a Slurm cluster: SLURM_LOCAL_MAX_ARRAY_SIZE=64 scripts/slurm-local.sh up"]
+fn a_sweep_larger_than_max_array_size_is_submitted_as_several_arrays_and_followed_to_the_end() {
+    require_slurm();
+    assert_eq!(
+        cluster_max_array_size(),
+        64,
+        "this test needs a cluster with MaxArraySize 64: scripts/slurm-local.sh down, then \
+         SLURM_LOCAL_MAX_ARRAY_SIZE=64 scripts/slurm-local.sh up"
+    );
+    let dir = TempDir::new().unwrap();
+    let cfg = two_hundred_runs(dir.path());
+    let (local, cluster) = (dir.path().join("local"), dir.path().join("cluster"));
+    runner().args(["sweep", "-q", "--jobs", "2"]).arg(&cfg).arg("--out").arg(&local).assert().success();
+
+    // The dry run shows the four sbatch commands; the limit is read from the cluster.
+    let dry = runner()
+        .args(["sweep", "--backend", "slurm", "--dry-run", "--max-parallel", "2"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&cluster)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        text.contains("200 of 200 runs to submit as 4 Slurm job arrays (task ids below 64: MaxArraySize from `scontrol show config`)"),
+        "{text}"
+    );
+    for line in ["--array=0-63%2 ", "--array=0-63%2 --dependency=afterany:<the array before> ", "--array=0-7%2 "] {
+        assert!(text.contains(&format!("sbatch {line}")), "{line} in {text}");
+    }
+    assert!(text.trim_end().contains(" 192\n  task 0: "), "{text}");
+
+    let stderr = submit_and_wait(&cfg, &cluster, &["--max-parallel", "2"]);
+    assert!(stderr.contains("200 runs as 4 arrays of task ids below 64"), "{stderr}");
+    assert!(stderr.contains("ended: 200 completed"), "{stderr}");
+    let exp = cluster.join("many");
+    let offsets: Vec<u64> = jobs_json(&exp).iter().map(|j| j["offset"].as_u64().unwrap()).collect();
+    assert_eq!(offsets, vec![0, 64, 128, 192]);
+    // Every run trained what a local sweep trains, and each task wrote its own log.
+    assert_eq!(results_without_clock(&exp), results_without_clock(&local.join("many")));
+    assert_eq!(column(&csv_rows(&exp.join("summary.csv")), "status"), vec!["completed"; 200]);
+    assert_eq!(fs::read_dir(exp.join("slurm/logs")).unwrap().count(), 200);
+    // --max-parallel held across the arrays: never more than two runs at once.
+    let spans = intervals(&exp);
+    for (start, _) in &spans {
+        let at_once = spans.iter().filter(|(s, e)| s <= start && start < e).count();
+        assert!(at_once <= 2, "{at_once} runs at once at {start}");
+    }
+
+    // Scattered lost runs are resubmitted, each under its task id of the first time (run
+    // index modulo 64), and collect follows all of the arrays.
+    for name in ["cosine_decay-lr0.1-seed1", "cosine_decay-lr0.01-seed50", "cosine_decay-lr0.05-seed20"] {
+        assert!(exp.join(name).is_dir(), "{name}");
+        fs::remove_dir_all(exp.join(name)).unwrap();
+    }
+    let stderr = submit_and_wait(&cfg, &cluster, &[]);
+    assert!(stderr.contains("3 runs as ") && stderr.contains("197 finished earlier, kept"), "{stderr}");
+    let jobs = jobs_json(&exp);
+    let again = &jobs[4..];
+    assert_eq!(again.iter().map(|j| j["runs"].as_array().unwrap().len()).sum::<usize>(), 3);
+    for job in again {
+        let offset = job["offset"].as_u64().unwrap();
+        assert!(job["runs"].as_array().unwrap().iter().all(|r| r.as_u64().unwrap() - offset < 64 && offset % 64 == 0));
+    }
+    runner()
+        .arg("collect")
+        .arg(&exp)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("many: 200 runs: 200 completed"));
+    assert_eq!(results_without_clock(&exp), results_without_clock(&local.join("many")));
+}
+
+/// The pid of the slurmctld that scripts/slurm-local.sh started.
+fn local_slurmctld() -> String {
+    let state = std::env::var("SLURM_LOCAL_DIR").unwrap_or_else(|_| "/tmp/runner-slurm".into());
+    let pid = fs::read_to_string(Path::new(&state).join("slurmctld.pid"))
+        .expect("this test pauses the slurmctld that scripts/slurm-local.sh started, and finds none");
+    pid.trim().to_string()
+}
+
+/// SIGSTOP to a process, SIGCONT again when dropped (a failing test must not leave the
+/// controller paused for the tests after it).
+struct Paused(String);
+
+impl Paused {
+    fn new(pid: String) -> Paused {
+        assert!(Process::new("kill").args(["-STOP", &pid]).status().unwrap().success(), "cannot pause {pid}");
+        Paused(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = Process::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
+#[test]
+#[ignore = "needs a Slurm cluster: scripts/slurm-local.sh up"]
+fn wait_survives_a_paused_controller_and_the_runs_finish() {
+    require_slurm();
+    let pid = local_slurmctld();
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", &FOUR.replace("steps = 40", "steps = 400"));
+    let out = dir.path().join("out");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["sweep", "--backend", "slurm", "--wait", "--poll", "1", "--retry-for", "120"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !out.join("four/slurm/jobs.json").exists() {
+        assert!(Instant::now() < deadline, "the sweep was not submitted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    {
+        // squeue gives up after 20 s against a stopped controller: one failed poll at least.
+        let _paused = Paused::new(pid);
+        std::thread::sleep(Duration::from_secs(30));
+    }
+    let done = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(stderr.contains("Slurm's controller does not answer"), "{stderr}");
+    assert!(stderr.contains("Slurm answers again"), "{stderr}");
+    assert!(stderr.contains("ended: 4 completed"), "{stderr}");
+    assert!(done.status.success(), "{stderr}");
+}
+
+#[test]
+#[ignore = "needs a Slurm cluster: scripts/slurm-local.sh up"]
+fn wait_stops_on_a_job_that_can_never_start() {
+    require_slurm();
+    let cpus = std::thread::available_parallelism().unwrap().get() + 1;
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    let out = runner()
+        .args(["sweep", "--backend", "slurm", "--wait", "--poll", "0.5", "--cpus-per-task", &cpus.to_string()])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let job = first_job(&dir.path().join("out/four"));
+    let _ = Process::new("scancel").arg(&job).status();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("of job {job} can never start: pending with reason PartitionConfig")), "{stderr}");
+    assert!(stderr.contains(&format!("scancel {job}")), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    wait_until_slurm_forgets(&job);
+}
+
 /// Fake Slurm commands in `dir`: sbatch accepts (job 4242), squeue runs `squeue` (a shell
 /// script body; `$CALLS` is a file it may count its calls in), sacct and scontrol know
 /// nothing. Returns the PATH that finds them first.
 fn fake_slurm_with(dir: &Path, squeue: &str) -> String {
+    fake_slurm_commands(
+        dir,
+        &[("sbatch", "echo 4242\n"), ("squeue", squeue), ("sacct", "exit 1\n"), ("scontrol", "exit 1\n")],
+    )
+}
+
+/// Fake Slurm commands in `dir/fake-slurm`, each a shell script body (`$CALLS` names a
+/// file the command may count its calls in, `$BIN` the directory); returns the PATH that
+/// finds them first.
+fn fake_slurm_commands(dir: &Path, commands: &[(&str, &str)]) -> String {
     use std::os::unix::fs::PermissionsExt;
     let bin = dir.join("fake-slurm");
     fs::create_dir_all(&bin).unwrap();
-    let calls = bin.join("calls");
-    let scripts = [
-        ("sbatch", "#!/bin/sh\necho 4242\n".to_string()),
-        ("squeue", format!("#!/bin/sh\nCALLS={}\n{squeue}", calls.display())),
-        ("sacct", "#!/bin/sh\nexit 1\n".to_string()),
-        ("scontrol", "#!/bin/sh\nexit 1\n".to_string()),
-    ];
-    for (name, body) in scripts {
+    for (name, body) in commands {
         let path = bin.join(name);
-        fs::write(&path, body).unwrap();
+        let calls = bin.join(format!("{name}.calls"));
+        fs::write(&path, format!("#!/bin/sh\nCALLS={}\nBIN={}\n{body}", calls.display(), bin.display())).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
     }
     format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
+}
+
+#[test]
+fn a_sweep_refused_half_way_cancels_the_arrays_it_submitted() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    // MaxArraySize 2: two arrays; sbatch takes the first and refuses the second.
+    let path = fake_slurm_commands(
+        dir.path(),
+        &[
+            (
+                "sbatch",
+                "n=$(cat $CALLS 2>/dev/null || echo 0)\necho $((n + 1)) > $CALLS\necho \"$@\" >> $BIN/sbatch.args\n\
+                 if [ \"$n\" -eq 0 ]; then echo 4242; exit 0; fi\n\
+                 echo 'sbatch: error: QOSMaxSubmitJobPerUserLimit' >&2\nexit 1\n",
+            ),
+            ("scontrol", "echo 'MaxArraySize            = 2'\n"),
+            ("scancel", "echo \"$@\" >> $BIN/scancel.args\n"),
+        ],
+    );
+    let out = runner()
+        .env("PATH", path)
+        .args(["sweep", "--backend", "slurm"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "Slurm refused job array 2 of 2 (runs 2 to 3); the 1 array submitted before it (4242) was cancelled"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("QOSMaxSubmitJobPerUserLimit"), "{err}");
+    let bin = dir.path().join("fake-slurm");
+    let args = fs::read_to_string(bin.join("sbatch.args")).unwrap();
+    let lines: Vec<&str> = args.lines().collect();
+    assert!(lines[0].starts_with("--parsable --array=0-1 ") && lines[0].ends_with("sweep.sbatch 0"), "{args}");
+    assert!(lines[1].starts_with("--parsable --array=0-1 ") && lines[1].ends_with("sweep.sbatch 2"), "{args}");
+    assert_eq!(fs::read_to_string(bin.join("scancel.args")).unwrap().trim(), "4242");
 }
 
 /// squeue failing as a busy controller does (`Socket timed out`) for its first `failures`

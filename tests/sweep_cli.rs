@@ -336,6 +336,30 @@ fn filter_runs_only_the_matching_runs() {
         .stderr(predicate::str::contains("matches none of the runs"));
 }
 
+#[test]
+fn charts_of_a_sweep_of_more_than_a_hundred_runs_draw_the_best_hundred() {
+    let dir = TempDir::new().unwrap();
+    let seeds: Vec<String> = (1..=101).map(|s| s.to_string()).collect();
+    let cfg = config(
+        dir.path(),
+        "many",
+        &format!(
+            "name = \"many\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n[train]\nsteps = 1\n[sweep]\nseeds = [{}]\n",
+            seeds.join(", ")
+        ),
+    );
+    let out = dir.path().join("out");
+    runner().args(["run", "-q"]).arg(&cfg).arg("--out").arg(&out).assert().success();
+    let exp = out.join("many");
+    let report = runner().arg("report").arg(&exp).output().unwrap();
+    assert!(report.status.success());
+    // The table lists every run; final.png has a bar for each of the best 100.
+    let table = String::from_utf8(report.stdout).unwrap();
+    assert!(table.starts_with("many: 101 runs"), "{table}");
+    assert_eq!(png_size(&exp.join("final.png")), (1100, 120 + 40 * 100));
+    assert_eq!(png_size(&exp.join("lr.png")).0, 1300);
+}
+
 fn png_size(path: &Path) -> (u32, u32) {
     let decoder = png::Decoder::new(std::io::BufReader::new(fs::File::open(path).unwrap()));
     let mut reader = decoder.read_info().unwrap();

@@ -1,7 +1,7 @@
 //! `runner collect DIR [SHARD_DIR...]`: brings an experiment's results together, also
 //! while its runs still go on. Finished runs found in the other directories (copies of the
 //! experiment made by shards on other machines) are merged into DIR; for a sweep submitted
-//! to Slurm, its latest job's tasks are looked up (runs still queued show as pending or
+//! to Slurm, its latest submission's tasks are looked up (runs still queued show as pending or
 //! running, and runs whose task ended without a result are recorded as failed); then
 //! summary.csv is written and the runs are counted.
 
@@ -48,8 +48,10 @@ pub fn run(args: &CollectArgs) -> Result<()> {
                 let (lost, never) = (&settled.lost, &settled.never_started);
                 slurm_note = Some(if status.ended() {
                     format!(
-                        "Slurm job {} has ended{}{}",
-                        status.job.job_id,
+                        "Slurm job{} {} {} ended{}{}",
+                        if status.jobs.len() == 1 { "" } else { "s" },
+                        status.ids(),
+                        if status.jobs.len() == 1 { "has" } else { "have" },
                         if lost.is_empty() {
                             String::new()
                         } else {
@@ -68,8 +70,9 @@ pub fn run(args: &CollectArgs) -> Result<()> {
                     )
                 } else {
                     format!(
-                        "Slurm job {}: {} running, {} pending",
-                        status.job.job_id,
+                        "Slurm job{} {}: {} running, {} pending",
+                        if status.jobs.len() == 1 { "" } else { "s" },
+                        status.ids(),
                         status.count("RUNNING") + status.count("COMPLETING"),
                         status.count("PENDING")
                     )

@@ -67,18 +67,37 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
         dir: &dir,
         workdir: &workdir,
         runner: &runner,
-        indices: &todo,
         cpus,
         force: run_args.force,
         options: &options,
     });
+    // Task ids stay below the cluster's MaxArraySize: more runs make more arrays.
+    let (max_array_size, limit_from) = match options.max_array_size {
+        Some(n) => (n as usize, "--max-array-size".to_string()),
+        None => match slurm::max_array_size() {
+            Some(n) => (n, "MaxArraySize from `scontrol show config`".to_string()),
+            None => (
+                slurm::DEFAULT_MAX_ARRAY_SIZE,
+                "Slurm's default MaxArraySize; `scontrol show config` did not say".to_string(),
+            ),
+        },
+    };
+    let arrays = slurm::split(&todo, max_array_size);
+    // With a bound on tasks at once, each array waits for the one before, so the bound
+    // holds for the whole sweep.
+    let chained = options.max_parallel.is_some() && arrays.len() > 1;
+    let script_path = dir.join("slurm").join("sweep.sbatch");
     if run_args.dry_run {
         let finished = selected.len() - todo.len();
         let mut text = format!(
-            "{}: {} of {} runs to submit as one Slurm job array{}, {cpus} CPU{} each, into {}\n",
+            "{}: {} of {} runs to submit as {}{}, {cpus} CPU{} each, into {}\n",
             exp.name,
             todo.len(),
             selected.len(),
+            match arrays.len() {
+                1 => "one Slurm job array".to_string(),
+                n => format!("{n} Slurm job arrays (task ids below {max_array_size}: {limit_from})"),
+            },
             match finished {
                 0 => String::new(),
                 1 => " (1 finished earlier)".to_string(),
@@ -87,8 +106,17 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
             if cpus == 1 { "" } else { "s" },
             dir.display()
         );
-        for &i in &todo {
-            text.push_str(&format!("  task {i}: {}\n", exp.runs[i].info.name));
+        for (k, a) in arrays.iter().enumerate() {
+            text.push_str(&format!(
+                "sbatch --array={}{} {} {}\n",
+                a.spec(options.max_parallel),
+                if chained && k > 0 { " --dependency=afterany:<the array before>" } else { "" },
+                script_path.display(),
+                a.offset
+            ));
+            for &i in &a.runs {
+                text.push_str(&format!("  task {}: {}\n", i - a.offset, exp.runs[i].info.name));
+            }
         }
         text.push_str(&format!("\n{script}\n"));
         super::print(&text)?;
@@ -100,7 +128,6 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
     }
     // What this submission creates, removed again if Slurm refuses it (or there is no
     // sbatch): a refused submission records nothing.
-    let script_path = dir.join("slurm").join("sweep.sbatch");
     let mut created: Vec<PathBuf> = [
         dir.clone(),
         dir.join("plan"),
@@ -132,22 +159,56 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
         return Ok(());
     }
     results::write_atomic(&script_path, script.as_bytes())?;
-    let job_id = match slurm::submit(&script_path) {
-        Ok(id) => id,
-        Err(e) => {
-            drop(_lock);
-            remove_created(&dir, &created);
-            return Err(e);
+    let submitted_at = results::unix_now();
+    let mut jobs: Vec<JobRecord> = Vec::with_capacity(arrays.len());
+    for (k, a) in arrays.iter().enumerate() {
+        let after = if chained { jobs.last().map(|j| j.job_id.as_str()) } else { None };
+        match slurm::submit(&script_path, &a.spec(options.max_parallel), a.offset, after) {
+            Ok(job_id) => {
+                let job = JobRecord { job_id, runs: a.runs.clone(), submitted_at, offset: a.offset };
+                slurm::record_job(&dir, job.clone())?;
+                jobs.push(job);
+            }
+            Err(e) if jobs.is_empty() => {
+                drop(_lock);
+                remove_created(&dir, &created);
+                return Err(e);
+            }
+            Err(e) => {
+                // Half a sweep queued is no submission: cancel it, and keep the records
+                // so that collect knows what ran.
+                let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
+                slurm::cancel(&ids);
+                return Err(e.context(format!(
+                    "Slurm refused job array {} of {} (runs {} to {}); the {} array{} submitted before it ({}) \
+                     {} cancelled. Submit again once the cause is fixed",
+                    k + 1,
+                    arrays.len(),
+                    a.runs[0],
+                    a.runs[a.runs.len() - 1],
+                    jobs.len(),
+                    if jobs.len() == 1 { "" } else { "s" },
+                    slurm::job_ids(&jobs),
+                    if jobs.len() == 1 { "was" } else { "were" }
+                )));
+            }
         }
-    };
-    let job = JobRecord { job_id: job_id.clone(), runs: todo.clone(), submitted_at: results::unix_now() };
-    slurm::record_job(&dir, job.clone())?;
+    }
+    let ids = slurm::job_ids(&jobs);
     eprintln!(
-        "{}: submitted Slurm job {job_id}: {} run{} as array tasks {} ({cpus} CPU{} each{}); script {}, logs in {}",
+        "{}: submitted Slurm job{} {ids}: {} run{} as {} ({cpus} CPU{} each{}); script {}, logs in {}",
         exp.name,
+        if jobs.len() == 1 { "" } else { "s" },
         todo.len(),
         if todo.len() == 1 { "" } else { "s" },
-        slurm::shown_spec(&slurm::array_spec(&todo, options.max_parallel)),
+        match arrays.as_slice() {
+            [a] => format!("array tasks {}", slurm::shown_spec(&a.spec(options.max_parallel))),
+            _ => format!(
+                "{} arrays of task ids below {max_array_size} ({limit_from}){}",
+                arrays.len(),
+                if chained { ", one after another to keep --max-parallel" } else { "" }
+            ),
+        },
         if cpus == 1 { "" } else { "s" },
         if selected.len() > todo.len() {
             format!("; {} finished earlier, kept", selected.len() - todo.len())
@@ -159,13 +220,14 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
     );
     if !args.slurm.wait {
         eprintln!(
-            "follow it with `squeue -j {job_id}`; collect the results (also while it runs) with `runner collect {}`",
+            "follow it with `squeue -j {}`; collect the results (also while it runs) with `runner collect {}`",
+            jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>().join(","),
             dir.display()
         );
         return Ok(());
     }
     let stop = crate::interrupt::install();
-    wait(&dir, &exp, &job, (args.slurm.poll, args.slurm.retry_for), run_args.quiet, stop)
+    wait(&dir, &exp, &jobs, (args.slurm.poll, args.slurm.retry_for), run_args.quiet, stop)
 }
 
 /// Removes what a refused submission created: the whole experiment directory when it was
@@ -189,12 +251,12 @@ fn refuse_while_queued(dir: &Path, then: &str) -> Result<()> {
         return Err(input_error(format!(
             "Slurm job {} of this experiment still has {} task{} queued or running, training the plan in {}; wait for it \
              (`runner collect {}` shows where it is) or cancel it (`scancel {}`), then {then}",
-            status.job.job_id,
+            status.ids(),
             status.queued.len(),
             if status.queued.len() == 1 { "" } else { "s" },
             dir.join("plan").display(),
             dir.display(),
-            status.job.job_id
+            status.jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>().join(" ")
         )));
     }
     Ok(())
@@ -244,30 +306,34 @@ fn check_writable(dir: &Path) -> Result<()> {
     })
 }
 
-/// Follows `job` until Slurm lists none of its tasks, printing a line whenever the counts
-/// change; then settles runs that left no result and writes summary.csv.
+/// Follows the arrays `jobs` of one submission until Slurm lists none of their tasks,
+/// printing a line whenever the counts change; then settles runs that left no result and
+/// writes summary.csv.
 fn wait(
     dir: &Path,
     exp: &Experiment,
-    job: &JobRecord,
+    jobs: &[JobRecord],
     (poll, retry_for): (f64, f64),
     quiet: bool,
     stop: &AtomicBool,
 ) -> Result<()> {
     let infos: Vec<RunInfo> = exp.runs.iter().map(|r| r.info.clone()).collect();
+    let runs: Vec<usize> = jobs.iter().flat_map(|j| j.runs.iter().copied()).collect();
+    let submitted_at = jobs.first().map_or(0.0, |j| j.submitted_at);
+    let ids = slurm::job_ids(jobs);
+    let (job_word, goes) = if jobs.len() == 1 { ("job", "goes") } else { ("jobs", "go") };
     let started = std::time::Instant::now();
     let mut last_line = String::new();
     // Since when, and how many times, Slurm's controller has not answered.
     let mut unanswered: Option<(std::time::Instant, u32)> = None;
     let stopped = || {
         Interrupted(format!(
-            "stopped waiting; Slurm job {} goes on. Collect its results later with `runner collect {}`",
-            job.job_id,
+            "stopped waiting; Slurm {job_word} {ids} {goes} on. Collect the results later with `runner collect {}`",
             dir.display()
         ))
     };
     let status = loop {
-        let queued = match slurm::queued(&job.job_id) {
+        let queued = match slurm::queued(jobs) {
             Ok(queued) => {
                 if unanswered.take().is_some() && !quiet {
                     eprintln!("[{:>5.0}s] Slurm answers again", started.elapsed().as_secs_f64());
@@ -285,11 +351,10 @@ fn wait(
                 }
                 if since.elapsed().as_secs_f64() >= retry_for {
                     bail!(
-                        "stopped waiting: Slurm's controller has not answered for {:.0} s (last: {}); job {} goes on. \
-                         Collect its results later with `runner collect {}`",
+                        "stopped waiting: Slurm's controller has not answered for {:.0} s (last: {}); {job_word} {ids} {goes} on. \
+                         Collect the results later with `runner collect {}`",
                         since.elapsed().as_secs_f64(),
                         e.to_string().trim(),
-                        job.job_id,
                         dir.display()
                     );
                 }
@@ -307,20 +372,27 @@ fn wait(
                 continue;
             }
         };
-        let status = JobStatus { job: job.clone(), queued };
-        let counts = count(dir, &infos, &job.runs, Some(job.submitted_at));
-        let reasons =
-            if status.count("PENDING") > 0 { slurm::pending_reasons(&job.job_id) } else { Default::default() };
+        let status = JobStatus { jobs: jobs.to_vec(), queued };
+        let counts = count(dir, &infos, &runs, Some(submitted_at));
+        let reasons = if status.count("PENDING") > 0 { slurm::pending_reasons(jobs) } else { Default::default() };
         if let Some((reason, what)) = slurm::NEVER_RUNS.iter().find(|(never, _)| reasons.values().any(|r| r == never)) {
-            let tasks: Vec<String> =
-                reasons.iter().filter(|(_, r)| *r == reason).map(|(i, _)| format!("{}_{i}", job.job_id)).collect();
+            let tasks: Vec<String> = reasons
+                .iter()
+                .filter(|(_, r)| *r == reason)
+                .filter_map(|(&i, _)| status.job_of(i).map(|j| j.task_name(i)))
+                .collect();
             bail!(
-                "Slurm says {} of job {} can never start: pending with reason {reason} ({what}). The job stays \
-                 queued: cancel it (`scancel {}`) and submit again with what the partition allows \
+                "Slurm says {} of {job_word} {ids} can never start: pending with reason {reason} ({what}). The \
+                 {job_word} {} queued: cancel {} (`scancel {}`) and submit again with what the partition allows \
                  (--cpus-per-task, --mem, --time, --partition; `sinfo -o '%P %c %m %l'` lists them)",
-                if tasks.len() == 1 { format!("task {}", tasks[0]) } else { format!("tasks {}", tasks.join(", ")) },
-                job.job_id,
-                job.job_id
+                match tasks.len() {
+                    1 => format!("task {}", tasks[0]),
+                    n if n <= 8 => format!("tasks {}", tasks.join(", ")),
+                    n => format!("{n} tasks ({}, ...)", tasks[..4].join(", ")),
+                },
+                if jobs.len() == 1 { "stays" } else { "stay" },
+                if jobs.len() == 1 { "it" } else { "them" },
+                jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>().join(" ")
             );
         }
         let mut why: Vec<(String, usize)> = Vec::new();
@@ -332,22 +404,20 @@ fn wait(
         }
         // Tasks Slurm no longer lists whose run wrote no result since the submission: killed
         // (a lost node, SIGKILL) or cancelled; settled as such when the job has ended.
-        let gone = job
-            .runs
+        let gone = runs
             .iter()
             .filter(|&&i| {
                 !status.queued.contains_key(&i)
                     && infos
                         .get(i)
                         .and_then(|r| results::read_summary(&dir.join(&r.name)))
-                        .is_none_or(|s| s.started_at.unwrap_or(0.0) < job.submitted_at - 5.0)
+                        .is_none_or(|s| s.started_at.unwrap_or(0.0) < submitted_at - 5.0)
             })
             .count();
         let line = format!(
-            "job {}: {}/{} finished ({}), {} running, {} pending{}{}",
-            job.job_id,
+            "{job_word} {ids}: {}/{} finished ({}), {} running, {} pending{}{}",
             counts.values().sum::<usize>(),
-            job.runs.len(),
+            runs.len(),
             describe(&counts),
             status.count("RUNNING") + status.count("COMPLETING"),
             status.count("PENDING"),
@@ -375,18 +445,16 @@ fn wait(
     };
     let settled = slurm::settle(dir, &exp.name, &infos, &status)?;
     results::write_summary_csv(&results::read_experiment(dir)?)?;
-    let counts = count(dir, &infos, &job.runs, None);
+    let counts = count(dir, &infos, &runs, None);
     eprintln!(
-        "{}: Slurm job {} ended: {} in {:.0}s; summary in {}; see `runner report {}`",
+        "{}: Slurm {job_word} {ids} ended: {} in {:.0}s; summary in {}; see `runner report {}`",
         exp.name,
-        job.job_id,
         describe(&counts),
         started.elapsed().as_secs_f64(),
         dir.join("summary.csv").display(),
         dir.display()
     );
-    let unfinished: Vec<&str> = job
-        .runs
+    let unfinished: Vec<&str> = runs
         .iter()
         .filter(|&&i| results::read_summary(&dir.join(&infos[i].name)).is_none_or(|s| !s.outcome.status.is_final()))
         .map(|&i| infos[i].name.as_str())
@@ -395,7 +463,7 @@ fn wait(
         bail!(
             "{} of {} runs did not finish: {}{} (each run's summary.json says why; submit again to rerun them)",
             unfinished.len(),
-            job.runs.len(),
+            runs.len(),
             unfinished.join(", "),
             [
                 (!settled.lost.is_empty()).then(|| format!("; {} ended without a result", settled.lost.len())),

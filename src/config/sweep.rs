@@ -344,6 +344,12 @@ fn read_slurm(r: &mut TableReader<'_>) -> Result<SlurmOptions, ConfigError> {
         qos: text(r, "qos", "the quality of service", None)?,
         cpus_per_task: r.optional_steps("cpus_per_task", 1, "[train] threads", "CPUs (and threads) of each run")?,
         max_parallel: r.optional_steps("max_parallel", 1, "no limit", "array tasks at once")?,
+        max_array_size: r.optional_steps(
+            "max_array_size",
+            1,
+            "scontrol show config's MaxArraySize",
+            "the cluster's MaxArraySize (task ids stay below it)",
+        )?,
         sbatch: lines(r, "sbatch", "extra #SBATCH lines, e.g. \"--gres=gpu:1\"")?,
         setup: lines(r, "setup", "shell lines run before each run, e.g. \"module load cuda\"")?,
         signal_grace: r.optional_steps(

@@ -85,26 +85,31 @@ fn variant_hash(r: &RunRecord) -> Option<&str> {
 /// the label marked `[config HASH]` when a variant's runs are reported apart.
 fn variant_groups(view: &ExperimentView) -> Vec<(String, Vec<&RunRecord>)> {
     let mut groups: Vec<(&str, Option<&str>, Vec<&RunRecord>)> = Vec::new();
+    // Each variant's groups, by index into `groups`: sweeps hold thousands of variants.
+    let mut of_variant: std::collections::HashMap<&str, Vec<usize>> = std::collections::HashMap::new();
     for r in &view.runs {
         let h = variant_hash(r);
+        let indices = of_variant.entry(r.info.variant.as_str()).or_default();
         // A run without a hash joins its variant's first group.
-        match groups.iter_mut().find(|(v, gh, _)| *v == r.info.variant && (h.is_none() || gh.is_none() || *gh == h)) {
-            Some((_, gh, runs)) => {
-                *gh = gh.or(h);
-                runs.push(r)
+        match indices.iter().copied().find(|&g| h.is_none() || groups[g].1.is_none() || groups[g].1 == h) {
+            Some(g) => {
+                groups[g].1 = groups[g].1.or(h);
+                groups[g].2.push(r)
             }
-            None => groups.push((&r.info.variant, h, vec![r])),
+            None => {
+                indices.push(groups.len());
+                groups.push((&r.info.variant, h, vec![r]));
+            }
         }
     }
-    let mixed = |v: &str| groups.iter().filter(|(g, _, _)| *g == v).count() > 1;
     groups
-        .iter()
+        .into_iter()
         .map(|(v, h, runs)| {
             let label = match h {
-                Some(h) if mixed(v) => format!("{v} [config {}]", &h[..h.len().min(8)]),
+                Some(h) if of_variant[v].len() > 1 => format!("{v} [config {}]", &h[..h.len().min(8)]),
                 _ => v.to_string(),
             };
-            (label, runs.clone())
+            (label, runs)
         })
         .collect()
 }
@@ -132,20 +137,36 @@ pub fn notes(view: &ExperimentView) -> Vec<String> {
             ));
         }
     }
-    for r in &view.runs {
-        for p in crate::results::csv_problems(&r.dir) {
+    // Every run's CSV files are read through: on all cores, for sweeps of thousands.
+    use rayon::prelude::*;
+    let problems: Vec<Vec<String>> = view.runs.par_iter().map(|r| crate::results::csv_problems(&r.dir)).collect();
+    for (r, problems) in view.runs.iter().zip(problems) {
+        for p in problems {
             let live = if r.status == "running" { " (it is still being written)" } else { "" };
             notes.push(format!("{}: {p}{live}", r.info.name));
         }
     }
-    let mut seen: Vec<(String, &str)> = Vec::new();
+    // Each warning once, with the variants that had it (the first few, then how many).
+    let mut warnings: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut seen: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
     for r in &view.runs {
         for w in r.summary.iter().flat_map(|s| s.warnings.iter()) {
-            if !seen.iter().any(|(v, s)| *v == r.info.variant && *s == w) {
-                notes.push(format!("{}: warning: {w}", r.info.variant));
-                seen.push((r.info.variant.clone(), w));
+            if seen.insert((r.info.variant.as_str(), w.as_str())) {
+                let i = *index.entry(w.as_str()).or_insert_with(|| {
+                    warnings.push((w.as_str(), Vec::new()));
+                    warnings.len() - 1
+                });
+                warnings[i].1.push(r.info.variant.as_str());
             }
         }
+    }
+    for (w, variants) in warnings {
+        let who = match variants.len() {
+            n if n <= 3 => variants.join(", "),
+            n => format!("{} and {} more variants", variants[..3].join(", "), n - 3),
+        };
+        notes.push(format!("{who}: warning: {w}"));
     }
     notes
 }
@@ -206,11 +227,18 @@ fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) 
     (header, rows)
 }
 
+/// The most runs a chart draws: the best ones (a sweep of thousands of runs would make
+/// final.png taller than an image can be and read every run's steps.csv into memory).
+pub const CHART_RUNS: usize = 100;
+
 /// Writes lr.png, val_loss.png, val_accuracy.png (val_rmse.png for regression) and
-/// final.png into the experiment's directory; returns their paths.
+/// final.png into the experiment's directory, drawing the best [`CHART_RUNS`] runs;
+/// returns their paths.
 pub fn write_charts(view: &ExperimentView) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
-    let ranked = view.ranked();
+    let mut ranked = view.ranked();
+    let all = ranked.len();
+    ranked.truncate(CHART_RUNS);
     let steps: Vec<Series> = ranked
         .iter()
         .map(|r| Series {
@@ -218,7 +246,13 @@ pub fn write_charts(view: &ExperimentView) -> Result<Vec<PathBuf>> {
             points: read_steps(&r.dir).unwrap_or_default().iter().map(|s| (s.step as f64, s.lr)).collect(),
         })
         .collect();
-    let title = |what: &str| format!("{}: {what}", view.name);
+    let title = |what: &str| {
+        if all > ranked.len() {
+            format!("{}: {what} (best {} of {all} runs)", view.name, ranked.len())
+        } else {
+            format!("{}: {what}", view.name)
+        }
+    };
     let path = view.dir.join("lr.png");
     write_line_chart(&path, &steps, &Labels { title: &title("learning rate"), x: "step", y: "learning rate" })?;
     written.push(path);

@@ -1,19 +1,22 @@
 //! Slurm as a sweep's backend: the sweep is expanded and validated here, then submitted as
-//! one job array (one task per run, the task id being the run's index in `runs.json`);
-//! Slurm places the runs, each task trains its run with `runner run-one`, and the results
-//! land in the usual run directories, which must be on a file system the nodes share.
+//! job arrays, one task per run (one array unless the runs outnumber the cluster's
+//! `MaxArraySize`); Slurm places the runs, each task trains its run with `runner run-one`,
+//! and the results land in the usual run directories, which must be on a file system the
+//! nodes share.
 //!
 //! Files in the experiment directory: `plan/<run>.toml` (each run's resolved config, what
-//! its task trains), `slurm/sweep.sbatch` (the last script submitted), `slurm/jobs.json`
-//! (every job submitted and its runs), `slurm/logs/<job>_<task>.out`.
+//! its task trains), `slurm/sweep.sbatch` (the script last submitted), `slurm/jobs.json`
+//! (every job array submitted, its offset and its runs), `slurm/logs/<job>_<task>.out`.
 
+mod arrays;
 mod options;
 mod scheduler;
 mod script;
 
+pub use arrays::{ArrayPlan, DEFAULT_MAX_ARRAY_SIZE, array_spec, shown_spec, split};
 pub use options::{SlurmOptions, check_mem, check_time};
-pub use scheduler::{NEVER_RUNS, final_states, pending_reasons, queued, submit};
-pub use script::{ScriptSpec, array_spec, render, shell_quote, shown_spec};
+pub use scheduler::{NEVER_RUNS, cancel, final_states, max_array_size, pending_reasons, queued, submit};
+pub use script::{ScriptSpec, render, shell_quote};
 
 use crate::config::RunInfo;
 use crate::results::{self, write_json_atomic};
@@ -21,7 +24,7 @@ use anyhow::{Context as _, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// One submitted job array.
+/// One submitted job array. The arrays of one submission share `submitted_at`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobRecord {
     pub job_id: String,
@@ -29,6 +32,16 @@ pub struct JobRecord {
     pub runs: Vec<usize>,
     /// When it was submitted, in seconds since the Unix epoch.
     pub submitted_at: f64,
+    /// Task `T` of this array trains run `offset + T` (0 for records older than offsets).
+    #[serde(default)]
+    pub offset: usize,
+}
+
+impl JobRecord {
+    /// `JOB_TASK`, Slurm's name for the task that trains `run`.
+    pub fn task_name(&self, run: usize) -> String {
+        format!("{}_{}", self.job_id, run - self.offset)
+    }
 }
 
 /// Where the plan's configs are: `<dir>/plan/<run>.toml`.
@@ -47,22 +60,29 @@ pub fn read_jobs(dir: &Path) -> Result<Vec<JobRecord>> {
     }
 }
 
-/// Adds `job` to `<dir>/slurm/jobs.json`.
+/// Adds `job` to `<dir>/slurm/jobs.json` (rewritten whole: a few bytes a run, once an array).
 pub fn record_job(dir: &Path, job: JobRecord) -> Result<()> {
     let mut jobs = read_jobs(dir)?;
     jobs.push(job);
     write_json_atomic(&dir.join("slurm").join("jobs.json"), &jobs)
 }
 
-/// The runs of the experiment's latest job as Slurm sees them now.
+/// The job arrays of the experiment's latest submission as Slurm sees them now.
 pub struct JobStatus {
-    pub job: JobRecord,
+    /// The arrays, in submission order.
+    pub jobs: Vec<JobRecord>,
     /// Tasks Slurm still lists, by run index: PENDING, RUNNING, COMPLETING...
     pub queued: BTreeMap<usize, String>,
 }
 
 impl JobStatus {
-    /// Whether every task of the array has ended.
+    /// Asks Slurm about `jobs` (one squeue call for all of them).
+    pub fn of(jobs: Vec<JobRecord>) -> Result<JobStatus> {
+        let queued = queued(&jobs)?;
+        Ok(JobStatus { jobs, queued })
+    }
+
+    /// Whether every task of every array has ended.
     pub fn ended(&self) -> bool {
         self.queued.is_empty()
     }
@@ -71,13 +91,36 @@ impl JobStatus {
     pub fn count(&self, state: &str) -> usize {
         self.queued.values().filter(|s| *s == state).count()
     }
+
+    /// The job ids as messages name them: `4242`, `4242, 4243` or `4242 ... 4341 (100 arrays)`.
+    pub fn ids(&self) -> String {
+        job_ids(&self.jobs)
+    }
+
+    /// The array that trains `run` (the latest, should two hold it; runs are ascending).
+    pub fn job_of(&self, run: usize) -> Option<&JobRecord> {
+        self.jobs.iter().rev().find(|j| j.runs.binary_search(&run).is_ok())
+    }
 }
 
-/// The latest job of the experiment at `dir` and its live tasks; `None` when none was submitted.
+/// The ids of `jobs` as messages name them: `4242`, `4242, 4243` or `4242 ... 4341 (100 arrays)`.
+pub fn job_ids(jobs: &[JobRecord]) -> String {
+    match jobs {
+        [] => String::new(),
+        [a] => a.job_id.clone(),
+        _ if jobs.len() <= 4 => jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>().join(", "),
+        [first, .., last] => format!("{} ... {} ({} arrays)", first.job_id, last.job_id, jobs.len()),
+    }
+}
+
+/// The arrays of the experiment's latest submission (the records sharing the last one's
+/// `submitted_at`) and their live tasks; `None` when none was submitted.
 pub fn latest_job(dir: &Path) -> Result<Option<JobStatus>> {
-    let Some(job) = read_jobs(dir)?.pop() else { return Ok(None) };
-    let queued = queued(&job.job_id)?;
-    Ok(Some(JobStatus { job, queued }))
+    let mut jobs = read_jobs(dir)?;
+    let Some(last) = jobs.last().map(|j| j.submitted_at) else { return Ok(None) };
+    let first = jobs.iter().rposition(|j| j.submitted_at != last).map_or(0, |i| i + 1);
+    let latest = jobs.split_off(first);
+    Ok(Some(JobStatus::of(latest)?))
 }
 
 /// What [`settle`] found of an ended job's runs that left no result.
@@ -100,23 +143,23 @@ pub fn settle(dir: &Path, experiment: &str, runs: &[RunInfo], status: &JobStatus
     if !status.ended() {
         return Ok(settled);
     }
-    let missing: Vec<usize> = status
-        .job
-        .runs
+    let missing: Vec<(usize, &JobRecord)> = status
+        .jobs
         .iter()
-        .copied()
-        .filter(|&i| runs.get(i).is_some_and(|r| !dir.join(&r.name).join("summary.json").exists()))
+        .flat_map(|job| job.runs.iter().map(move |&i| (i, job)))
+        .filter(|&(i, _)| runs.get(i).is_some_and(|r| !dir.join(&r.name).join("summary.json").exists()))
         .collect();
     if missing.is_empty() {
         return Ok(settled);
     }
-    let states = final_states(&status.job.job_id);
-    for i in missing {
+    let states = final_states(&status.jobs);
+    for (i, job) in missing {
         let run = &runs[i];
-        let log = dir.join("slurm").join("logs").join(format!("{}_{i}.out", status.job.job_id));
+        let task = job.task_name(i);
+        let log = dir.join("slurm").join("logs").join(format!("{task}.out"));
         let how = match states.get(&i) {
-            Some(state) => format!("Slurm ended its task {}_{i} as {state}", status.job.job_id),
-            None => format!("Slurm no longer lists its task {}_{i}", status.job.job_id),
+            Some(state) => format!("Slurm ended its task {task} as {state}"),
+            None => format!("Slurm no longer lists its task {task}"),
         };
         if !log.exists() && !dir.join(&run.name).join("metrics.csv").exists() {
             settled.never_started.push(format!("{} ({how} before it started)", run.name));

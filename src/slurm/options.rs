@@ -16,8 +16,13 @@ pub struct SlurmOptions {
     pub account: Option<String>,
     /// `--qos`.
     pub qos: Option<String>,
-    /// Array tasks at once (`--array=...%N`); default: as many as Slurm places.
+    /// Array tasks at once (`--array=...%N`); default: as many as Slurm places. With
+    /// several arrays, each waits for the one before (`--dependency=afterany`), so the
+    /// bound holds for the whole sweep.
     pub max_parallel: Option<u64>,
+    /// Task ids must stay below this (Slurm's `MaxArraySize`); default: what
+    /// `scontrol show config` says, else Slurm's default 1001.
+    pub max_array_size: Option<u64>,
     /// Further `#SBATCH` lines, as written after `#SBATCH ` (`--gres=gpu:1`).
     pub sbatch: Vec<String>,
     /// Shell lines run before each run (`module load ...`, `source venv/bin/activate`).
@@ -45,6 +50,7 @@ impl SlurmOptions {
             account: self.account.or(fallback.account),
             qos: self.qos.or(fallback.qos),
             max_parallel: self.max_parallel.or(fallback.max_parallel),
+            max_array_size: self.max_array_size.or(fallback.max_array_size),
             sbatch: list(self.sbatch, fallback.sbatch),
             setup: list(self.setup, fallback.setup),
             signal_grace: self.signal_grace.or(fallback.signal_grace),

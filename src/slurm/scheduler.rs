@@ -1,7 +1,9 @@
 //! Talking to Slurm through its own commands: `sbatch` to submit, `squeue` for the live
 //! state of array tasks, `sacct` (or `scontrol` where accounting is off) for how ended
-//! tasks ended. Errors quote Slurm's own message.
+//! tasks ended, `scontrol show config` for the cluster's limits. Errors quote Slurm's own
+//! message. Tasks are reported by run index: a job's offset plus the task id.
 
+use super::JobRecord;
 use anyhow::{Result, anyhow};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,9 +27,18 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).trim().to_string()
 }
 
-/// Submits `script` with sbatch; the job id. A refusal is an error with sbatch's message.
-pub fn submit(script: &Path) -> Result<String> {
-    let out = slurm("sbatch", &["--parsable", &script.to_string_lossy()])?;
+/// Submits `script` as one job array with sbatch: `--array=array`, the script's argument
+/// `offset` (added to each task id to give its run), and with `after`, to start once that
+/// job has ended (`--dependency=afterany:`). The job id; a refusal is an error with
+/// sbatch's message.
+pub fn submit(script: &Path, array: &str, offset: usize, after: Option<&str>) -> Result<String> {
+    let mut args = vec!["--parsable".to_string(), format!("--array={array}")];
+    if let Some(job) = after {
+        args.push(format!("--dependency=afterany:{job}"));
+    }
+    args.push(script.to_string_lossy().into_owned());
+    args.push(offset.to_string());
+    let out = slurm("sbatch", &args.iter().map(String::as_str).collect::<Vec<_>>())?;
     let stdout = text(&out.stdout);
     if !out.status.success() {
         let said = [text(&out.stderr), stdout].join("\n");
@@ -41,10 +52,36 @@ pub fn submit(script: &Path) -> Result<String> {
     Ok(id)
 }
 
-/// The array tasks of `job` that Slurm still lists (pending, running, completing...):
-/// task index -> state. Empty once the whole array has ended.
-pub fn queued(job: &str) -> Result<BTreeMap<usize, String>> {
-    let out = slurm("squeue", &["--noheader", "--array", "--jobs", job, "--format=%i|%T"])?;
+/// Cancels `jobs` (best effort: what a half-submitted sweep leaves queued).
+pub fn cancel(jobs: &[String]) {
+    if !jobs.is_empty() {
+        let _ = slurm("scancel", &jobs.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+}
+
+/// The cluster's `MaxArraySize` (`scontrol show config`): task ids must stay below it.
+/// `None` when scontrol does not say.
+pub fn max_array_size() -> Option<usize> {
+    let out = slurm("scontrol", &["show", "config"]).ok().filter(|o| o.status.success())?;
+    parse_max_array_size(&text(&out.stdout))
+}
+
+fn parse_max_array_size(config: &str) -> Option<usize> {
+    config.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        if key.trim() == "MaxArraySize" { value.trim().parse().ok() } else { None }
+    })
+}
+
+/// The comma-separated ids of `jobs`, as squeue and sacct take them.
+fn id_list(jobs: &[JobRecord]) -> String {
+    jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>().join(",")
+}
+
+/// The array tasks of `jobs` that Slurm still lists (pending, running, completing...), as
+/// run index -> state. Empty once every array has ended.
+pub fn queued(jobs: &[JobRecord]) -> Result<BTreeMap<usize, String>> {
+    let out = slurm("squeue", &["--noheader", "--array", "--jobs", &id_list(jobs), "--format=%i|%T"])?;
     let stderr = text(&out.stderr);
     if !out.status.success() {
         // A job that ended long ago is forgotten by the controller.
@@ -53,14 +90,14 @@ pub fn queued(job: &str) -> Result<BTreeMap<usize, String>> {
         }
         return Err(anyhow!("squeue failed ({}): {stderr}", out.status));
     }
-    Ok(parse_tasks(&text(&out.stdout), job))
+    Ok(parse_tasks(&text(&out.stdout), jobs))
 }
 
-/// Why each pending task of `job` waits (squeue's reason: `Resources`, `Priority`, ...);
-/// empty when Slurm cannot say.
-pub fn pending_reasons(job: &str) -> BTreeMap<usize, String> {
-    match slurm("squeue", &["--noheader", "--array", "--states=PENDING", "--jobs", job, "--format=%i|%r"]) {
-        Ok(out) if out.status.success() => parse_tasks(&text(&out.stdout), job),
+/// Why each pending task of `jobs` waits (squeue's reason: `Resources`, `Priority`, ...),
+/// by run index; empty when Slurm cannot say.
+pub fn pending_reasons(jobs: &[JobRecord]) -> BTreeMap<usize, String> {
+    match slurm("squeue", &["--noheader", "--array", "--states=PENDING", "--jobs", &id_list(jobs), "--format=%i|%r"]) {
+        Ok(out) if out.status.success() => parse_tasks(&text(&out.stdout), jobs),
         _ => BTreeMap::new(),
     }
 }
@@ -78,48 +115,51 @@ pub const NEVER_RUNS: &[(&str, &str)] = &[
     ("InvalidAccount", "an account that does not exist"),
 ];
 
-/// `JOB_INDEX|STATE` lines (squeue, sacct) as index -> state; other lines are skipped.
-fn parse_tasks(text: &str, job: &str) -> BTreeMap<usize, String> {
+/// `JOB_TASK|STATE` lines (squeue, sacct) of `jobs` as run index -> state (the run being
+/// the job's offset + the task id); other lines are skipped.
+fn parse_tasks(text: &str, jobs: &[JobRecord]) -> BTreeMap<usize, String> {
     let mut tasks = BTreeMap::new();
     for line in text.lines() {
         let mut fields = line.trim().split('|');
         let (Some(id), Some(state)) = (fields.next(), fields.next()) else { continue };
-        let Some((j, index)) = id.split_once('_') else { continue };
-        if j != job {
-            continue;
-        }
-        if let Ok(i) = index.parse::<usize>() {
-            tasks.insert(i, state.split_whitespace().next().unwrap_or("").to_string());
+        let Some((j, task)) = id.split_once('_') else { continue };
+        let Some(job) = jobs.iter().find(|job| job.job_id == j) else { continue };
+        if let Ok(t) = task.parse::<usize>() {
+            tasks.insert(job.offset + t, state.split_whitespace().next().unwrap_or("").to_string());
         }
     }
     tasks
 }
 
-/// How the ended tasks of `job` ended (COMPLETED, FAILED, TIMEOUT, CANCELLED, NODE_FAIL,
-/// PREEMPTED, OUT_OF_MEMORY...): from sacct, else from scontrol (which remembers a job for
-/// a while after it ends); empty when neither knows.
-pub fn final_states(job: &str) -> BTreeMap<usize, String> {
-    if let Ok(out) =
-        slurm("sacct", &["--noheader", "--parsable2", "--allocations", "--jobs", job, "--format=JobID,State"])
-        && out.status.success()
+/// How the ended tasks of `jobs` ended (COMPLETED, FAILED, TIMEOUT, CANCELLED, NODE_FAIL,
+/// PREEMPTED, OUT_OF_MEMORY...), by run index: from sacct, else from scontrol (which
+/// remembers a job for a while after it ends); empty when neither knows.
+pub fn final_states(jobs: &[JobRecord]) -> BTreeMap<usize, String> {
+    if let Ok(out) = slurm(
+        "sacct",
+        &["--noheader", "--parsable2", "--allocations", "--jobs", &id_list(jobs), "--format=JobID,State"],
+    ) && out.status.success()
     {
-        let tasks = parse_tasks(&text(&out.stdout), job);
+        let tasks = parse_tasks(&text(&out.stdout), jobs);
         if !tasks.is_empty() {
             return tasks;
         }
     }
-    let Ok(out) = slurm("scontrol", &["--oneliner", "show", "job", job]) else { return BTreeMap::new() };
-    if !out.status.success() {
-        return BTreeMap::new();
-    }
     let mut tasks = BTreeMap::new();
-    for line in text(&out.stdout).lines() {
-        let field =
-            |name: &str| line.split_whitespace().find_map(|w| w.strip_prefix(name).and_then(|v| v.strip_prefix('=')));
-        if let (Some(index), Some(state)) = (field("ArrayTaskId"), field("JobState"))
-            && let Ok(i) = index.parse::<usize>()
-        {
-            tasks.insert(i, state.to_string());
+    for job in jobs {
+        let Ok(out) = slurm("scontrol", &["--oneliner", "show", "job", &job.job_id]) else { return tasks };
+        if !out.status.success() {
+            continue;
+        }
+        for line in text(&out.stdout).lines() {
+            let field = |name: &str| {
+                line.split_whitespace().find_map(|w| w.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            };
+            if let (Some(task), Some(state)) = (field("ArrayTaskId"), field("JobState"))
+                && let Ok(t) = task.parse::<usize>()
+            {
+                tasks.insert(job.offset + t, state.to_string());
+            }
         }
     }
     tasks
@@ -129,13 +169,28 @@ pub fn final_states(job: &str) -> BTreeMap<usize, String> {
 mod tests {
     use super::*;
 
+    fn job(id: &str, offset: usize) -> JobRecord {
+        JobRecord { job_id: id.into(), runs: Vec::new(), submitted_at: 0.0, offset }
+    }
+
     #[test]
-    fn task_lines_are_read_for_this_job_only() {
-        let tasks = parse_tasks("12_0|RUNNING\n12_3|PENDING\n13_1|RUNNING\n12|PENDING\n12_x|RUNNING\n", "12");
+    fn task_lines_are_read_for_these_jobs_only_as_run_indices() {
+        let text = "12_0|RUNNING\n12_3|PENDING\n13_1|RUNNING\n12|PENDING\n12_x|RUNNING\n14_2|PENDING\n";
+        let tasks = parse_tasks(text, &[job("12", 0)]);
         assert_eq!(tasks.len(), 2);
         assert_eq!(tasks[&0], "RUNNING");
         assert_eq!(tasks[&3], "PENDING");
+        // Two arrays of one submission: the second's task 2 is run 64 + 2.
+        let tasks = parse_tasks(text, &[job("12", 0), job("14", 64)]);
+        assert_eq!(tasks.keys().copied().collect::<Vec<_>>(), vec![0, 3, 66]);
         // sacct writes "CANCELLED by 0".
-        assert_eq!(parse_tasks("5_2|CANCELLED by 0", "5")[&2], "CANCELLED");
+        assert_eq!(parse_tasks("5_2|CANCELLED by 0", &[job("5", 0)])[&2], "CANCELLED");
+    }
+
+    #[test]
+    fn max_array_size_is_read_from_scontrols_config() {
+        let config = "Configuration data as of 2026-11-26T08:00:00\nMaxArraySize            = 64\nMaxJobCount             = 10000\n";
+        assert_eq!(parse_max_array_size(config), Some(64));
+        assert_eq!(parse_max_array_size("MaxJobCount = 10000"), None);
     }
 }

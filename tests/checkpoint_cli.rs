@@ -2,7 +2,7 @@
 //! random moments (in and between checkpoints), then rerun, end with metrics.csv (less its
 //! clock), steps.csv, final metrics and final weights identical to an uninterrupted run's:
 //! every model kind and optimizer, reduce_on_plateau, a noisy schedule, dropout, early
-//! stopping, 1 and 2 threads. Also a corrupt latest checkpoint, a config changed between
+//! stopping, augmentation, 1 and 2 threads. Also a corrupt latest checkpoint, a config changed between
 //! stop and rerun, restore_best_weights and `runner eval`.
 
 mod common;
@@ -152,6 +152,14 @@ fn adam_dropout_plateau_and_early_stopping_continue_exactly() {
 fn cnn_adamw_and_a_noisy_schedule_continue_exactly() {
     let body = "name = \"exp\"\n[train]\nepochs = 60\nlog_every = 1\n[schedule]\nkind = \"noisy_linear_cosine_decay\"\nlearning_rate = 0.01\ninitial_variance = 0.1\n[model]\nkind = \"cnn\"\nchannels = [4]\nhidden = [16]\n[optimizer]\nkind = \"adamw\"\n";
     stopped_and_resumed_equals_uninterrupted(body, &["-KILL", "-INT"], "1", 4);
+}
+
+#[test]
+fn augmented_batches_continue_exactly() {
+    // Crops drawn from the seed and the step: a resumed run draws the same ones.
+    let body = "name = \"exp\"\n[train]\nepochs = 60\nlog_every = 1\n[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.05\n\
+                [model]\nkind = \"cnn\"\nchannels = [4]\nhidden = [16]\n[dataset.augment]\ncrop_padding = 1\n";
+    stopped_and_resumed_equals_uninterrupted(body, &["-KILL", "-TERM"], "1", 6);
 }
 
 #[test]

@@ -15,7 +15,7 @@ pub use reader::{Source, TableReader, read_schedule};
 pub use sweep::{Experiment, PlannedRun, RunInfo, load_experiment, load_experiment_with, parse_experiment};
 pub use tree::{Entry, Node, Spanned, Table};
 
-use crate::data::{DatasetSpec, SOURCES};
+use crate::data::{AugmentSpec, DatasetSpec, SOURCES};
 use crate::model::{MODELS, ModelSpec};
 use crate::optim::{OPTIMIZERS, OptimizerSpec};
 use crate::schedule::ScheduleSpec;
@@ -45,6 +45,7 @@ impl ExperimentConfig {
             model: self.model.clone(),
             optimizer: self.optimizer.clone(),
             train: self.train.clone(),
+            augment: self.dataset.augment,
         }
     }
 
@@ -208,8 +209,18 @@ fn parse_table(path: &Path, text: &str, table: &Table) -> Result<ExperimentConfi
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let base = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let base = base.as_path();
-    let dataset =
-        read_kinded(&mut top, "dataset", "digits", SOURCES, |k, r| DatasetSpec::read(k, r, base))?.unwrap_or_default();
+    let dataset = read_kinded(&mut top, "dataset", "digits", SOURCES, |k, r| {
+        let spec = DatasetSpec::read(k, r, base)?;
+        Some(spec.and_then(|mut spec| {
+            if let Some(mut a) = r.table("augment")? {
+                let image = spec.source.pixel_max().is_some();
+                spec.augment = AugmentSpec::read(&mut a, k, image, spec.source.mirrored())?;
+                a.finish()?;
+            }
+            Ok(spec)
+        }))
+    })?
+    .unwrap_or_default();
     let model = read_kinded(&mut top, "model", "mlp", MODELS, ModelSpec::read)?.unwrap_or_default();
     let mut optimizer = read_kinded(&mut top, "optimizer", "sgd", OPTIMIZERS, OptimizerSpec::read)?;
     let train = match top.table("train")? {

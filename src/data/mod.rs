@@ -4,6 +4,8 @@
 //! classes), standardises features with the training part's statistics only, and turns both
 //! parts into candle tensors.
 
+mod augment;
+mod cifar;
 mod csv_file;
 mod digits;
 mod idx;
@@ -11,7 +13,9 @@ mod spec;
 mod split;
 mod synthetic;
 
-pub use spec::{DatasetSpec, SOURCES, Scale, SourceSpec, Task};
+pub use augment::{AugmentSpec, augment_rows, step_rng};
+pub use cifar::Cifar;
+pub use spec::{CifarLabel, DatasetSpec, SOURCES, Scale, SourceSpec, Task};
 
 use crate::error::input_error;
 use anyhow::Result;
@@ -116,6 +120,10 @@ pub fn prepare(spec: &DatasetSpec) -> Result<Arc<Dataset>> {
     }
     match spec.scale {
         Scale::Standardize => split::standardize(&mut train, &mut validation),
+        Scale::Channels => {
+            let channels = loaded.image.map_or(1, |(c, _, _)| c);
+            split::standardize_channels(&mut train, &mut validation, channels);
+        }
         Scale::Pixels => {
             let max = spec.source.pixel_max().unwrap_or(1.0);
             for v in train.x.iter_mut().chain(validation.x.iter_mut()) {
@@ -166,11 +174,13 @@ pub struct Cache {
 impl Cache {
     /// The data set `spec` describes, prepared on first use.
     pub fn get(&mut self, spec: &DatasetSpec) -> Result<Arc<Dataset>> {
-        if let Some((_, d)) = self.entries.iter().find(|(s, _)| s == spec) {
+        // Augmentation is the trainer's: it does not change what is loaded.
+        let spec = DatasetSpec { augment: AugmentSpec::default(), ..spec.clone() };
+        if let Some((_, d)) = self.entries.iter().find(|(s, _)| *s == spec) {
             return Ok(d.clone());
         }
-        let d = prepare(spec)?;
-        self.entries.push((spec.clone(), d.clone()));
+        let d = prepare(&spec)?;
+        self.entries.push((spec, d.clone()));
         Ok(d)
     }
 

@@ -1,5 +1,7 @@
 //! The `[dataset]` table: which data, how it is split and scaled.
 
+use super::augment::AugmentSpec;
+use super::cifar::{self, Cifar};
 use super::{Loaded, csv_file, digits, idx, synthetic};
 use crate::params::{ParamSource, Rule};
 use anyhow::Result;
@@ -49,10 +51,31 @@ pub enum SourceSpec {
         dir: PathBuf,
         test_as_validation: bool,
     },
+    /// CIFAR-10 (binary version); validation on the test file by default.
+    Cifar10 {
+        dir: PathBuf,
+        test_as_validation: bool,
+    },
+    /// CIFAR-100 (binary version), its fine or coarse labels.
+    Cifar100 {
+        dir: PathBuf,
+        label: CifarLabel,
+        test_as_validation: bool,
+    },
+}
+
+/// Which of CIFAR-100's labels is the class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CifarLabel {
+    /// The 100 classes.
+    Fine,
+    /// The 20 superclasses.
+    Coarse,
 }
 
 /// Every `[dataset] kind`.
-pub const SOURCES: &[&str] = &["digits", "spirals", "moons", "blobs", "sine", "csv", "mnist"];
+pub const SOURCES: &[&str] = &["digits", "spirals", "moons", "blobs", "sine", "csv", "mnist", "cifar10", "cifar100"];
 
 /// A validated `[dataset]` table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -64,6 +87,10 @@ pub struct DatasetSpec {
     /// Seed for generating synthetic data and for the split; separate from the training
     /// seed so that runs over several training seeds share one copy of the data.
     pub seed: u64,
+    /// Train-time augmentation (`[dataset.augment]`): applied by the trainer, so data sets
+    /// that differ only in it are loaded once.
+    #[serde(skip_serializing_if = "AugmentSpec::is_off")]
+    pub augment: AugmentSpec,
 }
 
 impl Default for DatasetSpec {
@@ -73,6 +100,7 @@ impl Default for DatasetSpec {
             validation_split: 0.2,
             scale: Scale::Pixels,
             seed: crate::DEFAULT_SEED,
+            augment: AugmentSpec::default(),
         }
     }
 }
@@ -88,6 +116,9 @@ pub enum Scale {
     /// Zero mean and unit variance per feature, from the training part's statistics: the
     /// default for tabular data.
     Standardize,
+    /// Zero mean and unit variance per colour channel, from the training part's
+    /// statistics, as CIFAR models are trained: the default for CIFAR.
+    Channels,
     /// As the data come.
     None,
 }
@@ -156,6 +187,35 @@ impl DatasetSpec {
                         "validate on the t10k-* files instead of a split",
                     )?,
                 },
+                "cifar10" | "cifar100" => {
+                    let dir = path(p.text(
+                        "dir",
+                        "directory with the binary version of CIFAR (data_batch_1.bin ... or train.bin, or the .tar.gz as downloaded)",
+                    )?);
+                    let label = if kind == "cifar100" {
+                        match p.choice(
+                            "label",
+                            &["fine", "coarse"],
+                            Some("fine"),
+                            "CIFAR-100's 100 fine classes or its 20 coarse superclasses",
+                        )? {
+                            "coarse" => CifarLabel::Coarse,
+                            _ => CifarLabel::Fine,
+                        }
+                    } else {
+                        CifarLabel::Fine
+                    };
+                    let test_as_validation = p.flag(
+                        "test_as_validation",
+                        true,
+                        "validate on the test file, as papers report (false: split validation_split off the training files)",
+                    )?;
+                    if kind == "cifar10" {
+                        SourceSpec::Cifar10 { dir, test_as_validation }
+                    } else {
+                        SourceSpec::Cifar100 { dir, label, test_as_validation }
+                    }
+                }
                 _ => return Ok(None),
             }))
         })();
@@ -171,21 +231,28 @@ impl DatasetSpec {
                 Rule::OpenUnitInterval,
                 "fraction held out for validation (seeded, stratified for classes)",
             )?;
-            let default = if source.pixel_max().is_some() { "pixels" } else { "standardize" };
+            let default = match &source {
+                SourceSpec::Cifar10 { .. } | SourceSpec::Cifar100 { .. } => "channels",
+                s if s.pixel_max().is_some() => "pixels",
+                _ => "standardize",
+            };
             let word = p.choice(
                 "scale",
-                &["pixels", "standardize", "none"],
+                &["pixels", "standardize", "channels", "none"],
                 Some(default),
-                "pixels: divide by the largest pixel value, to [0, 1] (default for images); standardize: training mean and std (default otherwise); none",
+                "pixels: divide by the largest pixel value, to [0, 1] (default for digits and mnist); standardize: training mean and std per feature (default for tables); channels: training mean and std per colour channel (default for CIFAR); none",
             )?;
             let scale = match word {
                 "pixels" => Scale::Pixels,
                 "standardize" => Scale::Standardize,
+                "channels" => Scale::Channels,
                 _ => Scale::None,
             };
-            p.check(scale != Scale::Pixels || source.pixel_max().is_some(), "scale", || {
-                format!("is \"pixels\", which is for image data sets (digits, mnist); {} data are scaled with \"standardize\" or \"none\"", source.kind())
-            })?;
+            for (wanted, what) in [(Scale::Pixels, "pixels"), (Scale::Channels, "channels")] {
+                p.check(scale != wanted || source.pixel_max().is_some(), "scale", || {
+                    format!("is \"{what}\", which is for image data sets (digits, mnist, cifar10, cifar100); {} data are scaled with \"standardize\" or \"none\"", source.kind())
+                })?;
+            }
             // The key this replaced, refused with what to write instead.
             if p.optional_flag("standardize")?.is_some() {
                 return Err(p.invalid(
@@ -199,7 +266,7 @@ impl DatasetSpec {
                 0,
                 "seed for synthetic data and the split (not the training seed, so seeds share one data set)",
             )?;
-            Ok(DatasetSpec { source, validation_split, scale, seed })
+            Ok(DatasetSpec { source, validation_split, scale, seed, augment: AugmentSpec::default() })
         })())
     }
 }
@@ -209,9 +276,14 @@ impl SourceSpec {
     pub fn pixel_max(&self) -> Option<f32> {
         match self {
             SourceSpec::Digits => Some(16.0),
-            SourceSpec::Mnist { .. } => Some(255.0),
+            SourceSpec::Mnist { .. } | SourceSpec::Cifar10 { .. } | SourceSpec::Cifar100 { .. } => Some(255.0),
             _ => None,
         }
+    }
+
+    /// Whether a mirror image of a sample is still a sample of its class (photographs).
+    pub fn mirrored(&self) -> bool {
+        matches!(self, SourceSpec::Cifar10 { .. } | SourceSpec::Cifar100 { .. })
     }
 
     /// The `kind` word.
@@ -224,6 +296,8 @@ impl SourceSpec {
             SourceSpec::Sine { .. } => "sine",
             SourceSpec::Csv { .. } => "csv",
             SourceSpec::Mnist { .. } => "mnist",
+            SourceSpec::Cifar10 { .. } => "cifar10",
+            SourceSpec::Cifar100 { .. } => "cifar100",
         }
     }
 
@@ -257,6 +331,11 @@ impl SourceSpec {
                 Loaded { table, validation, image: None }
             }
             SourceSpec::Mnist { dir, test_as_validation } => idx::load(dir, *test_as_validation)?,
+            SourceSpec::Cifar10 { dir, test_as_validation } => cifar::load(dir, Cifar::Ten, *test_as_validation)?,
+            SourceSpec::Cifar100 { dir, label, test_as_validation } => {
+                let which = if *label == CifarLabel::Coarse { Cifar::HundredCoarse } else { Cifar::HundredFine };
+                cifar::load(dir, which, *test_as_validation)?
+            }
         })
     }
 }

@@ -81,9 +81,55 @@ pub fn standardize(train: &mut Table, val: &mut Table) {
     }
 }
 
+/// Zero mean and unit variance per channel of channel-major images (`channels` planes a
+/// row), from the training part's statistics (population std, as torchvision's CIFAR
+/// normalisation constants are computed).
+pub fn standardize_channels(train: &mut Table, val: &mut Table, channels: usize) {
+    let d = train.cols;
+    let plane = d / channels.max(1);
+    let mut sum = vec![0f64; channels];
+    let mut sq = vec![0f64; channels];
+    for row in train.x.chunks(d) {
+        for (c, values) in row.chunks(plane).enumerate().take(channels) {
+            let (s, q) = values.iter().fold((0f64, 0f64), |(s, q), &v| (s + v as f64, q + (v as f64) * (v as f64)));
+            sum[c] += s;
+            sq[c] += q;
+        }
+    }
+    let count = (train.rows() * plane).max(1) as f64;
+    let stats: Vec<(f32, f32)> = (0..channels)
+        .map(|c| {
+            let m = sum[c] / count;
+            let var = (sq[c] / count - m * m).max(0.0);
+            (m as f32, if var > 1e-12 { var.sqrt() as f32 } else { 1.0 })
+        })
+        .collect();
+    for t in [train, val] {
+        for row in t.x.chunks_mut(d) {
+            for (values, &(m, s)) in row.chunks_mut(plane).zip(&stats) {
+                for v in values {
+                    *v = (*v - m) / s;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channels_are_standardised_with_the_training_parts_statistics() {
+        // Two images of 2 channels x 2 pixels: channel 0 holds 1,3 and 5,7 (mean 4, std
+        // sqrt(5)), channel 1 holds 10 everywhere (std 0: divided by 1).
+        let mut train = Table { x: vec![1.0, 3.0, 10.0, 10.0, 5.0, 7.0, 10.0, 10.0], cols: 4, y: vec![0.0, 1.0] };
+        let mut val = Table { x: vec![4.0, 9.0, 12.0, 10.0], cols: 4, y: vec![0.0] };
+        standardize_channels(&mut train, &mut val, 2);
+        let s = 5f32.sqrt();
+        assert_eq!(train.x, vec![-3.0 / s, -1.0 / s, 0.0, 0.0, 1.0 / s, 3.0 / s, 0.0, 0.0]);
+        assert_eq!(val.x, vec![0.0, 5.0 / s, 2.0, 0.0]);
+    }
 
     #[test]
     fn stratified_and_seeded() {

@@ -58,7 +58,9 @@ impl Model {
         let (mut convs, mut width, mut conv_image) = (Vec::new(), features, None);
         if let ModelSpec::Cnn { channels, kernel_size, pool, .. } = spec {
             let Some((mut c, mut h, mut w)) = image else {
-                bail!("the cnn model needs image data (digits or mnist); use mlp or linear for this data set")
+                bail!(
+                    "the cnn model needs image data (digits, mnist, cifar10, cifar100); use mlp or linear for this data set"
+                )
             };
             conv_image = image;
             let k = *kernel_size as usize;

@@ -89,7 +89,7 @@ impl ModelSpec {
         if let ModelSpec::Cnn { channels, kernel_size, pool, .. } = self {
             let Some((c, h, w)) = image else {
                 return Err(
-                    "the cnn model needs image data (digits or mnist); use mlp or linear for this data set".into()
+                    "the cnn model needs image data (digits, mnist, cifar10, cifar100); use mlp or linear for this data set".into()
                 );
             };
             let (mut c, mut h, mut w) = (c as u128, h as u128, w as u128);

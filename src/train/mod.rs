@@ -31,6 +31,8 @@ pub struct RunSpec {
     pub model: ModelSpec,
     pub optimizer: OptimizerSpec,
     pub train: TrainSpec,
+    /// Augmentation of the training batches (images only; off by default).
+    pub augment: crate::data::AugmentSpec,
 }
 
 /// A row of steps.csv.
@@ -249,6 +251,10 @@ pub fn train_from(
     let (mut batch_classes, mut batch_values) = (Vec::new(), Vec::new());
     // The fused step's gradients, written in place step after step.
     let mut fused_grads = GradStore::default();
+    // Augmented batches are written here and read in order.
+    let augment_shape = data.image.filter(|_| !spec.augment.is_off());
+    let mut augmented_x: Vec<f32> = Vec::new();
+    let in_order: Vec<u32> = (0..t.batch_size.min(n as u64) as u32).collect();
 
     let (mut step, mut epoch, mut samples) = (0u64, 0u64, 0u64);
     let (mut loss_sum, mut loss_count, mut last_lr) = (0f64, 0u64, schedule.lr(0));
@@ -415,6 +421,17 @@ pub fn train_from(
             if !lr.is_finite() {
                 bail!("the schedule gives lr = {lr} at step {step}; a learning rate must be a finite number");
             }
+            // The batch's images, cropped and flipped, drawn from the seed and the step.
+            let augmented = match augment_shape {
+                Some(shape) => {
+                    with_values(&data.train.x, |all: &[f32]| {
+                        let mut rng = crate::data::step_rng(t.seed, step);
+                        crate::data::augment_rows(all, batch, shape, &spec.augment, &mut rng, &mut augmented_x);
+                    })?;
+                    true
+                }
+                None => false,
+            };
             let (loss_value, mut candle_grads) = if fused {
                 // The hot path of dense and convolutional networks (src/model/fused/).
                 let targets = if data.task == Task::Classification {
@@ -425,13 +442,22 @@ pub fn train_from(
                     Targets::Values(&batch_values)
                 };
                 let parts = t.threads.max(1) as usize;
-                let loss = with_values(&data.train.x, |all: &[f32]| {
-                    model.fused_loss_and_grads(all, batch, data.features, targets, parts, &mut fused_grads)
-                })??;
+                let loss = if augmented {
+                    let rows = &in_order[..batch.len()];
+                    model.fused_loss_and_grads(&augmented_x, rows, data.features, targets, parts, &mut fused_grads)?
+                } else {
+                    with_values(&data.train.x, |all: &[f32]| {
+                        model.fused_loss_and_grads(all, batch, data.features, targets, parts, &mut fused_grads)
+                    })??
+                };
                 (loss, None)
             } else {
                 let idx = Tensor::from_slice(batch, batch.len(), &candle_core::Device::Cpu)?;
-                let xb = data.train.x.index_select(&idx, 0)?;
+                let xb = if augmented {
+                    Tensor::from_slice(&augmented_x, (batch.len(), data.features), &candle_core::Device::Cpu)?
+                } else {
+                    data.train.x.index_select(&idx, 0)?
+                };
                 let yb = data.train.y.index_select(&idx, 0)?;
                 let out = model.forward(&xb, Some(&mut dropout_rng))?;
                 let loss = if data.task == Task::Classification { cross_entropy(&out, &yb)? } else { mse(&out, &yb)? };

@@ -2,7 +2,7 @@
 //! random moments (in and between checkpoints), then rerun, end with metrics.csv (less its
 //! clock), steps.csv, final metrics and final weights identical to an uninterrupted run's:
 //! every model kind and optimizer, reduce_on_plateau, a noisy schedule, dropout, early
-//! stopping, augmentation, 1 and 2 threads. Also a corrupt latest checkpoint, a config changed between
+//! stopping, augmentation, a ResNet's batch norm statistics, 1 and 2 threads. Also a corrupt latest checkpoint, a config changed between
 //! stop and rerun, restore_best_weights and `runner eval`.
 
 mod common;
@@ -160,6 +160,14 @@ fn augmented_batches_continue_exactly() {
     let body = "name = \"exp\"\n[train]\nepochs = 60\nlog_every = 1\n[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.05\n\
                 [model]\nkind = \"cnn\"\nchannels = [4]\nhidden = [16]\n[dataset.augment]\ncrop_padding = 1\n";
     stopped_and_resumed_equals_uninterrupted(body, &["-KILL", "-TERM"], "1", 6);
+}
+
+#[test]
+fn resnet_with_batch_norm_statistics_continues_exactly() {
+    // The running statistics are saved with the parameters and restored on resume.
+    let body = "name = \"exp\"\n[train]\nepochs = 4\nlog_every = 1\n[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.05\n\
+                [model]\nkind = \"resnet\"\ndepth = 8\n[optimizer]\nkind = \"sgd\"\nmomentum = 0.9\nweight_decay = 0.0005\n";
+    stopped_and_resumed_equals_uninterrupted(body, &["-KILL", "-INT"], "1", 7);
 }
 
 #[test]

@@ -106,7 +106,10 @@ fn images_are_scaled_as_pixels_by_default_and_tables_are_standardised() {
     let e = refused(
         "[dataset]\nkind = \"moons\"\nscale = \"pixels\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n",
     );
-    assert!(e.contains("`dataset.scale` is \"pixels\", which is for image data sets (digits, mnist)"), "{e}");
+    assert!(
+        e.contains("`dataset.scale` is \"pixels\", which is for image data sets (digits, mnist, cifar10, cifar100)"),
+        "{e}"
+    );
 }
 
 #[test]

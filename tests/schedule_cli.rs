@@ -1,6 +1,8 @@
 //! `runner schedule` and `runner schedules` through the real binary: output, charts, and
 //! every config error with its message and exit code.
 
+mod common;
+
 use assert_cmd::Command;
 use predicates::prelude::*;
 use std::fs;
@@ -42,11 +44,17 @@ fn prints_step_lr_csv_with_round_trip_decimals() {
 
 #[test]
 fn every_shipped_config_runs() {
+    // CIFAR's configs read their data (not shipped) from files in CIFAR's layout here.
+    let cifar = TempDir::new().unwrap();
+    common::cifar10(cifar.path(), 4);
     for entry in fs::read_dir("configs").unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let mut cmd = runner();
             cmd.arg("schedule").arg(&path).args(["--steps", "2000"]);
+            if path.to_string_lossy().contains("cifar") {
+                cmd.args(["--set", &format!("dataset.dir={}", cifar.path().display())]);
+            }
             if path.to_string_lossy().contains("sweep") {
                 cmd.args(["--run", "cosine_decay"]);
             }
@@ -375,6 +383,11 @@ fn every_example_config_decays_over_its_run() {
     let mut listed: Vec<String> = ends.iter().map(|(n, _)| n.to_string()).collect();
     // Validation-driven (no horizon) and the sweep (checked run by run below).
     listed.extend(["reduce_on_plateau".into(), "sweep_all_decays".into()]);
+    // CIFAR's configs need its data (tests/resnet_cli.rs runs them on CIFAR-shaped files).
+    listed.extend(
+        ["cifar10_resnet20", "cifar10_resnet20_cosine", "cifar10_resnet8_quick", "sweep_cifar_decays"]
+            .map(String::from),
+    );
     for entry in fs::read_dir("configs").unwrap() {
         let name = entry.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned();
         assert!(listed.contains(&name), "configs/{name}.toml: add its documented end value to this test");

@@ -1,11 +1,15 @@
-//! Models built with candle: an MLP, a linear model and a small CNN, initialised from the
-//! run's seed. Parameters are candle `Var`s owned by the model; the optimizer updates them.
+//! Models built with candle, initialised from the run's seed: a stack of convolutions and
+//! dense layers (the MLP, the linear model and the small CNN, trained by the fused step of
+//! `fused/`) and the CIFAR ResNet (`resnet.rs`, on candle's autograd with the layers of
+//! `layers.rs`). Parameters are candle `Var`s owned by the model; the optimizer updates them.
 
 pub mod fused;
+mod layers;
+mod resnet;
 mod spec;
 
 pub use fused::{Targets, gather, update_in_place, with_values, with_values_all, with_values_mut};
-pub use spec::{Activation, Init, MODELS, ModelSpec};
+pub use spec::{Activation, Init, MODELS, ModelSpec, Shortcut};
 
 use anyhow::{Result, bail};
 use candle_core::{D, DType, Device, Tensor, Var};
@@ -26,7 +30,105 @@ struct Conv {
 }
 
 /// A built network.
-pub struct Model {
+pub enum Model {
+    /// Convolutions (perhaps none) then dense layers.
+    Stack(Stack),
+    /// A ResNet; `decay_bn`: weight decay on batch norm and biases too.
+    Resnet { net: resnet::Resnet, decay_bn: bool },
+}
+
+impl Model {
+    /// Builds `spec` for `features` inputs and `outputs` outputs, weights from `seed`.
+    pub fn new(
+        spec: &ModelSpec,
+        features: usize,
+        outputs: usize,
+        image: Option<(usize, usize, usize)>,
+        seed: u64,
+    ) -> Result<Model> {
+        match spec {
+            ModelSpec::Resnet { depth, width, shortcut, weight_decay_bn } => {
+                spec.check(features, outputs, image).map_err(anyhow::Error::msg)?;
+                let Some(image) = image else { bail!("the resnet model needs image data") };
+                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0DE1_u64.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let net = resnet::Resnet::new(*depth, *width, *shortcut, image, outputs, &mut rng)?;
+                Ok(Model::Resnet { net, decay_bn: *weight_decay_bn })
+            }
+            _ => Ok(Model::Stack(Stack::new(spec, features, outputs, image, seed)?)),
+        }
+    }
+
+    /// Every parameter (and for a ResNet, then its batch norms' running statistics), in a
+    /// fixed order: what checkpoints and model.safetensors hold.
+    pub fn vars(&self) -> Vec<Var> {
+        match self {
+            Model::Stack(s) => s.vars(),
+            Model::Resnet { net, .. } => net.vars(),
+        }
+    }
+
+    /// Which of [`Model::vars`] the optimizer's weight decay applies to.
+    pub fn decay_mask(&self) -> Vec<bool> {
+        match self {
+            Model::Stack(s) => vec![true; s.vars().len()],
+            Model::Resnet { net, decay_bn } => net.decay_mask(*decay_bn),
+        }
+    }
+
+    /// Number of trainable values.
+    pub fn parameter_count(&self) -> usize {
+        match self {
+            Model::Stack(s) => s.parameter_count(),
+            Model::Resnet { net, .. } => net.parameter_count(),
+        }
+    }
+
+    /// The network's output for a batch `x` of shape (n, features). With `dropout_rng`
+    /// (training), dropout masks are drawn from it and batch norms use and update batch
+    /// statistics; without (evaluation), dropout is off and batch norms use running ones.
+    pub fn forward(&self, x: &Tensor, dropout_rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+        match self {
+            Model::Stack(s) => s.forward(x, dropout_rng),
+            Model::Resnet { net, .. } => net.forward(x, dropout_rng.is_some()),
+        }
+    }
+
+    /// Whether the fused step trains this model (see [`Stack::fusable`]).
+    pub fn fusable(&self) -> bool {
+        matches!(self, Model::Stack(s) if s.fusable())
+    }
+
+    /// The fused step's stack, for a model that [`Model::fusable`] says it trains.
+    fn stack(&self) -> Result<&Stack> {
+        match self {
+            Model::Stack(s) => Ok(s),
+            Model::Resnet { .. } => {
+                bail!("the fused step trains stacks of convolutions and dense layers, not a resnet")
+            }
+        }
+    }
+
+    /// [`Stack::fused_loss_and_grads`].
+    pub fn fused_loss_and_grads(
+        &self,
+        data: &[f32],
+        rows: &[u32],
+        features: usize,
+        targets: Targets<'_>,
+        parts: usize,
+        grads: &mut candle_core::backprop::GradStore,
+    ) -> Result<f64> {
+        self.stack()?.fused_loss_and_grads(data, rows, features, targets, parts, grads)
+    }
+
+    /// [`Stack::fused_outputs`].
+    pub fn fused_outputs(&self, x: &[f32], features: usize) -> Result<Vec<f32>> {
+        self.stack()?.fused_outputs(x, features)
+    }
+}
+
+/// Convolutions then dense layers: the mlp, linear and cnn kinds.
+pub struct Stack {
     convs: Vec<Conv>,
     /// (channels, height, width) the convolutions read.
     image: Option<(usize, usize, usize)>,
@@ -44,7 +146,7 @@ fn uniform(rng: &mut ChaCha8Rng, shape: &[usize], fan_in: usize) -> Result<Var> 
     Ok(Var::from_tensor(&Tensor::from_vec(values, shape, &Device::Cpu)?)?)
 }
 
-impl Model {
+impl Stack {
     /// Builds `spec` for `features` inputs and `outputs` outputs, weights from `seed`.
     pub fn new(
         spec: &ModelSpec,
@@ -52,7 +154,7 @@ impl Model {
         outputs: usize,
         image: Option<(usize, usize, usize)>,
         seed: u64,
-    ) -> Result<Model> {
+    ) -> Result<Stack> {
         spec.check(features, outputs, image).map_err(anyhow::Error::msg)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0DE1_u64.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let (mut convs, mut width, mut conv_image) = (Vec::new(), features, None);
@@ -91,7 +193,7 @@ impl Model {
             ModelSpec::Mlp { hidden, .. } | ModelSpec::Cnn { hidden, .. } => {
                 hidden.iter().map(|&h| h as usize).collect()
             }
-            ModelSpec::Linear { .. } => Vec::new(),
+            ModelSpec::Linear { .. } | ModelSpec::Resnet { .. } => Vec::new(),
         };
         let mut dense = Vec::new();
         let zeros = matches!(spec, ModelSpec::Linear { init: Init::Zeros });
@@ -107,9 +209,9 @@ impl Model {
         let (activation, dropout, pool) = match spec {
             ModelSpec::Mlp { activation, dropout, .. } => (*activation, *dropout, false),
             ModelSpec::Cnn { activation, dropout, pool, .. } => (*activation, *dropout, *pool),
-            ModelSpec::Linear { .. } => (Activation::Relu, 0.0, false),
+            ModelSpec::Linear { .. } | ModelSpec::Resnet { .. } => (Activation::Relu, 0.0, false),
         };
-        Ok(Model { convs, image: conv_image, pool, dense, activation, dropout })
+        Ok(Stack { convs, image: conv_image, pool, dense, activation, dropout })
     }
 
     /// Every parameter, in a fixed order.

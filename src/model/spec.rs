@@ -53,16 +53,45 @@ pub enum Init {
     Zeros,
 }
 
+/// A ResNet's shortcut where a block changes the shape (He et al. 2016, section 3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Shortcut {
+    /// The input subsampled and padded with zero channels: no parameters (the paper's CIFAR choice).
+    A,
+    /// A strided 1x1 convolution and batch normalisation.
+    B,
+}
+
 /// A validated `[model]` table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModelSpec {
-    Mlp { hidden: Vec<u64>, activation: Activation, dropout: f64 },
-    Linear { init: Init },
-    Cnn { channels: Vec<u64>, kernel_size: u64, pool: bool, hidden: Vec<u64>, activation: Activation, dropout: f64 },
+    Mlp {
+        hidden: Vec<u64>,
+        activation: Activation,
+        dropout: f64,
+    },
+    Linear {
+        init: Init,
+    },
+    Cnn {
+        channels: Vec<u64>,
+        kernel_size: u64,
+        pool: bool,
+        hidden: Vec<u64>,
+        activation: Activation,
+        dropout: f64,
+    },
+    /// The CIFAR ResNet (src/model/resnet.rs).
+    Resnet {
+        depth: u64,
+        width: u64,
+        shortcut: Shortcut,
+        weight_decay_bn: bool,
+    },
 }
 
-pub const MODELS: &[&str] = &["mlp", "linear", "cnn"];
+pub const MODELS: &[&str] = &["mlp", "linear", "cnn", "resnet"];
 
 /// The most parameters a model may have: 500 million f32 are 2 GB of weights, and training
 /// keeps as much again for gradients and up to twice that for an optimizer's state.
@@ -71,6 +100,20 @@ pub const MAX_PARAMETERS: u128 = 500_000_000;
 /// Bytes of memory one parameter needs while training, at most: weights, gradients and
 /// Adam's two moments, f32 each.
 const BYTES_PER_PARAMETER: u128 = 16;
+
+/// `params`, or an error when they are more than [`MAX_PARAMETERS`] (with the memory
+/// training them would need, and `what_to_do`).
+fn too_many(params: u128, what_to_do: &str) -> Result<u128, String> {
+    if params > MAX_PARAMETERS {
+        let gb = params.saturating_mul(BYTES_PER_PARAMETER) as f64 / 1e9;
+        return Err(format!(
+            "this model has {params} parameters, more than the {MAX_PARAMETERS} runner trains; training it would need about {gb:.0} GB of memory. {}{}",
+            what_to_do[..1].to_uppercase(),
+            &what_to_do[1..]
+        ));
+    }
+    Ok(params)
+}
 
 impl Default for ModelSpec {
     fn default() -> Self {
@@ -84,6 +127,33 @@ impl ModelSpec {
     /// more pooled convolutions than the image has pixels for, more than
     /// [`MAX_PARAMETERS`] (with the memory that would need). Computes shapes only.
     pub fn check(&self, features: usize, outputs: usize, image: Option<(usize, usize, usize)>) -> Result<u128, String> {
+        if let ModelSpec::Resnet { depth, width, shortcut, .. } = self {
+            let Some((c0, h, w)) = image else {
+                return Err("the resnet model needs image data (digits, mnist, cifar10, cifar100); use mlp or linear for this data set".into());
+            };
+            let n = super::resnet::blocks_per_stage(*depth).map_err(|e| format!("`depth` {e}"))? as u128;
+            if h % 4 != 0 || w % 4 != 0 {
+                return Err(format!(
+                    "the resnet halves the {h}x{w} image twice: its sides must be multiples of 4 (CIFAR's 32x32, MNIST's 28x28)"
+                ));
+            }
+            let [a, b, c] = super::resnet::stage_widths(*width).map(|c| c as u128);
+            let conv_bn = |c_in: u128, c_out: u128, k: u128| {
+                c_in.saturating_mul(c_out).saturating_mul(k * k).saturating_add(2 * c_out)
+            };
+            let mut params = conv_bn(c0 as u128, a, 3);
+            params = params.saturating_add((2 * n).saturating_mul(conv_bn(a, a, 3)));
+            for (c_in, planes) in [(a, b), (b, c)] {
+                params = params
+                    .saturating_add(conv_bn(c_in, planes, 3))
+                    .saturating_add((2 * n - 1).saturating_mul(conv_bn(planes, planes, 3)));
+                if *shortcut == Shortcut::B {
+                    params = params.saturating_add(conv_bn(c_in, planes, 1));
+                }
+            }
+            params = params.saturating_add(c.saturating_mul(outputs as u128)).saturating_add(outputs as u128);
+            return too_many(params, "use a smaller depth or width");
+        }
         let mut params: u128 = 0;
         let mut width = features as u128;
         if let ModelSpec::Cnn { channels, kernel_size, pool, .. } = self {
@@ -117,19 +187,13 @@ impl ModelSpec {
         }
         let hidden: &[u64] = match self {
             ModelSpec::Mlp { hidden, .. } | ModelSpec::Cnn { hidden, .. } => hidden,
-            ModelSpec::Linear { .. } => &[],
+            ModelSpec::Linear { .. } | ModelSpec::Resnet { .. } => &[],
         };
         for out in hidden.iter().map(|&h| h as u128).chain([outputs as u128]) {
             params = params.saturating_add(width.saturating_mul(out)).saturating_add(out);
             width = out;
         }
-        if params > MAX_PARAMETERS {
-            let gb = params.saturating_mul(BYTES_PER_PARAMETER) as f64 / 1e9;
-            return Err(format!(
-                "this model has {params} parameters, more than the {MAX_PARAMETERS} runner trains; training it would need about {gb:.0} GB of memory. Use smaller hidden layers or fewer channels"
-            ));
-        }
-        Ok(params)
+        too_many(params, "use smaller hidden layers or fewer channels")
     }
 
     /// Reads model `kind`; `None` for an unknown kind.
@@ -163,6 +227,28 @@ impl ModelSpec {
                 let hidden = p.counts("hidden", &[64], 1, "sizes of the dense layers after the convolutions")?;
                 let (activation, dropout) = common(p)?;
                 Ok(ModelSpec::Cnn { channels, kernel_size, pool, hidden, activation, dropout })
+            })(),
+            "resnet" => (|| {
+                let depth = p.steps("depth", Some(20), 8, "6n + 2 layers: 20, 32, 44, 56, 110 (8 for a quick try)")?;
+                if let Err(why) = super::resnet::blocks_per_stage(depth) {
+                    return Err(p.invalid("depth", why));
+                }
+                let width = p.steps("width", Some(1), 1, "channel multiplier of the 16/32/64 stages (wide ResNets)")?;
+                let shortcut = match p.choice(
+                    "shortcut",
+                    &["A", "B"],
+                    Some("A"),
+                    "where a block changes shape: A pads with zero channels (the paper's CIFAR choice), B projects with a 1x1 convolution",
+                )? {
+                    "B" => Shortcut::B,
+                    _ => Shortcut::A,
+                };
+                let weight_decay_bn = p.flag(
+                    "weight_decay_bn",
+                    false,
+                    "apply the optimizer's weight decay to batch norm's scale and shift and the biases too",
+                )?;
+                Ok(ModelSpec::Resnet { depth, width, shortcut, weight_decay_bn })
             })(),
             _ => return None,
         })

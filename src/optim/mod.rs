@@ -13,29 +13,47 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use std::collections::HashMap;
 
-/// An optimizer bound to a model's parameters.
+/// An optimizer bound to a model's parameters; `decay[i]` says whether the weight decay
+/// applies to `vars[i]` (all by default).
 pub enum Optimizer {
-    Sgd { spec: OptimizerSpec, vars: Vec<Var>, buffers: Vec<Option<Tensor>> },
-    Adam { spec: OptimizerSpec, vars: Vec<Var>, m: Vec<Tensor>, v: Vec<Tensor>, t: i32 },
-    RmsProp { spec: OptimizerSpec, vars: Vec<Var>, square: Vec<Tensor>, buffers: Vec<Tensor> },
-    AdamW { spec: OptimizerSpec, vars: Vec<Var>, m: Vec<Tensor>, v: Vec<Tensor>, t: i32 },
+    Sgd { spec: OptimizerSpec, vars: Vec<Var>, decay: Vec<bool>, buffers: Vec<Option<Tensor>> },
+    Adam { spec: OptimizerSpec, vars: Vec<Var>, decay: Vec<bool>, m: Vec<Tensor>, v: Vec<Tensor>, t: i32 },
+    RmsProp { spec: OptimizerSpec, vars: Vec<Var>, decay: Vec<bool>, square: Vec<Tensor>, buffers: Vec<Tensor> },
+    AdamW { spec: OptimizerSpec, vars: Vec<Var>, decay: Vec<bool>, m: Vec<Tensor>, v: Vec<Tensor>, t: i32 },
 }
 
 impl Optimizer {
     pub fn new(spec: &OptimizerSpec, vars: Vec<Var>) -> Result<Self> {
         let zeros = |vars: &[Var]| vars.iter().map(|v| v.zeros_like()).collect::<candle_core::Result<Vec<_>>>();
+        let decay = vec![true; vars.len()];
         Ok(match spec {
-            OptimizerSpec::Sgd { .. } => Optimizer::Sgd { spec: spec.clone(), buffers: vec![None; vars.len()], vars },
+            OptimizerSpec::Sgd { .. } => {
+                Optimizer::Sgd { spec: spec.clone(), buffers: vec![None; vars.len()], vars, decay }
+            }
             OptimizerSpec::Adam { .. } => {
-                Optimizer::Adam { spec: spec.clone(), m: zeros(&vars)?, v: zeros(&vars)?, vars, t: 0 }
+                Optimizer::Adam { spec: spec.clone(), m: zeros(&vars)?, v: zeros(&vars)?, vars, decay, t: 0 }
             }
             OptimizerSpec::RmsProp { .. } => {
-                Optimizer::RmsProp { spec: spec.clone(), square: zeros(&vars)?, buffers: zeros(&vars)?, vars }
+                Optimizer::RmsProp { spec: spec.clone(), square: zeros(&vars)?, buffers: zeros(&vars)?, vars, decay }
             }
             OptimizerSpec::AdamW { .. } => {
-                Optimizer::AdamW { spec: spec.clone(), m: zeros(&vars)?, v: zeros(&vars)?, vars, t: 0 }
+                Optimizer::AdamW { spec: spec.clone(), m: zeros(&vars)?, v: zeros(&vars)?, vars, decay, t: 0 }
             }
         })
+    }
+
+    /// Applies the weight decay only to the parameters `mask` marks (a ResNet's batch norm
+    /// and biases are left out by default).
+    pub fn with_decay_mask(mut self, mask: Vec<bool>) -> Result<Self> {
+        let (Optimizer::Sgd { vars, decay, .. }
+        | Optimizer::Adam { vars, decay, .. }
+        | Optimizer::RmsProp { vars, decay, .. }
+        | Optimizer::AdamW { vars, decay, .. }) = &mut self;
+        if mask.len() != vars.len() {
+            bail!("a decay mask of {} entries for {} parameters", mask.len(), vars.len());
+        }
+        *decay = mask;
+        Ok(self)
     }
 
     /// The optimizer's state as named tensors (momentum buffers, moments) and its step count,
@@ -97,6 +115,7 @@ impl Optimizer {
             Optimizer::Sgd {
                 spec: OptimizerSpec::Sgd { momentum, dampening, nesterov, weight_decay },
                 vars,
+                decay,
                 buffers,
             } => {
                 // PyTorch's rule as candle's ops compute it (`t * s` is `t * s + 0` in f32),
@@ -104,22 +123,26 @@ impl Optimizer {
                 // one parallel region: the same values as candle's ops, bit for bit.
                 let (wd, m, keep, lr) = (*weight_decay as f32, *momentum as f32, (1.0 - *dampening) as f32, lr as f32);
                 let nesterov = *nesterov;
-                let decayed = move |g: f32, w: f32| if wd != 0.0 { g + (w * wd + 0.0) } else { g };
-                // (tensors written: weights, then the momentum buffer), gradient, fresh buffer
+                let decayed = |g: f32, w: f32, wd: f32| if wd != 0.0 { g + (w * wd + 0.0) } else { g };
+                // (tensors written: weights, then the momentum buffer), gradient, fresh
+                // buffer, the tensor's weight decay
                 let mut written = Vec::new();
                 let mut read = Vec::new();
                 let mut fresh = Vec::new();
-                for (var, buf) in vars.iter().zip(buffers.iter_mut()) {
+                let mut wds = Vec::new();
+                for ((var, buf), &decays) in vars.iter().zip(buffers.iter_mut()).zip(decay.iter()) {
                     let Some(g) = grads.get(var) else { continue };
                     let w = var.as_tensor();
+                    let wd = if decays { wd } else { 0.0 };
                     written.push(w.clone());
                     read.push(g.clone());
+                    wds.push(wd);
                     if m != 0.0 {
                         // The first step's buffer is the (decayed) gradient itself.
                         fresh.push(buf.is_none());
                         if buf.is_none() {
                             let first = with_values_all(&[g.clone(), w.clone()], |v| {
-                                v[0].iter().zip(v[1]).map(|(&g, &w)| decayed(g, w)).collect::<Vec<f32>>()
+                                v[0].iter().zip(v[1]).map(|(&g, &w)| decayed(g, w, wd)).collect::<Vec<f32>>()
                             })?;
                             *buf = Some(Tensor::from_vec(first, w.shape(), w.device())?);
                         }
@@ -142,9 +165,10 @@ impl Optimizer {
                             // SAFETY: `with_values_mut` holds every tensor for writing; each
                             // piece is a distinct range of one tensor.
                             let w = unsafe { std::slice::from_raw_parts_mut((w_at as *mut f32).add(at), g.len()) };
+                            let wd = wds[i];
                             if m == 0.0 {
                                 for (w, &g) in w.iter_mut().zip(g) {
-                                    *w -= decayed(g, *w) * lr + 0.0;
+                                    *w -= decayed(g, *w, wd) * lr + 0.0;
                                 }
                                 return;
                             }
@@ -153,7 +177,7 @@ impl Optimizer {
                             let b = unsafe { std::slice::from_raw_parts_mut(b_at.add(at), g.len()) };
                             let fresh = fresh[i];
                             for ((w, b), &g) in w.iter_mut().zip(b.iter_mut()).zip(g) {
-                                let g = decayed(g, *w);
+                                let g = decayed(g, *w, wd);
                                 if !fresh {
                                     *b = (*b * m + 0.0) + (g * keep + 0.0);
                                 }
@@ -170,12 +194,16 @@ impl Optimizer {
                     })
                 })??;
             }
-            Optimizer::Adam { spec: OptimizerSpec::Adam { beta1, beta2, eps, weight_decay }, vars, m, v, t } => {
+            Optimizer::Adam { spec: OptimizerSpec::Adam { beta1, beta2, eps, weight_decay }, vars, decay, m, v, t } => {
                 *t += 1;
                 let (c1, c2) = (1.0 - beta1.powi(*t), 1.0 - beta2.powi(*t));
-                for ((var, m), v) in vars.iter().zip(m.iter_mut()).zip(v.iter_mut()) {
+                for (((var, m), v), &decays) in vars.iter().zip(m.iter_mut()).zip(v.iter_mut()).zip(decay.iter()) {
                     let Some(g) = grads.get(var) else { continue };
-                    let g = if *weight_decay != 0.0 { (g + (var.as_tensor() * *weight_decay)?)? } else { g.clone() };
+                    let g = if *weight_decay != 0.0 && decays {
+                        (g + (var.as_tensor() * *weight_decay)?)?
+                    } else {
+                        g.clone()
+                    };
                     *m = ((&*m * *beta1)? + (&g * (1.0 - *beta1))?)?.detach();
                     *v = ((&*v * *beta2)? + (g.sqr()? * (1.0 - *beta2))?)?.detach();
                     let denom = ((&*v / c2)?.sqrt()? + *eps)?;
@@ -186,12 +214,19 @@ impl Optimizer {
             Optimizer::RmsProp {
                 spec: OptimizerSpec::RmsProp { alpha, eps, momentum, weight_decay },
                 vars,
+                decay,
                 square,
                 buffers,
             } => {
-                for ((var, sq), buf) in vars.iter().zip(square.iter_mut()).zip(buffers.iter_mut()) {
+                for (((var, sq), buf), &decays) in
+                    vars.iter().zip(square.iter_mut()).zip(buffers.iter_mut()).zip(decay.iter())
+                {
                     let Some(g) = grads.get(var) else { continue };
-                    let g = if *weight_decay != 0.0 { (g + (var.as_tensor() * *weight_decay)?)? } else { g.clone() };
+                    let g = if *weight_decay != 0.0 && decays {
+                        (g + (var.as_tensor() * *weight_decay)?)?
+                    } else {
+                        g.clone()
+                    };
                     *sq = ((&*sq * *alpha)? + (g.sqr()? * (1.0 - *alpha))?)?.detach();
                     let scaled = (g / (sq.sqrt()? + *eps)?)?;
                     let update = if *momentum > 0.0 {
@@ -203,19 +238,27 @@ impl Optimizer {
                     var.set(&(var.as_tensor() - (update * lr)?)?)?;
                 }
             }
-            Optimizer::AdamW { spec: OptimizerSpec::AdamW { beta1, beta2, eps, weight_decay }, vars, m, v, t } => {
+            Optimizer::AdamW {
+                spec: OptimizerSpec::AdamW { beta1, beta2, eps, weight_decay },
+                vars,
+                decay,
+                m,
+                v,
+                t,
+            } => {
                 // candle-nn's AdamW::step, op for op (decoupled weight decay, PyTorch's rule).
                 *t += 1;
                 let (beta1, beta2) = (*beta1, *beta2);
                 let scale_m = 1f64 / (1f64 - beta1.powi(*t));
                 let scale_v = 1f64 / (1f64 - beta2.powi(*t));
-                for ((var, m), v) in vars.iter().zip(m.iter_mut()).zip(v.iter_mut()) {
+                for (((var, m), v), &decays) in vars.iter().zip(m.iter_mut()).zip(v.iter_mut()).zip(decay.iter()) {
                     let Some(g) = grads.get(var) else { continue };
+                    let weight_decay = if decays { *weight_decay } else { 0.0 };
                     let next_m = ((&*m * beta1)? + (g * (1.0 - beta1))?)?;
                     let next_v = ((&*v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
                     let m_hat = (&next_m * scale_m)?;
                     let v_hat = (&next_v * scale_v)?;
-                    let next_theta = (var.as_tensor() * (1f64 - lr * *weight_decay))?;
+                    let next_theta = (var.as_tensor() * (1f64 - lr * weight_decay))?;
                     let adjusted = (m_hat / (v_hat.sqrt()? + *eps)?)?;
                     var.set(&(next_theta - (adjusted * lr)?)?)?;
                     (*m, *v) = (next_m.detach(), next_v.detach());

@@ -243,7 +243,7 @@ pub fn train_from(
     let outputs = if data.task == Task::Classification { data.classes } else { 1 };
     let model = Model::new(&spec.model, data.features, outputs, data.image, t.seed)?;
     let vars = model.vars();
-    let mut optimizer = Optimizer::new(&spec.optimizer, vars.clone())?;
+    let mut optimizer = Optimizer::new(&spec.optimizer, vars.clone())?.with_decay_mask(model.decay_mask())?;
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(t.seed ^ 0x5_4FF1E);
     let mut dropout_rng = ChaCha8Rng::seed_from_u64(t.seed ^ 0xD_0F0F);
     let mut order: Vec<u32> = (0..n as u32).collect();
@@ -596,7 +596,9 @@ impl EarlyState {
 /// Mean loss (and accuracy for classification) over `split`, in chunks, without dropout.
 fn evaluate(model: &Model, split: &Split, task: Task) -> Result<(f64, Option<f64>)> {
     let (mut loss, mut correct) = (0f64, 0f64);
-    let chunk = 1024;
+    // candle's forward pass keeps every activation of a chunk alive (the parameters are
+    // Vars, so it records the graph): a ResNet-20 on 1,024 CIFAR images would hold 4 GB.
+    let chunk = if model.fusable() { 1024 } else { 128 };
     let mut start = 0;
     // The fused forward pass where the model has one (the same as training's), in parallel.
     let fused = if model.fusable() && split.len > 0 {

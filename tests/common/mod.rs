@@ -48,3 +48,35 @@ pub fn results_without_clock(exp: &Path) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+// ---- CIFAR files in the binary layout ----
+
+pub const PIXELS: usize = 3 * 32 * 32;
+
+/// `n` records: label `i % classes` (for CIFAR-100, coarse `i % 20` then fine `i % 100`),
+/// each image a colour that depends on its class plus noise, so a model can learn them.
+pub fn records(n: usize, first: usize, hundred: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in first..first + n {
+        let class = i % if hundred { 100 } else { 10 };
+        if hundred {
+            out.extend([(i % 20) as u8, class as u8]);
+        } else {
+            out.push(class as u8);
+        }
+        for p in 0..PIXELS {
+            let channel = p / 1024;
+            out.push(((class * 23 + channel * 71 + (i * 7 + p * 13) % 40) % 256) as u8);
+        }
+    }
+    out
+}
+
+/// CIFAR-10's six files in `dir`: 5 x `n` training records and `n` test records.
+pub fn cifar10(dir: &Path, n: usize) {
+    fs::create_dir_all(dir).unwrap();
+    for k in 0..5 {
+        fs::write(dir.join(format!("data_batch_{}.bin", k + 1)), records(n, k * n, false)).unwrap();
+    }
+    fs::write(dir.join("test_batch.bin"), records(n, 5 * n, false)).unwrap();
+}

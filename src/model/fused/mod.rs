@@ -14,9 +14,10 @@
 //! `cargo bench --bench throughput` (README, Speed).
 
 pub mod conv;
+pub mod conv_op;
 mod lockstep;
 
-use super::{Activation, Model};
+use super::{Activation, Stack};
 use anyhow::{Result, bail};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Storage, Tensor, WithDType};
@@ -252,8 +253,8 @@ fn take<T: Copy + Default>(from: &Mutex<Vec<Vec<T>>>, len: usize) -> Vec<T> {
     }
 }
 
-impl Model {
-    /// Whether [`Model::fused_loss_and_grads`] can train this model: dense layers and
+impl Stack {
+    /// Whether [`Stack::fused_loss_and_grads`] can train this model: dense layers and
     /// convolutions, no dropout, and an activation whose derivative follows from its output.
     pub fn fusable(&self) -> bool {
         self.dropout == 0.0
@@ -718,7 +719,7 @@ fn part(net: &Net<'_>, x: &[f32], targets: Targets<'_>, batch: usize) -> Part {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ModelSpec, cross_entropy, mse};
+    use crate::model::{Model, ModelSpec, cross_entropy, mse};
 
     /// The fused gradients against candle's autograd on the same model and batch.
     fn compare(activation: Activation, classification: bool, parts: usize) {

@@ -1,0 +1,243 @@
+//! The CIFAR ResNet of He et al. 2016 (section 4.2): a 3x3 convolution to 16 channels,
+//! three stages of `n` basic blocks (two 3x3 convolutions with batch normalisation, and a
+//! shortcut) at 16, 32 and 64 channels (times `width`), the second and third starting with
+//! stride 2, then global average pooling and a linear layer: depth 6n + 2. Shortcuts that
+//! change the shape are option A (the input subsampled and zero-padded with channels, no
+//! parameters) or B (a strided 1x1 convolution and batch normalisation). Initialised as
+//! PyTorch's reference implementations do: Kaiming normal convolution and linear weights,
+//! PyTorch's default linear bias, batch normalisation at scale 1 and shift 0.
+
+use super::fused::conv_op::conv2d;
+use super::layers::{BatchNorm2d, kaiming_normal, uniform_bias};
+use super::spec::Shortcut;
+use anyhow::{Result, bail};
+use candle_core::{Tensor, Var};
+use rand_chacha::ChaCha8Rng;
+
+/// A 3x3 (or 1x1) convolution without bias followed by batch normalisation.
+struct ConvBn {
+    w: Var,
+    bn: BatchNorm2d,
+    stride: usize,
+    pad: usize,
+}
+
+impl ConvBn {
+    fn new(rng: &mut ChaCha8Rng, c_in: usize, c_out: usize, k: usize, stride: usize) -> Result<ConvBn> {
+        Ok(ConvBn {
+            w: kaiming_normal(rng, &[c_out, c_in, k, k], c_in * k * k)?,
+            bn: BatchNorm2d::new(c_out)?,
+            stride,
+            pad: k / 2,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward(&conv2d(x, self.w.as_tensor(), self.stride, self.pad)?, train)
+    }
+}
+
+/// How a block's input reaches its output.
+enum Skip {
+    Identity,
+    /// Option A: every other pixel of every other row, `pad` zero channels on each side.
+    Pad {
+        pad: usize,
+    },
+    /// Option B: a strided 1x1 convolution and batch normalisation.
+    Project(ConvBn),
+}
+
+struct Block {
+    a: ConvBn,
+    b: ConvBn,
+    skip: Skip,
+}
+
+impl Block {
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let h = self.a.forward(x, train)?.relu()?;
+        let h = self.b.forward(&h, train)?;
+        let skip = match &self.skip {
+            Skip::Identity => x.clone(),
+            Skip::Pad { pad } => {
+                let (n, c, hh, ww) = x.dims4()?;
+                // x[:, :, ::2, ::2] of an even image (CIFAR's 32 and 16).
+                let sub = x.reshape((n, c, hh / 2, 2, ww / 2, 2))?.narrow(3, 0, 1)?.narrow(5, 0, 1)?.reshape((
+                    n,
+                    c,
+                    hh / 2,
+                    ww / 2,
+                ))?;
+                sub.pad_with_zeros(1, *pad, *pad)?
+            }
+            Skip::Project(p) => p.forward(x, train)?,
+        };
+        Ok((h + skip)?.relu()?)
+    }
+}
+
+/// A built ResNet.
+pub struct Resnet {
+    stem: ConvBn,
+    blocks: Vec<Block>,
+    /// (in, out), as the other models' dense layers.
+    fc_w: Var,
+    fc_b: Var,
+    image: (usize, usize, usize),
+}
+
+/// The blocks of each stage for depth `depth` (6n + 2), or why there is none.
+pub fn blocks_per_stage(depth: u64) -> Result<usize, String> {
+    if depth < 8 || !(depth - 2).is_multiple_of(6) {
+        return Err(format!("must be 6n + 2 for n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), found {depth}"));
+    }
+    Ok(((depth - 2) / 6) as usize)
+}
+
+/// The widths of the three stages: 16, 32, 64 times `width`.
+pub fn stage_widths(width: u64) -> [usize; 3] {
+    [16, 32, 64].map(|c| c * width as usize)
+}
+
+impl Resnet {
+    pub fn new(
+        depth: u64,
+        width: u64,
+        shortcut: Shortcut,
+        image: (usize, usize, usize),
+        outputs: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Resnet> {
+        let n = blocks_per_stage(depth).map_err(anyhow::Error::msg)?;
+        let (c0, h, w) = image;
+        if h % 4 != 0 || w % 4 != 0 {
+            bail!("the resnet halves the {h}x{w} image twice: its sides must be multiples of 4 (CIFAR's 32x32)");
+        }
+        let widths = stage_widths(width);
+        let stem = ConvBn::new(rng, c0, widths[0], 3, 1)?;
+        let mut blocks = Vec::new();
+        let mut c_in = widths[0];
+        for (stage, &planes) in widths.iter().enumerate() {
+            for i in 0..n {
+                let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                let a = ConvBn::new(rng, c_in, planes, 3, stride)?;
+                let b = ConvBn::new(rng, planes, planes, 3, 1)?;
+                let skip = if stride == 1 && c_in == planes {
+                    Skip::Identity
+                } else {
+                    match shortcut {
+                        Shortcut::A => Skip::Pad { pad: (planes - c_in) / 2 },
+                        Shortcut::B => Skip::Project(ConvBn::new(rng, c_in, planes, 1, stride)?),
+                    }
+                };
+                blocks.push(Block { a, b, skip });
+                c_in = planes;
+            }
+        }
+        let fc_w = kaiming_normal(rng, &[c_in, outputs], c_in)?;
+        let fc_b = uniform_bias(rng, outputs, c_in)?;
+        Ok(Resnet { stem, blocks, fc_w, fc_b, image })
+    }
+
+    fn conv_bns(&self) -> Vec<&ConvBn> {
+        let mut all = vec![&self.stem];
+        for b in &self.blocks {
+            all.extend([&b.a, &b.b]);
+            if let Skip::Project(p) = &b.skip {
+                all.push(p);
+            }
+        }
+        all
+    }
+
+    /// The trainable parameters (each convolution's weight, its batch norm's scale and
+    /// shift, block by block; then the linear layer's weight and bias), then every batch
+    /// norm's running mean and variance (state, never given a gradient).
+    pub fn vars(&self) -> Vec<Var> {
+        let layers = self.conv_bns();
+        let mut vars: Vec<Var> =
+            layers.iter().flat_map(|l| [l.w.clone(), l.bn.gamma.clone(), l.bn.beta.clone()]).collect();
+        vars.extend([self.fc_w.clone(), self.fc_b.clone()]);
+        vars.extend(layers.iter().flat_map(|l| [l.bn.running_mean.clone(), l.bn.running_var.clone()]));
+        vars
+    }
+
+    /// Which of [`Resnet::vars`] weight decay applies to: convolution and linear weights;
+    /// batch norm's scale and shift and the linear bias only with `decay_bn_and_bias`.
+    pub fn decay_mask(&self, decay_bn_and_bias: bool) -> Vec<bool> {
+        let layers = self.conv_bns();
+        let mut mask: Vec<bool> = layers.iter().flat_map(|_| [true, decay_bn_and_bias, decay_bn_and_bias]).collect();
+        mask.extend([true, decay_bn_and_bias]);
+        mask.extend(layers.iter().flat_map(|_| [false, false]));
+        mask
+    }
+
+    /// Trainable values (running statistics not counted).
+    pub fn parameter_count(&self) -> usize {
+        let layers = self.conv_bns();
+        layers.iter().map(|l| l.w.elem_count() + 2 * l.bn.gamma.elem_count()).sum::<usize>()
+            + self.fc_w.elem_count()
+            + self.fc_b.elem_count()
+    }
+
+    /// The logits of a batch `x` (n, c*h*w); `train` normalises with batch statistics and
+    /// updates the running ones.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (c, h, w) = self.image;
+        let x = x.reshape((x.dim(0)?, c, h, w))?;
+        let mut h = self.stem.forward(&x, train)?.relu()?;
+        for b in &self.blocks {
+            h = b.forward(&h, train)?;
+        }
+        let pooled = h.mean(3)?.mean(2)?;
+        Ok(pooled.matmul(self.fc_w.as_tensor())?.broadcast_add(self.fc_b.as_tensor())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use rand::SeedableRng;
+
+    fn params(depth: u64, width: u64, shortcut: Shortcut) -> usize {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        Resnet::new(depth, width, shortcut, (3, 32, 32), 10, &mut rng).unwrap().parameter_count()
+    }
+
+    #[test]
+    fn parameter_counts_are_the_papers() {
+        // He et al. 2016, table 6 (0.27M for ResNet-20 ... 1.7M for ResNet-110), option A:
+        // the counts of the widely used PyTorch reference (akamaster/pytorch_resnet_cifar10),
+        // batch norm's scale and shift and the linear layer included.
+        assert_eq!(params(20, 1, Shortcut::A), 269_722);
+        assert_eq!(params(32, 1, Shortcut::A), 464_154);
+        assert_eq!(params(44, 1, Shortcut::A), 658_586);
+        assert_eq!(params(56, 1, Shortcut::A), 853_018);
+        assert_eq!(params(110, 1, Shortcut::A), 1_727_962);
+        // Option B adds two 1x1 projections with their batch norms.
+        assert_eq!(params(20, 1, Shortcut::B), 269_722 + (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64));
+        assert_eq!(
+            blocks_per_stage(21).unwrap_err(),
+            "must be 6n + 2 for n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), found 21"
+        );
+    }
+
+    #[test]
+    fn shapes_for_every_depth_and_both_shortcuts() {
+        for depth in [8, 14, 20] {
+            for shortcut in [Shortcut::A, Shortcut::B] {
+                for width in [1, 2] {
+                    let mut rng = ChaCha8Rng::seed_from_u64(depth);
+                    let net = Resnet::new(depth, width, shortcut, (3, 32, 32), 7, &mut rng).unwrap();
+                    let x = Tensor::zeros((2, 3 * 32 * 32), candle_core::DType::F32, &Device::Cpu).unwrap();
+                    for train in [true, false] {
+                        assert_eq!(net.forward(&x, train).unwrap().dims(), &[2, 7], "{depth} {shortcut:?} {width}");
+                    }
+                    assert_eq!(net.vars().len(), net.decay_mask(false).len());
+                }
+            }
+        }
+    }
+}

@@ -22,6 +22,15 @@ pub fn uniform_bias(rng: &mut ChaCha8Rng, n: usize, fan_in: usize) -> Result<Var
     Ok(Var::from_tensor(&Tensor::from_vec(values, n, &Device::Cpu)?)?)
 }
 
+/// max(x, 0) with PyTorch's gradient: 1 where x > 0 and 0 elsewhere, at 0 too. candle's
+/// own `relu` passes the gradient at exactly 0 (its backward pass masks with x >= 0), and
+/// a ResNet meets exact zeros (a block adding a ReLU'd input to a sum that cancels): its
+/// gradients then drift from PyTorch's by percents (tests/resnet_fidelity.rs).
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    let positive = x.gt(&x.zeros_like()?)?.to_dtype(x.dtype())?;
+    Ok(x.relu()?.mul(&positive)?)
+}
+
 /// Batch normalisation over the channels of NCHW activations, as PyTorch's `BatchNorm2d`
 /// (eps 1e-5, momentum 0.1): in training, each channel is normalised with the batch's
 /// mean and (biased) variance, and the running mean and (unbiased) variance move towards
@@ -102,6 +111,19 @@ mod tests {
     }
 
     #[test]
+    fn relu_passes_no_gradient_at_zero_as_pytorch() {
+        let x = Var::from_tensor(&Tensor::new(&[-1f32, 0.0, 2.0], &Device::Cpu).unwrap()).unwrap();
+        let y = relu(x.as_tensor()).unwrap();
+        assert_eq!(y.to_vec1::<f32>().unwrap(), vec![0.0, 0.0, 2.0]);
+        assert!(y.to_vec1::<f32>().unwrap().iter().all(|v| v.is_sign_positive()));
+        let g = y.sum_all().unwrap().backward().unwrap();
+        assert_eq!(g.get(&x).unwrap().to_vec1::<f32>().unwrap(), vec![0.0, 0.0, 1.0]);
+        // candle's own: 1 at 0.
+        let g = x.as_tensor().relu().unwrap().sum_all().unwrap().backward().unwrap();
+        assert_eq!(g.get(&x).unwrap().to_vec1::<f32>().unwrap(), vec![0.0, 1.0, 1.0]);
+    }
+
+    #[test]
     fn gradients_flow_through_the_batch_statistics() {
         // The normalised values of a channel sum to zero whatever x, so the gradient of
         // sum(y) with respect to x is zero; that of sum(y * x) is not.
@@ -114,5 +136,55 @@ mod tests {
         let dgamma = g.get(&bn.gamma).unwrap().to_vec1::<f32>().unwrap();
         assert!(dgamma.iter().all(|v| v.abs() < 1e-5), "{dgamma:?}");
         assert_eq!(g.get(&bn.beta).unwrap().to_vec1::<f32>().unwrap(), vec![2.0, 2.0]);
+    }
+
+    #[test]
+    fn batch_norm_gradients_follow_the_closed_form() {
+        let (n, c, h, w) = (16, 64, 8, 8);
+        let mut state = 7u64;
+        let mut draw = |k: usize| -> Vec<f32> {
+            (0..k)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 1.0
+                })
+                .collect()
+        };
+        let xv = draw(n * c * h * w);
+        let dyv = draw(n * c * h * w);
+        let x = Var::from_tensor(&Tensor::from_vec(xv.clone(), (n, c, h, w), &Device::Cpu).unwrap()).unwrap();
+        let dy = Tensor::from_vec(dyv.clone(), (n, c, h, w), &Device::Cpu).unwrap();
+        let bn = BatchNorm2d::new(c).unwrap();
+        let y = bn.forward(x.as_tensor(), true).unwrap();
+        let g = (y * &dy).unwrap().sum_all().unwrap().backward().unwrap();
+        let dx = g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let dbeta = g.get(&bn.beta).unwrap().to_vec1::<f32>().unwrap();
+        let dgamma = g.get(&bn.gamma).unwrap().to_vec1::<f32>().unwrap();
+        let count = (n * h * w) as f64;
+        let at = |s: usize, ch: usize, p: usize| (s * c + ch) * h * w + p;
+        for ch in 0..c {
+            let vals: Vec<(f64, f64)> = (0..n)
+                .flat_map(|s| (0..h * w).map(move |p| (s, p)))
+                .map(|(s, p)| (xv[at(s, ch, p)] as f64, dyv[at(s, ch, p)] as f64))
+                .collect();
+            let mean = vals.iter().map(|v| v.0).sum::<f64>() / count;
+            let var = vals.iter().map(|v| (v.0 - mean).powi(2)).sum::<f64>() / count;
+            let std = (var + 1e-5).sqrt();
+            let sum_dy: f64 = vals.iter().map(|v| v.1).sum();
+            let sum_dy_xhat: f64 = vals.iter().map(|v| v.1 * (v.0 - mean) / std).sum();
+            assert!(
+                (dbeta[ch] as f64 - sum_dy).abs() < 1e-3 * (1.0 + sum_dy.abs()),
+                "dbeta[{ch}] {} vs {sum_dy}",
+                dbeta[ch]
+            );
+            assert!((dgamma[ch] as f64 - sum_dy_xhat).abs() < 1e-3 * (1.0 + sum_dy_xhat.abs()), "dgamma[{ch}]");
+            for s in [0, n - 1] {
+                let (xi, dyi) = (xv[at(s, ch, 5)] as f64, dyv[at(s, ch, 5)] as f64);
+                let xhat = (xi - mean) / std;
+                let want = (dyi - sum_dy / count - xhat * sum_dy_xhat / count) / std;
+                let got = dx[at(s, ch, 5)] as f64;
+                assert!((got - want).abs() < 1e-4 * (1.0 + want.abs()), "dx[{s},{ch}] {got} vs {want}");
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! PyTorch's default linear bias, batch normalisation at scale 1 and shift 0.
 
 use super::fused::conv_op::conv2d;
-use super::layers::{BatchNorm2d, kaiming_normal, uniform_bias};
+use super::layers::{BatchNorm2d, kaiming_normal, relu, uniform_bias};
 use super::spec::Shortcut;
 use anyhow::{Result, bail};
 use candle_core::{Tensor, Var};
@@ -56,7 +56,7 @@ struct Block {
 
 impl Block {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.a.forward(x, train)?.relu()?;
+        let h = relu(&self.a.forward(x, train)?)?;
         let h = self.b.forward(&h, train)?;
         let skip = match &self.skip {
             Skip::Identity => x.clone(),
@@ -73,7 +73,7 @@ impl Block {
             }
             Skip::Project(p) => p.forward(x, train)?,
         };
-        Ok((h + skip)?.relu()?)
+        relu(&(h + skip)?)
     }
 }
 
@@ -186,7 +186,7 @@ impl Resnet {
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (c, h, w) = self.image;
         let x = x.reshape((x.dim(0)?, c, h, w))?;
-        let mut h = self.stem.forward(&x, train)?.relu()?;
+        let mut h = relu(&self.stem.forward(&x, train)?)?;
         for b in &self.blocks {
             h = b.forward(&h, train)?;
         }

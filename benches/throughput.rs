@@ -69,38 +69,6 @@ fn epoch_seconds(metrics: &Path) -> f64 {
     support::median(seconds.windows(2).map(|w| w[1] - w[0]).collect())
 }
 
-/// Runs `program args` and returns its standard output and peak resident memory in MB
-/// (from wait4's resource usage of that child alone).
-fn run_measured(program: &str, args: &[&str]) -> Result<(String, f64), String> {
-    use std::io::Read;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut err = String::new();
-        let _ = stderr.read_to_string(&mut err);
-        err
-    });
-    let mut out = String::new();
-    let _ = child.stdout.take().unwrap().read_to_string(&mut out);
-    let err = reader.join().unwrap();
-    let (pid, mut status) = (child.id() as libc::pid_t, 0);
-    // SAFETY: a zeroed rusage is a valid value; wait4 fills it for our own child, which
-    // std has not reaped (its Child is dropped without waiting).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } != pid {
-        return Err(format!("wait4 failed: {}", std::io::Error::last_os_error()));
-    }
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(err.lines().last().unwrap_or("failed").to_string());
-    }
-    Ok((out, usage.ru_maxrss as f64 / 1024.0))
-}
-
 /// GFLOP/s of the gemm crate (the one runner's products use) on square f32 products of
 /// 256, 512 and 1024, the best of five of each: this machine's measured peak.
 fn gemm_peak(threads: usize) -> f64 {
@@ -183,9 +151,11 @@ fn main() {
             );
             std::fs::write(&config, text).unwrap();
             let out = dir.path().join(format!("out-{kind}{threads}"));
-            let (_, peak) =
-                run_measured(runner, &["run", config.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"])
-                    .unwrap_or_else(|e| panic!("runner run {kind} failed: {e}"));
+            let (_, peak) = support::run_measured(
+                runner,
+                &["run", config.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"],
+            )
+            .unwrap_or_else(|e| panic!("runner run {kind} failed: {e}"));
             let metrics = out.join(format!("{kind}{threads}")).join("cosine_decay").join("metrics.csv");
             let rate = TRAIN as f64 / epoch_seconds(&metrics);
             own.push(rate);
@@ -193,7 +163,7 @@ fn main() {
             let peer = if torch {
                 let script = "bench/pytorch_peer.py";
                 let args = [script, data.to_str().unwrap(), kind, &threads.to_string(), &EPOCHS.to_string()];
-                match run_measured(&python, &args) {
+                match support::run_measured(&python, &args) {
                     Ok((line, peak)) => {
                         let theirs: f64 =
                             line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);

@@ -337,6 +337,48 @@ fn filter_runs_only_the_matching_runs() {
 }
 
 #[test]
+fn a_run_whose_network_collapsed_is_flagged_not_just_ranked_last() {
+    // On digits a constant rate of 0.5 kills the ReLUs in the first epochs: accuracy at
+    // chance, loss no better than ln(10), for good; 0.05 learns.
+    let dir = TempDir::new().unwrap();
+    let cfg = config(
+        dir.path(),
+        "rates",
+        "name = \"rates\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.05\n[train]\nepochs = 8\n\
+         [sweep]\n\"schedule.learning_rate\" = [0.05, 0.5]\n",
+    );
+    let out = dir.path().join("out");
+    runner().args(["run", "-q"]).arg(&cfg).arg("--out").arg(&out).assert().success();
+    let exp = out.join("rates");
+    let rows = csv_rows(&exp.join("summary.csv"));
+    assert_eq!(column(&rows, "status"), vec!["completed", "collapsed"]);
+    let collapsed = exp.join(&column(&rows, "run")[1]);
+    let summary: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(collapsed.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "completed");
+    let why = summary["collapsed"].as_str().unwrap();
+    assert!(why.starts_with("validation loss at or above the uniform prediction's ln(10) = 2.3026"), "{why}");
+    let good = exp.join(&column(&rows, "run")[0]);
+    let summary: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(good.join("summary.json")).unwrap()).unwrap();
+    assert!(summary.get("collapsed").is_none(), "{summary}");
+    let report = runner().arg("report").arg(&exp).arg("--no-plots").output().unwrap();
+    let text = String::from_utf8(report.stdout).unwrap();
+    assert!(text.contains("collapsed"), "{text}");
+    assert!(
+        text.contains(&format!("note: {}: collapsed: validation loss at or above", column(&rows, "run")[1])),
+        "{text}"
+    );
+    // Collapsed is finished: collect counts it apart and does not fail.
+    runner()
+        .arg("collect")
+        .arg(&exp)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("rates: 2 runs: 1 completed, 1 collapsed"));
+}
+
+#[test]
 fn charts_of_a_sweep_of_more_than_a_hundred_runs_draw_the_best_hundred() {
     let dir = TempDir::new().unwrap();
     let seeds: Vec<String> = (1..=101).map(|s| s.to_string()).collect();

@@ -161,7 +161,7 @@ fn counts_line(view: &ExperimentView) -> String {
             None => counts.push((run.status.clone(), 1)),
         }
     }
-    let order = ["completed", "diverged", "failed", "interrupted", "running", "incomplete", "pending"];
+    let order = ["completed", "collapsed", "diverged", "failed", "interrupted", "running", "incomplete", "pending"];
     counts.sort_by_key(|(s, _)| order.iter().position(|o| o == s).unwrap_or(order.len()));
     let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
     format!("{}: {} run{}: {}", view.name, view.runs.len(), plural(view.runs.len()), parts.join(", "))

@@ -146,6 +146,11 @@ pub fn notes(view: &ExperimentView) -> Vec<String> {
             notes.push(format!("{}: {p}{live}", r.info.name));
         }
     }
+    for r in &view.runs {
+        if let Some(why) = r.summary.as_ref().and_then(|s| s.collapsed.as_deref()) {
+            notes.push(format!("{}: collapsed: {why}", r.info.name));
+        }
+    }
     // Each warning once, with the variants that had it (the first few, then how many).
     let mut warnings: Vec<(&str, Vec<&str>)> = Vec::new();
     let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
@@ -181,7 +186,7 @@ fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) 
             // Completed runs only: an interrupted or failed run's metrics are partial.
             let values: Vec<f64> = runs
                 .iter()
-                .filter(|r| r.status == "completed")
+                .filter(|r| r.finished())
                 .filter_map(|r| final_metric(view, r))
                 .filter(|v| v.is_finite())
                 .collect();

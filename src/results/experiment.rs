@@ -41,14 +41,23 @@ pub fn write_plan(dir: &Path, plan: &Plan) -> Result<()> {
 pub struct RunRecord {
     pub info: RunInfo,
     pub dir: PathBuf,
-    /// completed, diverged, failed, interrupted (from summary.json); running (no summary
-    /// yet, the experiment is locked by a live process); incomplete (no summary, nobody
-    /// running it); pending (not started).
+    /// completed, collapsed (completed, but back to chance or flat at the uniform
+    /// prediction's loss), diverged, failed, interrupted (from summary.json); running (no
+    /// summary yet, the experiment is locked by a live process); incomplete (no summary,
+    /// nobody running it); pending (not started).
     pub status: String,
     pub summary: Option<StoredSummary>,
     /// The last evaluation: the summary's final metrics, or metrics.csv's last row for a
     /// run still going.
     pub last: Option<EvalRow>,
+}
+
+impl RunRecord {
+    /// Whether the run trained to its end: completed, collapsed or not. Its final metrics
+    /// are a result; other runs' are partial.
+    pub fn finished(&self) -> bool {
+        matches!(self.status.as_str(), "completed" | "collapsed")
+    }
 }
 
 /// An experiment directory read back.
@@ -93,7 +102,7 @@ impl ExperimentView {
     /// finished runs), then runs without one, in plan order.
     pub fn ranked(&self) -> Vec<&RunRecord> {
         let mut runs: Vec<&RunRecord> = self.runs.iter().collect();
-        let group = |r: &RunRecord| match (r.status == "completed", self.score(r)) {
+        let group = |r: &RunRecord| match (r.finished(), self.score(r)) {
             (true, Some(_)) => 0,
             (false, Some(_)) => 1,
             (_, None) => 2,
@@ -175,6 +184,10 @@ fn discovered_info(dir: &Path) -> RunInfo {
 fn record(dir: &Path, info: RunInfo, live: bool) -> RunRecord {
     let summary = read_summary(dir);
     let (status, last) = match &summary {
+        // A completed run flagged as collapsed shows as such.
+        Some(s) if s.collapsed.is_some() && s.outcome.status.name() == "completed" => {
+            ("collapsed".to_string(), s.outcome.final_metrics)
+        }
         Some(s) => (s.outcome.status.name().to_string(), s.outcome.final_metrics),
         None if dir.join("metrics.csv").exists() => {
             let status = if live { "running" } else { "incomplete" };

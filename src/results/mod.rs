@@ -4,9 +4,11 @@
 //! `summary.csv` (one row per run, best first).
 
 pub mod checkpoints;
+mod collapse;
 mod experiment;
 mod summary_csv;
 
+pub use collapse::collapse;
 pub use experiment::{
     ExperimentLock, ExperimentView, Plan, RunRecord, csv_problems, read_experiment, read_metrics, read_plan,
     read_steps, write_plan,
@@ -45,6 +47,10 @@ pub struct RunSummary<'a> {
     pub variant_hash: Option<&'a str>,
     /// Where the schedule and the run disagree (a decay cut off by the run, ...).
     pub warnings: &'a [String],
+    /// Why a completed classifier is flagged as collapsed (back to chance, or flat at the
+    /// uniform prediction's loss); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collapsed: Option<&'a str>,
     #[serde(flatten)]
     pub outcome: &'a Outcome,
 }
@@ -67,6 +73,8 @@ pub struct StoredSummary {
     pub variant_hash: Option<String>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    #[serde(default)]
+    pub collapsed: Option<String>,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -157,6 +165,7 @@ pub fn write_lost_summary(dir: &Path, experiment: &str, run: &str, seed: u64, er
         config_hash: &config_hash,
         variant_hash: None,
         warnings: &[],
+        collapsed: None,
         outcome: &outcome,
     };
     write_json_atomic(&dir.join("summary.json"), &summary)
@@ -311,6 +320,18 @@ impl RunDir {
     }
 
     /// Flushes the CSVs, then writes summary.json atomically.
+    /// Writes what the run recorded so far to its files (metrics.csv, steps.csv).
+    pub fn flush(&mut self) -> Result<()> {
+        let (metrics, steps) = (self.path.join("metrics.csv"), self.path.join("steps.csv"));
+        self.metrics.flush().with_context(|| format!("cannot write {}", metrics.display()))?;
+        self.steps.flush().with_context(|| format!("cannot write {}", steps.display()))
+    }
+
+    /// The run's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn finish(mut self, summary: &RunSummary<'_>) -> Result<()> {
         let (metrics, steps) = (self.path.join("metrics.csv"), self.path.join("steps.csv"));
         self.metrics.flush().with_context(|| format!("cannot write {}", metrics.display()))?;

@@ -231,6 +231,14 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
         }
     };
     let warnings = run.config.schedule_warnings(job.data.train.len);
+    // A completed classifier whose accuracy fell back to chance, or whose loss is flat at
+    // the uniform prediction's, is flagged (from its metrics.csv: all of it, resumed or not).
+    let collapsed = if outcome.status == Status::Completed && job.data.task == crate::data::Task::Classification {
+        run_dir.flush()?;
+        results::read_metrics(run_dir.path()).ok().and_then(|rows| results::collapse(&rows, job.data.classes))
+    } else {
+        None
+    };
     let stop_reason = (outcome.status == Status::Interrupted).then(crate::interrupt::reason);
     let summary = RunSummary {
         experiment: &run.config.name,
@@ -245,10 +253,14 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
         config_hash: &config_hash,
         variant_hash: Some(&run.config.variant_hash()),
         warnings: &warnings,
+        collapsed: collapsed.as_deref(),
         outcome: &outcome,
     };
     run_dir.finish(&summary)?;
-    let line = format!("{}: {}", run.info.name, describe(&outcome, error.as_deref()));
+    let mut line = format!("{}: {}", run.info.name, describe(&outcome, error.as_deref()));
+    if let Some(why) = &collapsed {
+        line.push_str(&format!(" (collapsed: {why})"));
+    }
     board.finish(progress, &line, outcome.status == Status::Failed);
     Ok(Some(outcome.status))
 }

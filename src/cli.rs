@@ -313,6 +313,11 @@ pub struct ReportArgs {
     /// Do not write the PNG charts.
     #[arg(long)]
     pub no_plots: bool,
+    /// Rank by this metrics.csv column: val_accuracy (higher is better; the default for
+    /// classification), val_loss (the default for regression), val_rmse, train_loss.
+    /// Ties go to the lower final val_loss.
+    #[arg(long, value_name = "NAME")]
+    pub metric: Option<String>,
 }
 
 /// Output formats of `runner report`.

@@ -369,6 +369,25 @@ fn a_run_whose_network_collapsed_is_flagged_not_just_ranked_last() {
         text.contains(&format!("note: {}: collapsed: validation loss at or above", column(&rows, "run")[1])),
         "{text}"
     );
+    // Ranked by another metrics.csv column: the header says which, lower loss first.
+    let csv = runner()
+        .arg("report")
+        .arg(&exp)
+        .args(["--no-plots", "--format", "csv", "--metric", "val_loss"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(csv.stdout).unwrap();
+    let header = text.lines().next().unwrap();
+    assert!(header.ends_with(",status,final_val_loss,best_val_loss,best_epoch,steps,seconds"), "{header}");
+    assert!(!header.contains("final_val_accuracy"), "{header}");
+    assert!(text.lines().nth(1).unwrap().contains(&column(&rows, "run")[0]), "{text}");
+    runner()
+        .arg("report")
+        .arg(&exp)
+        .args(["--metric", "accuracy"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("accepted: val_accuracy, val_loss, val_rmse, train_loss"));
     // Collapsed is finished: collect counts it apart and does not fail.
     runner()
         .arg("collect")
@@ -469,7 +488,7 @@ fn report_over_seeds_shows_mean_and_spread() {
     assert_eq!(
         lines.next(),
         Some(
-            "rank,variant,schedule,schedule.learning_rate,train.batch_size,seeds,mean_final_val_accuracy,std,min,max,status"
+            "rank,variant,schedule,schedule.learning_rate,train.batch_size,seeds,mean_final_val_accuracy,std,min,max,mean_final_val_loss,status"
         )
     );
     let rows = csv_rows(&out.join("grid/summary.csv"));
@@ -487,7 +506,13 @@ fn report_over_seeds_shows_mean_and_spread() {
         let std = ((accs[0] - mean).powi(2) + (accs[1] - mean).powi(2)).sqrt();
         assert_eq!(f[6], format!("{mean:.4}"));
         assert_eq!(f[7], format!("{std:.4}"));
-        assert_eq!(f[10], "2 completed");
+        let losses: Vec<f64> = rows[1..]
+            .iter()
+            .filter(|r| r[0].starts_with(&format!("{}-", f[1])))
+            .map(|r| r[column_index(&rows, "final_val_loss")].parse().unwrap())
+            .collect();
+        assert_eq!(f[10], format!("{:.4}", (losses[0] + losses[1]) / 2.0));
+        assert_eq!(f[11], "2 completed");
     }
 }
 

@@ -6,7 +6,10 @@ use crate::results;
 use anyhow::Result;
 
 pub fn run(args: &ReportArgs) -> Result<()> {
-    let view = results::read_experiment(&args.dir)?;
+    let mut view = results::read_experiment(&args.dir)?;
+    if let Some(metric) = &args.metric {
+        view = view.with_metric(metric)?;
+    }
     let (header, rows) = report::ranking(&view);
     let text = match args.format {
         ReportFormat::Table => {

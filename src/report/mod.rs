@@ -14,16 +14,19 @@ fn num(v: Option<f64>) -> String {
     v.filter(|x| x.is_finite()).map_or_else(String::new, |x| format!("{x:.4}"))
 }
 
-/// The best value of the experiment's metric a run reached, and at which epoch.
+/// The best value of the experiment's metric a run reached, and at which epoch (the run
+/// keeps its best evaluation by one metric: blank when ranking by another).
 fn best(view: &ExperimentView, r: &RunRecord) -> (Option<f64>, Option<u64>) {
-    let Some(b) = r.summary.as_ref().and_then(|s| s.outcome.best_metrics) else { return (None, None) };
-    let v = if view.is_classification() { b.val_accuracy } else { Some(b.val_loss) };
-    (v, Some(b.epoch))
+    let Some(s) = r.summary.as_ref() else { return (None, None) };
+    let Some(b) = s.outcome.best_metrics else { return (None, None) };
+    if !s.outcome.best_by.is_empty() && s.outcome.best_by != view.metric_name() {
+        return (None, None);
+    }
+    (view.metric().value(&b), Some(b.epoch))
 }
 
 fn final_metric(view: &ExperimentView, r: &RunRecord) -> Option<f64> {
-    let last = r.last?;
-    if view.is_classification() { last.val_accuracy } else { Some(last.val_loss) }
+    view.metric().value(&r.last?)
 }
 
 /// Whether some variant ran with more than one seed.
@@ -44,8 +47,14 @@ pub fn ranking(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {
     let mut header: Vec<String> = vec!["rank".into(), "run".into(), "schedule".into()];
     header.extend(view.columns.iter().cloned());
     header.extend(["status".into(), format!("final_{m}"), format!("best_{m}"), "best_epoch".into()]);
-    if view.is_classification() {
+    // The validation loss beside another metric (it breaks ties), and regression's RMSE.
+    let with_loss = m != "val_loss";
+    let with_rmse = !view.is_classification() && m != "val_rmse";
+    if with_loss {
         header.push("final_val_loss".into());
+    }
+    if with_rmse {
+        header.push("final_val_rmse".into());
     }
     header.extend(["steps".into(), "seconds".into()]);
     let rows = view
@@ -63,8 +72,11 @@ pub fn ranking(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {
                 num(best_value),
                 best_epoch.map_or_else(String::new, |e| e.to_string()),
             ]);
-            if view.is_classification() {
+            if with_loss {
                 row.push(num(r.last.map(|l| l.val_loss)));
+            }
+            if with_rmse {
+                row.push(num(r.last.and_then(|l| l.val_rmse)));
             }
             let outcome = r.summary.as_ref().map(|s| &s.outcome);
             row.push(outcome.map(|o| o.steps).or(r.last.map(|l| l.step)).map_or_else(String::new, |s| s.to_string()));
@@ -179,8 +191,8 @@ pub fn notes(view: &ExperimentView) -> Vec<String> {
 fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {
     let m = view.metric_name();
     let groups = variant_groups(view);
-    let sign = if view.is_classification() { 1.0 } else { -1.0 };
-    let mut stats: Vec<(f64, Vec<String>)> = groups
+    let sign = if view.metric().higher_is_better { 1.0 } else { -1.0 };
+    let mut stats: Vec<(f64, f64, Vec<String>)> = groups
         .iter()
         .map(|(variant, runs)| {
             // Completed runs only: an interrupted or failed run's metrics are partial.
@@ -202,6 +214,14 @@ fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) 
                     None => statuses.push((r.status.clone(), 1)),
                 }
             }
+            // The mean validation loss beside another metric: it breaks ties.
+            let losses: Vec<f64> = runs
+                .iter()
+                .filter(|r| r.finished())
+                .filter_map(|r| r.last.map(|l| l.val_loss))
+                .filter(|v| v.is_finite())
+                .collect();
+            let mean_loss = (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64);
             let first = runs[0];
             let mut row = vec![variant.to_string(), first.info.schedule.clone()];
             row.extend(first.info.params.iter().cloned());
@@ -212,23 +232,24 @@ fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) 
                 num(std),
                 num(values.iter().copied().reduce(f64::min)),
                 num(values.iter().copied().reduce(f64::max)),
-                statuses.iter().map(|(s, c)| format!("{c} {s}")).collect::<Vec<_>>().join(", "),
             ]);
-            (mean.map_or(f64::NEG_INFINITY, |m| sign * m), row)
+            if m != "val_loss" {
+                row.push(num(mean_loss));
+            }
+            row.push(statuses.iter().map(|(s, c)| format!("{c} {s}")).collect::<Vec<_>>().join(", "));
+            (mean.map_or(f64::NEG_INFINITY, |m| sign * m), mean_loss.unwrap_or(f64::INFINITY), row)
         })
         .collect();
-    stats.sort_by(|a, b| b.0.total_cmp(&a.0));
+    stats.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.total_cmp(&b.1)));
     let mut header: Vec<String> = vec!["rank".into(), "variant".into(), "schedule".into()];
     header.extend(view.columns.iter().cloned());
-    header.extend([
-        "seeds".into(),
-        format!("mean_final_{m}"),
-        "std".into(),
-        "min".into(),
-        "max".into(),
-        "status".into(),
-    ]);
-    let rows = stats.into_iter().enumerate().map(|(i, (_, row))| [vec![(i + 1).to_string()], row].concat()).collect();
+    header.extend(["seeds".into(), format!("mean_final_{m}"), "std".into(), "min".into(), "max".into()]);
+    if m != "val_loss" {
+        header.push("mean_final_val_loss".into());
+    }
+    header.push("status".into());
+    let rows =
+        stats.into_iter().enumerate().map(|(i, (_, _, row))| [vec![(i + 1).to_string()], row].concat()).collect();
     (header, rows)
 }
 

@@ -60,6 +60,33 @@ impl RunRecord {
     }
 }
 
+/// A metrics.csv column runs can be ranked by, and which way is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    pub name: &'static str,
+    pub higher_is_better: bool,
+}
+
+/// The columns `runner report --metric` ranks by.
+pub const METRICS: [Metric; 4] = [
+    Metric { name: "val_accuracy", higher_is_better: true },
+    Metric { name: "val_loss", higher_is_better: false },
+    Metric { name: "val_rmse", higher_is_better: false },
+    Metric { name: "train_loss", higher_is_better: false },
+];
+
+impl Metric {
+    /// This metric's value in an evaluation row (`None` where the row has none).
+    pub fn value(&self, row: &EvalRow) -> Option<f64> {
+        match self.name {
+            "val_accuracy" => row.val_accuracy,
+            "val_rmse" => row.val_rmse,
+            "train_loss" => Some(row.train_loss),
+            _ => Some(row.val_loss),
+        }
+    }
+}
+
 /// An experiment directory read back.
 #[derive(Debug, Clone)]
 pub struct ExperimentView {
@@ -70,13 +97,53 @@ pub struct ExperimentView {
     /// Whether the runs are classification runs (they report a validation accuracy, or
     /// none has evaluated yet); decided once, as ranking asks for every comparison.
     classification: bool,
+    /// What runs are ranked by.
+    metric: Metric,
 }
 
 impl ExperimentView {
     fn new(name: String, dir: PathBuf, columns: Vec<String>, runs: Vec<RunRecord>) -> ExperimentView {
         let evaluated: Vec<EvalRow> = runs.iter().filter_map(|r| r.last).collect();
         let classification = evaluated.is_empty() || evaluated.iter().any(|e| e.val_accuracy.is_some());
-        ExperimentView { name, dir, columns, runs, classification }
+        let metric = METRICS[if classification { 0 } else { 1 }];
+        ExperimentView { name, dir, columns, runs, classification, metric }
+    }
+
+    /// The view ranked by the metrics.csv column `name` instead (`runner report --metric`);
+    /// an error names the columns accepted, or says that no run has this one.
+    pub fn with_metric(mut self, name: &str) -> Result<ExperimentView> {
+        let accepted = || METRICS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ");
+        let Some(metric) = METRICS.iter().find(|m| m.name == name) else {
+            return Err(input_error(format!(
+                "--metric {name}: not a metric runs can be ranked by; accepted: {} (higher val_accuracy is better, lower is better for the others)",
+                accepted()
+            )));
+        };
+        let evaluated: Vec<EvalRow> = self.runs.iter().filter_map(|r| r.last).collect();
+        if !evaluated.is_empty() && evaluated.iter().all(|e| metric.value(e).is_none()) {
+            return Err(input_error(format!(
+                "--metric {name}: no run of {} has it ({}); accepted here: {}",
+                self.name,
+                if self.classification {
+                    "a classification, with no val_rmse"
+                } else {
+                    "a regression, with no val_accuracy"
+                },
+                METRICS
+                    .iter()
+                    .filter(|m| evaluated.iter().any(|e| m.value(e).is_some()))
+                    .map(|m| m.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        self.metric = *metric;
+        Ok(self)
+    }
+
+    /// What runs are ranked by.
+    pub fn metric(&self) -> Metric {
+        self.metric
     }
 
     /// Whether the runs are classification runs.
@@ -85,21 +152,24 @@ impl ExperimentView {
     }
 
     /// The metric runs are ranked by: final validation accuracy (higher is better) for
-    /// classification, final validation loss (lower is better) otherwise.
+    /// classification, final validation loss (lower is better) otherwise, unless
+    /// [`ExperimentView::with_metric`] chose another.
     pub fn metric_name(&self) -> &'static str {
-        if self.is_classification() { "val_accuracy" } else { "val_loss" }
+        self.metric.name
     }
 
     /// A run's ranking value, larger is better; `None` when it has none (diverged, not run).
     pub fn score(&self, run: &RunRecord) -> Option<f64> {
-        let last = run.last?;
-        let v = if self.is_classification() { last.val_accuracy? } else { -last.val_loss };
+        let v = self.metric.value(&run.last?)?;
+        let v = if self.metric.higher_is_better { v } else { -v };
         v.is_finite().then_some(v)
     }
 
     /// The runs, best first: completed runs by their score, then the others that have
     /// a score (interrupted, failed, running: partial metrics, never ranked among
-    /// finished runs), then runs without one, in plan order.
+    /// finished runs), then runs without one, in plan order. Equal scores (the same
+    /// accuracy on a few hundred validation samples is common) are ordered by the lower
+    /// final validation loss.
     pub fn ranked(&self) -> Vec<&RunRecord> {
         let mut runs: Vec<&RunRecord> = self.runs.iter().collect();
         let group = |r: &RunRecord| match (r.finished(), self.score(r)) {
@@ -108,10 +178,18 @@ impl ExperimentView {
             (_, None) => 2,
         };
         runs.sort_by(|a, b| {
-            group(a).cmp(&group(b)).then_with(|| match (self.score(a), self.score(b)) {
-                (Some(x), Some(y)) => y.total_cmp(&x),
-                _ => std::cmp::Ordering::Equal,
-            })
+            group(a)
+                .cmp(&group(b))
+                .then_with(|| match (self.score(a), self.score(b)) {
+                    (Some(x), Some(y)) => y.total_cmp(&x),
+                    _ => std::cmp::Ordering::Equal,
+                })
+                .then_with(|| match (a.last, b.last) {
+                    (Some(x), Some(y)) if x.val_loss.is_finite() && y.val_loss.is_finite() => {
+                        x.val_loss.total_cmp(&y.val_loss)
+                    }
+                    _ => std::cmp::Ordering::Equal,
+                })
         });
         runs
     }
@@ -385,6 +463,58 @@ impl Drop for ExperimentLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run(name: &str, status: &str, accuracy: f64, val_loss: f64) -> RunRecord {
+        RunRecord {
+            info: RunInfo {
+                name: name.into(),
+                variant: name.into(),
+                schedule: "constant".into(),
+                params: Vec::new(),
+                seed: 1,
+                config_hash: None,
+            },
+            dir: PathBuf::from(name),
+            status: status.into(),
+            summary: None,
+            last: Some(EvalRow {
+                epoch: 3,
+                step: 30,
+                lr: 0.1,
+                train_loss: val_loss * 0.9,
+                val_loss,
+                val_accuracy: Some(accuracy),
+                val_rmse: None,
+                seconds: 1.0,
+            }),
+        }
+    }
+
+    fn order(view: &ExperimentView) -> Vec<&str> {
+        view.ranked().iter().map(|r| r.info.name.as_str()).collect()
+    }
+
+    #[test]
+    fn ties_go_to_the_lower_validation_loss_and_the_metric_can_be_chosen() {
+        let runs = vec![
+            run("a", "completed", 0.995, 0.030),
+            run("b", "completed", 0.995, 0.021),
+            run("c", "interrupted", 0.999, 0.010),
+            run("d", "collapsed", 0.1, 2.31),
+            run("e", "completed", 0.995, 0.025),
+        ];
+        let view = ExperimentView::new("x".into(), PathBuf::from("x"), Vec::new(), runs);
+        // Equal accuracies in file order a, b, e: by val_loss b, e, a; the collapsed run is
+        // finished (ranked by its accuracy), the interrupted one comes after.
+        assert_eq!(order(&view), ["b", "e", "a", "d", "c"]);
+        let by_loss = view.clone().with_metric("train_loss").unwrap();
+        assert_eq!(by_loss.metric_name(), "train_loss");
+        assert_eq!(order(&by_loss), ["b", "e", "a", "d", "c"]);
+        let e = view.clone().with_metric("accuracy").unwrap_err().to_string();
+        assert!(e.contains("accepted: val_accuracy, val_loss, val_rmse, train_loss"), "{e}");
+        let e = view.with_metric("val_rmse").unwrap_err().to_string();
+        assert!(e.contains("no run of x has it (a classification, with no val_rmse)"), "{e}");
+    }
 
     #[test]
     fn a_lock_refuses_a_second_holder_and_a_dead_ones_is_taken_over() {

@@ -10,8 +10,8 @@ mod summary_csv;
 
 pub use collapse::collapse;
 pub use experiment::{
-    ExperimentLock, ExperimentView, Plan, RunRecord, csv_problems, read_experiment, read_metrics, read_plan,
-    read_steps, write_plan,
+    ExperimentLock, ExperimentView, METRICS, Metric, Plan, RunRecord, csv_problems, read_experiment, read_metrics,
+    read_plan, read_steps, write_plan,
 };
 pub use summary_csv::{summary_rows, write_summary_csv};
 

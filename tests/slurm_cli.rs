@@ -620,9 +620,9 @@ fn cluster_max_array_size() -> usize {
         .expect("scontrol show config names MaxArraySize")
 }
 
-/// 200 one-step runs: four rates x 50 seeds.
-fn two_hundred_runs(dir: &Path) -> PathBuf {
-    let seeds: Vec<String> = (1..=50).map(|s| s.to_string()).collect();
+/// 300 two-step runs: four rates x 75 seeds.
+fn three_hundred_runs(dir: &Path) -> PathBuf {
+    let seeds: Vec<String> = (1..=75).map(|s| s.to_string()).collect();
     config(
         dir,
         "many",
@@ -645,7 +645,7 @@ fn a_sweep_larger_than_max_array_size_is_submitted_as_several_arrays_and_followe
          SLURM_LOCAL_MAX_ARRAY_SIZE=64 scripts/slurm-local.sh up"
     );
     let dir = TempDir::new().unwrap();
-    let cfg = two_hundred_runs(dir.path());
+    let cfg = three_hundred_runs(dir.path());
     let (local, cluster) = (dir.path().join("local"), dir.path().join("cluster"));
     runner().args(["sweep", "-q", "--jobs", "2"]).arg(&cfg).arg("--out").arg(&local).assert().success();
 
@@ -659,24 +659,24 @@ fn a_sweep_larger_than_max_array_size_is_submitted_as_several_arrays_and_followe
         .unwrap();
     let text = String::from_utf8_lossy(&dry.stdout);
     assert!(
-        text.contains("200 of 200 runs to submit as 4 Slurm job arrays (task ids below 64: MaxArraySize from `scontrol show config`)"),
+        text.contains("300 of 300 runs to submit as 5 Slurm job arrays (task ids below 64: MaxArraySize from `scontrol show config`)"),
         "{text}"
     );
-    for line in ["--array=0-63%2 ", "--array=0-63%2 --dependency=afterany:<the array before> ", "--array=0-7%2 "] {
+    for line in ["--array=0-63%2 ", "--array=0-63%2 --dependency=afterany:<the array before> ", "--array=0-43%2 "] {
         assert!(text.contains(&format!("sbatch {line}")), "{line} in {text}");
     }
-    assert!(text.trim_end().contains(" 192\n  task 0: "), "{text}");
+    assert!(text.trim_end().contains(" 256\n  task 0: "), "{text}");
 
     let stderr = submit_and_wait(&cfg, &cluster, &["--max-parallel", "2"]);
-    assert!(stderr.contains("200 runs as 4 arrays of task ids below 64"), "{stderr}");
-    assert!(stderr.contains("ended: 200 completed"), "{stderr}");
+    assert!(stderr.contains("300 runs as 5 arrays of task ids below 64"), "{stderr}");
+    assert!(stderr.contains("ended: 300 completed"), "{stderr}");
     let exp = cluster.join("many");
     let offsets: Vec<u64> = jobs_json(&exp).iter().map(|j| j["offset"].as_u64().unwrap()).collect();
-    assert_eq!(offsets, vec![0, 64, 128, 192]);
+    assert_eq!(offsets, vec![0, 64, 128, 192, 256]);
     // Every run trained what a local sweep trains, and each task wrote its own log.
     assert_eq!(results_without_clock(&exp), results_without_clock(&local.join("many")));
-    assert_eq!(column(&csv_rows(&exp.join("summary.csv")), "status"), vec!["completed"; 200]);
-    assert_eq!(fs::read_dir(exp.join("slurm/logs")).unwrap().count(), 200);
+    assert_eq!(column(&csv_rows(&exp.join("summary.csv")), "status"), vec!["completed"; 300]);
+    assert_eq!(fs::read_dir(exp.join("slurm/logs")).unwrap().count(), 300);
     // --max-parallel held across the arrays: never more than two runs at once.
     let spans = intervals(&exp);
     for (start, _) in &spans {
@@ -691,9 +691,9 @@ fn a_sweep_larger_than_max_array_size_is_submitted_as_several_arrays_and_followe
         fs::remove_dir_all(exp.join(name)).unwrap();
     }
     let stderr = submit_and_wait(&cfg, &cluster, &[]);
-    assert!(stderr.contains("3 runs as ") && stderr.contains("197 finished earlier, kept"), "{stderr}");
+    assert!(stderr.contains("3 runs as ") && stderr.contains("297 finished earlier, kept"), "{stderr}");
     let jobs = jobs_json(&exp);
-    let again = &jobs[4..];
+    let again = &jobs[5..];
     assert_eq!(again.iter().map(|j| j["runs"].as_array().unwrap().len()).sum::<usize>(), 3);
     for job in again {
         let offset = job["offset"].as_u64().unwrap();
@@ -704,7 +704,7 @@ fn a_sweep_larger_than_max_array_size_is_submitted_as_several_arrays_and_followe
         .arg(&exp)
         .assert()
         .success()
-        .stdout(predicate::str::contains("many: 200 runs: 200 completed"));
+        .stdout(predicate::str::contains("many: 300 runs: 300 completed"));
     assert_eq!(results_without_clock(&exp), results_without_clock(&local.join("many")));
 }
 

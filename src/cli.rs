@@ -19,7 +19,7 @@ pub enum Command {
     /// Train the experiment FILE describes (one run, or every run of its [sweep]) and write
     /// experiments/<name>/<run>/.
     Run(RunArgs),
-    /// The same as `run`, for sweep files; also fans a sweep out: to Slurm as one job array
+    /// The same as `run`, for sweep files; also fans a sweep out: to Slurm as job arrays
     /// (--backend slurm), or by hand in shards (--shard I/N).
     Sweep(Box<SweepArgs>),
     /// Train run number --index of a planned sweep: what each Slurm array task runs (also

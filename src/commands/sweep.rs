@@ -1,5 +1,6 @@
 //! `runner sweep FILE`: a sweep run here (as `runner run`), a shard of it (`--shard I/N`),
-//! or submitted to Slurm as one job array (`--backend slurm`, optionally `--wait`).
+//! or submitted to Slurm as job arrays (`--backend slurm`, optionally `--wait`): one,
+//! unless the runs outnumber the cluster's MaxArraySize.
 
 use super::run::{check_schedules, load, plan, run_local, select};
 use crate::cli::SweepArgs;
@@ -33,8 +34,9 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     }
 }
 
-/// Plans the sweep into its directory and submits the runs that have not finished as one
-/// Slurm job array; with `--wait`, follows it to the end and writes summary.csv.
+/// Plans the sweep into its directory and submits the runs that have not finished as Slurm
+/// job arrays (task ids below MaxArraySize); with `--wait`, follows them to the end and
+/// writes summary.csv.
 fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Result<()> {
     let run_args = &args.run;
     if args.shard.is_some() {

@@ -161,10 +161,12 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
             dir.display()
         );
     }
-    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+    // A stop that came after the last run finished (its summary written) stopped nothing:
+    // the results are whole, and the exit status says so.
+    let left = tally.interrupted.len() + tally.not_started.len();
+    if stop.load(std::sync::atomic::Ordering::SeqCst) && left > 0 {
         return Err(Interrupted(format!(
-            "interrupted; finished runs are kept and the others saved a checkpoint: rerun the same command to continue them ({} left)",
-            tally.interrupted.len() + tally.not_started.len()
+            "interrupted; finished runs are kept and the others saved a checkpoint: rerun the same command to continue them ({left} left)"
         ))
         .into());
     }

@@ -104,11 +104,23 @@ fn main() {
     let indices: Vec<usize> = (0..runs).collect();
     let arrays = runner::slurm::split(&indices, runner::slurm::DEFAULT_MAX_ARRAY_SIZE);
     let longest = arrays.iter().map(|a| a.spec(Some(50)).len()).max().unwrap_or(0);
+    // jobs.json as `runner sweep --backend slurm` writes it (write_json_atomic: pretty JSON).
+    let jobs: Vec<runner::slurm::JobRecord> = arrays
+        .iter()
+        .enumerate()
+        .map(|(k, a)| runner::slurm::JobRecord {
+            job_id: (4242 + k).to_string(),
+            runs: a.runs.clone(),
+            submitted_at: 1.0e9,
+            offset: a.offset,
+        })
+        .collect();
+    let jobs_json = serde_json::to_vec_pretty(&jobs).unwrap();
     println!(
         "Slurm: {} job arrays with MaxArraySize 1001, the longest --array value {longest} characters; \
-         jobs.json holds each run's index once (~{:.1} MB)",
+         jobs.json {:.1} MB",
         arrays.len(),
-        runs as f64 * 7.0 / 1e6
+        jobs_json.len() as f64 / 1e6
     );
 
     for (what, args) in [("collect", vec!["collect", "-q"]), ("report", vec!["report"])] {

@@ -33,6 +33,9 @@ pub enum Command {
     /// Evaluate a run's saved weights (model.safetensors or best.safetensors) on its
     /// validation data, or on the data set of another config (--data).
     Eval(EvalArgs),
+    /// Print text from a language model run's saved weights (a transformer on a text
+    /// data set): the prompt, continued token by token.
+    Sample(SampleArgs),
     /// Print a config's learning rate for every step as CSV (`step,lr`), or draw it.
     Schedule(ScheduleArgs),
     /// List every schedule kind with its parameters and defaults.
@@ -290,6 +293,32 @@ pub struct EvalArgs {
     #[arg(long, value_name = "CONFIG")]
     pub data: Option<PathBuf>,
     /// Which weights: the final ones, or the best evaluation's (runs with a monitored metric).
+    #[arg(long, value_enum, default_value_t = Weights::Model)]
+    pub weights: Weights,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SampleArgs {
+    /// A language model run's directory (experiments/NAME/RUN), holding config.toml,
+    /// vocab.json and model.safetensors.
+    pub dir: PathBuf,
+    /// The text to continue (every character must be in the run's vocabulary).
+    #[arg(long, default_value = "\n", allow_hyphen_values = true)]
+    pub prompt: String,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 500)]
+    pub tokens: usize,
+    /// Divides the logits: below 1 sharper, above 1 more varied; 0 always takes the most
+    /// likely token.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f64,
+    /// Draw among the K most likely tokens only.
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+    /// Seed of the draws: the same seed prints the same text.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Which weights: the final ones, or the best evaluation's.
     #[arg(long, value_enum, default_value_t = Weights::Model)]
     pub weights: Weights,
 }

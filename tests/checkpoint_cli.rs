@@ -1,7 +1,7 @@
 //! Checkpoints through the real binary: runs stopped by SIGINT, SIGTERM or `kill -9` at
 //! random moments (in and between checkpoints), then rerun, end with metrics.csv (less its
 //! clock), steps.csv, final metrics and final weights identical to an uninterrupted run's:
-//! every model kind and optimizer, reduce_on_plateau, a noisy schedule, dropout, early
+//! every model kind (the transformer on text too) and optimizer, reduce_on_plateau, a noisy schedule, dropout, early
 //! stopping, augmentation, a ResNet's batch norm statistics, 1 and 2 threads. Also a corrupt latest checkpoint, a config changed between
 //! stop and rerun, restore_best_weights and `runner eval`.
 
@@ -168,6 +168,18 @@ fn resnet_with_batch_norm_statistics_continues_exactly() {
     let body = "name = \"exp\"\n[train]\nepochs = 4\nlog_every = 1\n[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.05\n\
                 [model]\nkind = \"resnet\"\ndepth = 8\n[optimizer]\nkind = \"sgd\"\nmomentum = 0.9\nweight_decay = 0.0005\n";
     stopped_and_resumed_equals_uninterrupted(body, &["-KILL", "-INT"], "1", 7);
+}
+
+#[test]
+fn transformer_on_text_with_dropout_and_accumulation_continues_exactly() {
+    // Windows drawn from the seed, dropout masks, accumulated gradients, AdamW's moments.
+    let body = "name = \"exp\"\n[dataset]\nkind = \"text\"\ncontext = 16\n\
+                [model]\nkind = \"transformer\"\nlayers = 1\nheads = 2\nd_model = 16\ndropout = 0.1\n\
+                [optimizer]\nkind = \"adamw\"\nweight_decay = 0.1\n\
+                [schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.003\ndecay_steps = \"run\"\nwarmup_steps = 10\n\
+                [train]\nsteps = 600\nbatch_size = 8\naccumulate = 2\neval_every = 25\neval_batches = 2\n\
+                log_every = 1\nclip_grad_norm = 1.0\ncheckpoint_every = 10\n";
+    stopped_and_resumed_equals_uninterrupted(body, &["-KILL", "-INT"], "1", 8);
 }
 
 #[test]

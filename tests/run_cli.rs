@@ -49,7 +49,7 @@ fn cosine_config_trains_digits_to_95_percent_and_writes_the_run_directory() {
     let acc = s["final_metrics"]["val_accuracy"].as_f64().unwrap();
     assert!(acc >= 0.95, "val_accuracy {acc}");
     let metrics = fs::read_to_string(run.join("metrics.csv")).unwrap();
-    assert!(metrics.starts_with("epoch,step,lr,train_loss,val_loss,val_accuracy,val_rmse,seconds\n"));
+    assert!(metrics.starts_with("epoch,step,lr,train_loss,val_loss,val_accuracy,val_rmse,val_bits_per_char,val_bits_per_byte,val_perplexity,seconds\n"));
     assert_eq!(metrics.lines().count(), 31, "one row per epoch");
     // The resolved config reruns as it is.
     runner()

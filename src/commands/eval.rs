@@ -3,11 +3,11 @@
 //! to `eval.json` (`eval-<config stem>.json` with --data) in the run's directory.
 
 use super::print;
-use crate::cli::{EvalArgs, Weights};
+use crate::cli::EvalArgs;
 use crate::config;
 use crate::data;
 use crate::error::input_error;
-use crate::results::{checkpoints, write_json_atomic};
+use crate::results::write_json_atomic;
 use crate::train;
 use anyhow::Result;
 
@@ -21,22 +21,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         )));
     }
     let run = config::load(&config_path)?;
-    let name = match args.weights {
-        Weights::Model => "model",
-        Weights::Best => "best",
-    };
-    if !dir.join(format!("{name}.safetensors")).is_file() {
-        return Err(input_error(format!(
-            "{} has no {name}.safetensors: {}",
-            dir.display(),
-            if name == "best" {
-                "best weights are kept for runs with early stopping or a monitored schedule"
-            } else {
-                "the run has not finished (an interrupted run resumes with `runner run`)"
-            }
-        )));
-    }
-    let params = checkpoints::read_model(dir, name)?;
+    let (name, params) = super::saved_weights(dir, args.weights)?;
     let (dataset, label, file) = match &args.data {
         None => (run.dataset.clone(), "its validation data".to_string(), "eval.json".to_string()),
         Some(path) => {

@@ -5,6 +5,7 @@ mod eval;
 mod report;
 mod run;
 mod run_one;
+mod sample;
 mod schedule;
 mod schedules;
 mod sweep;
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Collect(args) => collect::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::Sample(args) => sample::run(&args),
         Command::Schedule(args) => schedule::run(&args),
         Command::Schedules(args) => schedules::run(&args),
     };
@@ -38,4 +40,28 @@ fn print(text: &str) -> io::Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()
+}
+
+/// A finished run's saved weights (`--weights model|best`): the file's name and tensors,
+/// or why the run directory has none.
+fn saved_weights(
+    dir: &std::path::Path,
+    weights: crate::cli::Weights,
+) -> anyhow::Result<(&'static str, Vec<candle_core::Tensor>)> {
+    let name = match weights {
+        crate::cli::Weights::Model => "model",
+        crate::cli::Weights::Best => "best",
+    };
+    if !dir.join(format!("{name}.safetensors")).is_file() {
+        return Err(crate::error::input_error(format!(
+            "{} has no {name}.safetensors: {}",
+            dir.display(),
+            if name == "best" {
+                "best weights are kept for runs with early stopping or a monitored schedule"
+            } else {
+                "the run has not finished (an interrupted run resumes with `runner run`)"
+            }
+        )));
+    }
+    Ok((name, crate::results::checkpoints::read_model(dir, name)?))
 }

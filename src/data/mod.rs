@@ -12,6 +12,7 @@ mod idx;
 mod spec;
 mod split;
 mod synthetic;
+pub mod text;
 
 pub use augment::{AugmentSpec, augment_rows, step_rng};
 pub use cifar::Cifar;
@@ -59,6 +60,9 @@ pub struct Dataset {
     pub image: Option<(usize, usize, usize)>,
     pub train: Split,
     pub validation: Split,
+    /// A text data set's tokens (`kind = "text"`): samples are windows of them, `train`
+    /// and `validation` hold the token sequences and their window counts.
+    pub text: Option<text::TextData>,
 }
 
 /// The most classes a classification data set may have (one output each): a label of a
@@ -68,6 +72,9 @@ pub const MAX_CLASSES: usize = 10_000;
 /// Loads and prepares the data set `spec` describes (its `seed` drives generation and splitting).
 pub fn prepare(spec: &DatasetSpec) -> Result<Arc<Dataset>> {
     let seed = spec.seed;
+    if let SourceSpec::Text { path, tokens, context } = &spec.source {
+        return prepare_text(path.as_deref(), *tokens, *context as usize, spec);
+    }
     let loaded = spec.source.load(seed)?;
     let task = spec.source.task();
     let name = spec.source.kind();
@@ -140,6 +147,35 @@ pub fn prepare(spec: &DatasetSpec) -> Result<Arc<Dataset>> {
         features: train.cols,
         train: to_tensors(train, task)?,
         validation: to_tensors(validation, task)?,
+        text: None,
+    }))
+}
+
+/// A text data set: `features` is the context (a window's tokens), `classes` the
+/// vocabulary; each part's split holds its tokens (x and y alike) and its window count.
+fn prepare_text(
+    path: Option<&std::path::Path>,
+    tokens: text::Tokens,
+    context: usize,
+    spec: &DatasetSpec,
+) -> Result<Arc<Dataset>> {
+    let name = path.map_or_else(|| "the embedded Shakespeare text".to_string(), |p| p.display().to_string());
+    let raw = text::read(path)?;
+    let data = text::prepare(&raw, &name, tokens, context, spec.validation_split, spec.seed)?;
+    drop(raw);
+    let split = |part: text::Part, tokens: &[u32]| -> Result<Split> {
+        let t = Tensor::from_slice(tokens, tokens.len(), &Device::Cpu)?;
+        Ok(Split { x: t.clone(), y: t, len: data.windows(part) })
+    };
+    Ok(Arc::new(Dataset {
+        name: "text".into(),
+        task: Task::Classification,
+        features: context,
+        classes: data.vocab.len(),
+        image: None,
+        train: split(text::Part::Train, &data.train)?,
+        validation: split(text::Part::Validation, &data.validation)?,
+        text: Some(data),
     }))
 }
 

@@ -2,6 +2,7 @@
 
 use super::augment::AugmentSpec;
 use super::cifar::{self, Cifar};
+use super::text::Tokens;
 use super::{Loaded, csv_file, digits, idx, synthetic};
 use crate::params::{ParamSource, Rule};
 use anyhow::Result;
@@ -62,6 +63,14 @@ pub enum SourceSpec {
         label: CifarLabel,
         test_as_validation: bool,
     },
+    /// A UTF-8 text for a language model (src/data/text.rs); the embedded Shakespeare
+    /// without a path.
+    Text {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<PathBuf>,
+        tokens: Tokens,
+        context: u64,
+    },
 }
 
 /// Which of CIFAR-100's labels is the class.
@@ -75,7 +84,8 @@ pub enum CifarLabel {
 }
 
 /// Every `[dataset] kind`.
-pub const SOURCES: &[&str] = &["digits", "spirals", "moons", "blobs", "sine", "csv", "mnist", "cifar10", "cifar100"];
+pub const SOURCES: &[&str] =
+    &["digits", "spirals", "moons", "blobs", "sine", "csv", "mnist", "cifar10", "cifar100", "text"];
 
 /// A validated `[dataset]` table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -216,6 +226,25 @@ impl DatasetSpec {
                         SourceSpec::Cifar100 { dir, label, test_as_validation }
                     }
                 }
+                "text" => SourceSpec::Text {
+                    path: p
+                        .optional_text(
+                            "path",
+                            "the embedded Shakespeare (eight plays, data/README.md)",
+                            "a UTF-8 text file (.gz for gzipped), relative to the config file",
+                        )?
+                        .map(path),
+                    tokens: match p.choice(
+                        "tokens",
+                        &["char", "byte"],
+                        Some("char"),
+                        "char: one token per character, the vocabulary is the text's characters; byte: one per UTF-8 byte, 256 tokens",
+                    )? {
+                        "byte" => Tokens::Byte,
+                        _ => Tokens::Char,
+                    },
+                    context: p.steps("context", Some(128), 1, "tokens per window: the most a model reads to predict the next")?,
+                },
                 _ => return Ok(None),
             }))
         })();
@@ -225,13 +254,19 @@ impl DatasetSpec {
             Err(e) => return Some(Err(e)),
         };
         Some((|| {
+            let is_text = matches!(source, SourceSpec::Text { .. });
             let validation_split = p.number(
                 "validation_split",
-                Some(0.2),
+                Some(if is_text { 0.1 } else { 0.2 }),
                 Rule::OpenUnitInterval,
-                "fraction held out for validation (seeded, stratified for classes)",
+                if is_text {
+                    "fraction of the text, at its end, held out for validation"
+                } else {
+                    "fraction held out for validation (seeded, stratified for classes)"
+                },
             )?;
             let default = match &source {
+                SourceSpec::Text { .. } => "none",
                 SourceSpec::Cifar10 { .. } | SourceSpec::Cifar100 { .. } => "channels",
                 s if s.pixel_max().is_some() => "pixels",
                 _ => "standardize",
@@ -253,6 +288,9 @@ impl DatasetSpec {
                     format!("is \"{what}\", which is for image data sets (digits, mnist, cifar10, cifar100); {} data are scaled with \"standardize\" or \"none\"", source.kind())
                 })?;
             }
+            p.check(!is_text || scale == Scale::None, "scale", || {
+                "applies to numeric features; text is tokens: leave scale out (or write \"none\")".to_string()
+            })?;
             // The key this replaced, refused with what to write instead.
             if p.optional_flag("standardize")?.is_some() {
                 return Err(p.invalid(
@@ -298,6 +336,7 @@ impl SourceSpec {
             SourceSpec::Mnist { .. } => "mnist",
             SourceSpec::Cifar10 { .. } => "cifar10",
             SourceSpec::Cifar100 { .. } => "cifar100",
+            SourceSpec::Text { .. } => "text",
         }
     }
 
@@ -336,6 +375,7 @@ impl SourceSpec {
                 let which = if *label == CifarLabel::Coarse { Cifar::HundredCoarse } else { Cifar::HundredFine };
                 cifar::load(dir, which, *test_as_validation)?
             }
+            SourceSpec::Text { .. } => anyhow::bail!("text is loaded as tokens (data::text), not as a table"),
         })
     }
 }

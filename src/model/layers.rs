@@ -1,5 +1,6 @@
-//! Layers shared by the models built on candle's autograd (the ResNet): batch
-//! normalisation with running statistics, and PyTorch's initialisations.
+//! Layers shared by the models built on candle's autograd (the ResNet, the transformer):
+//! batch normalisation with running statistics, layer normalisation, and PyTorch's
+//! initialisations.
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, Var};
@@ -43,6 +44,20 @@ pub struct BatchNorm2d {
 }
 
 const EPS: f64 = 1e-5;
+
+/// Layer normalisation over the last dimension, as PyTorch's `LayerNorm` (eps 1e-5,
+/// biased variance), with a scale and an optional shift. Built from candle's primitive
+/// ops so that its gradient is candle's (candle-nn's fused `layer_norm` has no backward).
+pub fn layer_norm(x: &Tensor, gamma: &Var, beta: Option<&Var>) -> Result<Tensor> {
+    let mean = x.mean_keepdim(candle_core::D::Minus1)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(candle_core::D::Minus1)?;
+    let y = centred.broadcast_div(&(var + EPS)?.sqrt()?)?.broadcast_mul(gamma.as_tensor())?;
+    Ok(match beta {
+        Some(b) => y.broadcast_add(b.as_tensor())?,
+        None => y,
+    })
+}
 const MOMENTUM: f64 = 0.1;
 
 impl BatchNorm2d {
@@ -108,6 +123,30 @@ mod tests {
         let first = 2.0 * (1.0 - rm[0]) / (rv[0] + 1e-5).sqrt() + 0.5;
         assert!((e[0] - first).abs() < 1e-5, "{e:?}");
         assert_eq!(bn.running_mean.as_tensor().to_vec1::<f32>().unwrap(), rm);
+    }
+
+    #[test]
+    fn layer_norm_matches_candle_nn_and_passes_gradients() {
+        let x = Var::from_tensor(&Tensor::new(&[[1f32, 2.0, 4.0, 9.0], [-3.0, 0.5, 0.5, 2.0]], &Device::Cpu).unwrap())
+            .unwrap();
+        let gamma = Var::from_tensor(&Tensor::new(&[1f32, 2.0, 0.5, -1.0], &Device::Cpu).unwrap()).unwrap();
+        let beta = Var::from_tensor(&Tensor::new(&[0f32, 0.1, 0.2, 0.3], &Device::Cpu).unwrap()).unwrap();
+        let ours = layer_norm(x.as_tensor(), &gamma, Some(&beta)).unwrap();
+        let theirs = candle_nn::ops::layer_norm(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5).unwrap();
+        let diff = (ours.clone() - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-6, "{diff}");
+        // Row 0: mean 4, biased variance 9.5; d(sum y)/d beta = rows, d/d x sums to 0 per row.
+        let g = ours.sum_all().unwrap().backward().unwrap();
+        assert_eq!(g.get(&beta).unwrap().to_vec1::<f32>().unwrap(), vec![2.0; 4]);
+        let dx = g.get(&x).unwrap().to_vec2::<f32>().unwrap();
+        assert!(dx.iter().all(|row| row.iter().sum::<f32>().abs() < 1e-5), "{dx:?}");
+        let dgamma = g.get(&gamma).unwrap().to_vec1::<f32>().unwrap();
+        let s = (9.5f32 + 1e-5).sqrt();
+        // Row 1: mean 0, biased variance 3.375; d/d gamma is the column's normalised values.
+        let s1 = (3.375f32 + 1e-5).sqrt();
+        assert!((dgamma[0] - (-3.0 / s - 3.0 / s1)).abs() < 1e-5, "{dgamma:?}");
+        let ours0 = layer_norm(x.as_tensor(), &gamma, None).unwrap().to_vec2::<f32>().unwrap();
+        assert!((ours0[0][0] - (-3.0 / s)).abs() < 1e-6, "{ours0:?}");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 pub mod fused;
 mod layers;
 mod resnet;
+pub mod sampling;
 mod spec;
+pub mod transformer;
 
 pub use fused::{Targets, gather, update_in_place, with_values, with_values_all, with_values_mut};
 pub use spec::{Activation, Init, MODELS, ModelSpec, Shortcut};
@@ -35,6 +37,8 @@ pub enum Model {
     Stack(Stack),
     /// A ResNet; `decay_bn`: weight decay on batch norm and biases too.
     Resnet { net: resnet::Resnet, decay_bn: bool },
+    /// A transformer language model; `decay_on`: what weight decay applies to.
+    Transformer { net: transformer::Transformer, decay_on: transformer::DecayOn },
 }
 
 impl Model {
@@ -54,6 +58,15 @@ impl Model {
                 let net = resnet::Resnet::new(*depth, *width, *shortcut, image, outputs, &mut rng)?;
                 Ok(Model::Resnet { net, decay_bn: *weight_decay_bn })
             }
+            ModelSpec::Transformer { weight_decay_on, .. } => {
+                spec.check(features, outputs, image).map_err(anyhow::Error::msg)?;
+                let shape = spec.transformer_shape(features, outputs).expect("a transformer spec");
+                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0DE1_u64.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                Ok(Model::Transformer {
+                    net: transformer::Transformer::new(shape, &mut rng)?,
+                    decay_on: *weight_decay_on,
+                })
+            }
             _ => Ok(Model::Stack(Stack::new(spec, features, outputs, image, seed)?)),
         }
     }
@@ -64,6 +77,7 @@ impl Model {
         match self {
             Model::Stack(s) => s.vars(),
             Model::Resnet { net, .. } => net.vars(),
+            Model::Transformer { net, .. } => net.vars(),
         }
     }
 
@@ -72,6 +86,7 @@ impl Model {
         match self {
             Model::Stack(s) => vec![true; s.vars().len()],
             Model::Resnet { net, decay_bn } => net.decay_mask(*decay_bn),
+            Model::Transformer { net, decay_on } => net.decay_mask(*decay_on),
         }
     }
 
@@ -80,16 +95,19 @@ impl Model {
         match self {
             Model::Stack(s) => s.parameter_count(),
             Model::Resnet { net, .. } => net.parameter_count(),
+            Model::Transformer { net, .. } => net.parameter_count(),
         }
     }
 
-    /// The network's output for a batch `x` of shape (n, features). With `dropout_rng`
+    /// The network's output for a batch `x` of shape (n, features) (a transformer: token
+    /// windows (n, t) of u32, giving logits (n * t, vocab)). With `dropout_rng`
     /// (training), dropout masks are drawn from it and batch norms use and update batch
     /// statistics; without (evaluation), dropout is off and batch norms use running ones.
     pub fn forward(&self, x: &Tensor, dropout_rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
         match self {
             Model::Stack(s) => s.forward(x, dropout_rng),
             Model::Resnet { net, .. } => net.forward(x, dropout_rng.is_some()),
+            Model::Transformer { net, .. } => net.forward(x, dropout_rng),
         }
     }
 
@@ -102,8 +120,8 @@ impl Model {
     fn stack(&self) -> Result<&Stack> {
         match self {
             Model::Stack(s) => Ok(s),
-            Model::Resnet { .. } => {
-                bail!("the fused step trains stacks of convolutions and dense layers, not a resnet")
+            Model::Resnet { .. } | Model::Transformer { .. } => {
+                bail!("the fused step trains stacks of convolutions and dense layers only")
             }
         }
     }
@@ -193,7 +211,7 @@ impl Stack {
             ModelSpec::Mlp { hidden, .. } | ModelSpec::Cnn { hidden, .. } => {
                 hidden.iter().map(|&h| h as usize).collect()
             }
-            ModelSpec::Linear { .. } | ModelSpec::Resnet { .. } => Vec::new(),
+            ModelSpec::Linear { .. } | ModelSpec::Resnet { .. } | ModelSpec::Transformer { .. } => Vec::new(),
         };
         let mut dense = Vec::new();
         let zeros = matches!(spec, ModelSpec::Linear { init: Init::Zeros });
@@ -209,7 +227,9 @@ impl Stack {
         let (activation, dropout, pool) = match spec {
             ModelSpec::Mlp { activation, dropout, .. } => (*activation, *dropout, false),
             ModelSpec::Cnn { activation, dropout, pool, .. } => (*activation, *dropout, *pool),
-            ModelSpec::Linear { .. } | ModelSpec::Resnet { .. } => (Activation::Relu, 0.0, false),
+            ModelSpec::Linear { .. } | ModelSpec::Resnet { .. } | ModelSpec::Transformer { .. } => {
+                (Activation::Relu, 0.0, false)
+            }
         };
         Ok(Stack { convs, image: conv_image, pool, dense, activation, dropout })
     }

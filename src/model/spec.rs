@@ -1,5 +1,6 @@
 //! The `[model]` table.
 
+use super::transformer::{DecayOn, Shape};
 use crate::params::{ParamSource, Rule};
 use anyhow::Result;
 use candle_core::Tensor;
@@ -89,9 +90,21 @@ pub enum ModelSpec {
         shortcut: Shortcut,
         weight_decay_bn: bool,
     },
+    /// A GPT-style language model (src/model/transformer.rs).
+    Transformer {
+        layers: u64,
+        heads: u64,
+        d_model: u64,
+        /// Positions with an embedding; the data set's context when not given.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        context: Option<u64>,
+        dropout: f64,
+        bias: bool,
+        weight_decay_on: DecayOn,
+    },
 }
 
-pub const MODELS: &[&str] = &["mlp", "linear", "cnn", "resnet"];
+pub const MODELS: &[&str] = &["mlp", "linear", "cnn", "resnet", "transformer"];
 
 /// The most parameters a model may have: 500 million f32 are 2 GB of weights, and training
 /// keeps as much again for gradients and up to twice that for an optimizer's state.
@@ -127,6 +140,17 @@ impl ModelSpec {
     /// more pooled convolutions than the image has pixels for, more than
     /// [`MAX_PARAMETERS`] (with the memory that would need). Computes shapes only.
     pub fn check(&self, features: usize, outputs: usize, image: Option<(usize, usize, usize)>) -> Result<u128, String> {
+        if let ModelSpec::Transformer { .. } = self {
+            let shape = self.transformer_shape(features, outputs).expect("a transformer");
+            if shape.context < features {
+                return Err(format!(
+                    "the model's context = {} is shorter than the data's windows of {features} tokens (dataset.context); \
+                     leave model.context out to use the data's",
+                    shape.context
+                ));
+            }
+            return too_many(shape.parameters(), "use fewer layers or a smaller d_model");
+        }
         if let ModelSpec::Resnet { depth, width, shortcut, .. } = self {
             let Some((c0, h, w)) = image else {
                 return Err("the resnet model needs image data (digits, mnist, cifar10, cifar100); use mlp or linear for this data set".into());
@@ -187,13 +211,27 @@ impl ModelSpec {
         }
         let hidden: &[u64] = match self {
             ModelSpec::Mlp { hidden, .. } | ModelSpec::Cnn { hidden, .. } => hidden,
-            ModelSpec::Linear { .. } | ModelSpec::Resnet { .. } => &[],
+            ModelSpec::Linear { .. } | ModelSpec::Resnet { .. } | ModelSpec::Transformer { .. } => &[],
         };
         for out in hidden.iter().map(|&h| h as u128).chain([outputs as u128]) {
             params = params.saturating_add(width.saturating_mul(out)).saturating_add(out);
             width = out;
         }
         too_many(params, "use smaller hidden layers or fewer channels")
+    }
+
+    /// A transformer's shape for windows of `features` tokens and a vocabulary of `outputs`.
+    pub fn transformer_shape(&self, features: usize, outputs: usize) -> Option<Shape> {
+        let ModelSpec::Transformer { layers, heads, d_model, context, dropout, bias, .. } = self else { return None };
+        Some(Shape {
+            layers: *layers as usize,
+            heads: *heads as usize,
+            d_model: *d_model as usize,
+            context: context.map_or(features, |c| c as usize),
+            vocab: outputs,
+            dropout: *dropout,
+            bias: *bias,
+        })
     }
 
     /// Reads model `kind`; `None` for an unknown kind.
@@ -249,6 +287,42 @@ impl ModelSpec {
                     "apply the optimizer's weight decay to batch norm's scale and shift and the biases too",
                 )?;
                 Ok(ModelSpec::Resnet { depth, width, shortcut, weight_decay_bn })
+            })(),
+            "transformer" => (|| {
+                let layers = p.steps("layers", Some(4), 1, "transformer blocks")?;
+                let heads = p.steps("heads", Some(4), 1, "attention heads per block (d_model must be a multiple)")?;
+                let d_model = p.steps("d_model", Some(128), 1, "width of the residual stream")?;
+                if d_model % heads != 0 {
+                    return Err(p.invalid(
+                        "d_model",
+                        format!("= {d_model} is not a multiple of heads = {heads}: each head gets d_model / heads dimensions"),
+                    ));
+                }
+                let context = p.optional_steps(
+                    "context",
+                    1,
+                    "the data set's context",
+                    "positions with an embedding (at least the data's windows)",
+                )?;
+                let dropout = p.number(
+                    "dropout",
+                    Some(0.0),
+                    Rule::UnitInterval,
+                    "dropout on embeddings, attention weights and residual branches while training",
+                )?;
+                p.check(dropout < 1.0, "dropout", || "must be below 1 (1 drops everything)".to_string())?;
+                let bias = p.flag("bias", true, "biases in the linear layers and layer norms (GPT-2 has them)")?;
+                let weight_decay_on = match p.choice(
+                    "weight_decay_on",
+                    &["matrices", "matrices_and_embeddings", "all"],
+                    Some("matrices"),
+                    "what the optimizer's weight decay applies to: the linear layers' weights; those and the embeddings (nanoGPT); every parameter",
+                )? {
+                    "all" => DecayOn::All,
+                    "matrices_and_embeddings" => DecayOn::MatricesAndEmbeddings,
+                    _ => DecayOn::Matrices,
+                };
+                Ok(ModelSpec::Transformer { layers, heads, d_model, context, dropout, bias, weight_decay_on })
             })(),
             _ => return None,
         })

@@ -38,6 +38,19 @@ fn has_seeds(view: &ExperimentView) -> bool {
     variants.len() < n
 }
 
+/// A language model experiment's bits per char (or per byte), shown beside its loss.
+fn bits_metric(view: &ExperimentView) -> Option<crate::results::Metric> {
+    let evaluated = || view.runs.iter().filter_map(|r| r.last);
+    let name = if evaluated().any(|l| l.val_bits_per_char.is_some()) {
+        "val_bits_per_char"
+    } else if evaluated().any(|l| l.val_bits_per_byte.is_some()) {
+        "val_bits_per_byte"
+    } else {
+        return None;
+    };
+    crate::results::METRICS.iter().copied().find(|m| m.name == name)
+}
+
 /// The ranking: one row per run, or per variant (mean, std, min, max over seeds).
 pub fn ranking(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {
     let m = view.metric_name();
@@ -55,6 +68,10 @@ pub fn ranking(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {
     }
     if with_rmse {
         header.push("final_val_rmse".into());
+    }
+    let bits = bits_metric(view).filter(|b| b.name != m);
+    if let Some(b) = bits {
+        header.push(format!("final_{}", b.name));
     }
     header.extend(["steps".into(), "seconds".into()]);
     let rows = view
@@ -77,6 +94,9 @@ pub fn ranking(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {
             }
             if with_rmse {
                 row.push(num(r.last.and_then(|l| l.val_rmse)));
+            }
+            if let Some(b) = bits {
+                row.push(num(r.last.and_then(|l| b.value(&l))));
             }
             let outcome = r.summary.as_ref().map(|s| &s.outcome);
             row.push(outcome.map(|o| o.steps).or(r.last.map(|l| l.step)).map_or_else(String::new, |s| s.to_string()));
@@ -192,6 +212,7 @@ fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) 
     let m = view.metric_name();
     let groups = variant_groups(view);
     let sign = if view.metric().higher_is_better { 1.0 } else { -1.0 };
+    let bits = bits_metric(view).filter(|b| b.name != m);
     let mut stats: Vec<(f64, f64, Vec<String>)> = groups
         .iter()
         .map(|(variant, runs)| {
@@ -222,6 +243,13 @@ fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) 
                 .filter(|v| v.is_finite())
                 .collect();
             let mean_loss = (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64);
+            let bits_values: Vec<f64> = bits
+                .map(|b| {
+                    runs.iter().filter(|r| r.finished()).filter_map(|r| r.last.and_then(|l| b.value(&l))).collect()
+                })
+                .unwrap_or_default();
+            let mean_bits =
+                (!bits_values.is_empty()).then(|| bits_values.iter().sum::<f64>() / bits_values.len() as f64);
             let first = runs[0];
             let mut row = vec![variant.to_string(), first.info.schedule.clone()];
             row.extend(first.info.params.iter().cloned());
@@ -236,6 +264,9 @@ fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) 
             if m != "val_loss" {
                 row.push(num(mean_loss));
             }
+            if bits.is_some() {
+                row.push(num(mean_bits));
+            }
             row.push(statuses.iter().map(|(s, c)| format!("{c} {s}")).collect::<Vec<_>>().join(", "));
             (mean.map_or(f64::NEG_INFINITY, |m| sign * m), mean_loss.unwrap_or(f64::INFINITY), row)
         })
@@ -246,6 +277,9 @@ fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) 
     header.extend(["seeds".into(), format!("mean_final_{m}"), "std".into(), "min".into(), "max".into()]);
     if m != "val_loss" {
         header.push("mean_final_val_loss".into());
+    }
+    if let Some(b) = bits {
+        header.push(format!("mean_final_{}", b.name));
     }
     header.push("status".into());
     let rows =

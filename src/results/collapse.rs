@@ -65,6 +65,9 @@ mod tests {
             val_loss,
             val_accuracy: Some(accuracy),
             val_rmse: None,
+            val_bits_per_char: None,
+            val_bits_per_byte: None,
+            val_perplexity: None,
             seconds: 0.0,
         }
     }

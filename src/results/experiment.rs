@@ -68,11 +68,14 @@ pub struct Metric {
 }
 
 /// The columns `runner report --metric` ranks by.
-pub const METRICS: [Metric; 4] = [
+pub const METRICS: [Metric; 7] = [
     Metric { name: "val_accuracy", higher_is_better: true },
     Metric { name: "val_loss", higher_is_better: false },
     Metric { name: "val_rmse", higher_is_better: false },
     Metric { name: "train_loss", higher_is_better: false },
+    Metric { name: "val_bits_per_char", higher_is_better: false },
+    Metric { name: "val_bits_per_byte", higher_is_better: false },
+    Metric { name: "val_perplexity", higher_is_better: false },
 ];
 
 impl Metric {
@@ -82,6 +85,9 @@ impl Metric {
             "val_accuracy" => row.val_accuracy,
             "val_rmse" => row.val_rmse,
             "train_loss" => Some(row.train_loss),
+            "val_bits_per_char" => row.val_bits_per_char,
+            "val_bits_per_byte" => row.val_bits_per_byte,
+            "val_perplexity" => row.val_perplexity,
             _ => Some(row.val_loss),
         }
     }
@@ -105,7 +111,9 @@ impl ExperimentView {
     fn new(name: String, dir: PathBuf, columns: Vec<String>, runs: Vec<RunRecord>) -> ExperimentView {
         let evaluated: Vec<EvalRow> = runs.iter().filter_map(|r| r.last).collect();
         let classification = evaluated.is_empty() || evaluated.iter().any(|e| e.val_accuracy.is_some());
-        let metric = METRICS[if classification { 0 } else { 1 }];
+        // Language models are ranked by their loss (nats per token), not token accuracy.
+        let language = evaluated.iter().any(|e| e.val_perplexity.is_some());
+        let metric = METRICS[if classification && !language { 0 } else { 1 }];
         ExperimentView { name, dir, columns, runs, classification, metric }
     }
 
@@ -485,6 +493,9 @@ mod tests {
                 val_loss,
                 val_accuracy: Some(accuracy),
                 val_rmse: None,
+                val_bits_per_char: None,
+                val_bits_per_byte: None,
+                val_perplexity: None,
                 seconds: 1.0,
             }),
         }
@@ -511,7 +522,7 @@ mod tests {
         assert_eq!(by_loss.metric_name(), "train_loss");
         assert_eq!(order(&by_loss), ["b", "e", "a", "d", "c"]);
         let e = view.clone().with_metric("accuracy").unwrap_err().to_string();
-        assert!(e.contains("accepted: val_accuracy, val_loss, val_rmse, train_loss"), "{e}");
+        assert!(e.contains("accepted: val_accuracy, val_loss, val_rmse, train_loss, val_bits_per_char, val_bits_per_byte, val_perplexity"), "{e}");
         let e = view.with_metric("val_rmse").unwrap_err().to_string();
         assert!(e.contains("no run of x has it (a classification, with no val_rmse)"), "{e}");
     }

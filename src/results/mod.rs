@@ -249,7 +249,19 @@ impl RunDir {
         let mut metrics = open("metrics.csv")?;
         let header_error = |name: &str| format!("cannot write {}", dir.join(name).display());
         metrics
-            .write_record(["epoch", "step", "lr", "train_loss", "val_loss", "val_accuracy", "val_rmse", "seconds"])
+            .write_record([
+                "epoch",
+                "step",
+                "lr",
+                "train_loss",
+                "val_loss",
+                "val_accuracy",
+                "val_rmse",
+                "val_bits_per_char",
+                "val_bits_per_byte",
+                "val_perplexity",
+                "seconds",
+            ])
             .with_context(|| header_error("metrics.csv"))?;
         let mut steps = open("steps.csv")?;
         steps.write_record(["step", "lr", "loss"]).with_context(|| header_error("steps.csv"))?;
@@ -381,6 +393,9 @@ impl Recorder for RunDir {
                 r.val_loss.to_string(),
                 opt(r.val_accuracy),
                 opt(r.val_rmse),
+                opt(r.val_bits_per_char),
+                opt(r.val_bits_per_byte),
+                opt(r.val_perplexity),
                 format!("{:.3}", r.seconds),
             ])
             .with_context(file)?;

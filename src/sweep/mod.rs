@@ -210,6 +210,10 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
         }
         None => (RunDir::create(&run_path, &config_toml)?.keep_checkpoints(keep), None),
     };
+    // A language model's vocabulary, for `runner sample` to turn tokens back into text.
+    if let Some(text) = &job.data.text {
+        results::write_json_atomic(&run_path.join("vocab.json"), &text.vocab)?;
+    }
     let total = run.config.train.total_steps(job.data.train.len);
     let mut progress = board.start(&run.info.name, total);
     let start = Instant::now();
@@ -268,9 +272,14 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
 /// A run's outcome in a few words: `completed: val_accuracy 0.9861 in 0.4s`.
 pub fn describe(o: &Outcome, error: Option<&str>) -> String {
     let metric = match o.final_metrics {
-        Some(m) => match m.val_accuracy {
-            Some(acc) => format!(" val_accuracy {acc:.4}"),
-            None => format!(" val_loss {:.4}", m.val_loss),
+        Some(m) => match (m.val_bits_per_char.or(m.val_bits_per_byte), m.val_accuracy) {
+            (Some(bits), _) => format!(
+                " val_loss {:.4} ({bits:.3} bits per {})",
+                m.val_loss,
+                if m.val_bits_per_char.is_some() { "char" } else { "byte" }
+            ),
+            (None, Some(acc)) => format!(" val_accuracy {acc:.4}"),
+            (None, None) => format!(" val_loss {:.4}", m.val_loss),
         },
         None => String::new(),
     };

@@ -56,7 +56,28 @@ pub struct EvalRow {
     pub val_loss: f64,
     pub val_accuracy: Option<f64>,
     pub val_rmse: Option<f64>,
+    /// A language model's validation loss in bits per character (char tokens) or per
+    /// byte (byte tokens): val_loss / ln 2; and its perplexity, exp(val_loss).
+    #[serde(default)]
+    pub val_bits_per_char: Option<f64>,
+    #[serde(default)]
+    pub val_bits_per_byte: Option<f64>,
+    #[serde(default)]
+    pub val_perplexity: Option<f64>,
     pub seconds: f64,
+}
+
+impl EvalRow {
+    /// The language-model columns for a validation loss `val_loss` in nats per token of
+    /// `tokens` (none for other data sets).
+    pub fn with_language_metrics(mut self, tokens: Option<crate::data::text::Tokens>) -> EvalRow {
+        use crate::data::text::Tokens;
+        let bits = self.val_loss / std::f64::consts::LN_2;
+        self.val_bits_per_char = (tokens == Some(Tokens::Char)).then_some(bits);
+        self.val_bits_per_byte = (tokens == Some(Tokens::Byte)).then_some(bits);
+        self.val_perplexity = tokens.map(|_| self.val_loss.exp());
+        self
+    }
 }
 
 fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
@@ -142,6 +163,9 @@ pub fn metric(row: &EvalRow, monitor: &str) -> Option<f64> {
         "train_loss" => Some(row.train_loss),
         "val_accuracy" => row.val_accuracy,
         "val_rmse" => row.val_rmse,
+        "val_bits_per_char" => row.val_bits_per_char,
+        "val_bits_per_byte" => row.val_bits_per_byte,
+        "val_perplexity" => row.val_perplexity,
         _ => None,
     }
 }
@@ -167,6 +191,28 @@ pub fn check(spec: &RunSpec, data: &Dataset) -> Result<(), String> {
             ));
         }
     }
+    let transformer = matches!(spec.model, ModelSpec::Transformer { .. });
+    match (&data.text, transformer) {
+        (None, true) => {
+            return Err(format!(
+                "the transformer model reads windows of tokens: it needs a text data set ([dataset] kind = \"text\"), not {}",
+                data.name
+            ));
+        }
+        (Some(_), false) => {
+            return Err(
+                "a text data set is windows of tokens: it trains the transformer model ([model] kind = \"transformer\")"
+                    .into(),
+            );
+        }
+        _ => {}
+    }
+    if data.text.is_none() && spec.train.eval_batches.is_some() {
+        return Err(format!(
+            "`train.eval_batches` is for text data sets; {} is evaluated on all of its validation part",
+            data.name
+        ));
+    }
     let outputs = if data.task == Task::Classification { data.classes } else { 1 };
     spec.model.check(data.features, outputs, data.image).map(|_| ())
 }
@@ -179,6 +225,13 @@ pub struct Evaluation {
     pub val_accuracy: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_rmse: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_bits_per_char: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_bits_per_byte: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_perplexity: Option<f64>,
+    /// Validation samples read (a text data set: windows).
     pub samples: usize,
 }
 
@@ -203,12 +256,39 @@ pub fn evaluate_params(spec: &RunSpec, data: &Dataset, params: &[Tensor]) -> Res
         }
         var.set(p)?;
     }
-    let (val_loss, val_accuracy) = evaluate(&model, &data.validation, data.task)?;
+    let (val_loss, val_accuracy, samples) = match &data.text {
+        Some(text) => {
+            let starts = text.evaluation_starts(spec.train.eval_windows());
+            let (loss, accuracy) = evaluate_text(&model, text, &starts, spec.train.batch_size as usize)?;
+            (loss, Some(accuracy), starts.len())
+        }
+        None => {
+            let (loss, accuracy) = evaluate(&model, &data.validation, data.task)?;
+            (loss, accuracy, data.validation.len)
+        }
+    };
+    let lm = EvalRow {
+        epoch: 0,
+        step: 0,
+        lr: 0.0,
+        train_loss: f64::NAN,
+        val_loss,
+        val_accuracy: None,
+        val_rmse: None,
+        val_bits_per_char: None,
+        val_bits_per_byte: None,
+        val_perplexity: None,
+        seconds: 0.0,
+    }
+    .with_language_metrics(data.text.as_ref().map(|t| t.vocab.tokens));
     Ok(Evaluation {
         val_loss,
         val_accuracy: val_accuracy.filter(|_| data.task == Task::Classification),
         val_rmse: (data.task == Task::Regression).then(|| val_loss.sqrt()),
-        samples: data.validation.len,
+        val_bits_per_char: lm.val_bits_per_char,
+        val_bits_per_byte: lm.val_bits_per_byte,
+        val_perplexity: lm.val_perplexity,
+        samples,
     })
 }
 
@@ -254,7 +334,10 @@ pub fn train_from(
     // Augmented batches are written here and read in order.
     let augment_shape = data.image.filter(|_| !spec.augment.is_off());
     let mut augmented_x: Vec<f32> = Vec::new();
-    let in_order: Vec<u32> = (0..t.batch_size.min(n as u64) as u32).collect();
+    let in_order: Vec<u32> = (0..t.step_samples().min(n as u64) as u32).collect();
+    // A text data set's evaluation windows: the same for every evaluation and run.
+    let eval_starts = data.text.as_ref().map(|text| text.evaluation_starts(t.eval_windows()));
+    let tokens = data.text.as_ref().map(|text| text.vocab.tokens);
 
     let (mut step, mut epoch, mut samples) = (0u64, 0u64, 0u64);
     let (mut loss_sum, mut loss_count, mut last_lr) = (0f64, 0u64, schedule.lr(0));
@@ -311,7 +394,8 @@ pub fn train_from(
     let (mut last_checkpoint, mut checkpoint_cost) = (Instant::now(), std::time::Duration::from_millis(5));
     // The best evaluation is the best of the monitored metric (early stopping's, else the
     // schedule's), else of the ranking metric.
-    let default_by = if data.task == Task::Classification { "val_accuracy" } else { "val_loss" };
+    // A language model's best is its lowest loss (token accuracy says little).
+    let default_by = if data.task == Task::Classification && data.text.is_none() { "val_accuracy" } else { "val_loss" };
     let best_by: String = t
         .early_stopping
         .as_ref()
@@ -321,7 +405,13 @@ pub fn train_from(
     let best_by = best_by.as_str();
 
     let evaluate = |epoch: u64, step: u64, lr: f64, loss_sum: &mut f64, loss_count: &mut u64| -> Result<EvalRow> {
-        let (val_loss, val_accuracy) = evaluate(&model, &data.validation, data.task)?;
+        let (val_loss, val_accuracy) = match (&data.text, &eval_starts) {
+            (Some(text), Some(starts)) => {
+                let (loss, accuracy) = evaluate_text(&model, text, starts, t.batch_size as usize)?;
+                (loss, Some(accuracy))
+            }
+            _ => evaluate(&model, &data.validation, data.task)?,
+        };
         let row = EvalRow {
             epoch,
             step,
@@ -330,8 +420,12 @@ pub fn train_from(
             val_loss,
             val_accuracy: val_accuracy.filter(|_| data.task == Task::Classification),
             val_rmse: (data.task == Task::Regression).then(|| val_loss.sqrt()),
+            val_bits_per_char: None,
+            val_bits_per_byte: None,
+            val_perplexity: None,
             seconds: seconds_before + start.elapsed().as_secs_f64(),
-        };
+        }
+        .with_language_metrics(tokens);
         (*loss_sum, *loss_count) = (0.0, 0);
         Ok(row)
     };
@@ -406,7 +500,7 @@ pub fn train_from(
                 0
             }
         };
-        for batch in order.chunks(t.batch_size as usize).skip(skip) {
+        for batch in order.chunks(t.step_samples() as usize).skip(skip) {
             if step >= total {
                 break;
             }
@@ -452,17 +546,48 @@ pub fn train_from(
                 };
                 (loss, None)
             } else {
-                let idx = Tensor::from_slice(batch, batch.len(), &candle_core::Device::Cpu)?;
-                let xb = if augmented {
-                    Tensor::from_slice(&augmented_x, (batch.len(), data.features), &candle_core::Device::Cpu)?
-                } else {
-                    data.train.x.index_select(&idx, 0)?
-                };
-                let yb = data.train.y.index_select(&idx, 0)?;
-                let out = model.forward(&xb, Some(&mut dropout_rng))?;
-                let loss = if data.task == Task::Classification { cross_entropy(&out, &yb)? } else { mse(&out, &yb)? };
-                let loss_value = loss.to_scalar::<f32>()? as f64;
-                let grads = if loss_value.is_finite() { loss.backward()? } else { GradStore::default() };
+                // candle's autograd, one batch at a time: with accumulate > 1, each batch's
+                // gradient (of its share of the step's mean loss) is added to the step's.
+                let (mut loss_value, mut grads) = (0f64, GradStore::default());
+                let mut offset = 0;
+                for micro in batch.chunks(t.batch_size as usize) {
+                    let (xb, yb) = match &data.text {
+                        Some(text) => text.batch(crate::data::text::Part::Train, micro)?,
+                        None => {
+                            let idx = Tensor::from_slice(micro, micro.len(), &candle_core::Device::Cpu)?;
+                            let xb = if augmented {
+                                let rows = &augmented_x[offset * data.features..(offset + micro.len()) * data.features];
+                                Tensor::from_slice(rows, (micro.len(), data.features), &candle_core::Device::Cpu)?
+                            } else {
+                                data.train.x.index_select(&idx, 0)?
+                            };
+                            (xb, data.train.y.index_select(&idx, 0)?)
+                        }
+                    };
+                    offset += micro.len();
+                    let out = model.forward(&xb, Some(&mut dropout_rng))?;
+                    let loss =
+                        if data.task == Task::Classification { cross_entropy(&out, &yb)? } else { mse(&out, &yb)? };
+                    let share = micro.len() as f64 / batch.len() as f64;
+                    let value = loss.to_scalar::<f32>()? as f64;
+                    loss_value += value * share;
+                    if !value.is_finite() {
+                        break;
+                    }
+                    if micro.len() == batch.len() {
+                        grads = loss.backward()?;
+                    } else {
+                        let part = (loss * share)?.backward()?;
+                        for var in &vars {
+                            let Some(g) = part.get(var) else { continue };
+                            let sum = match grads.get(var) {
+                                Some(before) => (before + g)?,
+                                None => g.clone(),
+                            };
+                            grads.insert(var, sum);
+                        }
+                    }
+                }
                 (loss_value, Some(grads))
             };
             let grads = match &mut candle_grads {
@@ -591,6 +716,28 @@ impl EarlyState {
         self.stopped = self.wait >= es.patience;
         self.stopped
     }
+}
+
+/// Mean loss per token and the fraction of tokens predicted right (the largest logit) over
+/// the text's validation windows at `starts`, in batches of `batch`, without dropout.
+fn evaluate_text(
+    model: &Model,
+    text: &crate::data::text::TextData,
+    starts: &[u32],
+    batch: usize,
+) -> Result<(f64, f64)> {
+    let (mut loss, mut correct, mut tokens) = (0f64, 0f64, 0usize);
+    for chunk in starts.chunks(batch.max(1)) {
+        let (x, y) = text.batch(crate::data::text::Part::Validation, chunk)?;
+        let out = model.forward(&x, None)?.detach();
+        let logp = candle_nn::ops::log_softmax(&out, 1)?;
+        let picked = logp.gather(&y.unsqueeze(1)?, 1)?.neg()?;
+        loss += picked.flatten_all()?.to_vec1::<f32>()?.iter().map(|&v| v as f64).sum::<f64>();
+        correct += accuracy(&out, &y)? * y.dim(0)? as f64;
+        tokens += y.dim(0)?;
+    }
+    let n = tokens.max(1) as f64;
+    Ok((loss / n, correct / n))
 }
 
 /// Mean loss (and accuracy for classification) over `split`, in chunks, without dropout.

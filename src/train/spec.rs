@@ -26,11 +26,19 @@ pub struct TrainSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<u64>,
     pub batch_size: u64,
+    /// Batches whose gradients are summed into one step (gradient accumulation): a step
+    /// sees `batch_size * accumulate` samples, the memory of one batch.
+    #[serde(skip_serializing_if = "is_one")]
+    pub accumulate: u64,
     pub shuffle: bool,
     /// Steps between evaluations; `None` = at the end of every epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_every: Option<u64>,
     pub log_every: u64,
+    /// Batches of validation windows an evaluation of a text data set reads (a fixed,
+    /// seeded set); `None`: 20. Other data sets are evaluated on all their validation part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_batches: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clip_grad_norm: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,9 +61,11 @@ impl Default for TrainSpec {
             epochs: Some(30),
             steps: None,
             batch_size: 32,
+            accumulate: 1,
             shuffle: true,
             eval_every: None,
             log_every: 10,
+            eval_batches: None,
             clip_grad_norm: None,
             early_stopping: None,
             seed: crate::DEFAULT_SEED,
@@ -85,10 +95,22 @@ impl TrainSpec {
         Ok(TrainSpec {
             epochs: if steps.is_some() { None } else { Some(epochs.unwrap_or(30)) },
             steps,
-            batch_size: p.steps("batch_size", Some(32), 1, "samples per step")?,
+            batch_size: p.steps("batch_size", Some(32), 1, "samples per batch (a step's, unless accumulate is above 1)")?,
+            accumulate: p.steps(
+                "accumulate",
+                Some(1),
+                1,
+                "batches whose gradients make one step (gradient accumulation: batch_size * accumulate samples a step)",
+            )?,
             shuffle: p.flag("shuffle", true, "reshuffle the training data each epoch (seeded)")?,
             eval_every: p.optional_steps("eval_every", 1, "every epoch", "steps between evaluations")?,
             log_every: p.steps("log_every", Some(10), 1, "steps between rows of steps.csv")?,
+            eval_batches: p.optional_steps(
+                "eval_batches",
+                1,
+                "20",
+                "batches of validation windows per evaluation of a text data set (fixed and seeded, so evaluations compare)",
+            )?,
             clip_grad_norm: p.optional_number(
                 "clip_grad_norm",
                 Rule::Positive,
@@ -124,9 +146,19 @@ impl TrainSpec {
         })
     }
 
-    /// Steps per epoch for a training set of `n` samples (the last batch may be smaller).
+    /// Samples per optimizer step: `batch_size * accumulate`.
+    pub fn step_samples(&self) -> u64 {
+        self.batch_size.saturating_mul(self.accumulate)
+    }
+
+    /// Steps per epoch for a training set of `n` samples (the last step may be smaller).
     pub fn steps_per_epoch(&self, n: usize) -> u64 {
-        (n as u64).div_ceil(self.batch_size).max(1)
+        (n as u64).div_ceil(self.step_samples()).max(1)
+    }
+
+    /// Validation windows an evaluation of a text data set reads.
+    pub fn eval_windows(&self) -> usize {
+        self.eval_batches.unwrap_or(20).saturating_mul(self.batch_size) as usize
     }
 
     /// What the schedule of a run on a training set of `n` samples depends on.
@@ -159,6 +191,10 @@ impl TrainSpec {
             }),
         }
     }
+}
+
+fn is_one(v: &u64) -> bool {
+    *v == 1
 }
 
 impl EarlyStopping {

@@ -13,6 +13,7 @@
 //! so a step allocates nothing that grows the heap. Measured with
 //! `cargo bench --bench throughput` (README, Speed).
 
+pub mod attention;
 pub mod conv;
 pub mod conv_op;
 mod lockstep;

@@ -8,29 +8,12 @@
 //! disagreement: `FIDELITY_KEEP=DIR` keeps the files, `FIDELITY_STEPS=1` prints each
 //! step's loss (runner, PyTorch float32, PyTorch float64).
 
+mod common;
+
 use candle_core::{Device, Tensor};
+use common::fidelity::{check_with_pytorch, torch_python};
 use runner::model::{Model, ModelSpec, Shortcut, cross_entropy};
 use runner::optim::{Optimizer, OptimizerSpec};
-use std::io::Write;
-use std::path::Path;
-use std::process::Command;
-
-/// Appends `tensors` to one little-endian f32 blob, with a JSON index of names, shapes and offsets.
-fn write_all(dir: &Path, tensors: &[(String, Tensor)], config: serde_json::Value) {
-    let mut blob = std::fs::File::create(dir.join("fidelity.bin")).unwrap();
-    let mut index = serde_json::Map::new();
-    let mut offset = 0usize;
-    for (name, t) in tensors {
-        let values = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        for v in &values {
-            blob.write_all(&v.to_le_bytes()).unwrap();
-        }
-        index.insert(name.clone(), serde_json::json!({ "shape": t.dims(), "offset": offset }));
-        offset += values.len();
-    }
-    let manifest = serde_json::json!({ "tensors": index, "config": config });
-    std::fs::write(dir.join("fidelity.json"), serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
-}
 
 fn build() -> Model {
     let spec = ModelSpec::Resnet { depth: 20, width: 1, shortcut: Shortcut::A, weight_decay_bn: false };
@@ -39,16 +22,7 @@ fn build() -> Model {
 
 #[test]
 fn resnet20_matches_pytorch_in_forward_gradients_and_50_sgd_steps() {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let has_torch =
-        Command::new(&python).args(["-c", "import torch, numpy"]).output().is_ok_and(|o| o.status.success());
-    if !has_torch {
-        eprintln!(
-            "skipped: `{python} -c \"import torch, numpy\"` fails; set PYTHON to a python with torch to compare with PyTorch"
-        );
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    let Some(python) = torch_python() else { return };
     let (n, lr, momentum, weight_decay, steps) = (8usize, 0.02, 0.9, 5e-4, 50);
     // A fixed batch: values in [-2, 2), labels 0..9.
     let mut state = 12345u64;
@@ -103,22 +77,5 @@ fn resnet20_matches_pytorch_in_forward_gradients_and_50_sgd_steps() {
         "depth": 20, "classes": 10, "parameters": parameters, "trainable_tensors": trainable,
         "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "steps": steps,
     });
-    // FIDELITY_KEEP=DIR keeps the files there, to look into a disagreement.
-    let dir = match std::env::var("FIDELITY_KEEP") {
-        Ok(keep) => {
-            std::fs::create_dir_all(&keep).unwrap();
-            tempfile::TempDir::new_in(keep).unwrap().keep()
-        }
-        Err(_) => dir.path().to_path_buf(),
-    };
-    let dir: &Path = &dir;
-    write_all(dir, &out, config);
-
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/resnet_fidelity.py");
-    let result =
-        Command::new(&python).arg(&script).arg(dir).args(std::env::var("FIDELITY_STEPS").ok()).output().unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));
-    eprintln!("{said}");
-    assert!(result.status.success(), "PyTorch disagrees:\n{said}");
-    assert!(said.contains("agree"), "{said}");
+    check_with_pytorch(&python, "resnet_fidelity.py", &out, config);
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the behaviour tests that drive the real binary.
 #![allow(dead_code)]
 
+pub mod fidelity;
+
 use assert_cmd::Command;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -13,9 +13,6 @@
 
 mod support;
 
-use std::process::Command;
-use std::time::Instant;
-
 const SHORT: usize = 6;
 const LONG: usize = 26;
 
@@ -43,51 +40,31 @@ fn main() {
     }
     let runner = env!("CARGO_BIN_EXE_runner");
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/cifar10_resnet20.toml");
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let torch = Command::new(&python).args(["-c", "import torch"]).output().is_ok_and(|o| o.status.success());
-    if !torch {
-        println!("PyTorch peer not measured: `{python} -c \"import torch\"` fails (set PYTHON to a python with torch)");
-    }
+    let python = support::torch_python();
     println!(
         "{:>7} {:>17} {:>8} {:>18} {:>8} {:>15}",
         "threads", "runner samples/s", "peak MB", "PyTorch samples/s", "peak MB", "runner/PyTorch"
     );
     for threads in [1usize, 2] {
-        let mut times = Vec::new();
-        let mut peak = 0f64;
-        for steps in [SHORT, LONG] {
-            let out = dir.path().join(format!("out-{threads}-{steps}"));
-            let start = Instant::now();
-            let (_, p) = support::run_measured(
-                runner,
-                &[
-                    "run",
-                    config,
-                    "--quiet",
-                    "--out",
-                    out.to_str().unwrap(),
-                    "--set",
-                    &format!("dataset.dir={}", data.display()),
-                    "--set",
-                    "dataset.augment.crop_padding=0",
-                    "--set",
-                    "dataset.augment.flip=false",
-                    "--set",
-                    &format!("train.steps={steps}"),
-                    "--set",
-                    &format!("train.threads={threads}"),
-                    "--set",
-                    "train.eval_every=100000",
-                ],
-            )
-            .unwrap_or_else(|e| panic!("runner run failed: {e}"));
-            times.push(start.elapsed().as_secs_f64());
-            peak = peak.max(p);
-        }
-        let rate = (LONG - SHORT) as f64 * 128.0 / (times[1] - times[0]);
-        let peer = if torch {
+        let (dataset, threads_arg) = (format!("dataset.dir={}", data.display()), format!("train.threads={threads}"));
+        let args = [
+            "--set",
+            &dataset,
+            "--set",
+            "dataset.augment.crop_padding=0",
+            "--set",
+            "dataset.augment.flip=false",
+            "--set",
+            &threads_arg,
+            "--set",
+            "train.eval_every=100000",
+        ];
+        let out = dir.path().join(format!("out-{threads}"));
+        let (step, peak) = support::seconds_per_step(runner, config, &args, &out, SHORT, LONG);
+        let rate = 128.0 / step;
+        let peer = if let Some(python) = &python {
             let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/pytorch_resnet_peer.py");
-            match support::run_measured(&python, &[script, data.to_str().unwrap(), &threads.to_string(), "3", "20"]) {
+            match support::run_measured(python, &[script, data.to_str().unwrap(), &threads.to_string(), "3", "20"]) {
                 Ok((line, their_peak)) => {
                     let theirs: f64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
                     format!("{theirs:>18.1} {their_peak:>8.0} {:>15.2}", rate / theirs)

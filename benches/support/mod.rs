@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each bench uses some of it
 
 use runner::train::{EvalRow, Recorder, StepRow};
+use std::path::Path;
 
 /// A recorder that drops everything: training alone.
 pub struct Nothing;
@@ -66,4 +67,43 @@ pub fn run_measured(program: &str, args: &[&str]) -> Result<(String, f64), Strin
         return Err(err.lines().last().unwrap_or("failed").to_string());
     }
     Ok((out, usage.ru_maxrss as f64 / 1024.0))
+}
+
+/// The python (`$PYTHON`, else `python3`) that imports torch, or `None` after saying so.
+pub fn torch_python() -> Option<String> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok =
+        std::process::Command::new(&python).args(["-c", "import torch"]).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        println!("PyTorch peer not measured: `{python} -c \"import torch\"` fails (set PYTHON to a python with torch)");
+        return None;
+    }
+    Some(python)
+}
+
+/// Seconds per step of `runner run CONFIG --quiet ARGS...`: the run timed at `short` and
+/// at `long` steps (`--set train.steps=N`, results under `out`), the difference of the
+/// wall times over the difference of steps (loading, the first steps and the final
+/// evaluation cancel); and the larger peak memory in MB.
+pub fn seconds_per_step(
+    runner: &str,
+    config: &str,
+    args: &[&str],
+    out: &Path,
+    short: usize,
+    long: usize,
+) -> (f64, f64) {
+    let mut times = Vec::new();
+    let mut peak = 0f64;
+    for steps in [short, long] {
+        let dir = out.join(format!("steps-{steps}"));
+        let steps_arg = format!("train.steps={steps}");
+        let mut all = vec!["run", config, "--quiet", "--out", dir.to_str().unwrap(), "--set", &steps_arg];
+        all.extend_from_slice(args);
+        let start = std::time::Instant::now();
+        let (_, p) = run_measured(runner, &all).unwrap_or_else(|e| panic!("runner run failed: {e}"));
+        times.push(start.elapsed().as_secs_f64());
+        peak = peak.max(p);
+    }
+    ((times[1] - times[0]) / (long - short) as f64, peak)
 }

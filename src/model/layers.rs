@@ -46,13 +46,10 @@ pub struct BatchNorm2d {
 const EPS: f64 = 1e-5;
 
 /// Layer normalisation over the last dimension, as PyTorch's `LayerNorm` (eps 1e-5,
-/// biased variance), with a scale and an optional shift. Built from candle's primitive
-/// ops so that its gradient is candle's (candle-nn's fused `layer_norm` has no backward).
+/// biased variance), with a scale and an optional shift: the normalising step is the
+/// fused op of `fused/layer_norm.rs` (candle-nn's fused `layer_norm` has no backward).
 pub fn layer_norm(x: &Tensor, gamma: &Var, beta: Option<&Var>) -> Result<Tensor> {
-    let mean = x.mean_keepdim(candle_core::D::Minus1)?;
-    let centred = x.broadcast_sub(&mean)?;
-    let var = centred.sqr()?.mean_keepdim(candle_core::D::Minus1)?;
-    let y = centred.broadcast_div(&(var + EPS)?.sqrt()?)?.broadcast_mul(gamma.as_tensor())?;
+    let y = super::fused::layer_norm::normalize(x, EPS)?.broadcast_mul(gamma.as_tensor())?;
     Ok(match beta {
         Some(b) => y.broadcast_add(b.as_tensor())?,
         None => y,

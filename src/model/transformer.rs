@@ -6,6 +6,7 @@
 //! layer norms at scale 1 and shift 0. Linear weights are stored (in, out).
 
 use super::fused::attention::causal_softmax;
+use super::fused::gelu::gelu;
 use super::layers::layer_norm;
 use anyhow::{Result, bail};
 use candle_core::{DType, Device, Tensor, Var};
@@ -203,7 +204,7 @@ impl Transformer {
             let att = drop(causal_softmax(&q.matmul(&k.t()?)?, scale)?)?;
             let y = att.matmul(&v)?.transpose(1, 2)?.reshape((n * t, d))?;
             h = (h + drop(b.attn_proj.forward(&y)?)?)?;
-            let m = b.fc.forward(&norm(&h, &b.ln2)?)?.gelu_erf()?;
+            let m = gelu(&b.fc.forward(&norm(&h, &b.ln2)?)?)?;
             h = (h + drop(b.mlp_proj.forward(&m)?)?)?;
         }
         Ok(norm(&h, &self.ln_f)?.matmul(&self.wte.as_tensor().t()?)?)

@@ -4,6 +4,7 @@
 //! as many backward over the largest tensor of a small transformer; here it is one each,
 //! rows in parallel. Checked against candle's ops below (values and gradients).
 
+use super::op_input;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -20,11 +21,6 @@ pub fn causal_softmax(x: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
 
 fn error(message: &str) -> candle_core::Error {
     candle_core::Error::Msg(message.to_string())
-}
-
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let (start, end) = l.contiguous_offsets().ok_or_else(|| error("causal_softmax needs contiguous tensors"))?;
-    Ok(&s.as_slice::<f32>()?[start..end])
 }
 
 /// The last two dimensions, which must be equal (queries x keys).
@@ -45,7 +41,7 @@ impl CustomOp1 for CausalSoftmax {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let t = side(l)?;
-        let x = contiguous(s, l)?;
+        let x = op_input(s, l, "causal_softmax")?;
         let mut out = vec![0f32; x.len()];
         let scale = self.scale;
         out.par_chunks_mut(t * ROWS_PER_TASK).zip(x.par_chunks(t * ROWS_PER_TASK)).enumerate().for_each(
@@ -94,7 +90,7 @@ impl CustomOp2 for CausalSoftmaxGrad {
         if l1.dims() != l2.dims() {
             return Err(error("causal_softmax's gradient has another shape than its output"));
         }
-        let (y, g) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
+        let (y, g) = (op_input(s1, l1, "causal_softmax")?, op_input(s2, l2, "causal_softmax")?);
         let mut out = vec![0f32; y.len()];
         let scale = self.scale;
         out.par_chunks_mut(t * ROWS_PER_TASK)

@@ -6,6 +6,7 @@
 //! Checked against the definition (direct loops) and candle's `conv2d` below.
 
 use super::conv::{ConvShape, Planes, col2im, im2col};
+use super::op_input;
 use super::{matmul, with_values};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -44,11 +45,6 @@ fn part_len(n: usize) -> usize {
     n.div_ceil(rayon::current_num_threads().max(1)).max(1)
 }
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let (start, end) = l.contiguous_offsets().ok_or_else(|| error("conv2d needs contiguous tensors".into()))?;
-    Ok(&s.as_slice::<f32>()?[start..end])
-}
-
 impl CustomOp2 for Conv2d {
     fn name(&self) -> &'static str {
         "runner-conv2d"
@@ -62,7 +58,7 @@ impl CustomOp2 for Conv2d {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let s = self.shape(l1.dims(), l2.dims())?;
-        let (x, w) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
+        let (x, w) = (op_input(s1, l1, "conv2d")?, op_input(s2, l2, "conv2d")?);
         let n = l1.dims()[0];
         let (plane, patch) = (s.out_h() * s.out_w(), s.patch());
         let (per_in, per_out) = (s.c_in * s.h * s.w, s.c_out * plane);

@@ -16,6 +16,8 @@
 pub mod attention;
 pub mod conv;
 pub mod conv_op;
+pub mod gelu;
+pub mod layer_norm;
 mod lockstep;
 
 use super::{Activation, Stack};
@@ -26,6 +28,18 @@ use conv::{ConvShape, Planes};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 use std::sync::Mutex;
+
+/// The f32 values of a custom op's contiguous input (the ops of this directory ask for
+/// contiguous tensors); `op` names the op in the error.
+pub(crate) fn op_input<'a>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let (start, end) =
+        l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{op} needs contiguous tensors")))?;
+    Ok(&s.as_slice::<f32>()?[start..end])
+}
 
 /// What the loss compares the network's outputs with.
 #[derive(Debug, Clone, Copy)]

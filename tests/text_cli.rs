@@ -27,6 +27,13 @@ fn body(extra: &str) -> String {
     )
 }
 
+/// The width and height of a PNG file.
+fn png_size(path: &Path) -> (u32, u32) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(fs::File::open(path).unwrap()));
+    let reader = decoder.read_info().unwrap();
+    (reader.info().width, reader.info().height)
+}
+
 fn setup(extra: &str) -> (TempDir, std::path::PathBuf) {
     let dir = TempDir::new().unwrap();
     fs::write(dir.path().join("text.txt"), verse()).unwrap();
@@ -79,6 +86,10 @@ fn steps_and_eval_every_set_the_cadence_and_the_lm_metrics_are_written() {
         .assert()
         .success()
         .stdout(predicate::str::contains("val_loss").and(predicate::str::contains("bits_per_char")));
+    let chart = out.join("lm/val_bits_per_char.png");
+    let (w, h) = png_size(&chart);
+    assert!(w > 100 && h > 100, "{w}x{h}");
+    assert!(!out.join("lm/val_accuracy.png").exists(), "a language model's chart is bits per char, not token accuracy");
 }
 
 #[test]

@@ -291,8 +291,8 @@ fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) 
 /// final.png taller than an image can be and read every run's steps.csv into memory).
 pub const CHART_RUNS: usize = 100;
 
-/// Writes lr.png, val_loss.png, val_accuracy.png (val_rmse.png for regression) and
-/// final.png into the experiment's directory, drawing the best [`CHART_RUNS`] runs;
+/// Writes lr.png, val_loss.png, val_accuracy.png (val_rmse.png for regression,
+/// val_bits_per_char.png or val_bits_per_byte.png for language models) and final.png into the experiment's directory, drawing the best [`CHART_RUNS`] runs;
 /// returns their paths.
 pub fn write_charts(view: &ExperimentView) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
@@ -349,7 +349,15 @@ pub fn write_charts(view: &ExperimentView) -> Result<Vec<PathBuf>> {
     )?;
     written.push(path);
     type Value<'a> = &'a dyn Fn(&crate::train::EvalRow) -> Option<f64>;
-    let (file, what, value): (&str, &str, Value<'_>) = if view.is_classification() {
+    // A language model: bits per char (or byte) instead of its token accuracy.
+    let bits = bits_metric(view);
+    let (file, what, value): (&str, &str, Value<'_>) = if let Some(b) = bits {
+        if b.name == "val_bits_per_char" {
+            ("val_bits_per_char.png", "validation bits per character", &|r| r.val_bits_per_char)
+        } else {
+            ("val_bits_per_byte.png", "validation bits per byte", &|r| r.val_bits_per_byte)
+        }
+    } else if view.is_classification() {
         ("val_accuracy.png", "validation accuracy", &|r| r.val_accuracy)
     } else {
         ("val_rmse.png", "validation RMSE", &|r| r.val_rmse)

@@ -46,13 +46,12 @@ pub struct BatchNorm2d {
 const EPS: f64 = 1e-5;
 
 /// Layer normalisation over the last dimension, as PyTorch's `LayerNorm` (eps 1e-5,
-/// biased variance), with a scale and an optional shift: the normalising step is the
-/// fused op of `fused/layer_norm.rs` (candle-nn's fused `layer_norm` has no backward).
+/// biased variance), with a scale and an optional shift: the fused ops of
+/// `fused/layer_norm.rs` (candle-nn's fused `layer_norm` has no backward).
 pub fn layer_norm(x: &Tensor, gamma: &Var, beta: Option<&Var>) -> Result<Tensor> {
-    let y = super::fused::layer_norm::normalize(x, EPS)?.broadcast_mul(gamma.as_tensor())?;
     Ok(match beta {
-        Some(b) => y.broadcast_add(b.as_tensor())?,
-        None => y,
+        Some(b) => super::fused::layer_norm::layer_norm(x, gamma.as_tensor(), b.as_tensor(), EPS)?,
+        None => super::fused::layer_norm::normalize(x, EPS)?.broadcast_mul(gamma.as_tensor())?,
     })
 }
 const MOMENTUM: f64 = 0.1;

@@ -7,6 +7,8 @@
 
 use super::fused::attention::causal_softmax;
 use super::fused::gelu::gelu;
+use super::fused::linear::linear;
+use super::fused::self_attention::causal_self_attention;
 use super::layers::layer_norm;
 use anyhow::{Result, bail};
 use candle_core::{DType, Device, Tensor, Var};
@@ -68,10 +70,9 @@ struct Linear {
 impl Linear {
     /// `x` (rows, in) to (rows, out).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(self.w.as_tensor())?;
         Ok(match &self.b {
-            Some(b) => y.broadcast_add(b.as_tensor())?,
-            None => y,
+            Some(b) => linear(x, self.w.as_tensor(), b.as_tensor())?,
+            None => x.matmul(self.w.as_tensor())?,
         })
     }
 }
@@ -183,6 +184,7 @@ impl Transformer {
             bail!("a window of {t} tokens is longer than the model's context of {context}");
         }
         let mut rng = dropout_rng.filter(|_| dropout > 0.0);
+        let dropping = rng.is_some();
         let mut drop = |h: Tensor| -> Result<Tensor> {
             match rng.as_deref_mut() {
                 Some(r) => super::dropout(&h, dropout, r),
@@ -197,12 +199,17 @@ impl Transformer {
         let scale = 1.0 / (hd as f64).sqrt();
         for b in &self.blocks {
             let qkv = b.attn.forward(&norm(&h, &b.ln1)?)?;
-            let split = |i: usize| -> Result<Tensor> {
-                Ok(qkv.narrow(1, i * d, d)?.reshape((n, t, heads, hd))?.transpose(1, 2)?.contiguous()?)
+            let y = if dropping {
+                // Dropout on the attention weights needs them as a tensor.
+                let split = |i: usize| -> Result<Tensor> {
+                    Ok(qkv.narrow(1, i * d, d)?.reshape((n, t, heads, hd))?.transpose(1, 2)?.contiguous()?)
+                };
+                let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+                let att = drop(causal_softmax(&q.matmul(&k.t()?)?, scale)?)?;
+                att.matmul(&v)?.transpose(1, 2)?.reshape((n * t, d))?
+            } else {
+                causal_self_attention(&qkv, n, heads)?
             };
-            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-            let att = drop(causal_softmax(&q.matmul(&k.t()?)?, scale)?)?;
-            let y = att.matmul(&v)?.transpose(1, 2)?.reshape((n * t, d))?;
             h = (h + drop(b.attn_proj.forward(&y)?)?)?;
             let m = gelu(&b.fc.forward(&norm(&h, &b.ln2)?)?)?;
             h = (h + drop(b.mlp_proj.forward(&m)?)?)?;

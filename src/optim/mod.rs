@@ -150,49 +150,26 @@ impl Optimizer {
                     }
                 }
                 let per = if m != 0.0 { 2 } else { 1 };
-                with_values_all(&read, |g| {
-                    with_values_mut(&written, |ptrs| {
-                        // Pieces of at most 2^15 values over every tensor, in parallel.
-                        const PIECE: usize = 1 << 15;
-                        let pieces: Vec<(usize, usize)> = (0..g.len())
-                            .flat_map(|i| (0..g[i].len().div_ceil(PIECE)).map(move |p| (i, p * PIECE)))
-                            .collect();
-                        let addresses: Vec<(usize, usize)> = ptrs.iter().map(|&(p, len)| (p as usize, len)).collect();
-                        let update = |&(i, at): &(usize, usize)| {
-                            let g = &g[i][at..(at + PIECE).min(g[i].len())];
-                            let (w_at, w_len) = addresses[per * i];
-                            assert!(at + g.len() <= w_len, "a gradient larger than its parameter");
-                            // SAFETY: `with_values_mut` holds every tensor for writing; each
-                            // piece is a distinct range of one tensor.
-                            let w = unsafe { std::slice::from_raw_parts_mut((w_at as *mut f32).add(at), g.len()) };
-                            let wd = wds[i];
-                            if m == 0.0 {
-                                for (w, &g) in w.iter_mut().zip(g) {
-                                    *w -= decayed(g, *w, wd) * lr + 0.0;
-                                }
-                                return;
-                            }
-                            let b_at = addresses[per * i + 1].0 as *mut f32;
-                            // SAFETY: as above.
-                            let b = unsafe { std::slice::from_raw_parts_mut(b_at.add(at), g.len()) };
-                            let fresh = fresh[i];
-                            for ((w, b), &g) in w.iter_mut().zip(b.iter_mut()).zip(g) {
-                                let g = decayed(g, *w, wd);
-                                if !fresh {
-                                    *b = (*b * m + 0.0) + (g * keep + 0.0);
-                                }
-                                let step = if nesterov { g + (*b * m + 0.0) } else { *b };
-                                *w -= step * lr + 0.0;
-                            }
-                        };
-                        use rayon::prelude::*;
-                        if rayon::current_num_threads() > 1 && pieces.len() > 1 {
-                            pieces.par_iter().for_each(update);
-                        } else {
-                            pieces.iter().for_each(update);
+                in_place(&read, &written, per, |i, g, out| {
+                    let wd = wds[i];
+                    let [w, rest @ ..] = out else { return };
+                    if m == 0.0 {
+                        for (w, &g) in w.iter_mut().zip(g) {
+                            *w -= decayed(g, *w, wd) * lr + 0.0;
                         }
-                    })
-                })??;
+                        return;
+                    }
+                    let [b] = rest else { return };
+                    let fresh = fresh[i];
+                    for ((w, b), &g) in w.iter_mut().zip(b.iter_mut()).zip(g) {
+                        let g = decayed(g, *w, wd);
+                        if !fresh {
+                            *b = (*b * m + 0.0) + (g * keep + 0.0);
+                        }
+                        let step = if nesterov { g + (*b * m + 0.0) } else { *b };
+                        *w -= step * lr + 0.0;
+                    }
+                })?;
             }
             Optimizer::Adam { spec: OptimizerSpec::Adam { beta1, beta2, eps, weight_decay }, vars, decay, m, v, t } => {
                 *t += 1;
@@ -246,28 +223,79 @@ impl Optimizer {
                 v,
                 t,
             } => {
-                // candle-nn's AdamW::step, op for op (decoupled weight decay, PyTorch's rule).
+                // candle-nn's AdamW::step as candle's ops compute it (decoupled weight decay,
+                // PyTorch's rule; `t * s` is `t * s + 0` and `t + s` is `t * 1 + s` in f32),
+                // in place: every tensor's weights and moments in one pass, all tensors in
+                // one parallel region, the same values as the ops bit for bit.
                 *t += 1;
                 let (beta1, beta2) = (*beta1, *beta2);
-                let scale_m = 1f64 / (1f64 - beta1.powi(*t));
-                let scale_v = 1f64 / (1f64 - beta2.powi(*t));
-                for (((var, m), v), &decays) in vars.iter().zip(m.iter_mut()).zip(v.iter_mut()).zip(decay.iter()) {
+                let scale_m = (1f64 / (1f64 - beta1.powi(*t))) as f32;
+                let scale_v = (1f64 / (1f64 - beta2.powi(*t))) as f32;
+                let (b1, keep1, b2, keep2) = (beta1 as f32, (1.0 - beta1) as f32, beta2 as f32, (1.0 - beta2) as f32);
+                let (eps, lr32) = (*eps as f32, lr as f32);
+                let (mut read, mut written, mut shrink) = (Vec::new(), Vec::new(), Vec::new());
+                for (((var, m), v), &decays) in vars.iter().zip(m.iter()).zip(v.iter()).zip(decay.iter()) {
                     let Some(g) = grads.get(var) else { continue };
-                    let weight_decay = if decays { *weight_decay } else { 0.0 };
-                    let next_m = ((&*m * beta1)? + (g * (1.0 - beta1))?)?;
-                    let next_v = ((&*v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
-                    let m_hat = (&next_m * scale_m)?;
-                    let v_hat = (&next_v * scale_v)?;
-                    let next_theta = (var.as_tensor() * (1f64 - lr * weight_decay))?;
-                    let adjusted = (m_hat / (v_hat.sqrt()? + *eps)?)?;
-                    var.set(&(next_theta - (adjusted * lr)?)?)?;
-                    (*m, *v) = (next_m.detach(), next_v.detach());
+                    read.push(g.clone());
+                    written.extend([var.as_tensor().clone(), m.clone(), v.clone()]);
+                    shrink.push((1f64 - lr * if decays { *weight_decay } else { 0.0 }) as f32);
                 }
+                in_place(&read, &written, 3, |i, g, out| {
+                    let [w, m, v] = out else { return };
+                    let shrink = shrink[i];
+                    for (((w, m), v), &g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                        *m = (*m * b1 + 0.0) + (g * keep1 + 0.0);
+                        *v = (*v * b2 + 0.0) + ((g * g) * keep2 + 0.0);
+                        let (m_hat, v_hat) = (*m * scale_m + 0.0, *v * scale_v + 0.0);
+                        let adjusted = m_hat / (v_hat.sqrt() * 1.0 + eps);
+                        *w = (*w * shrink + 0.0) - (adjusted * lr32 + 0.0);
+                    }
+                })?;
             }
             _ => unreachable!("each optimizer holds its own kind of spec"),
         }
         Ok(())
     }
+}
+
+/// Runs `update(i, g, out)` over pieces of every gradient `read[i]` and the same piece of
+/// the `per` tensors `written[per * i..per * (i + 1)]` it updates in place (weights, then
+/// the optimizer's buffers), pieces of all tensors in one parallel region.
+fn in_place(
+    read: &[Tensor],
+    written: &[Tensor],
+    per: usize,
+    update: impl Fn(usize, &[f32], &mut [&mut [f32]]) + Sync,
+) -> Result<()> {
+    with_values_all(read, |g| {
+        with_values_mut(written, |ptrs| {
+            // Pieces of at most 2^15 values over every tensor.
+            const PIECE: usize = 1 << 15;
+            let pieces: Vec<(usize, usize)> =
+                (0..g.len()).flat_map(|i| (0..g[i].len().div_ceil(PIECE)).map(move |p| (i, p * PIECE))).collect();
+            let addresses: Vec<(usize, usize)> = ptrs.iter().map(|&(p, len)| (p as usize, len)).collect();
+            let run = |&(i, at): &(usize, usize)| {
+                let g = &g[i][at..(at + PIECE).min(g[i].len())];
+                let mut out: Vec<&mut [f32]> = (0..per)
+                    .map(|k| {
+                        let (base, len) = addresses[per * i + k];
+                        assert!(at + g.len() <= len, "a gradient larger than its parameter");
+                        // SAFETY: `with_values_mut` holds every tensor for writing; each piece
+                        // is a distinct range of distinct tensors.
+                        unsafe { std::slice::from_raw_parts_mut((base as *mut f32).add(at), g.len()) }
+                    })
+                    .collect();
+                update(i, g, &mut out);
+            };
+            use rayon::prelude::*;
+            if rayon::current_num_threads() > 1 && pieces.len() > 1 {
+                pieces.par_iter().for_each(run);
+            } else {
+                pieces.iter().for_each(run);
+            }
+        })
+    })??;
+    Ok(())
 }
 
 /// Scales all gradients so their global L2 norm is at most `max_norm` (PyTorch's
@@ -308,6 +336,45 @@ mod tests {
             out.push(w.as_tensor().to_vec1::<f32>().unwrap());
         }
         (out[0].clone(), out[1].clone())
+    }
+
+    #[test]
+    fn adamw_in_place_equals_candle_nns_ops_bit_for_bit() {
+        // Two tensors (one decayed, one not, the larger spanning several pieces), 4 steps
+        // with changing gradients and rates, against candle-nn's AdamW step written with
+        // candle's ops.
+        let (beta1, beta2, eps, wd) = (0.9, 0.99, 1e-8, 0.1);
+        let values =
+            |n: usize, k: f32| -> Vec<f32> { (0..n).map(|i| ((i * 7919 % 1009) as f32 / 500.0 - 1.0) * k).collect() };
+        let shapes = [100_000usize, 7];
+        let vars: Vec<Var> = shapes.iter().map(|&n| Var::new(values(n, 1.0), &Device::Cpu).unwrap()).collect();
+        let spec = OptimizerSpec::AdamW { beta1, beta2, eps, weight_decay: wd };
+        let mut opt = Optimizer::new(&spec, vars.clone()).unwrap().with_decay_mask(vec![true, false]).unwrap();
+        let mut w: Vec<Tensor> = shapes.iter().map(|&n| Tensor::new(values(n, 1.0), &Device::Cpu).unwrap()).collect();
+        let mut m: Vec<Tensor> = w.iter().map(|t| t.zeros_like().unwrap()).collect();
+        let mut v = m.clone();
+        for step in 1..=4i32 {
+            let lr = 0.01 / step as f64;
+            let mut grads = GradStore::default();
+            let gs: Vec<Tensor> =
+                shapes.iter().map(|&n| Tensor::new(values(n, step as f32 * 0.3), &Device::Cpu).unwrap()).collect();
+            for (var, g) in vars.iter().zip(&gs) {
+                grads.insert(var, g.clone());
+            }
+            opt.step(&grads, lr).unwrap();
+            let (scale_m, scale_v) = (1.0 / (1.0 - beta1.powi(step)), 1.0 / (1.0 - beta2.powi(step)));
+            for i in 0..2 {
+                let decay = if i == 0 { wd } else { 0.0 };
+                let g = &gs[i];
+                m[i] = ((&m[i] * beta1).unwrap() + (g * (1.0 - beta1)).unwrap()).unwrap();
+                v[i] = ((&v[i] * beta2).unwrap() + (g.sqr().unwrap() * (1.0 - beta2)).unwrap()).unwrap();
+                let adjusted =
+                    ((&m[i] * scale_m).unwrap() / ((&v[i] * scale_v).unwrap().sqrt().unwrap() + eps).unwrap()).unwrap();
+                w[i] = ((&w[i] * (1.0 - lr * decay)).unwrap() - (adjusted * lr).unwrap()).unwrap();
+                let (ours, theirs) = (vars[i].as_tensor().to_vec1::<f32>().unwrap(), w[i].to_vec1::<f32>().unwrap());
+                assert!(ours == theirs, "tensor {i} differs at step {step}");
+            }
+        }
     }
 
     fn close(a: &[f32], b: &[f64]) {

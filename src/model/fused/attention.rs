@@ -114,6 +114,7 @@ impl CustomOp2 for CausalSoftmaxGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fused::test_values::{max_diff, values};
     use candle_core::{D, Device, Var};
 
     /// candle's own: scale, add the mask, softmax.
@@ -124,30 +125,14 @@ mod tests {
         candle_nn::ops::softmax(&(x * scale).unwrap().broadcast_add(&mask).unwrap(), D::Minus1).unwrap()
     }
 
-    fn values(shape: &[usize], seed: u64) -> Tensor {
-        let mut state = seed;
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 8.0 - 4.0
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-    }
-
     #[test]
     fn matches_candle_in_values_and_gradients() {
         // Odd sizes, a batch of 1, one position, and more rows than a task holds.
         for (shape, scale) in
             [(vec![1, 1, 1, 1], 1.0), (vec![1, 3, 5, 5], 0.5), (vec![2, 4, 33, 33], 0.125), (vec![7, 7], 2.0)]
         {
-            let x = Var::from_tensor(&values(&shape, shape.iter().sum::<usize>() as u64)).unwrap();
-            let weight = values(&shape, 99);
+            let x = Var::from_tensor(&values(&shape, shape.iter().sum::<usize>() as u64, 4.0)).unwrap();
+            let weight = values(&shape, 99, 4.0);
             let ours = causal_softmax(x.as_tensor(), scale).unwrap();
             let theirs = reference(x.as_tensor(), scale);
             assert!(max_diff(&ours, &theirs) < 1e-6, "{shape:?}: values differ by {}", max_diff(&ours, &theirs));
@@ -160,7 +145,7 @@ mod tests {
 
     #[test]
     fn later_keys_get_exactly_zero() {
-        let y = causal_softmax(&values(&[3, 3], 1), 1.0).unwrap().to_vec2::<f32>().unwrap();
+        let y = causal_softmax(&values(&[3, 3], 1, 4.0), 1.0).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(y[0][0], 1.0);
         assert_eq!((y[0][1], y[0][2], y[1][2]), (0.0, 0.0, 0.0));
         assert!((y[2].iter().sum::<f32>() - 1.0).abs() < 1e-6);

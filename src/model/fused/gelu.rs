@@ -5,7 +5,7 @@
 
 use super::op_input;
 use candle_core::cpu::erf::erf_f32;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Values per rayon task.
@@ -38,15 +38,17 @@ impl CustomOp1 for Gelu {
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(x.contiguous()?.apply_op2(&grad.contiguous()?, GeluGrad)?))
+    fn bwd(&self, x: &Tensor, y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(x.contiguous()?.apply_op3(&y.contiguous()?, &grad.contiguous()?, GeluGrad)?))
     }
 }
 
-/// `g * (Φ(x) + x φ(x))` from the input `x` and the output's gradient `g`.
+/// `g * (Φ(x) + x φ(x))` from the input `x`, the output `y` and the output's gradient
+/// `g`; Φ(x) is `y / x` where that is exact to a rounding or two (erf is the op's
+/// costliest part).
 struct GeluGrad;
 
-impl CustomOp2 for GeluGrad {
+impl CustomOp3 for GeluGrad {
     fn name(&self) -> &'static str {
         "runner-gelu-grad"
     }
@@ -57,15 +59,21 @@ impl CustomOp2 for GeluGrad {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, g) = (op_input(s1, l1, "gelu")?, op_input(s2, l2, "gelu")?);
-        if x.len() != g.len() {
+        let (x, y, g) = (op_input(s1, l1, "gelu")?, op_input(s2, l2, "gelu")?, op_input(s3, l3, "gelu")?);
+        if x.len() != g.len() || x.len() != y.len() {
             return Err(candle_core::Error::Msg("gelu's gradient has another shape than its input".into()));
         }
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(|(o, (x, g))| {
-            for ((o, &v), &g) in o.iter_mut().zip(x).zip(g) {
-                let cdf = 0.5 * (1.0 + erf_f32(v * FRAC_1_SQRT_2));
+        let inputs = x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)).zip(g.par_chunks(CHUNK));
+        out.par_chunks_mut(CHUNK).zip(inputs).for_each(|(o, ((x, y), g))| {
+            for (((o, &v), &y), &g) in o.iter_mut().zip(x).zip(y).zip(g) {
+                // Near 0 (where y / x loses digits) and in the far tail (where y
+                // underflows), Φ(x) from erf.
+                let cdf =
+                    if (1e-3..10.0).contains(&v.abs()) { y / v } else { 0.5 * (1.0 + erf_f32(v * FRAC_1_SQRT_2)) };
                 let pdf = INV_SQRT_2PI * (-0.5 * v * v).exp();
                 *o = g * (cdf + v * pdf);
             }

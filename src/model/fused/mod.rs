@@ -18,7 +18,11 @@ pub mod conv;
 pub mod conv_op;
 pub mod gelu;
 pub mod layer_norm;
+pub mod linear;
 mod lockstep;
+pub mod self_attention;
+#[cfg(test)]
+pub(crate) mod test_values;
 
 use super::{Activation, Stack};
 use anyhow::{Result, bail};

@@ -155,7 +155,7 @@ fn validation_is_the_end_of_the_text_by_position() {
 }
 
 #[test]
-fn gradient_accumulation_equals_the_larger_batch() {
+fn gradient_accumulation_and_two_threads_equal_the_one_batch() {
     let (dir, cfg) = setup("");
     let big = dir.path().join("big");
     train(&cfg, &big);
@@ -189,6 +189,14 @@ fn gradient_accumulation_equals_the_larger_batch() {
     let val = |out: &Path| column(&csv_rows(&run_dir(out).join("metrics.csv")), "val_loss");
     let (va, vb): (f64, f64) = (val(&big)[2].parse().unwrap(), val(&small)[2].parse().unwrap());
     assert!((va - vb).abs() < 2e-3 * va, "{va} vs {vb}");
+    // Two threads split each batch in two parts trained at once: the same mean gradient.
+    let two = dir.path().join("two");
+    runner().arg("run").arg(&cfg).args(["--quiet", "--set", "train.threads=2", "--out"]).arg(&two).assert().success();
+    let c = losses(&two);
+    assert!((a[0] - c[0]).abs() < 1e-5, "{} vs {}", a[0], c[0]);
+    for (x, y) in a.iter().zip(&c) {
+        assert!((x - y).abs() < 2e-3 * x.abs(), "{a:?}\n{c:?}");
+    }
 }
 
 #[test]

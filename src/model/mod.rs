@@ -111,6 +111,13 @@ impl Model {
         }
     }
 
+    /// Whether a batch may be split into parts trained at once on several threads, their
+    /// gradients summed: models without batch statistics on candle's autograd (the
+    /// transformer).
+    pub fn splits_batches(&self) -> bool {
+        matches!(self, Model::Transformer { .. })
+    }
+
     /// Whether the fused step trains this model (see [`Stack::fusable`]).
     pub fn fusable(&self) -> bool {
         matches!(self, Model::Stack(s) if s.fusable())

@@ -18,9 +18,10 @@ use crate::schedule::{ScheduleSpec, larger_is_better as maximize};
 use anyhow::{Result, bail};
 use candle_core::Tensor;
 use candle_core::backprop::GradStore;
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -551,6 +552,37 @@ pub fn train_from(
                 let (mut loss_value, mut grads) = (0f64, GradStore::default());
                 let mut offset = 0;
                 for micro in batch.chunks(t.batch_size as usize) {
+                    // A transformer on several threads: the batch's parts forward and
+                    // backward at once, one per thread, their gradients summed in part
+                    // order (no batch statistics to share; dropout seeded per part).
+                    if let (Some(text), true, true) = (&data.text, model.splits_batches(), t.threads > 1) {
+                        let pieces: Vec<&[u32]> = micro.chunks(micro.len().div_ceil(t.threads as usize)).collect();
+                        let seeds: Vec<u64> = pieces.iter().map(|_| dropout_rng.random()).collect();
+                        let parts: Vec<Result<(f64, GradStore)>> = pieces
+                            .par_iter()
+                            .zip(&seeds)
+                            .map(|(piece, &seed)| {
+                                let (xb, yb) = text.batch(crate::data::text::Part::Train, piece)?;
+                                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                                let loss = cross_entropy(&model.forward(&xb, Some(&mut rng))?, &yb)?;
+                                let share = piece.len() as f64 / batch.len() as f64;
+                                let value = loss.to_scalar::<f32>()? as f64 * share;
+                                let g =
+                                    if value.is_finite() { (loss * share)?.backward()? } else { GradStore::default() };
+                                Ok((value, g))
+                            })
+                            .collect();
+                        for part in parts {
+                            let (value, g) = part?;
+                            loss_value += value;
+                            add_grads(&mut grads, &g, &vars)?;
+                        }
+                        if !loss_value.is_finite() {
+                            break;
+                        }
+                        offset += micro.len();
+                        continue;
+                    }
                     let (xb, yb) = match &data.text {
                         Some(text) => text.batch(crate::data::text::Part::Train, micro)?,
                         None => {
@@ -577,15 +609,7 @@ pub fn train_from(
                     if micro.len() == batch.len() {
                         grads = loss.backward()?;
                     } else {
-                        let part = (loss * share)?.backward()?;
-                        for var in &vars {
-                            let Some(g) = part.get(var) else { continue };
-                            let sum = match grads.get(var) {
-                                Some(before) => (before + g)?,
-                                None => g.clone(),
-                            };
-                            grads.insert(var, sum);
-                        }
+                        add_grads(&mut grads, &(loss * share)?.backward()?, &vars)?;
                     }
                 }
                 (loss_value, Some(grads))
@@ -685,6 +709,19 @@ pub fn train_from(
         samples_per_second: samples as f64 / wall.max(1e-9),
         parameters: model.parameter_count(),
     })
+}
+
+/// Adds the gradients of `vars` in `part` to those in `sum`.
+fn add_grads(sum: &mut GradStore, part: &GradStore, vars: &[candle_core::Var]) -> Result<()> {
+    for var in vars {
+        let Some(g) = part.get(var) else { continue };
+        let total = match sum.get(var) {
+            Some(before) => (before + g)?,
+            None => g.clone(),
+        };
+        sum.insert(var, total);
+    }
+    Ok(())
 }
 
 fn better(row: &EvalRow, best: Option<&EvalRow>, by: &str) -> bool {

@@ -290,6 +290,33 @@ fn text_errors_name_the_problem() {
 }
 
 #[test]
+fn plateau_and_early_stopping_work_on_step_evaluations() {
+    // A rate far too high for AdamW: val_loss stops improving, the plateau schedule halves
+    // the rate after each 2 evaluations without improvement, and early stopping ends the run.
+    let extra = "[train.early_stopping]\nmonitor = \"val_loss\"\npatience = 4\n";
+    let (dir, cfg) = setup(extra);
+    let text = fs::read_to_string(&cfg).unwrap().replace(
+        "[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.01\ndecay_steps = \"run\"\nwarmup_steps = 5\n",
+        "[schedule]\nkind = \"reduce_on_plateau\"\nlearning_rate = 0.5\nfactor = 0.5\npatience = 2\nmonitor = \"val_loss\"\n",
+    );
+    let text = text.replace("steps = 30", "steps = 400").replace("eval_every = 10", "eval_every = 5");
+    fs::write(&cfg, text).unwrap();
+    let out = dir.path().join("out");
+    runner().arg("run").arg(&cfg).arg("--quiet").arg("--out").arg(&out).assert().success();
+    let run = out.join("lm/reduce_on_plateau");
+    let rows = csv_rows(&run.join("metrics.csv"));
+    let steps: Vec<u64> = column(&rows, "step").iter().map(|v| v.parse().unwrap()).collect();
+    assert!(steps.windows(2).all(|w| w[1] - w[0] == 5), "an evaluation every 5 steps: {steps:?}");
+    let rates: Vec<f64> = column(&rows, "lr").iter().map(|v| v.parse().unwrap()).collect();
+    assert!(rates.iter().any(|&r| r < 0.5), "the plateau schedule lowered the rate: {rates:?}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["early_stopped"], true, "{summary}");
+    assert!(summary["steps"].as_u64().unwrap() < 400);
+    assert!(run.join("best.safetensors").exists(), "a monitored run keeps its best weights");
+}
+
+#[test]
 fn the_shipped_configs_are_valid() {
     for name in ["shakespeare_char", "shakespeare_wsd_vs_cosine"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("configs/{name}.toml"));

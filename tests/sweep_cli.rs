@@ -466,6 +466,20 @@ fn all_ten_decays_then_report_ranks_them_and_draws_the_charts() {
     let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(parsed.as_array().unwrap().len(), 10);
     assert_eq!(parsed[0]["rank"], 1);
+    // Single runs against the best: two accuracies on the same 359 validation samples.
+    assert_eq!(parsed[0]["vs_best"], "best");
+    let accuracy = |run: &serde_json::Value| -> f64 {
+        let i = rows.iter().position(|r| r[0] == run.as_str().unwrap()).unwrap();
+        rows[i][column_index(&rows, "final_val_accuracy")].parse().unwrap()
+    };
+    let best = accuracy(&parsed[0]["run"]);
+    for row in &parsed.as_array().unwrap()[1..] {
+        let p = accuracy(&row["run"]);
+        let se = (p * (1.0 - p) / 359.0 + best * (1.0 - best) / 359.0).sqrt();
+        let half = (1.959964 * se).max(1.0 / 359.0);
+        assert_eq!(row["difference_95"], format!("{:+.4} ± {half:.4}", p - best), "{row}");
+        assert_eq!(row["vs_best"], if (p - best).abs() <= half { "tied" } else { "worse" });
+    }
     let md = runner().arg("report").arg(&exp).args(["--format", "markdown", "--no-plots"]).output().unwrap();
     assert!(String::from_utf8(md.stdout).unwrap().starts_with("| rank | run | schedule | status |"));
     // A single run's directory.
@@ -488,9 +502,10 @@ fn report_over_seeds_shows_mean_and_spread() {
     assert_eq!(
         lines.next(),
         Some(
-            "rank,variant,schedule,schedule.learning_rate,train.batch_size,seeds,mean_final_val_accuracy,std,min,max,mean_final_val_loss,status"
+            "rank,variant,schedule,schedule.learning_rate,train.batch_size,seeds,mean_final_val_accuracy,std,min,max,mean_final_val_loss,status,vs_best,difference_95"
         )
     );
+    let mut means = Vec::new();
     let rows = csv_rows(&out.join("grid/summary.csv"));
     let lines: Vec<&str> = lines.collect();
     assert_eq!(lines.len(), 2, "one row per variant: {text}");
@@ -513,7 +528,32 @@ fn report_over_seeds_shows_mean_and_spread() {
             .collect();
         assert_eq!(f[10], format!("{:.4}", (losses[0] + losses[1]) / 2.0));
         assert_eq!(f[11], "2 completed");
+        means.push((f[12].to_string(), f[13].to_string(), mean, accs));
     }
+    // The best variant, then the other against it: Welch's interval over the two seeds
+    // (Welch-Satterthwaite df between 1 and 2 here, so t between 4.30 and 12.71).
+    assert_eq!((means[0].0.as_str(), means[0].1.as_str()), ("best", ""));
+    let (verdict, interval, mean, accs) = &means[1];
+    let (diff, half) = interval.split_once(" ± ").unwrap();
+    let (diff, half): (f64, f64) = (diff.parse().unwrap(), half.parse().unwrap());
+    assert!((diff - (mean - means[0].2)).abs() < 1e-4, "{interval}");
+    let var = |a: &[f64]| {
+        let m = (a[0] + a[1]) / 2.0;
+        (a[0] - m).powi(2) + (a[1] - m).powi(2)
+    };
+    let se = (var(accs) / 2.0 + var(&means[0].3) / 2.0).sqrt();
+    if se > 0.0 {
+        assert!(half >= 4.30 * se - 1e-4 && half <= 12.71 * se + 1e-4, "{interval}, se {se}");
+    }
+    assert_eq!(verdict, if diff.abs() <= half { "tied" } else { "worse" });
+    // The table's notes say what the interval is and how large the validation set is.
+    let table = runner().arg("report").arg(out.join("grid")).arg("--no-plots").output().unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.contains("note: every evaluation reads 359 validation samples (one sample is 0.28% of accuracy)"),
+        "{table}"
+    );
+    assert!(table.contains("note: vs_best: Welch's 95% interval over seeds"), "{table}");
 }
 
 fn column_index(rows: &[Vec<String>], name: &str) -> usize {

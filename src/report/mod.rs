@@ -3,12 +3,23 @@
 //! charts beside the data: every run's rate, validation loss and accuracy curves, and the
 //! final metric of each run.
 
+pub mod noise;
 pub mod table;
 
 use crate::chart::{Labels, Series, YRange, write_bar_chart, write_line_chart, write_line_chart_in};
 use crate::results::{ExperimentView, RunRecord, read_metrics, read_steps};
 use anyhow::Result;
 use std::path::PathBuf;
+
+/// A difference from the best and its 95% interval's half width: `-0.0111 ± 0.0153`.
+fn interval(c: &noise::Comparison) -> String {
+    format!("{:+.4} ± {:.4}", c.difference, c.half_width)
+}
+
+/// The validation samples a run's evaluations read, when its summary records them.
+fn validation_samples(r: &RunRecord) -> Option<usize> {
+    r.summary.as_ref().map(|s| s.outcome.validation_samples).filter(|&n| n > 0)
+}
 
 fn num(v: Option<f64>) -> String {
     v.filter(|x| x.is_finite()).map_or_else(String::new, |x| format!("{x:.4}"))
@@ -74,9 +85,27 @@ pub fn ranking(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {
         header.push(format!("final_{}", b.name));
     }
     header.extend(["steps".into(), "seconds".into()]);
-    let rows = view
-        .ranked()
-        .into_iter()
+    // Single runs ranked by accuracy: each against the best, on its validation set.
+    let ranked = view.ranked();
+    let best_run = ranked.first().copied().filter(|r| r.finished());
+    let compare = |r: &RunRecord| -> Option<noise::Comparison> {
+        if view.metric_name() != "val_accuracy" {
+            return None;
+        }
+        let best = best_run?;
+        let n = validation_samples(r)?;
+        if validation_samples(best) != Some(n) || !r.finished() {
+            return None;
+        }
+        noise::two_proportions(final_metric(view, r)?, final_metric(view, best)?, n)
+    };
+    let with_noise = ranked.iter().skip(1).any(|r| compare(r).is_some());
+    if with_noise {
+        header.extend(["vs_best".into(), "difference_95".into()]);
+    }
+    let rows = ranked
+        .iter()
+        .copied()
         .enumerate()
         .map(|(i, r)| {
             let mut row = vec![(i + 1).to_string(), r.info.name.clone(), r.info.schedule.clone()];
@@ -101,6 +130,15 @@ pub fn ranking(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) {
             let outcome = r.summary.as_ref().map(|s| &s.outcome);
             row.push(outcome.map(|o| o.steps).or(r.last.map(|l| l.step)).map_or_else(String::new, |s| s.to_string()));
             row.push(outcome.map_or_else(String::new, |o| format!("{:.1}", o.wall_seconds)));
+            if with_noise {
+                let c = if i == 0 { None } else { compare(r) };
+                row.push(match (i, c) {
+                    (0, _) => "best".into(),
+                    (_, Some(c)) => c.verdict(false).into(),
+                    _ => String::new(),
+                });
+                row.push(c.map_or_else(String::new, |c| interval(&c)));
+            }
             row
         })
         .collect();
@@ -150,6 +188,45 @@ fn variant_groups(view: &ExperimentView) -> Vec<(String, Vec<&RunRecord>)> {
 /// (reported apart) and schedules that do not fit their run, once per variant.
 pub fn notes(view: &ExperimentView) -> Vec<String> {
     let mut notes = Vec::new();
+    let mut sizes: Vec<usize> = view.runs.iter().filter_map(validation_samples).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let language = view.runs.iter().any(|r| r.last.is_some_and(|l| l.val_perplexity.is_some()));
+    let unit = if language { "tokens" } else { "samples" };
+    match sizes.as_slice() {
+        [] => {}
+        [n] => notes.push(format!(
+            "every evaluation reads {n} validation {unit}{}",
+            if language { String::new() } else { format!(" (one sample is {:.2}% of accuracy)", 100.0 / *n as f64) }
+        )),
+        more => notes.push(format!(
+            "the runs' evaluations read different numbers of validation {unit}: {}",
+            more.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+        )),
+    }
+    let (header, rows) = ranking(view);
+    if let Some(col) = header.iter().position(|h| h == "vs_best") {
+        let tied: Vec<&str> = rows.iter().filter(|r| r[col] == "tied").map(|r| r[1].as_str()).collect();
+        let how = if has_seeds(view) {
+            "Welch's 95% interval over seeds of the difference of means from the best variant's"
+        } else {
+            "the 95% interval of the difference of two accuracies on the validation set (unpaired, so wide)"
+        };
+        notes.push(format!(
+            "vs_best: {how}; \"tied\" where it contains 0, so the two cannot be told apart{}",
+            if tied.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} of {}: {})",
+                    tied.len(),
+                    rows.len(),
+                    tied.iter().take(10).copied().collect::<Vec<_>>().join(", ")
+                        + if tied.len() > 10 { ", ..." } else { "" }
+                )
+            }
+        ));
+    }
     let groups = variant_groups(view);
     let mut mixed: Vec<&str> = Vec::new();
     for (label, runs) in &groups {
@@ -213,7 +290,7 @@ fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) 
     let groups = variant_groups(view);
     let sign = if view.metric().higher_is_better { 1.0 } else { -1.0 };
     let bits = bits_metric(view).filter(|b| b.name != m);
-    let mut stats: Vec<(f64, f64, Vec<String>)> = groups
+    let mut stats: Vec<(f64, f64, Vec<String>, Vec<f64>)> = groups
         .iter()
         .map(|(variant, runs)| {
             // Completed runs only: an interrupted or failed run's metrics are partial.
@@ -268,10 +345,17 @@ fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) 
                 row.push(num(mean_bits));
             }
             row.push(statuses.iter().map(|(s, c)| format!("{c} {s}")).collect::<Vec<_>>().join(", "));
-            (mean.map_or(f64::NEG_INFINITY, |m| sign * m), mean_loss.unwrap_or(f64::INFINITY), row)
+            (mean.map_or(f64::NEG_INFINITY, |m| sign * m), mean_loss.unwrap_or(f64::INFINITY), row, values)
         })
         .collect();
     stats.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.total_cmp(&b.1)));
+    // Each variant against the best: Welch's interval over their seeds.
+    let best_values = stats.first().map(|s| s.3.clone()).unwrap_or_default();
+    for (i, (_, _, row, values)) in stats.iter_mut().enumerate() {
+        let c = noise::welch(values, &best_values);
+        row.push(c.map_or_else(String::new, |c| c.verdict(i == 0).to_string()));
+        row.push(c.filter(|_| i > 0).map_or_else(String::new, |c| interval(&c)));
+    }
     let mut header: Vec<String> = vec!["rank".into(), "variant".into(), "schedule".into()];
     header.extend(view.columns.iter().cloned());
     header.extend(["seeds".into(), format!("mean_final_{m}"), "std".into(), "min".into(), "max".into()]);
@@ -281,9 +365,9 @@ fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) 
     if let Some(b) = bits {
         header.push(format!("mean_final_{}", b.name));
     }
-    header.push("status".into());
+    header.extend(["status".into(), "vs_best".into(), "difference_95".into()]);
     let rows =
-        stats.into_iter().enumerate().map(|(i, (_, _, row))| [vec![(i + 1).to_string()], row].concat()).collect();
+        stats.into_iter().enumerate().map(|(i, (_, _, row, _))| [vec![(i + 1).to_string()], row].concat()).collect();
     (header, rows)
 }
 

@@ -151,6 +151,7 @@ pub fn write_lost_summary(dir: &Path, experiment: &str, run: &str, seed: u64, er
         wall_seconds: metrics.last().map_or(0.0, |m| m.seconds),
         samples_per_second: 0.0,
         parameters: 0,
+        validation_samples: 0,
     };
     let summary = RunSummary {
         experiment,
@@ -328,6 +329,7 @@ impl RunDir {
             wall_seconds,
             samples_per_second: 0.0,
             parameters: 0,
+            validation_samples: 0,
         }
     }
 

@@ -132,6 +132,10 @@ pub struct Outcome {
     pub wall_seconds: f64,
     pub samples_per_second: f64,
     pub parameters: usize,
+    /// What each evaluation reads: validation samples (a text data set: tokens, in its
+    /// fixed windows); 0 where unknown (results of earlier versions).
+    #[serde(default)]
+    pub validation_samples: usize,
 }
 
 /// Receives what a run produces as it goes.
@@ -708,6 +712,10 @@ pub fn train_from(
         wall_seconds: wall,
         samples_per_second: samples as f64 / wall.max(1e-9),
         parameters: model.parameter_count(),
+        validation_samples: match (&data.text, &eval_starts) {
+            (Some(text), Some(starts)) => starts.len() * text.context,
+            _ => data.validation.len,
+        },
     })
 }
 

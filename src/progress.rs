@@ -19,19 +19,54 @@ use std::sync::Mutex;
 
 /// How progress is shown.
 pub enum Progress {
-    Bar(ProgressBar),
-    Lines { total: u64, next_percent: u64, label: String },
+    /// A bar, and the last evaluation's metric for its message.
+    Bar(ProgressBar, String),
+    Lines {
+        total: u64,
+        next_percent: u64,
+        label: String,
+        last_eval: String,
+    },
     Quiet,
+}
+
+/// A loss or rate as a reader wants it: four decimals from 0.01 up, three significant
+/// digits below (`3.21e-5`, never `0.0000`).
+pub fn readable(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() || x.abs() >= 0.01 { format!("{x:.4}") } else { format!("{x:.2e}") }
+}
+
+/// The metric of an evaluation a progress line shows: accuracy for classifiers, bits per
+/// char (byte) for language models, else the validation loss.
+fn eval_text(row: &EvalRow) -> String {
+    if let Some(b) = row.val_bits_per_char {
+        format!(" val_loss {} ({b:.3} bits/char)", readable(row.val_loss))
+    } else if let Some(b) = row.val_bits_per_byte {
+        format!(" val_loss {} ({b:.3} bits/byte)", readable(row.val_loss))
+    } else if let Some(a) = row.val_accuracy {
+        format!(" val_acc {a:.4}")
+    } else {
+        format!(" val_loss {}", readable(row.val_loss))
+    }
 }
 
 fn run_bar(label: &str, total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps {msg} ETA {eta}")
+        // The message last and `wide`: cut to the terminal's width, so a line never wraps
+        // (a wrapped line is left behind as a stale frame when the bars redraw).
+        ProgressStyle::with_template("{prefix} [{bar:20}] {pos}/{len} ETA {eta} {wide_msg}")
             .expect("a valid template")
             .progress_chars("=> "),
     );
-    bar.set_prefix(label.to_string());
+    // Long run names (a sweep's grid values) cut to 24 characters, so a bar fits a line
+    // of 80 columns with room for its message.
+    let short: String = if label.chars().count() > 24 {
+        label.chars().take(23).chain(std::iter::once('…')).collect()
+    } else {
+        label.to_string()
+    };
+    bar.set_prefix(short);
     bar
 }
 
@@ -41,16 +76,16 @@ impl Progress {
         if quiet {
             Progress::Quiet
         } else if std::io::stderr().is_terminal() {
-            Progress::Bar(run_bar(label, total))
+            Progress::Bar(run_bar(label, total), String::new())
         } else {
-            Progress::Lines { total, next_percent: 0, label: label.to_string() }
+            Progress::Lines { total, next_percent: 0, label: label.to_string(), last_eval: String::new() }
         }
     }
 
     /// Ends the display with a last line.
     pub fn finish(&self, message: &str) {
         match self {
-            Progress::Bar(bar) => bar.finish_with_message(message.to_string()),
+            Progress::Bar(bar, _) => bar.finish_with_message(message.to_string()),
             // Plain output ends with the caller's own summary line.
             Progress::Lines { .. } | Progress::Quiet => {}
         }
@@ -60,16 +95,21 @@ impl Progress {
 impl Recorder for Progress {
     fn on_step(&mut self, row: &StepRow, epoch: u64, _logged: bool) -> Result<()> {
         match self {
-            Progress::Bar(bar) => {
+            Progress::Bar(bar, last_eval) => {
                 bar.set_position(row.step + 1);
                 if row.step.is_multiple_of(10) {
-                    bar.set_message(format!("epoch {epoch} loss {:.4} lr {:.3e}", row.loss, row.lr));
+                    bar.set_message(format!("epoch {epoch} loss {} lr {:.3e}{last_eval}", readable(row.loss), row.lr));
                 }
             }
-            Progress::Lines { total, next_percent, label } => {
+            Progress::Lines { total, next_percent, label, last_eval } => {
                 let percent = (row.step + 1) * 100 / (*total).max(1);
                 if percent >= *next_percent {
-                    say!("{label}: step {}/{total} epoch {epoch} loss {:.4} lr {:.3e}", row.step + 1, row.loss, row.lr);
+                    say!(
+                        "{label}: step {}/{total} epoch {epoch} loss {} lr {:.3e}{last_eval}",
+                        row.step + 1,
+                        readable(row.loss),
+                        row.lr
+                    );
                     *next_percent = percent / 25 * 25 + 25;
                 }
             }
@@ -78,7 +118,11 @@ impl Recorder for Progress {
         Ok(())
     }
 
-    fn on_eval(&mut self, _row: &EvalRow) -> Result<()> {
+    fn on_eval(&mut self, row: &EvalRow) -> Result<()> {
+        match self {
+            Progress::Bar(_, last_eval) | Progress::Lines { last_eval, .. } => *last_eval = eval_text(row),
+            Progress::Quiet => {}
+        }
         Ok(())
     }
 }
@@ -125,7 +169,7 @@ impl Board {
             let overall = (total > 1).then(|| {
                 let overall = multi.add(ProgressBar::new(total as u64));
                 overall.set_style(
-                    ProgressStyle::with_template("sweep [{bar:30}] {pos}/{len} runs {msg} ETA {eta}")
+                    ProgressStyle::with_template("sweep [{bar:20}] {pos}/{len} runs ETA {eta} {wide_msg}")
                         .expect("a valid template")
                         .progress_chars("=> "),
                 );
@@ -142,8 +186,10 @@ impl Board {
     /// it ends).
     pub fn start(&self, label: &str, total_steps: u64) -> Progress {
         match &self.multi {
-            Some((multi, Some(overall))) => Progress::Bar(multi.insert_before(overall, run_bar(label, total_steps))),
-            Some((multi, None)) => Progress::Bar(multi.add(run_bar(label, total_steps))),
+            Some((multi, Some(overall))) => {
+                Progress::Bar(multi.insert_before(overall, run_bar(label, total_steps)), String::new())
+            }
+            Some((multi, None)) => Progress::Bar(multi.add(run_bar(label, total_steps)), String::new()),
             None if self.total == 1 => Progress::new(label, total_steps, self.quiet),
             None => Progress::Quiet,
         }
@@ -157,7 +203,7 @@ impl Board {
             c.1 += usize::from(failed);
             *c
         };
-        if let Progress::Bar(bar) = progress {
+        if let Progress::Bar(bar, _) = progress {
             bar.finish_and_clear();
         }
         match &self.multi {
@@ -191,5 +237,19 @@ impl Board {
         if let Some((_, Some(overall))) = &self.multi {
             overall.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losses_keep_their_digits() {
+        assert_eq!(readable(2.302585), "2.3026");
+        assert_eq!(readable(0.0123), "0.0123");
+        assert_eq!(readable(0.0000321), "3.21e-5");
+        assert_eq!(readable(0.0), "0.0000");
+        assert_eq!(readable(f64::NAN), "NaN");
     }
 }

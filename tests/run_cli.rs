@@ -315,3 +315,89 @@ fn each_optimizers_first_update_matches_the_hand_computed_one() {
         );
     }
 }
+
+#[test]
+fn progress_lines_show_the_last_evaluation_readable_losses_and_a_sweep_ends_with_its_best() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("out");
+    // Digits learnt to a tiny training loss: it prints as 3 significant digits, not 0.0000.
+    let cfg = dir.path().join("p.toml");
+    fs::write(&cfg, "name = \"p\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n[train]\nepochs = 40\n")
+        .unwrap();
+    let o = runner().arg("run").arg(&cfg).arg("--out").arg(&out).output().unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8(o.stderr).unwrap();
+    let last = err.lines().filter(|l| l.contains(": step ")).last().unwrap();
+    assert!(last.contains(" val_acc 0.9"), "{err}");
+    let loss = last.split(" loss ").nth(1).unwrap().split(' ').next().unwrap();
+    assert!(loss.contains("e-") && loss != "0.0000", "{last}");
+    // A sweep's last line names its best variants.
+    let sweep = dir.path().join("s.toml");
+    fs::write(
+        &sweep,
+        "name = \"s\"\n[sweep]\nschedules = [\"cosine_decay\", \"exponential_decay\"]\nlearning_rate = 0.1\n[train]\nepochs = 2\n",
+    )
+    .unwrap();
+    let o = runner().arg("run").arg(&sweep).arg("--out").arg(&out).output().unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8(o.stderr).unwrap();
+    let last = err.lines().last().unwrap();
+    assert!(last.starts_with("best of 2 by val_accuracy: "), "{err}");
+    assert!(last.contains("cosine_decay") && last.contains("exponential_decay"), "{last}");
+}
+
+/// Under a terminal 80 columns wide (`script` gives the run a pseudo-terminal), no bar is
+/// wider than the terminal: a wrapped bar line would stay behind as a stale frame when the
+/// bars redraw. Skipped where `script` (util-linux) is missing.
+#[test]
+fn bars_fit_the_terminal_so_nothing_is_left_behind() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` command to give the run a terminal");
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("out");
+    let log = dir.path().join("tty.log");
+    let command = format!(
+        "stty cols 80 rows 20; {} run {}/configs/sweep_all_decays.toml --set train.epochs=3 --out {}",
+        env!("CARGO_BIN_EXE_runner"),
+        env!("CARGO_MANIFEST_DIR"),
+        out.display()
+    );
+    let status = std::process::Command::new("script").args(["-qfc", &command]).arg(&log).status().unwrap();
+    assert!(status.success());
+    let raw = fs::read_to_string(&log).unwrap();
+    // Without the escape sequences (cursor moves, clears), each redraw of a bar.
+    let mut plain = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                while let Some(&n) = chars.peek() {
+                    chars.next();
+                    if n.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            plain.push('\n');
+        } else {
+            plain.push(c);
+        }
+    }
+    // indicatif writes the bars of a frame one after the other, each padded to the
+    // terminal's width (the terminal wraps them), then moves up one row per bar to
+    // redraw: each bar must take exactly one row of 80 columns.
+    let frames: Vec<&str> = plain.split(['\r', '\n']).filter(|l| l.contains(" ETA ")).collect();
+    assert!(frames.len() > 10, "the sweep drew its bars: {plain}");
+    for frame in frames {
+        let chars: Vec<char> = frame.chars().collect();
+        assert_eq!(chars.len() % 80, 0, "rows of 80 columns: {frame:?}");
+        for row in chars.chunks(80).map(|r| r.iter().collect::<String>()) {
+            if row.contains(" [") && row.contains("] ") {
+                assert!(row.contains(" ETA "), "a bar that runs on into the next row: {frame:?}");
+            }
+        }
+    }
+}

@@ -161,6 +161,12 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
             dir.display()
         );
     }
+    if !args.quiet
+        && exp.is_sweep
+        && let Some(line) = crate::report::top_line(&view, 3)
+    {
+        eprintln!("{line}");
+    }
     // A stop that came after the last run finished (its summary written) stopped nothing:
     // the results are whole, and the exit status says so.
     let left = tally.interrupted.len() + tally.not_started.len();

@@ -49,6 +49,25 @@ fn has_seeds(view: &ExperimentView) -> bool {
     variants.len() < n
 }
 
+/// The best `k` runs (variants, over seeds) in one line, for the end of a sweep:
+/// `best of 10 by val_accuracy: cosine_decay 0.9861; polynomial 0.9833 (tied); ...`.
+pub fn top_line(view: &ExperimentView, k: usize) -> Option<String> {
+    let (header, rows) = ranking(view);
+    let m = view.metric_name();
+    let value = header.iter().position(|h| *h == format!("mean_final_{m}") || *h == format!("final_{m}"))?;
+    let verdict = header.iter().position(|h| h == "vs_best");
+    let shown: Vec<String> = rows
+        .iter()
+        .filter(|r| !r[value].is_empty())
+        .take(k)
+        .map(|r| {
+            let tied = verdict.is_some_and(|v| r[v] == "tied");
+            format!("{} {}{}", r[1], r[value], if tied { " (tied with the best)" } else { "" })
+        })
+        .collect();
+    (!shown.is_empty()).then(|| format!("best of {} by {m}: {}", rows.len(), shown.join("; ")))
+}
+
 /// A language model experiment's bits per char (or per byte), shown beside its loss.
 fn bits_metric(view: &ExperimentView) -> Option<crate::results::Metric> {
     let evaluated = || view.runs.iter().filter_map(|r| r.last);

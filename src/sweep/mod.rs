@@ -279,7 +279,7 @@ pub fn describe(o: &Outcome, error: Option<&str>) -> String {
                 if m.val_bits_per_char.is_some() { "char" } else { "byte" }
             ),
             (None, Some(acc)) => format!(" val_accuracy {acc:.4}"),
-            (None, None) => format!(" val_loss {:.4}", m.val_loss),
+            (None, None) => format!(" val_loss {}", crate::progress::readable(m.val_loss)),
         },
         None => String::new(),
     };

@@ -246,7 +246,7 @@ mod tests {
 
     #[test]
     fn losses_keep_their_digits() {
-        assert_eq!(readable(2.302585), "2.3026");
+        assert_eq!(readable(2.345678), "2.3457");
         assert_eq!(readable(0.0123), "0.0123");
         assert_eq!(readable(0.0000321), "3.21e-5");
         assert_eq!(readable(0.0), "0.0000");

@@ -77,8 +77,12 @@ fn main() {
         let start = Instant::now();
         let mut run_dir = RunDir::create(&dir, &cfg.to_toml()).unwrap();
         // Plain progress lines, as in CI; they go to stderr.
-        let mut progress =
-            Progress::Lines { total: cfg.train.total_steps(data.train.len), next_percent: 0, label: "bench".into() };
+        let mut progress = Progress::Lines {
+            total: cfg.train.total_steps(data.train.len),
+            next_percent: 0,
+            label: "bench".into(),
+            last_eval: String::new(),
+        };
         train::train(&spec, &data, &mut Tee(&mut run_dir, &mut progress), &stop).unwrap();
         full.push(start.elapsed().as_secs_f64());
     }

@@ -327,7 +327,7 @@ fn progress_lines_show_the_last_evaluation_readable_losses_and_a_sweep_ends_with
     let o = runner().arg("run").arg(&cfg).arg("--out").arg(&out).output().unwrap();
     assert!(o.status.success());
     let err = String::from_utf8(o.stderr).unwrap();
-    let last = err.lines().filter(|l| l.contains(": step ")).last().unwrap();
+    let last = err.lines().rfind(|l| l.contains(": step ")).unwrap();
     assert!(last.contains(" val_acc 0.9"), "{err}");
     let loss = last.split(" loss ").nth(1).unwrap().split(' ').next().unwrap();
     assert!(loss.contains("e-") && loss != "0.0000", "{last}");

@@ -15,7 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
-/// metrics.csv without its wall-clock column, steps.csv, the final metrics and the weights.
+/// metrics.csv without its wall-clock column, steps.csv (and the TensorBoard event
+/// file's scalars appended to it), the final metrics and the weights.
 fn results(run: &Path) -> (String, String, String, Vec<u8>) {
     let metrics: Vec<String> = fs::read_to_string(run.join("metrics.csv"))
         .unwrap()
@@ -26,9 +27,18 @@ fn results(run: &Path) -> (String, String, String, Vec<u8>) {
         serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
     let mut last = summary["final_metrics"].clone();
     last.as_object_mut().unwrap().remove("seconds");
+    let events = runner::results::tensorboard::read(&runner::results::tensorboard::find(run).unwrap()).unwrap();
+    let scalars: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.what {
+            Some(runner::results::tensorboard::What::Summary(s)) => Some((e.step, s)),
+            _ => None,
+        })
+        .flat_map(|(step, s)| s.value.iter().map(move |v| format!("{step} {} {:?}", v.tag, v.simple_value)))
+        .collect();
     (
         metrics.join("\n"),
-        fs::read_to_string(run.join("steps.csv")).unwrap(),
+        fs::read_to_string(run.join("steps.csv")).unwrap() + &scalars.join("\n"),
         last.to_string(),
         fs::read(run.join("model.safetensors")).unwrap(),
     )

@@ -39,6 +39,10 @@ pub struct CheckpointMeta {
     /// rows past them are trimmed on resume, never duplicated.
     pub metrics_bytes: u64,
     pub steps_bytes: u64,
+    /// Bytes of the TensorBoard event file, likewise (absent in checkpoints of versions
+    /// that wrote none).
+    #[serde(default)]
+    pub events_bytes: Option<u64>,
     /// SHA-256 of the safetensors file, hex.
     pub tensors_sha256: String,
     /// The hash of the resolved config the run trained.
@@ -65,13 +69,14 @@ fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
     safetensors::serialize(data, None).map_err(|e| anyhow::anyhow!("cannot serialise the tensors: {e}"))
 }
 
-/// Writes `ck` into `run`'s checkpoints/ (the CSVs hold `metrics_bytes` and `steps_bytes`
-/// bytes of the run so far), then keeps only the latest `keep`.
-pub fn write(run: &Path, ck: &Checkpoint, config_hash: &str, csv_bytes: (u64, u64), keep: u64) -> Result<()> {
+/// Writes `ck` into `run`'s checkpoints/ (metrics.csv, steps.csv and the event file hold
+/// `bytes` of the run so far), then keeps only the latest `keep`.
+pub fn write(run: &Path, ck: &Checkpoint, config_hash: &str, bytes: (u64, u64, Option<u64>), keep: u64) -> Result<()> {
     let dir = dir_of(run);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut tensors = ck.tensors.clone();
     tensors.push(("order".into(), Tensor::from_slice(&ck.order, ck.order.len(), &Device::Cpu)?));
+    let (metrics_bytes, steps_bytes, events_bytes) = bytes;
     let bytes = safetensors_bytes(&tensors)?;
     let name = stem(ck.step);
     write_atomic(&dir.join(format!("{name}.safetensors")), &bytes)?;
@@ -92,8 +97,9 @@ pub fn write(run: &Path, ck: &Checkpoint, config_hash: &str, csv_bytes: (u64, u6
         final_row: ck.final_row,
         seconds: ck.seconds,
         optimizer_t: ck.optimizer_t,
-        metrics_bytes: csv_bytes.0,
-        steps_bytes: csv_bytes.1,
+        metrics_bytes,
+        steps_bytes,
+        events_bytes,
         tensors_sha256: hex(&bytes),
         config_hash: config_hash.to_string(),
     };

@@ -7,6 +7,7 @@ pub mod checkpoints;
 mod collapse;
 mod experiment;
 mod summary_csv;
+pub mod tensorboard;
 
 pub use collapse::collapse;
 pub use experiment::{
@@ -215,6 +216,8 @@ pub struct RunDir {
     config_hash: String,
     /// Checkpoints kept.
     keep: u64,
+    /// The run's TensorBoard event file.
+    events: tensorboard::EventWriter,
 }
 
 /// metrics.csv is flushed with an evaluation unless it was flushed less than this many
@@ -266,6 +269,7 @@ impl RunDir {
             .with_context(|| header_error("metrics.csv"))?;
         let mut steps = open("steps.csv")?;
         steps.write_record(["step", "lr", "loss"]).with_context(|| header_error("steps.csv"))?;
+        let events = tensorboard::EventWriter::create(dir)?;
         Ok(RunDir {
             path: dir.to_path_buf(),
             metrics,
@@ -276,6 +280,7 @@ impl RunDir {
             flushed: std::time::Instant::now(),
             config_hash: crate::config::hash_text(config_toml),
             keep: 2,
+            events,
         })
     }
 
@@ -295,6 +300,12 @@ impl RunDir {
         };
         let _ = fs::remove_file(dir.join("summary.json"));
         let config = fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
+        // The event file cut back as the CSVs are; a checkpoint of a version that wrote
+        // none (or a file gone missing) starts a new one.
+        let events = match (tensorboard::find(dir), meta.events_bytes) {
+            (Some(path), Some(len)) => tensorboard::EventWriter::reopen(&path, len)?,
+            _ => tensorboard::EventWriter::create(dir)?,
+        };
         Ok(RunDir {
             path: dir.to_path_buf(),
             metrics: open("metrics.csv", meta.metrics_bytes)?,
@@ -305,6 +316,7 @@ impl RunDir {
             flushed: std::time::Instant::now(),
             config_hash: crate::config::hash_text(&config),
             keep: 2,
+            events,
         })
     }
 
@@ -338,7 +350,8 @@ impl RunDir {
     pub fn flush(&mut self) -> Result<()> {
         let (metrics, steps) = (self.path.join("metrics.csv"), self.path.join("steps.csv"));
         self.metrics.flush().with_context(|| format!("cannot write {}", metrics.display()))?;
-        self.steps.flush().with_context(|| format!("cannot write {}", steps.display()))
+        self.steps.flush().with_context(|| format!("cannot write {}", steps.display()))?;
+        self.events.flush()
     }
 
     /// The run's directory.
@@ -350,6 +363,7 @@ impl RunDir {
         let (metrics, steps) = (self.path.join("metrics.csv"), self.path.join("steps.csv"));
         self.metrics.flush().with_context(|| format!("cannot write {}", metrics.display()))?;
         self.steps.flush().with_context(|| format!("cannot write {}", steps.display()))?;
+        self.events.flush()?;
         write_json_atomic(&self.path.join("summary.json"), summary)
     }
 }
@@ -364,9 +378,11 @@ impl Recorder for RunDir {
         let (metrics, steps) = (self.path.join("metrics.csv"), self.path.join("steps.csv"));
         self.metrics.flush().with_context(|| format!("cannot write {}", metrics.display()))?;
         self.steps.flush().with_context(|| format!("cannot write {}", steps.display()))?;
+        self.events.flush()?;
         self.flushed = std::time::Instant::now();
         let len = |p: &Path| fs::metadata(p).map(|m| m.len()).with_context(|| format!("cannot read {}", p.display()));
-        checkpoints::write(&self.path, ck, &self.config_hash, (len(&metrics)?, len(&steps)?), self.keep)
+        let events = len(self.events.path())?;
+        checkpoints::write(&self.path, ck, &self.config_hash, (len(&metrics)?, len(&steps)?, Some(events)), self.keep)
     }
 
     fn save_model(&mut self, name: &str, params: &[(String, candle_core::Tensor)]) -> Result<()> {
@@ -379,6 +395,7 @@ impl Recorder for RunDir {
             self.steps
                 .write_record([row.step.to_string(), row.lr.to_string(), row.loss.to_string()])
                 .with_context(|| format!("cannot write {}", self.path.join("steps.csv").display()))?;
+            self.events.scalars(row.step, &[("lr", row.lr), ("train_loss", row.loss)])?;
         }
         Ok(())
     }
@@ -401,9 +418,22 @@ impl Recorder for RunDir {
                 format!("{:.3}", r.seconds),
             ])
             .with_context(file)?;
+        let scalars: Vec<(&str, f64)> = [
+            ("val_loss", Some(r.val_loss)),
+            ("val_accuracy", r.val_accuracy),
+            ("val_rmse", r.val_rmse),
+            ("val_bits_per_char", r.val_bits_per_char),
+            ("val_bits_per_byte", r.val_bits_per_byte),
+            ("val_perplexity", r.val_perplexity),
+        ]
+        .into_iter()
+        .filter_map(|(tag, v)| Some((tag, v?)))
+        .collect();
+        self.events.scalars(r.step, &scalars)?;
         // See FLUSH_SECONDS; whatever is left is flushed by `finish`.
         if self.flushed.elapsed().as_secs_f64() >= FLUSH_SECONDS {
             self.metrics.flush().with_context(file)?;
+            self.events.flush()?;
             self.flushed = std::time::Instant::now();
         }
         Ok(())

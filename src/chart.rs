@@ -176,6 +176,95 @@ where
     Ok(())
 }
 
+/// Writes the learning-rate range test's chart to the PNG or SVG file `path`: the loss
+/// and its smoothed value against the rate on a log axis, the suggested rate marked by a
+/// vertical line and named in the legend. The loss axis ends a little above the first
+/// smoothed loss, so the divergence at the end does not flatten the curve.
+pub fn write_lr_find_chart(
+    path: &Path,
+    points: &[(f64, f64, f64)],
+    suggestion: Option<f64>,
+    title: &str,
+) -> Result<()> {
+    let size = (1100, 650);
+    let result = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("png") => draw_lr_find(BitMapBackend::new(path, size).into_drawing_area(), points, suggestion, title),
+        Some("svg") => draw_lr_find(SVGBackend::new(path, size).into_drawing_area(), points, suggestion, title),
+        _ => bail!("cannot write a chart to {}: the file name must end in .png or .svg", path.display()),
+    };
+    result.with_context(|| format!("cannot write the chart {}", path.display()))
+}
+
+fn draw_lr_find<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    points: &[(f64, f64, f64)],
+    suggestion: Option<f64>,
+    title: &str,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    register_font();
+    area.fill(&WHITE).map_err(plot_err)?;
+    let (plot_area, legend_area) = {
+        let (w, _) = area.dim_in_pixel();
+        area.split_horizontally(w - 300)
+    };
+    let finite: Vec<(f64, f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(lr, l, s)| *lr > 0.0 && lr.is_finite() && l.is_finite() && s.is_finite())
+        .collect();
+    let (x0, x1) = match (finite.first(), finite.last()) {
+        (Some(a), Some(b)) if b.0 > a.0 => (a.0, b.0),
+        (Some(a), _) => (a.0, a.0 * 10.0),
+        _ => (1e-7, 10.0),
+    };
+    let low = finite.iter().map(|p| p.1.min(p.2)).fold(f64::INFINITY, f64::min);
+    let first = finite.first().map_or(1.0, |p| p.2.max(p.1));
+    let (y0, y1) = if low.is_finite() && first > low { (low, first + (first - low) * 0.3) } else { (0.0, 1.0) };
+    let pad = (y1 - y0) * 0.05;
+    let mut chart = ChartBuilder::on(&plot_area)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(80)
+        .build_cartesian_2d((x0..x1).log_scale(), (y0 - pad)..(y1 + pad))
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("learning rate (log scale)")
+        .y_desc("training loss")
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 18))
+        .x_label_formatter(&|x| tick(*x))
+        .y_label_formatter(&|y| tick(*y))
+        .draw()
+        .map_err(plot_err)?;
+    let clip = |v: f64| v.clamp(y0 - pad, y1 + pad);
+    let raw = ShapeStyle { color: color(7).mix(0.6), filled: false, stroke_width: 1 };
+    chart.draw_series(LineSeries::new(finite.iter().map(|p| (p.0, clip(p.1))), raw)).map_err(plot_err)?;
+    let smooth = ShapeStyle { color: color(0).to_rgba(), filled: false, stroke_width: 3 };
+    chart.draw_series(LineSeries::new(finite.iter().map(|p| (p.0, clip(p.2))), smooth)).map_err(plot_err)?;
+    let mut names = vec!["loss".to_string(), "smoothed loss".to_string()];
+    let mut colors = vec![color(7), color(0)];
+    if let Some(lr) = suggestion.filter(|lr| (x0..=x1).contains(lr)) {
+        let mark = ShapeStyle { color: color(3).to_rgba(), filled: false, stroke_width: 2 };
+        chart.draw_series(LineSeries::new([(lr, y0 - pad), (lr, y1 + pad)], mark)).map_err(plot_err)?;
+        names.push(format!("suggested: {}", tick(lr)));
+        colors.push(color(3));
+    }
+    let font = ("sans-serif", 16).into_font();
+    for (i, (name, c)) in names.iter().zip(colors).enumerate() {
+        let y = 60 + 24 * i as i32;
+        let style = ShapeStyle { color: c.to_rgba(), filled: false, stroke_width: 3 };
+        legend_area.draw(&PathElement::new(vec![(8, y), (38, y)], style)).map_err(plot_err)?;
+        legend_area.draw(&Text::new(name.clone(), (46, y - 9), font.clone())).map_err(plot_err)?;
+    }
+    area.present().map_err(plot_err)?;
+    Ok(())
+}
+
 /// Writes a horizontal bar chart of `bars` (name, value), first bar at the top, each
 /// labelled with its value, to the PNG or SVG file `path`.
 pub fn write_bar_chart(path: &Path, bars: &[(String, f64)], labels: &Labels<'_>) -> Result<()> {

@@ -36,6 +36,9 @@ pub enum Command {
     /// Print text from a language model run's saved weights (a transformer on a text
     /// data set): the prompt, continued token by token.
     Sample(SampleArgs),
+    /// The learning-rate range test: train the config's model from its start while the
+    /// rate rises exponentially, and suggest a peak rate (writes lr_find.csv and lr_find.png).
+    LrFind(LrFindArgs),
     /// Print a config's learning rate for every step as CSV (`step,lr`), or draw it.
     Schedule(ScheduleArgs),
     /// List every schedule kind with its parameters and defaults.
@@ -321,6 +324,29 @@ pub struct SampleArgs {
     /// Which weights: the final ones, or the best evaluation's.
     #[arg(long, value_enum, default_value_t = Weights::Model)]
     pub weights: Weights,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LrFindArgs {
+    /// The experiment file (for a sweep, pick a run with --run).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+    /// The first rate.
+    #[arg(long, default_value_t = 1e-7)]
+    pub start: f64,
+    /// The last rate.
+    #[arg(long, default_value_t = 10.0)]
+    pub end: f64,
+    /// Steps from --start to --end (one rate each; the test stops early when the loss diverges).
+    #[arg(long, default_value_t = 100)]
+    pub steps: u64,
+    /// Which run of a sweep file (`runner run FILE --dry-run` lists them).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Results go to DIR/<name>/lr_find/.
+    #[arg(long, default_value = "experiments", value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// The weights `runner eval` loads.

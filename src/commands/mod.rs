@@ -2,6 +2,7 @@
 
 mod collect;
 mod eval;
+mod lr_find;
 mod report;
 mod run;
 mod run_one;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Collect(args) => collect::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::LrFind(args) => lr_find::run(&args),
         Command::Sample(args) => sample::run(&args),
         Command::Schedule(args) => schedule::run(&args),
         Command::Schedules(args) => schedules::run(&args),
@@ -64,4 +66,27 @@ fn saved_weights(
         )));
     }
     Ok((name, crate::results::checkpoints::read_model(dir, name)?))
+}
+
+/// The run of `exp` (read from `file`) that `run` names, or its only run.
+fn pick_run<'a>(
+    file: &std::path::Path,
+    exp: &'a crate::config::Experiment,
+    run: Option<&str>,
+) -> anyhow::Result<&'a crate::config::ExperimentConfig> {
+    let names = || exp.runs.iter().map(|r| r.info.name.as_str()).collect::<Vec<_>>().join(", ");
+    match (run, exp.runs.as_slice()) {
+        (None, [only]) => Ok(&only.config),
+        (Some(name), runs) => match runs.iter().find(|r| r.info.name == name) {
+            Some(r) => Ok(&r.config),
+            None => Err(UsageError(format!("{} has no run \"{name}\"; its runs: {}", file.display(), names())).into()),
+        },
+        (None, runs) => Err(UsageError(format!(
+            "{} is a sweep of {} runs; pick one with --run NAME: {}",
+            file.display(),
+            runs.len(),
+            names()
+        ))
+        .into()),
+    }
 }

@@ -25,31 +25,7 @@ pub fn run(args: &ScheduleArgs) -> Result<()> {
     let mut cache = data::Cache::default();
     let overrides = args.overrides.overrides().map_err(UsageError)?;
     let exp = config::load_experiment_with(&args.file, &overrides, &mut |spec| Ok(cache.get(spec)?.train.len))?;
-    let cfg = match (&args.run, exp.runs.as_slice()) {
-        (None, [only]) => &only.config,
-        (Some(name), runs) => match runs.iter().find(|r| &r.info.name == name) {
-            Some(r) => &r.config,
-            None => {
-                let names: Vec<&str> = runs.iter().map(|r| r.info.name.as_str()).collect();
-                return Err(UsageError(format!(
-                    "{} has no run \"{name}\"; its runs: {}",
-                    args.file.display(),
-                    names.join(", ")
-                ))
-                .into());
-            }
-        },
-        (None, runs) => {
-            let names: Vec<&str> = runs.iter().map(|r| r.info.name.as_str()).collect();
-            return Err(UsageError(format!(
-                "{} is a sweep of {} runs; pick one with --run NAME: {}",
-                args.file.display(),
-                runs.len(),
-                names.join(", ")
-            ))
-            .into());
-        }
-    };
+    let cfg = super::pick_run(&args.file, &exp, args.run.as_deref())?;
     // The run's own length (what "run" horizons span) and epoch size need the data set's
     // size; with both --steps and --steps-per-epoch given, the data is optional.
     let len = if args.steps.is_some() && args.steps_per_epoch.is_some() {

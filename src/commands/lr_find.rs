@@ -1,0 +1,64 @@
+//! `runner lr-find FILE [--start A] [--end B] [--steps N] [--run NAME] [--out DIR]`: the
+//! learning-rate range test on the config's model, data and optimizer; writes
+//! `DIR/<name>/lr_find/lr_find.csv` and `lr_find.png` and prints the suggested peak rate.
+
+use super::{UsageError, print};
+use crate::cli::LrFindArgs;
+use crate::lr_find::{RangeTest, find};
+use crate::{chart, config, data, results};
+use anyhow::{Context as _, Result};
+
+pub fn run(args: &LrFindArgs) -> Result<()> {
+    if !(args.start > 0.0 && args.end > args.start && args.end.is_finite()) {
+        return Err(UsageError(format!(
+            "--start {} --end {}: the rates must rise from a positive start (0 < start < end)",
+            args.start, args.end
+        ))
+        .into());
+    }
+    if args.steps < 2 {
+        return Err(UsageError(format!("--steps {}: the test needs at least 2 steps", args.steps)).into());
+    }
+    let mut cache = data::Cache::default();
+    let overrides = args.overrides.overrides().map_err(UsageError)?;
+    let exp = config::load_experiment_with(&args.file, &overrides, &mut |spec| Ok(cache.get(spec)?.train.len))?;
+    let cfg = super::pick_run(&args.file, &exp, args.run.as_deref())?;
+    let data = cache.get(&cfg.dataset)?;
+    let test = RangeTest { start: args.start, end: args.end, steps: args.steps, ..RangeTest::default() };
+    let finding = find(&cfg.run_spec(), &data, &test)?;
+    let dir = args.out.join(&cfg.name).join("lr_find");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    for p in &finding.points {
+        csv.serialize(p)?;
+    }
+    results::write_atomic(&dir.join("lr_find.csv"), &csv.into_inner()?)?;
+    let points: Vec<(f64, f64, f64)> = finding.points.iter().map(|p| (p.lr, p.loss, p.smoothed_loss)).collect();
+    let title = format!("{}: learning-rate range test", cfg.name);
+    chart::write_lr_find_chart(&dir.join("lr_find.png"), &points, finding.steepest, &title)?;
+    let last = finding.points.last().map_or(args.start, |p| p.lr);
+    let mut text = format!(
+        "{}: {} steps from {} to {}{}\n",
+        cfg.name,
+        finding.points.len(),
+        args.start,
+        last,
+        if finding.stopped_early { " (stopped: the smoothed loss passed 4 times its minimum)" } else { "" }
+    );
+    match (finding.steepest, finding.min_over_10) {
+        (Some(steep), min) => {
+            text.push_str(&format!(
+                "suggested peak learning rate: {steep:.3e} (where the smoothed loss falls fastest against log(rate))\n"
+            ));
+            if let Some(m) = min {
+                text.push_str(&format!("the rate at the smoothed loss's minimum, divided by 10: {m:.3e}\n"));
+            }
+        }
+        (None, _) => {
+            text.push_str("no suggestion: too few steps before the loss diverged; lower --start or raise --steps\n")
+        }
+    }
+    print(&text)?;
+    eprintln!("wrote {}, {}", dir.join("lr_find.csv").display(), dir.join("lr_find.png").display());
+    Ok(())
+}

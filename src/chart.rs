@@ -5,16 +5,47 @@
 
 use anyhow::{Context as _, Result, bail};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 use std::sync::Once;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
-/// One named curve of (x, y) points.
+/// One named curve of (x, y) points, with an optional band around it (x, low, high):
+/// a variant's mean over its seeds and their spread.
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    pub band: Vec<(f64, f64, f64)>,
 }
+
+impl Series {
+    /// A curve without a band.
+    pub fn line(name: impl Into<String>, points: Vec<(f64, f64)>) -> Series {
+        Series { name: name.into(), points, band: Vec::new() }
+    }
+}
+
+/// How a line chart is drawn.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub y_range: YRange,
+    /// A logarithmic y axis (positive values only).
+    pub log_y: bool,
+    /// Curves named in the legend, in colour; the rest are drawn thin and grey, summarised
+    /// as one legend entry.
+    pub legend: usize,
+}
+
+impl Default for Style {
+    fn default() -> Self {
+        Style { y_range: YRange::default(), log_y: false, legend: LEGEND }
+    }
+}
+
+/// Curves named in a legend by default: past about 20 the colours repeat and the names
+/// run off the image.
+pub const LEGEND: usize = 20;
 
 /// Axis labels and title of a chart.
 pub struct Labels<'a> {
@@ -61,10 +92,15 @@ pub fn write_line_chart(path: &Path, series: &[Series], labels: &Labels<'_>) -> 
 
 /// [`write_line_chart`] with the y axis limited to `range` (curves are clipped to it).
 pub fn write_line_chart_in(path: &Path, series: &[Series], labels: &Labels<'_>, range: YRange) -> Result<()> {
+    write_line_chart_styled(path, series, labels, Style { y_range: range, ..Style::default() })
+}
+
+/// [`write_line_chart`] drawn as `style` says.
+pub fn write_line_chart_styled(path: &Path, series: &[Series], labels: &Labels<'_>, style: Style) -> Result<()> {
     let size = line_chart_size(series.len());
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("png") => draw(BitMapBackend::new(path, size).into_drawing_area(), series, labels, range),
-        Some("svg") => draw(SVGBackend::new(path, size).into_drawing_area(), series, labels, range),
+        Some("png") => draw(BitMapBackend::new(path, size).into_drawing_area(), series, labels, style),
+        Some("svg") => draw(SVGBackend::new(path, size).into_drawing_area(), series, labels, style),
         _ => bail!("cannot write a chart to {}: the file name must end in .png or .svg", path.display()),
     }
     .with_context(|| format!("cannot write the chart {}", path.display()))
@@ -95,19 +131,42 @@ fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-/// The legend as a column beside the plot: a coloured line and the name of each curve.
-fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, names: &[&str]) -> Result<()>
+/// Grey for the curves past the legend.
+const REST: RGBColor = RGBColor(190, 190, 190);
+
+/// The legend as a column beside the plot: a coloured line and the name of each curve
+/// (names cut to 32 characters), then a grey line for the `rest` curves not named.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    names: &[&str],
+    rest: usize,
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     let font = ("sans-serif", 16).into_font();
     let row = 24;
     let top = 60;
-    for (i, name) in names.iter().enumerate() {
+    let mut entries: Vec<(String, RGBColor)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let short: String = if name.chars().count() > 32 {
+                name.chars().take(31).chain(['…']).collect()
+            } else {
+                name.to_string()
+            };
+            (short, color(i))
+        })
+        .collect();
+    if rest > 0 {
+        entries.push((format!("{rest} more (grey)"), REST));
+    }
+    for (i, (name, c)) in entries.into_iter().enumerate() {
         let y = top + row * i as i32;
-        let style = ShapeStyle { color: color(i).to_rgba(), filled: false, stroke_width: 3 };
+        let style = ShapeStyle { color: c.to_rgba(), filled: false, stroke_width: 3 };
         area.draw(&PathElement::new(vec![(8, y), (38, y)], style)).map_err(plot_err)?;
-        area.draw(&Text::new(name.to_string(), (46, y - 9), font.clone())).map_err(plot_err)?;
+        area.draw(&Text::new(name, (46, y - 9), font.clone())).map_err(plot_err)?;
     }
     Ok(())
 }
@@ -116,7 +175,7 @@ fn draw<DB: DrawingBackend>(
     area: DrawingArea<DB, plotters::coord::Shift>,
     series: &[Series],
     labels: &Labels<'_>,
-    range: YRange,
+    style: Style,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -131,9 +190,15 @@ where
     } else {
         (area.clone(), None)
     };
-    let points = series.iter().flat_map(|s| s.points.iter());
+    // A log axis draws log10(y) on a linear one, labelled with y: values of 0 and below
+    // have no place on it and are left out.
+    let log = style.log_y;
+    let map = |y: f64| if log { if y > 0.0 { y.log10() } else { f64::NAN } } else { y };
+    let points = series.iter().flat_map(|s| {
+        s.points.iter().map(|&(x, y)| (x, y)).chain(s.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]))
+    });
     let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
-    for &(x, y) in points.filter(|(x, y)| x.is_finite() && y.is_finite()) {
+    for (x, y) in points.map(|(x, y)| (x, map(y))).filter(|(x, y)| x.is_finite() && y.is_finite()) {
         (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
     }
     if !x0.is_finite() {
@@ -142,7 +207,8 @@ where
     if x1 <= x0 {
         x1 = x0 + 1.0;
     }
-    if let Some((lo, hi)) = range.0 {
+    if let Some((lo, hi)) = style.y_range.0 {
+        let (lo, hi) = if log { (map(lo.max(f64::MIN_POSITIVE)).max(y0), map(hi)) } else { (lo, hi) };
         (y0, y1) = (lo, hi.max(lo + 1e-12));
     }
     let pad = if y1 > y0 { (y1 - y0) * 0.05 } else { y0.abs().max(1e-12) * 0.05 };
@@ -160,17 +226,41 @@ where
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 18))
         .x_label_formatter(&|x| tick(*x))
-        .y_label_formatter(&|y| tick(*y))
+        .y_label_formatter(&|y| if log { tick(10f64.powf(*y)) } else { tick(*y) })
         .draw()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    for (i, s) in series.iter().enumerate() {
-        let style = ShapeStyle { color: color(i).to_rgba(), filled: false, stroke_width: 2 };
-        let finite = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite());
-        chart.draw_series(LineSeries::new(finite, style)).map_err(plot_err)?;
+    // Curves past the legend first, thin and grey, beneath the named ones; each named
+    // curve's band (translucent) beneath its line.
+    let (lo_clip, hi_clip) = (y0 - pad, y1 + pad);
+    let clip = |y: f64| y.clamp(lo_clip, hi_clip);
+    let finite = |s: &Series| -> Vec<(f64, f64)> {
+        s.points.iter().map(|&(x, y)| (x, map(y))).filter(|(x, y)| x.is_finite() && y.is_finite()).collect()
+    };
+    for s in series.iter().skip(style.legend) {
+        let grey = ShapeStyle { color: REST.to_rgba(), filled: false, stroke_width: 1 };
+        chart.draw_series(LineSeries::new(finite(s).into_iter().map(|(x, y)| (x, clip(y))), grey)).map_err(plot_err)?;
+    }
+    for (i, s) in series.iter().enumerate().take(style.legend) {
+        let band: Vec<(f64, f64, f64)> = s
+            .band
+            .iter()
+            .map(|&(x, lo, hi)| (x, map(lo), map(hi)))
+            .filter(|(x, lo, hi)| x.is_finite() && lo.is_finite() && hi.is_finite())
+            .collect();
+        if band.len() > 1 {
+            let outline: Vec<(f64, f64)> = band
+                .iter()
+                .map(|&(x, _, hi)| (x, clip(hi)))
+                .chain(band.iter().rev().map(|&(x, lo, _)| (x, clip(lo))))
+                .collect();
+            chart.draw_series(std::iter::once(Polygon::new(outline, color(i).mix(0.18).filled()))).map_err(plot_err)?;
+        }
+        let line = ShapeStyle { color: color(i).to_rgba(), filled: false, stroke_width: 2 };
+        chart.draw_series(LineSeries::new(finite(s).into_iter().map(|(x, y)| (x, clip(y))), line)).map_err(plot_err)?;
     }
     if let Some(legend_area) = legend_area {
-        let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
-        draw_legend(&legend_area, &names)?;
+        let names: Vec<&str> = series.iter().take(style.legend).map(|s| s.name.as_str()).collect();
+        draw_legend(&legend_area, &names, series.len().saturating_sub(style.legend))?;
     }
     area.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
@@ -265,10 +355,15 @@ where
     Ok(())
 }
 
-/// Writes a horizontal bar chart of `bars` (name, value), first bar at the top, each
-/// labelled with its value, to the PNG or SVG file `path`.
-pub fn write_bar_chart(path: &Path, bars: &[(String, f64)], labels: &Labels<'_>) -> Result<()> {
-    let size = (1100, 120 + 40 * bars.len().max(1) as u32);
+/// A bar: its name, its value and an interval around it (drawn as a line across it).
+pub type Bar = (String, f64, Option<(f64, f64)>);
+
+/// Writes a horizontal bar chart of `bars` (name, value, optional interval), first bar at
+/// the top, each labelled with its value and its interval drawn as a line across it, to
+/// the PNG or SVG file `path`. The value axis spans the data (values and intervals), not
+/// from 0: 0.983 and 0.997 must look different.
+pub fn write_bar_chart(path: &Path, bars: &[Bar], labels: &Labels<'_>) -> Result<()> {
+    let size = (1100, (160 + 40 * bars.len().max(1) as u32).max(280));
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("png") => draw_bars(BitMapBackend::new(path, size).into_drawing_area(), bars, labels),
         Some("svg") => draw_bars(SVGBackend::new(path, size).into_drawing_area(), bars, labels),
@@ -277,9 +372,21 @@ pub fn write_bar_chart(path: &Path, bars: &[(String, f64)], labels: &Labels<'_>)
     .with_context(|| format!("cannot write the chart {}", path.display()))
 }
 
+/// The value axis of a bar chart: the data's range, a margin below, room for the labels above.
+fn bar_range(bars: &[Bar]) -> (f64, f64) {
+    let values = bars.iter().flat_map(|b| [Some(b.1), b.2.map(|i| i.0), b.2.map(|i| i.1)]).flatten();
+    let (lo, hi) =
+        values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let span = if hi > lo { hi - lo } else { lo.abs().max(1e-3) * 0.1 };
+    (lo - span * 0.3, hi + span * 0.35)
+}
+
 fn draw_bars<DB: DrawingBackend>(
     area: DrawingArea<DB, plotters::coord::Shift>,
-    bars: &[(String, f64)],
+    bars: &[Bar],
     labels: &Labels<'_>,
 ) -> Result<()>
 where
@@ -288,17 +395,14 @@ where
     register_font();
     area.fill(&WHITE).map_err(plot_err)?;
     let n = bars.len().max(1) as u32;
-    let finite = bars.iter().map(|b| b.1).filter(|v| v.is_finite());
-    let max = finite.clone().fold(0f64, f64::max);
-    let min = finite.fold(0f64, f64::min);
-    let x1 = if max > 0.0 { max * 1.15 } else { 1.0 };
+    let (x0, x1) = bar_range(bars);
     let longest = bars.iter().map(|b| b.0.chars().count()).max().unwrap_or(4) as u32;
     let mut chart = ChartBuilder::on(&area)
-        .caption(labels.title, ("sans-serif", 24))
+        .caption(labels.title, ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size((longest * 9 + 20).min(420))
-        .build_cartesian_2d(min..x1, (0u32..n - 1).into_segmented())
+        .build_cartesian_2d(x0..x1, (0u32..n).into_segmented())
         .map_err(plot_err)?;
     let names: Vec<&str> = bars.iter().map(|b| b.0.as_str()).collect();
     chart
@@ -309,35 +413,146 @@ where
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 18))
         .x_label_formatter(&|x| tick(*x))
-        .y_labels(n as usize)
+        .y_labels(n as usize + 1)
         .y_label_formatter(&|v| match v {
             // Row 0 is drawn at the bottom: count from the top so the first bar is first.
-            SegmentValue::CenterOf(i) => names.get((n - 1 - i) as usize).map_or(String::new(), |s| s.to_string()),
+            SegmentValue::CenterOf(i) => {
+                (n - 1).checked_sub(*i).and_then(|k| names.get(k as usize)).map_or(String::new(), |s| s.to_string())
+            }
             _ => String::new(),
         })
         .draw()
         .map_err(plot_err)?;
-    for (i, (_, v)) in bars.iter().enumerate() {
+    for (i, (_, v, interval)) in bars.iter().enumerate() {
         if !v.is_finite() {
             continue;
         }
         let row = n - 1 - i as u32;
-        let style = color(i).filled();
+        let style = color(i).mix(0.85).filled();
         chart
             .draw_series(std::iter::once({
                 let mut bar =
-                    Rectangle::new([(0.0, SegmentValue::Exact(row)), (*v, SegmentValue::Exact(row + 1))], style);
+                    Rectangle::new([(x0, SegmentValue::Exact(row)), (*v, SegmentValue::Exact(row + 1))], style);
                 bar.set_margin(6, 6, 0, 0);
                 bar
             }))
             .map_err(plot_err)?;
+        let mut label_at = *v;
+        if let Some((lo, hi)) = interval.filter(|(lo, hi)| lo.is_finite() && hi.is_finite()) {
+            let whisker = ShapeStyle { color: BLACK.to_rgba(), filled: false, stroke_width: 2 };
+            chart
+                .draw_series(LineSeries::new(
+                    [(lo, SegmentValue::CenterOf(row)), (hi, SegmentValue::CenterOf(row))],
+                    whisker,
+                ))
+                .map_err(plot_err)?;
+            label_at = label_at.max(hi);
+        }
         chart
             .draw_series(std::iter::once(Text::new(
-                format!(" {v:.4}"),
-                (*v, SegmentValue::CenterOf(row)),
+                format!("  {v:.4}"),
+                (label_at, SegmentValue::CenterOf(row)),
                 ("sans-serif", 15).into_font(),
             )))
             .map_err(plot_err)?;
+    }
+    area.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// Writes a heat map to the PNG or SVG file `path`: a cell per (row, column) value pair,
+/// coloured by its value (the darkest the best: the highest when `higher_is_better`),
+/// labelled with it; empty cells stay white.
+pub fn write_heat_map(
+    path: &Path,
+    rows: &[String],
+    cols: &[String],
+    cells: &[Vec<Option<f64>>],
+    labels: &Labels<'_>,
+    higher_is_better: bool,
+) -> Result<()> {
+    let size = (((cols.len() as u32) * 120 + 300).max(700), ((rows.len() as u32) * 60 + 200).max(400));
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("png") => {
+            draw_heat(BitMapBackend::new(path, size).into_drawing_area(), rows, cols, cells, labels, higher_is_better)
+        }
+        Some("svg") => {
+            draw_heat(SVGBackend::new(path, size).into_drawing_area(), rows, cols, cells, labels, higher_is_better)
+        }
+        _ => bail!("cannot write a chart to {}: the file name must end in .png or .svg", path.display()),
+    }
+    .with_context(|| format!("cannot write the chart {}", path.display()))
+}
+
+fn draw_heat<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    rows: &[String],
+    cols: &[String],
+    cells: &[Vec<Option<f64>>],
+    labels: &Labels<'_>,
+    higher_is_better: bool,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    register_font();
+    area.fill(&WHITE).map_err(plot_err)?;
+    let (nr, nc) = (rows.len().max(1) as u32, cols.len().max(1) as u32);
+    let values = cells.iter().flatten().flatten().copied().filter(|v| v.is_finite());
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let mut chart = ChartBuilder::on(&area)
+        .caption(labels.title, ("sans-serif", 20))
+        .margin(20)
+        .x_label_area_size(48)
+        .y_label_area_size(120)
+        .build_cartesian_2d((0u32..nc - 1).into_segmented(), (0u32..nr - 1).into_segmented())
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc(labels.x)
+        .y_desc(labels.y)
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 18))
+        .x_labels(nc as usize + 1)
+        .y_labels(nr as usize + 1)
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(j) => cols.get(*j as usize).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => rows.get(*i as usize).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
+        .draw()
+        .map_err(plot_err)?;
+    for (i, row) in cells.iter().enumerate() {
+        for (j, cell) in row.iter().enumerate() {
+            let Some(v) = cell.filter(|v| v.is_finite()) else { continue };
+            // 0 for the worst value, 1 for the best: light to dark blue.
+            let t = if hi > lo { (v - lo) / (hi - lo) } else { 1.0 };
+            let t = if higher_is_better { t } else { 1.0 - t };
+            let shade = |light: f64, dark: f64| (light + (dark - light) * t) as u8;
+            let fill = RGBColor(shade(222.0, 8.0), shade(235.0, 48.0), shade(247.0, 107.0));
+            let (x, y) = (j as u32, i as u32);
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [
+                        (SegmentValue::Exact(x), SegmentValue::Exact(y)),
+                        (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
+                    ],
+                    fill.filled(),
+                )))
+                .map_err(plot_err)?;
+            let text_color = if t > 0.5 { WHITE } else { BLACK };
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("{v:.4}"),
+                    (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y)),
+                    ("sans-serif", 16).into_font().color(&text_color).pos(Pos::new(HPos::Center, VPos::Center)),
+                )))
+                .map_err(plot_err)?;
+        }
     }
     area.present().map_err(plot_err)?;
     Ok(())

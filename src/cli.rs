@@ -365,14 +365,19 @@ pub struct ReportArgs {
     /// How to print the ranking.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
-    /// Do not write the PNG charts.
+    /// Do not write the charts (PNG and SVG).
     #[arg(long)]
     pub no_plots: bool,
     /// Rank by this metrics.csv column: val_accuracy (higher is better; the default for
-    /// classification), val_loss (the default for regression), val_rmse, train_loss.
-    /// Ties go to the lower final val_loss.
+    /// classification), val_loss (the default for regression and language models), val_rmse,
+    /// train_loss, val_bits_per_char, val_bits_per_byte, val_perplexity. Ties go to the
+    /// lower final val_loss.
     #[arg(long, value_name = "NAME")]
     pub metric: Option<String>,
+    /// The rate axis of lr.png: log when the rates span more than a decade (auto), or always
+    /// log or linear.
+    #[arg(long, value_enum, default_value_t = crate::report::LrScale::Auto)]
+    pub lr_scale: crate::report::LrScale,
 }
 
 /// Output formats of `runner report`.

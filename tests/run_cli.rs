@@ -364,7 +364,13 @@ fn bars_fit_the_terminal_so_nothing_is_left_behind() {
         env!("CARGO_MANIFEST_DIR"),
         out.display()
     );
-    let status = std::process::Command::new("script").args(["-qfc", &command]).arg(&log).status().unwrap();
+    // The terminal's output goes to the log only, not into the test's own output.
+    let status = std::process::Command::new("script")
+        .args(["-qfc", &command])
+        .arg(&log)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
     assert!(status.success());
     let raw = fs::read_to_string(&log).unwrap();
     // Without the escape sequences (cursor moves, clears), each redraw of a bar.

@@ -57,6 +57,8 @@ fn every_shipped_config_runs() {
             }
             if path.to_string_lossy().contains("sweep") {
                 cmd.args(["--run", "cosine_decay"]);
+            } else if path.to_string_lossy().contains("wsd_vs_cosine") {
+                cmd.args(["--run", "cosine-seed1"]);
             }
             let out = cmd.output().unwrap();
             assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
@@ -379,10 +381,14 @@ fn every_example_config_decays_over_its_run() {
         ("sequence", 0.001),
         ("warmup_cosine", 0.0),
         ("warmup_stable_decay", 0.0),
+        // Its 0.002 peak times alpha = 0.05.
+        ("shakespeare_char", 0.0001),
     ];
     let mut listed: Vec<String> = ends.iter().map(|(n, _)| n.to_string()).collect();
     // Validation-driven (no horizon) and the sweep (checked run by run below).
     listed.extend(["reduce_on_plateau".into(), "sweep_all_decays".into()]);
+    // The language model's sweep (tests/text_cli.rs checks each schedule's end).
+    listed.push("shakespeare_wsd_vs_cosine".into());
     // CIFAR's configs need its data (tests/resnet_cli.rs runs them on CIFAR-shaped files).
     listed.extend(
         ["cifar10_resnet20", "cifar10_resnet20_cosine", "cifar10_resnet8_quick", "sweep_cifar_decays"]

@@ -398,27 +398,63 @@ fn a_run_whose_network_collapsed_is_flagged_not_just_ranked_last() {
 }
 
 #[test]
-fn charts_of_a_sweep_of_more_than_a_hundred_runs_draw_the_best_hundred() {
+fn charts_of_a_thousand_runs_stay_readable() {
+    // 1,000 variants (rates drawn log-uniformly), one step each.
     let dir = TempDir::new().unwrap();
-    let seeds: Vec<String> = (1..=101).map(|s| s.to_string()).collect();
     let cfg = config(
         dir.path(),
         "many",
-        &format!(
-            "name = \"many\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n[train]\nsteps = 1\n[sweep]\nseeds = [{}]\n",
-            seeds.join(", ")
-        ),
+        "name = \"many\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n[train]\nsteps = 1\n\
+         [sweep]\nsamples = 1000\n\"schedule.learning_rate\" = { log_uniform = [0.0001, 1.0] }\n",
     );
     let out = dir.path().join("out");
     runner().args(["run", "-q"]).arg(&cfg).arg("--out").arg(&out).assert().success();
     let exp = out.join("many");
     let report = runner().arg("report").arg(&exp).output().unwrap();
     assert!(report.status.success());
-    // The table lists every run; final.png has a bar for each of the best 100.
+    // The table lists every run; the charts draw the best: 100 curves (20 named, the rest
+    // grey and counted), 40 bars.
     let table = String::from_utf8(report.stdout).unwrap();
-    assert!(table.starts_with("many: 101 runs"), "{table}");
-    assert_eq!(png_size(&exp.join("final.png")), (1100, 120 + 40 * 100));
-    assert_eq!(png_size(&exp.join("lr.png")).0, 1300);
+    assert!(table.starts_with("many: 1000 runs"), "{table}");
+    assert_eq!(png_size(&exp.join("final.png")), (1100, 160 + 40 * 40));
+    assert_eq!(png_size(&exp.join("lr.png")), (1300, 650));
+    assert_eq!(png_size(&exp.join("val_loss.png")), (1300, 650));
+    let lr = fs::read_to_string(exp.join("lr.svg")).unwrap();
+    assert!(lr.contains("best 100 of 1000 runs") && lr.contains("80 more (grey)"), "lr.svg");
+    let final_svg = fs::read_to_string(exp.join("final.svg")).unwrap();
+    assert!(final_svg.contains("best 40 of 1000 runs"));
+    assert!(!exp.join("grid.png").exists(), "one swept key: no heat map");
+}
+
+#[test]
+fn seeds_are_grouped_and_two_keys_make_a_heat_map() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(
+        dir.path(),
+        "two",
+        "name = \"two\"\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n[train]\nepochs = 2\n\
+         [sweep]\nseeds = [1, 2]\n\"schedule.learning_rate\" = [0.03, 0.1]\n\"train.batch_size\" = [32, 64]\n",
+    );
+    let out = dir.path().join("out");
+    runner().args(["run", "-q"]).arg(&cfg).arg("--out").arg(&out).assert().success();
+    let exp = out.join("two");
+    runner().arg("report").arg(&exp).assert().success();
+    let acc = fs::read_to_string(exp.join("val_accuracy.svg")).unwrap();
+    assert!(acc.contains("mean over seeds, band from lowest to highest"));
+    // One legend entry per variant, none per seed.
+    assert!(acc.contains("constant-lr0.1-bs32") && !acc.contains("seed1"), "val_accuracy.svg");
+    assert_eq!(png_size(&exp.join("final.png")), (1100, 160 + 40 * 4));
+    let (w, h) = png_size(&exp.join("grid.png"));
+    assert!(w >= 700 && h >= 400);
+    let grid = fs::read_to_string(exp.join("grid.svg")).unwrap();
+    assert!(grid.contains("by schedule.learning_rate and train.batch_size"));
+    // Each cell is the mean of its two seeds' final accuracies, to 4 decimals.
+    let rows = csv_rows(&exp.join("summary.csv"));
+    let acc_of = |name: &str| -> f64 {
+        rows.iter().find(|r| r[0] == name).unwrap()[column_index(&rows, "final_val_accuracy")].parse().unwrap()
+    };
+    let mean = (acc_of("constant-lr0.1-bs64-seed1") + acc_of("constant-lr0.1-bs64-seed2")) / 2.0;
+    assert!(grid.contains(&format!("{mean:.4}")), "grid.svg has no cell {mean:.4}");
 }
 
 fn png_size(path: &Path) -> (u32, u32) {
@@ -460,7 +496,11 @@ fn all_ten_decays_then_report_ranks_them_and_draws_the_charts() {
     assert_eq!(png_size(&exp.join("lr.png")), (1300, 650));
     assert_eq!(png_size(&exp.join("val_loss.png")), (1300, 650));
     assert_eq!(png_size(&exp.join("val_accuracy.png")), (1300, 650));
-    assert_eq!(png_size(&exp.join("final.png")), (1100, 120 + 40 * 10));
+    assert_eq!(png_size(&exp.join("final.png")), (1100, 160 + 40 * 10));
+    // The ten decays end at a hundredth of their peak: the rate axis is logarithmic.
+    assert!(fs::read_to_string(exp.join("lr.svg")).unwrap().contains("learning rate (log scale)"));
+    runner().arg("report").arg(&exp).args(["--lr-scale", "linear"]).assert().success();
+    assert!(!fs::read_to_string(exp.join("lr.svg")).unwrap().contains("(log scale)"));
 
     let json = runner().arg("report").arg(&exp).args(["--format", "json", "--no-plots"]).output().unwrap();
     let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();

@@ -317,9 +317,33 @@ fn plateau_and_early_stopping_work_on_step_evaluations() {
 }
 
 #[test]
-fn the_shipped_configs_are_valid() {
+fn the_shipped_configs_are_valid_and_the_sweeps_schedules_end_as_documented() {
     for name in ["shakespeare_char", "shakespeare_wsd_vs_cosine"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("configs/{name}.toml"));
         runner().arg("run").arg(&path).arg("--dry-run").assert().success();
+    }
+    // Each with the same 100-step warmup to the same 0.002 peak; WSD holds it to step 1600.
+    let sweep = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/shakespeare_wsd_vs_cosine.toml");
+    for (run, at_1600, end) in [
+        ("wsd_linear-seed1", 0.002, 0.000005),
+        ("wsd_sqrt-seed1", 0.002, 0.0000025),
+        ("cosine-seed1", 0.000211, 0.0),
+        ("constant-seed1", 0.002, 0.002),
+    ] {
+        let o = runner().arg("schedule").arg(&sweep).args(["--run", run]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let rows: Vec<(u64, f64)> = String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let (s, v) = l.split_once(',').unwrap();
+                (s.parse().unwrap(), v.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(rows.len(), 2000, "{run}");
+        assert_eq!(rows[100].1, 0.002, "{run}: the peak after the warmup");
+        assert!((rows[1600].1 - at_1600).abs() < 1e-6, "{run}: {} at step 1600", rows[1600].1);
+        assert!((rows[1999].1 - end).abs() < 1e-6, "{run}: ends at {}", rows[1999].1);
     }
 }

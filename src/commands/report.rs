@@ -39,7 +39,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         }
     }
     if !args.no_plots {
-        let written = report::write_charts(&view)?;
+        let written = report::write_charts(&view, &report::ChartOptions { lr_scale: args.lr_scale })?;
         let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
         eprintln!("wrote {}", names.join(", "));
     }

@@ -103,7 +103,7 @@ pub fn run(args: &ScheduleArgs) -> Result<()> {
 
     if let Some(out) = &args.out {
         let title = format!("{} ({kind})", cfg.name);
-        let series = [Series { name: String::new(), points: points.clone() }];
+        let series = [Series::line(String::new(), points.clone())];
         write_line_chart(out, &series, &Labels { title: &title, x: x_label, y: "learning rate" })?;
         eprintln!("wrote {}", out.display());
     }

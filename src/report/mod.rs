@@ -3,13 +3,13 @@
 //! charts beside the data: every run's rate, validation loss and accuracy curves, and the
 //! final metric of each run.
 
+mod charts;
 pub mod noise;
 pub mod table;
 
-use crate::chart::{Labels, Series, YRange, write_bar_chart, write_line_chart, write_line_chart_in};
-use crate::results::{ExperimentView, RunRecord, read_metrics, read_steps};
-use anyhow::Result;
-use std::path::PathBuf;
+pub use charts::{CHART_RUNS, ChartOptions, LrScale, write_charts};
+
+use crate::results::{ExperimentView, RunRecord};
 
 /// A difference from the best and its 95% interval's half width: `-0.0111 ± 0.0153`.
 fn interval(c: &noise::Comparison) -> String {
@@ -388,92 +388,4 @@ fn ranking_over_seeds(view: &ExperimentView) -> (Vec<String>, Vec<Vec<String>>) 
     let rows =
         stats.into_iter().enumerate().map(|(i, (_, _, row, _))| [vec![(i + 1).to_string()], row].concat()).collect();
     (header, rows)
-}
-
-/// The most runs a chart draws: the best ones (a sweep of thousands of runs would make
-/// final.png taller than an image can be and read every run's steps.csv into memory).
-pub const CHART_RUNS: usize = 100;
-
-/// Writes lr.png, val_loss.png, val_accuracy.png (val_rmse.png for regression,
-/// val_bits_per_char.png or val_bits_per_byte.png for language models) and final.png into the experiment's directory, drawing the best [`CHART_RUNS`] runs;
-/// returns their paths.
-pub fn write_charts(view: &ExperimentView) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    let mut ranked = view.ranked();
-    let all = ranked.len();
-    ranked.truncate(CHART_RUNS);
-    let steps: Vec<Series> = ranked
-        .iter()
-        .map(|r| Series {
-            name: r.info.name.clone(),
-            points: read_steps(&r.dir).unwrap_or_default().iter().map(|s| (s.step as f64, s.lr)).collect(),
-        })
-        .collect();
-    let title = |what: &str| {
-        if all > ranked.len() {
-            format!("{}: {what} (best {} of {all} runs)", view.name, ranked.len())
-        } else {
-            format!("{}: {what}", view.name)
-        }
-    };
-    let path = view.dir.join("lr.png");
-    write_line_chart(&path, &steps, &Labels { title: &title("learning rate"), x: "step", y: "learning rate" })?;
-    written.push(path);
-
-    let metrics: Vec<(String, Vec<crate::train::EvalRow>)> =
-        ranked.iter().map(|r| (r.info.name.clone(), read_metrics(&r.dir).unwrap_or_default())).collect();
-    // Epochs on x, unless some run evaluates more than once per epoch.
-    let by_epoch = metrics.iter().all(|(_, rows)| rows.windows(2).all(|w| w[0].epoch < w[1].epoch));
-    let x_label = if by_epoch { "epoch" } else { "step" };
-    let curve = |value: &dyn Fn(&crate::train::EvalRow) -> Option<f64>| -> Vec<Series> {
-        metrics
-            .iter()
-            .map(|(name, rows)| Series {
-                name: name.clone(),
-                points: rows
-                    .iter()
-                    .filter_map(|r| Some((if by_epoch { r.epoch as f64 } else { r.step as f64 }, value(r)?)))
-                    .collect(),
-            })
-            .collect()
-    };
-    // A diverged run's losses would flatten every other curve: the axis ends a little
-    // above the highest first evaluation of any run.
-    let first_losses =
-        metrics.iter().filter_map(|(_, rows)| rows.first().map(|r| r.val_loss)).filter(|v| v.is_finite());
-    let top = first_losses.fold(f64::NEG_INFINITY, f64::max);
-    let range = YRange(top.is_finite().then_some((0.0, top * 1.1)));
-    let path = view.dir.join("val_loss.png");
-    write_line_chart_in(
-        &path,
-        &curve(&|r| Some(r.val_loss)),
-        &Labels { title: &title("validation loss"), x: x_label, y: "validation loss" },
-        range,
-    )?;
-    written.push(path);
-    type Value<'a> = &'a dyn Fn(&crate::train::EvalRow) -> Option<f64>;
-    // A language model: bits per char (or byte) instead of its token accuracy.
-    let bits = bits_metric(view);
-    let (file, what, value): (&str, &str, Value<'_>) = if let Some(b) = bits {
-        if b.name == "val_bits_per_char" {
-            ("val_bits_per_char.png", "validation bits per character", &|r| r.val_bits_per_char)
-        } else {
-            ("val_bits_per_byte.png", "validation bits per byte", &|r| r.val_bits_per_byte)
-        }
-    } else if view.is_classification() {
-        ("val_accuracy.png", "validation accuracy", &|r| r.val_accuracy)
-    } else {
-        ("val_rmse.png", "validation RMSE", &|r| r.val_rmse)
-    };
-    let path = view.dir.join(file);
-    write_line_chart(&path, &curve(value), &Labels { title: &title(what), x: x_label, y: what })?;
-    written.push(path);
-
-    let bars: Vec<(String, f64)> =
-        ranked.iter().map(|r| (r.info.name.clone(), final_metric(view, r).unwrap_or(f64::NAN))).collect();
-    let path = view.dir.join("final.png");
-    let m = view.metric_name();
-    write_bar_chart(&path, &bars, &Labels { title: &title(&format!("final {m}, best first")), x: m, y: "run" })?;
-    written.push(path);
-    Ok(written)
 }

@@ -362,6 +362,10 @@ pub enum Weights {
 pub struct ReportArgs {
     /// An experiment directory (experiments/NAME) or one run's directory.
     pub dir: PathBuf,
+    /// More experiment directories: the experiments side by side, variant by variant
+    /// (with two, the second's difference from the first and whether it is real).
+    #[arg(value_name = "MORE")]
+    pub more: Vec<PathBuf>,
     /// How to print the ranking.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,

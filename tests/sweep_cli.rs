@@ -638,3 +638,56 @@ fn interrupted_runs_are_ranked_after_completed_ones_whatever_their_metrics() {
     assert_eq!(column(&rows, "run"), before, "summary.csv ranks the interrupted run first");
     assert_eq!(column(&rows, "status"), ["completed", "interrupted"]);
 }
+
+#[test]
+fn two_experiments_side_by_side_say_which_differences_are_real() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "grid", GRID);
+    let out = dir.path().join("out");
+    sweep(&cfg, &out).arg("--quiet").assert().success();
+    // The same variants trained for 4 epochs instead of 2, as another experiment.
+    sweep(&cfg, &out).args(["--quiet", "--set", "name=\"longer\"", "--set", "train.epochs=4"]).assert().success();
+    let o = runner()
+        .arg("report")
+        .arg(out.join("grid"))
+        .arg(out.join("longer"))
+        .args(["--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "variant,grid: seeds,grid: mean_final_val_accuracy,longer: seeds,longer: mean_final_val_accuracy,difference_95,better"
+    );
+    let mean = |exp: &str, variant: &str| -> f64 {
+        let rows = csv_rows(&out.join(exp).join("summary.csv"));
+        let v: Vec<f64> = rows[1..]
+            .iter()
+            .filter(|r| r[0].starts_with(&format!("{variant}-seed")))
+            .map(|r| r[column_index(&rows, "final_val_accuracy")].parse().unwrap())
+            .collect();
+        assert_eq!(v.len(), 2);
+        (v[0] + v[1]) / 2.0
+    };
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for row in rows {
+        let (a, b) = (mean("grid", row[0]), mean("longer", row[0]));
+        assert_eq!((row[1], row[3]), ("2", "2"));
+        assert_eq!(row[2], format!("{a:.4}"));
+        assert_eq!(row[4], format!("{b:.4}"));
+        let (diff, half) = row[5].split_once(" ± ").unwrap();
+        let (diff, half): (f64, f64) = (diff.parse().unwrap(), half.parse().unwrap());
+        assert!((diff - (b - a)).abs() < 1e-4, "{row:?}");
+        let expected = if diff.abs() <= half {
+            "tied"
+        } else if diff > 0.0 {
+            "longer"
+        } else {
+            "grid"
+        };
+        assert_eq!(row[6], expected, "{row:?}");
+    }
+}

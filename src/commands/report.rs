@@ -6,6 +6,9 @@ use crate::results;
 use anyhow::Result;
 
 pub fn run(args: &ReportArgs) -> Result<()> {
+    if !args.more.is_empty() {
+        return compare(args);
+    }
     let mut view = results::read_experiment(&args.dir)?;
     if let Some(metric) = &args.metric {
         view = view.with_metric(metric)?;
@@ -42,6 +45,43 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         let written = report::write_charts(&view, &report::ChartOptions { lr_scale: args.lr_scale })?;
         let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
         eprintln!("wrote {}", names.join(", "));
+    }
+    Ok(())
+}
+
+/// `runner report A B ...`: the experiments side by side (no charts).
+fn compare(args: &ReportArgs) -> Result<()> {
+    let mut views = Vec::new();
+    for dir in std::iter::once(&args.dir).chain(&args.more) {
+        let mut view = results::read_experiment(dir)?;
+        // Every experiment ranked by the first one's metric (or --metric).
+        let metric = match (&args.metric, views.first()) {
+            (Some(m), _) => Some(m.clone()),
+            (None, Some(first)) => Some(results::ExperimentView::metric_name(first).to_string()),
+            (None, None) => None,
+        };
+        if let Some(m) = metric {
+            view = view.with_metric(&m)?;
+        }
+        views.push(view);
+    }
+    let (header, rows) = report::compare(&views);
+    let text = match args.format {
+        ReportFormat::Table => format!(
+            "{} side by side, by final {}\n{}",
+            views.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "),
+            views[0].metric_name(),
+            table::render_text(&header, &rows)
+        ),
+        ReportFormat::Markdown => table::render_markdown(&header, &rows),
+        ReportFormat::Csv => table::render_csv(&header, &rows)?,
+        ReportFormat::Json => table::render_json(&header, &rows)?,
+    };
+    super::print(&text)?;
+    if views.len() == 2 && matches!(args.format, ReportFormat::Table | ReportFormat::Markdown) {
+        super::print(
+            "\nnote: difference_95: the second's mean less the first's, with its 95% interval (Welch over seeds, or two accuracies on the validation set); \"tied\" where it contains 0\n",
+        )?;
     }
     Ok(())
 }

@@ -4,10 +4,12 @@
 //! final metric of each run.
 
 mod charts;
+mod compare;
 pub mod noise;
 pub mod table;
 
 pub use charts::{CHART_RUNS, ChartOptions, LrScale, write_charts};
+pub use compare::compare;
 
 use crate::results::{ExperimentView, RunRecord};
 

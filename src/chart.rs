@@ -205,7 +205,8 @@ where
         (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
     }
     if x1 <= x0 {
-        x1 = x0 + 1.0;
+        // One x (every run evaluated once): centred.
+        (x0, x1) = (x0 - 0.5, x0 + 0.5);
     }
     if let Some((lo, hi)) = style.y_range.0 {
         let (lo, hi) = if log { (map(lo.max(f64::MIN_POSITIVE)).max(y0), map(hi)) } else { (lo, hi) };
@@ -256,7 +257,12 @@ where
             chart.draw_series(std::iter::once(Polygon::new(outline, color(i).mix(0.18).filled()))).map_err(plot_err)?;
         }
         let line = ShapeStyle { color: color(i).to_rgba(), filled: false, stroke_width: 2 };
-        chart.draw_series(LineSeries::new(finite(s).into_iter().map(|(x, y)| (x, clip(y))), line)).map_err(plot_err)?;
+        let points = finite(s);
+        // A curve of one point (a run evaluated once) is a dot, not an invisible line.
+        if let [(x, y)] = points[..] {
+            chart.draw_series(std::iter::once(Circle::new((x, clip(y)), 4, color(i).filled()))).map_err(plot_err)?;
+        }
+        chart.draw_series(LineSeries::new(points.into_iter().map(|(x, y)| (x, clip(y))), line)).map_err(plot_err)?;
     }
     if let Some(legend_area) = legend_area {
         let names: Vec<&str> = series.iter().take(style.legend).map(|s| s.name.as_str()).collect();

@@ -54,6 +54,7 @@ pub fn layer_norm(x: &Tensor, gamma: &Var, beta: Option<&Var>) -> Result<Tensor>
         None => super::fused::layer_norm::normalize(x, EPS)?.broadcast_mul(gamma.as_tensor())?,
     })
 }
+
 const MOMENTUM: f64 = 0.1;
 
 impl BatchNorm2d {
@@ -66,28 +67,42 @@ impl BatchNorm2d {
 
     /// Normalises `x` (n, c, h, w); `train` uses and updates the batch statistics.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_with(x, train, false)
+    }
+
+    /// [`BatchNorm2d::forward`] then a ReLU (PyTorch's gradient: 0 where the output is 0),
+    /// fused in training.
+    pub fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_with(x, train, true)
+    }
+
+    fn forward_with(&self, x: &Tensor, train: bool, then_relu: bool) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
-        let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
         if !train {
+            let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
             let scale = (self.gamma.as_tensor() / (self.running_var.as_tensor() + EPS)?.sqrt()?)?;
             let shift = (self.beta.as_tensor() - (self.running_mean.as_tensor() * &scale)?)?;
-            return Ok(x.broadcast_mul(&per_channel(&scale)?)?.broadcast_add(&per_channel(&shift)?)?);
+            let y = x.broadcast_mul(&per_channel(&scale)?)?.broadcast_add(&per_channel(&shift)?)?;
+            return if then_relu { relu(&y) } else { Ok(y) };
         }
+        let x = x.contiguous()?;
+        // The running statistics move towards the batch's (the variance unbiased).
         let count = n * h * w;
-        // (c, n*h*w): each channel's values in one row.
-        let rows = x.transpose(0, 1)?.reshape((c, count))?;
-        let mean = rows.mean_keepdim(1)?;
-        let centred = rows.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim(1)?;
-        let normed = centred.broadcast_div(&(var.clone() + EPS)?.sqrt()?)?;
-        let y = normed
-            .broadcast_mul(&self.gamma.as_tensor().reshape((c, 1))?)?
-            .broadcast_add(&self.beta.as_tensor().reshape((c, 1))?)?;
-        let (mean, var) = (mean.detach().flatten_all()?, var.detach().flatten_all()?);
-        let unbiased = if count > 1 { (var * (count as f64 / (count - 1) as f64))? } else { var };
-        self.running_mean.set(&((self.running_mean.as_tensor() * (1.0 - MOMENTUM))? + (mean * MOMENTUM)?)?)?;
-        self.running_var.set(&((self.running_var.as_tensor() * (1.0 - MOMENTUM))? + (unbiased * MOMENTUM)?)?)?;
-        Ok(y.reshape((c, n, h, w))?.transpose(0, 1)?.contiguous()?)
+        let stats =
+            super::fused::with_values(&x, |v: &[f32]| super::fused::batch_norm::channel_stats(v, (n, c, h * w)))?;
+        let unbias = if count > 1 { count as f64 / (count - 1) as f64 } else { 1.0 };
+        let old_mean = self.running_mean.as_tensor().to_vec1::<f32>()?;
+        let old_var = self.running_var.as_tensor().to_vec1::<f32>()?;
+        let mean: Vec<f32> =
+            stats.iter().zip(&old_mean).map(|(s, &o)| ((1.0 - MOMENTUM) * o as f64 + MOMENTUM * s.0) as f32).collect();
+        let var: Vec<f32> = stats
+            .iter()
+            .zip(&old_var)
+            .map(|(s, &o)| ((1.0 - MOMENTUM) * o as f64 + MOMENTUM * s.1 * unbias) as f32)
+            .collect();
+        self.running_mean.set(&Tensor::from_vec(mean, c, &Device::Cpu)?)?;
+        self.running_var.set(&Tensor::from_vec(var, c, &Device::Cpu)?)?;
+        Ok(super::fused::batch_norm::batch_norm(&x, self.gamma.as_tensor(), self.beta.as_tensor(), EPS, then_relu)?)
     }
 }
 

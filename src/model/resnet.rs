@@ -35,6 +35,11 @@ impl ConvBn {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.bn.forward(&conv2d(x, self.w.as_tensor(), self.stride, self.pad)?, train)
     }
+
+    /// [`ConvBn::forward`] then a ReLU, fused with the batch norm in training.
+    fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_relu(&conv2d(x, self.w.as_tensor(), self.stride, self.pad)?, train)
+    }
 }
 
 /// How a block's input reaches its output.
@@ -56,7 +61,7 @@ struct Block {
 
 impl Block {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = relu(&self.a.forward(x, train)?)?;
+        let h = self.a.forward_relu(x, train)?;
         let h = self.b.forward(&h, train)?;
         let skip = match &self.skip {
             Skip::Identity => x.clone(),
@@ -186,7 +191,7 @@ impl Resnet {
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (c, h, w) = self.image;
         let x = x.reshape((x.dim(0)?, c, h, w))?;
-        let mut h = relu(&self.stem.forward(&x, train)?)?;
+        let mut h = self.stem.forward_relu(&x, train)?;
         for b in &self.blocks {
             h = b.forward(&h, train)?;
         }

@@ -14,6 +14,7 @@
 //! `cargo bench --bench throughput` (README, Speed).
 
 pub mod attention;
+pub mod batch_norm;
 pub mod conv;
 pub mod conv_op;
 pub mod gelu;

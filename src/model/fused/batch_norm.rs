@@ -153,12 +153,7 @@ impl CustomOp3 for BatchNorm {
             let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
             (dx, dgamma, dbeta)
         })?;
-        let dev = x.device();
-        Ok((
-            Some(Tensor::from_vec(dx, x.shape(), dev)?),
-            Some(Tensor::from_vec(dgamma, c, dev)?),
-            Some(Tensor::from_vec(dbeta, c, dev)?),
-        ))
+        super::affine_grads(x, dx, dgamma, dbeta)
     }
 }
 

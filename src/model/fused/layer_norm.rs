@@ -201,12 +201,7 @@ impl CustomOp3 for Affine {
             }
             (dx, dgamma, dbeta)
         })?;
-        let dev = x.device();
-        Ok((
-            Some(Tensor::from_vec(dx, x.shape(), dev)?),
-            Some(Tensor::from_vec(dgamma, d, dev)?),
-            Some(Tensor::from_vec(dbeta, d, dev)?),
-        ))
+        super::affine_grads(x, dx, dgamma, dbeta)
     }
 }
 

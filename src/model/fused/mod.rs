@@ -46,6 +46,24 @@ pub(crate) fn op_input<'a>(
     Ok(&s.as_slice::<f32>()?[start..end])
 }
 
+/// The gradients of an op with an input shaped like `x` and a per-feature scale and shift
+/// (batch norm, layer norm), as candle's `CustomOp3::bwd` returns them.
+pub(crate) type AffineGrads = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+pub(crate) fn affine_grads(
+    x: &Tensor,
+    dx: Vec<f32>,
+    dscale: Vec<f32>,
+    dshift: Vec<f32>,
+) -> candle_core::Result<AffineGrads> {
+    let (dev, n) = (x.device(), dscale.len());
+    Ok((
+        Some(Tensor::from_vec(dx, x.shape(), dev)?),
+        Some(Tensor::from_vec(dscale, n, dev)?),
+        Some(Tensor::from_vec(dshift, n, dev)?),
+    ))
+}
+
 /// What the loss compares the network's outputs with.
 #[derive(Debug, Clone, Copy)]
 pub enum Targets<'a> {

@@ -7,8 +7,9 @@
 //! PyTorch's reference implementations do: Kaiming normal convolution and linear weights,
 //! PyTorch's default linear bias, batch normalisation at scale 1 and shift 0.
 
+use super::fused::add_relu::add_relu;
 use super::fused::conv_op::conv2d;
-use super::layers::{BatchNorm2d, kaiming_normal, relu, uniform_bias};
+use super::layers::{BatchNorm2d, kaiming_normal, uniform_bias};
 use super::spec::Shortcut;
 use anyhow::{Result, bail};
 use candle_core::{Tensor, Var};
@@ -78,7 +79,7 @@ impl Block {
             }
             Skip::Project(p) => p.forward(x, train)?,
         };
-        relu(&(h + skip)?)
+        Ok(add_relu(&h, &skip)?)
     }
 }
 

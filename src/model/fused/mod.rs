@@ -13,6 +13,7 @@
 //! so a step allocates nothing that grows the heap. Measured with
 //! `cargo bench --bench throughput` (README, Speed).
 
+pub mod add_relu;
 pub mod attention;
 pub mod batch_norm;
 pub mod conv;

@@ -137,6 +137,14 @@ pub trait ParamSource {
     /// A required, non-empty list of numbers, each satisfying `rule`.
     fn numbers(&mut self, key: &'static str, rule: Rule, doc: &'static str) -> Result<Vec<f64>, Self::Error>;
 
+    /// [`ParamSource::numbers`] that may be left out (`None`).
+    fn optional_numbers(
+        &mut self,
+        key: &'static str,
+        rule: Rule,
+        doc: &'static str,
+    ) -> Result<Option<Vec<f64>>, Self::Error>;
+
     /// A required, non-empty list of `[x, y]` pairs.
     fn pairs(&mut self, key: &'static str, doc: &'static str) -> Result<Vec<(f64, f64)>, Self::Error>;
 

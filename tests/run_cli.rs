@@ -407,3 +407,30 @@ fn bars_fit_the_terminal_so_nothing_is_left_behind() {
         }
     }
 }
+
+#[test]
+fn adam_takes_pytorchs_betas_or_keras_beta1_and_beta2_not_both() {
+    let dir = TempDir::new().unwrap();
+    let body = |optimizer: &str| {
+        format!(
+            "name = \"b\"\n[optimizer]\nkind = \"adamw\"\n{optimizer}\n[schedule]\nkind = \"constant\"\nlearning_rate = 0.001\n[train]\nepochs = 1\n"
+        )
+    };
+    let cfg = dir.path().join("b.toml");
+    fs::write(&cfg, body("betas = [0.9, 0.95]")).unwrap();
+    let out = dir.path().join("out");
+    runner().arg("run").arg(&cfg).arg("--quiet").arg("--out").arg(&out).assert().success();
+    let resolved = fs::read_to_string(out.join("b/constant/config.toml")).unwrap();
+    assert!(resolved.contains("beta1 = 0.9\nbeta2 = 0.95\n"), "{resolved}");
+    fs::write(&cfg, body("betas = [0.9, 0.95]\nbeta2 = 0.9")).unwrap();
+    runner()
+        .arg("run")
+        .arg(&cfg)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("b.toml:5:9: `optimizer.beta2` is given with betas"));
+    fs::write(&cfg, body("betas = [0.9, 0.95, 0.9]")).unwrap();
+    runner().arg("run").arg(&cfg).assert().code(2).stderr(predicate::str::contains(
+        "`optimizer.betas` takes two numbers, [beta1, beta2] (e.g. [0.9, 0.99]); found 3",
+    ));
+}

@@ -306,6 +306,18 @@ impl ParamSource for TableReader<'_> {
         items.iter().map(|v| self.as_steps(key, v, min)).collect()
     }
 
+    fn optional_numbers(
+        &mut self,
+        key: &'static str,
+        rule: Rule,
+        doc: &'static str,
+    ) -> Result<Option<Vec<f64>>, ConfigError> {
+        if self.entry(key).is_none() {
+            return Ok(None);
+        }
+        self.numbers(key, rule, doc).map(Some)
+    }
+
     fn numbers(&mut self, key: &'static str, rule: Rule, doc: &'static str) -> Result<Vec<f64>, ConfigError> {
         let expected = format!("a non-empty list, each {}", rule.describe());
         let items = self.non_empty_array(key, &expected, doc)?;

@@ -47,9 +47,28 @@ impl OptimizerSpec {
     /// Reads optimizer `kind`; `None` for an unknown kind.
     pub fn read<P: ParamSource>(kind: &str, p: &mut P) -> Option<Result<Self, P::Error>> {
         let adam = |p: &mut P, wd: f64| -> Result<(f64, f64, f64, f64), P::Error> {
+            // PyTorch's `betas = [b1, b2]`, or Keras's beta1 and beta2; not both.
+            let betas = p.optional_numbers("betas", Rule::UnitInterval, "[beta1, beta2], as PyTorch writes them")?;
+            let (beta1, beta2) = match betas {
+                Some(b) => {
+                    p.check(b.len() == 2, "betas", || {
+                        format!("takes two numbers, [beta1, beta2] (e.g. [0.9, 0.99]); found {}", b.len())
+                    })?;
+                    for key in ["beta1", "beta2"] {
+                        if p.optional_number(key, Rule::UnitInterval, "", "")?.is_some() {
+                            return Err(p.invalid(key, format!("is given with betas; write one of the two (betas = [beta1, beta2], or beta1 and beta2)")));
+                        }
+                    }
+                    (b[0], b[1])
+                }
+                None => (
+                    p.number("beta1", Some(0.9), Rule::UnitInterval, "decay of the first moment")?,
+                    p.number("beta2", Some(0.999), Rule::UnitInterval, "decay of the second moment")?,
+                ),
+            };
             Ok((
-                p.number("beta1", Some(0.9), Rule::UnitInterval, "decay of the first moment")?,
-                p.number("beta2", Some(0.999), Rule::UnitInterval, "decay of the second moment")?,
+                beta1,
+                beta2,
                 p.number("eps", Some(1e-8), Rule::Positive, "added to the denominator")?,
                 p.number("weight_decay", Some(wd), Rule::NonNegative, "weight decay")?,
             ))

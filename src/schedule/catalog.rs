@@ -161,6 +161,16 @@ impl ParamSource for Describer {
         Ok(default.to_vec())
     }
 
+    fn optional_numbers(
+        &mut self,
+        key: &'static str,
+        rule: Rule,
+        doc: &'static str,
+    ) -> Result<Option<Vec<f64>>, Never> {
+        self.add(key, "(not given)".into(), format!("a list, each {}", rule.describe()), doc);
+        Ok(None)
+    }
+
     fn numbers(&mut self, key: &'static str, rule: Rule, doc: &'static str) -> Result<Vec<f64>, Never> {
         self.add(key, "required".into(), format!("a list, each {}", rule.describe()), doc);
         Ok(vec![])

@@ -56,7 +56,7 @@ impl OptimizerSpec {
                     })?;
                     for key in ["beta1", "beta2"] {
                         if p.optional_number(key, Rule::UnitInterval, "", "")?.is_some() {
-                            return Err(p.invalid(key, format!("is given with betas; write one of the two (betas = [beta1, beta2], or beta1 and beta2)")));
+                            return Err(p.invalid(key, "is given with betas; write one of the two (betas = [beta1, beta2], or beta1 and beta2)".to_string()));
                         }
                     }
                     (b[0], b[1])

@@ -33,17 +33,42 @@ fn dims(d: &[usize]) -> candle_core::Result<(usize, usize, usize)> {
     }
 }
 
-/// Each channel's mean and biased variance over samples and pixels, in f64 sums.
+/// Lanes of the f32 partial sums below: independent accumulators the compiler keeps in
+/// one vector register.
+const LANES: usize = 8;
+
+/// (sum of `a`, sum of `a * b`) over a row, in f32 lanes then f64: a row is at most a
+/// channel's pixels of one sample (1,024 for CIFAR), the rows are added in f64.
+fn row_sums(a: &[f32], b: &[f32]) -> (f64, f64) {
+    let (mut s, mut p) = ([0f32; LANES], [0f32; LANES]);
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            s[i] += x[i];
+            p[i] += x[i] * y[i];
+        }
+    }
+    let mut sum = s.iter().map(|&v| v as f64).sum::<f64>();
+    let mut product = p.iter().map(|&v| v as f64).sum::<f64>();
+    for (&x, &y) in ra.iter().zip(rb) {
+        sum += x as f64;
+        product += x as f64 * y as f64;
+    }
+    (sum, product)
+}
+
+/// Each channel's mean and biased variance over samples and pixels.
 pub fn channel_stats(x: &[f32], (n, c, hw): (usize, usize, usize)) -> Vec<(f64, f64)> {
     (0..c)
         .into_par_iter()
         .map(|ch| {
             let (mut sum, mut sq) = (0f64, 0f64);
             for s in 0..n {
-                for &v in &x[(s * c + ch) * hw..][..hw] {
-                    sum += v as f64;
-                    sq += (v as f64) * (v as f64);
-                }
+                let row = &x[(s * c + ch) * hw..][..hw];
+                let (a, b) = row_sums(row, row);
+                sum += a;
+                sq += b;
             }
             let count = (n * hw) as f64;
             let mean = sum / count;
@@ -110,8 +135,14 @@ impl CustomOp3 for BatchNorm {
             let (x, gamma, g, y) = (s[0], s[1], s[2], s[3]);
             let stats = channel_stats(x, (n, c, hw));
             // The gradient reaching the normalisation: through the ReLU where it passed.
-            let g_at = |i: usize| if relu && y[i] <= 0.0 { 0.0 } else { g[i] };
-            // Per channel: sum of g and of g * x̂.
+            let masked: Vec<f32>;
+            let g: &[f32] = if relu {
+                masked = g.par_iter().zip(y.par_iter()).map(|(&g, &y)| if y > 0.0 { g } else { 0.0 }).collect();
+                &masked
+            } else {
+                g
+            };
+            // Per channel: sum of g and of g * x̂ = inv * (sum g x - mean * sum g).
             let sums: Vec<(f64, f64)> = (0..c)
                 .into_par_iter()
                 .map(|ch| {
@@ -120,32 +151,33 @@ impl CustomOp3 for BatchNorm {
                     let (mut sg, mut sgx) = (0f64, 0f64);
                     for smp in 0..n {
                         let at = (smp * c + ch) * hw;
-                        for (j, &xv) in x[at..at + hw].iter().enumerate() {
-                            let gi = g_at(at + j) as f64;
-                            sg += gi;
-                            sgx += gi * (xv as f64 - mean) * inv;
-                        }
+                        let (a, b) = row_sums(&g[at..at + hw], &x[at..at + hw]);
+                        sg += a;
+                        sgx += b;
                     }
-                    (sg, sgx)
+                    (sg, inv * (sgx - mean * sg))
                 })
                 .collect();
             let count = (n * hw) as f64;
-            // dx = gamma * inv / count * (count * g - sum g - x̂ * sum(g x̂)).
-            let coef: Vec<(f64, f64, f64, f64, f64)> = (0..c)
+            // dx = gamma * inv / count * (count * g - sum g - x̂ * sum(g x̂)), affine in g
+            // and x: a * g + b * x + d per channel.
+            let coef: Vec<(f32, f32, f32)> = (0..c)
                 .map(|ch| {
                     let (mean, var) = stats[ch];
                     let inv = 1.0 / (var + eps).sqrt();
-                    (mean, inv, gamma[ch] as f64 * inv / count, sums[ch].0, sums[ch].1)
+                    let k = gamma[ch] as f64 * inv / count;
+                    let (sg, sgxhat) = sums[ch];
+                    let b = -k * sgxhat * inv;
+                    ((k * count) as f32, b as f32, (-k * sg - b * mean) as f32)
                 })
                 .collect();
             let mut dx = vec![0f32; x.len()];
             dx.par_chunks_mut(c * hw).enumerate().for_each(|(smp, d)| {
                 for (ch, d) in d.chunks_exact_mut(hw).enumerate() {
-                    let (mean, inv, k, sg, sgx) = coef[ch];
+                    let (a, b, k) = coef[ch];
                     let at = (smp * c + ch) * hw;
-                    for (j, d) in d.iter_mut().enumerate() {
-                        let xhat = (x[at + j] as f64 - mean) * inv;
-                        *d = (k * (count * g_at(at + j) as f64 - sg - xhat * sgx)) as f32;
+                    for ((d, &gv), &xv) in d.iter_mut().zip(&g[at..at + hw]).zip(&x[at..at + hw]) {
+                        *d = a * gv + b * xv + k;
                     }
                 }
             });

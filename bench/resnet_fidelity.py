@@ -16,13 +16,15 @@ and exits 1 when one is past its tolerance (float32 rounding through 20 layers).
 Usage: python3 bench/resnet_fidelity.py DIR
 """
 
-import json
+import os
 import sys
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fidelity_common import Checks, load  # noqa: E402
 
 
 class ConvBn(nn.Module):
@@ -72,17 +74,6 @@ class Resnet(nn.Module):
         return self.fc(h.mean(dim=(2, 3)))
 
 
-def load(directory):
-    with open(f"{directory}/fidelity.json") as f:
-        manifest = json.load(f)
-    blob = np.fromfile(f"{directory}/fidelity.bin", dtype="<f4")
-    tensors = {}
-    for name, entry in manifest["tensors"].items():
-        size = int(np.prod(entry["shape"])) if entry["shape"] else 1
-        values = blob[entry["offset"] : entry["offset"] + size].reshape(entry["shape"])
-        tensors[name] = torch.from_numpy(values.copy())
-    return manifest["config"], tensors
-
 
 def set_weights(model, t):
     """runner's order: per layer conv weight, bn scale, bn shift; fc weight (in, out), fc
@@ -117,18 +108,8 @@ def main():
     torch.set_num_threads(1)
     x = t["x"].reshape(-1, 3, 32, 32)
     y = t["y"].long()
-    failures = []
-
-    def compare(what, ours, theirs, tolerance):
-        ours, theirs = ours.detach().double(), theirs.detach().double()
-        if ours.shape != theirs.shape:
-            failures.append(f"{what}: shape {tuple(theirs.shape)} in PyTorch, {tuple(ours.shape)} in runner")
-            return 0.0
-        scale = max(theirs.abs().max().item(), 1e-12)
-        diff = (ours - theirs).abs().max().item() / scale
-        if not diff <= tolerance:
-            failures.append(f"{what}: differs by {diff:.2e} of its largest value (tolerance {tolerance:.0e})")
-        return diff
+    checks = Checks()
+    failures, compare = checks.failures, checks.compare
 
     model = Resnet(config["depth"], config["classes"])
     set_weights(model, t)

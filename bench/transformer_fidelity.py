@@ -17,14 +17,16 @@ and exits 1 when one is past its tolerance.
 Usage: python3 bench/transformer_fidelity.py DIR [--steps]
 """
 
-import json
 import math
+import os
 import sys
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fidelity_common import Checks, load  # noqa: E402
 
 
 class Block(nn.Module):
@@ -81,17 +83,6 @@ class Gpt(nn.Module):
         return out + norm(self.ln_f)
 
 
-def load(directory):
-    with open(f"{directory}/fidelity.json") as f:
-        manifest = json.load(f)
-    blob = np.fromfile(f"{directory}/fidelity.bin", dtype="<f4")
-    tensors = {}
-    for name, entry in manifest["tensors"].items():
-        size = int(np.prod(entry["shape"])) if entry["shape"] else 1
-        values = blob[entry["offset"] : entry["offset"] + size].reshape(entry["shape"])
-        tensors[name] = torch.from_numpy(values.copy())
-    return manifest["config"], tensors
-
 
 def build(c, t, dtype=torch.float32):
     model = Gpt(c)
@@ -106,18 +97,8 @@ def main():
     directory = sys.argv[1]
     c, t = load(directory)
     torch.set_num_threads(1)
-    failures = []
-
-    def compare(what, ours, theirs, tolerance):
-        ours, theirs = ours.detach().double(), theirs.detach().double()
-        if ours.shape != theirs.shape:
-            failures.append(f"{what}: shape {tuple(theirs.shape)} in PyTorch, {tuple(ours.shape)} in runner")
-            return 0.0
-        scale = max(theirs.abs().max().item(), 1e-12)
-        diff = (ours - theirs).abs().max().item() / scale
-        if not diff <= tolerance:
-            failures.append(f"{what}: differs by {diff:.2e} of its largest value (tolerance {tolerance:.0e})")
-        return diff
+    checks = Checks()
+    failures, compare = checks.failures, checks.compare
 
     model = build(c, t)
     count = sum(p.numel() for p in model.parameters())

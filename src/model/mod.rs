@@ -54,14 +54,14 @@ impl Model {
             ModelSpec::Resnet { depth, width, shortcut, weight_decay_bn } => {
                 spec.check(features, outputs, image).map_err(anyhow::Error::msg)?;
                 let Some(image) = image else { bail!("the resnet model needs image data") };
-                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0DE1_u64.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let mut rng = init_rng(seed);
                 let net = resnet::Resnet::new(*depth, *width, *shortcut, image, outputs, &mut rng)?;
                 Ok(Model::Resnet { net, decay_bn: *weight_decay_bn })
             }
             ModelSpec::Transformer { weight_decay_on, .. } => {
                 spec.check(features, outputs, image).map_err(anyhow::Error::msg)?;
                 let shape = spec.transformer_shape(features, outputs).expect("a transformer spec");
-                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0DE1_u64.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let mut rng = init_rng(seed);
                 Ok(Model::Transformer {
                     net: transformer::Transformer::new(shape, &mut rng)?,
                     decay_on: *weight_decay_on,
@@ -163,6 +163,12 @@ pub struct Stack {
     dropout: f64,
 }
 
+/// The generator of a model's initial weights for the run's `seed` (apart from the
+/// streams of shuffling and dropout drawn from the same seed).
+fn init_rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed ^ 0x0DE1_u64.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
 /// PyTorch's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases.
 fn uniform(rng: &mut ChaCha8Rng, shape: &[usize], fan_in: usize) -> Result<Var> {
     let bound = 1.0 / (fan_in as f32).sqrt();
@@ -181,7 +187,7 @@ impl Stack {
         seed: u64,
     ) -> Result<Stack> {
         spec.check(features, outputs, image).map_err(anyhow::Error::msg)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0DE1_u64.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = init_rng(seed);
         let (mut convs, mut width, mut conv_image) = (Vec::new(), features, None);
         if let ModelSpec::Cnn { channels, kernel_size, pool, .. } = spec {
             let Some((mut c, mut h, mut w)) = image else {

@@ -68,17 +68,20 @@ pub struct EvalRow {
     pub seconds: f64,
 }
 
-impl EvalRow {
-    /// The language-model columns for a validation loss `val_loss` in nats per token of
-    /// `tokens` (none for other data sets).
-    pub fn with_language_metrics(mut self, tokens: Option<crate::data::text::Tokens>) -> EvalRow {
-        use crate::data::text::Tokens;
-        let bits = self.val_loss / std::f64::consts::LN_2;
-        self.val_bits_per_char = (tokens == Some(Tokens::Char)).then_some(bits);
-        self.val_bits_per_byte = (tokens == Some(Tokens::Byte)).then_some(bits);
-        self.val_perplexity = tokens.map(|_| self.val_loss.exp());
-        self
-    }
+/// A language model's (bits per char, bits per byte, perplexity) for a validation loss
+/// `val_loss` in nats per token of `tokens`: bits per char or per byte by the tokens; none
+/// of them for other data sets.
+fn language_metrics(
+    val_loss: f64,
+    tokens: Option<crate::data::text::Tokens>,
+) -> (Option<f64>, Option<f64>, Option<f64>) {
+    use crate::data::text::Tokens;
+    let bits = val_loss / std::f64::consts::LN_2;
+    (
+        (tokens == Some(Tokens::Char)).then_some(bits),
+        (tokens == Some(Tokens::Byte)).then_some(bits),
+        tokens.map(|_| val_loss.exp()),
+    )
 }
 
 fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
@@ -272,27 +275,15 @@ pub fn evaluate_params(spec: &RunSpec, data: &Dataset, params: &[Tensor]) -> Res
             (loss, accuracy, data.validation.len)
         }
     };
-    let lm = EvalRow {
-        epoch: 0,
-        step: 0,
-        lr: 0.0,
-        train_loss: f64::NAN,
-        val_loss,
-        val_accuracy: None,
-        val_rmse: None,
-        val_bits_per_char: None,
-        val_bits_per_byte: None,
-        val_perplexity: None,
-        seconds: 0.0,
-    }
-    .with_language_metrics(data.text.as_ref().map(|t| t.vocab.tokens));
+    let (val_bits_per_char, val_bits_per_byte, val_perplexity) =
+        language_metrics(val_loss, data.text.as_ref().map(|t| t.vocab.tokens));
     Ok(Evaluation {
         val_loss,
         val_accuracy: val_accuracy.filter(|_| data.task == Task::Classification),
         val_rmse: (data.task == Task::Regression).then(|| val_loss.sqrt()),
-        val_bits_per_char: lm.val_bits_per_char,
-        val_bits_per_byte: lm.val_bits_per_byte,
-        val_perplexity: lm.val_perplexity,
+        val_bits_per_char,
+        val_bits_per_byte,
+        val_perplexity,
         samples,
     })
 }
@@ -417,6 +408,7 @@ pub fn train_from(
             }
             _ => evaluate(&model, &data.validation, data.task)?,
         };
+        let (val_bits_per_char, val_bits_per_byte, val_perplexity) = language_metrics(val_loss, tokens);
         let row = EvalRow {
             epoch,
             step,
@@ -425,12 +417,11 @@ pub fn train_from(
             val_loss,
             val_accuracy: val_accuracy.filter(|_| data.task == Task::Classification),
             val_rmse: (data.task == Task::Regression).then(|| val_loss.sqrt()),
-            val_bits_per_char: None,
-            val_bits_per_byte: None,
-            val_perplexity: None,
+            val_bits_per_char,
+            val_bits_per_byte,
+            val_perplexity,
             seconds: seconds_before + start.elapsed().as_secs_f64(),
-        }
-        .with_language_metrics(tokens);
+        };
         (*loss_sum, *loss_count) = (0.0, 0);
         Ok(row)
     };

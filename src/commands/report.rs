@@ -32,7 +32,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         ReportFormat::Json => table::render_json(&header, &rows)?,
     };
     super::print(&text)?;
-    let notes = report::notes(&view);
+    let notes = report::notes(&view, (&header, &rows));
     if !notes.is_empty() {
         let lines: Vec<String> = notes.iter().map(|n| format!("note: {n}")).collect();
         // Machine formats keep stdout to the data.

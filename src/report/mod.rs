@@ -205,9 +205,11 @@ fn variant_groups(view: &ExperimentView) -> Vec<(String, Vec<&RunRecord>)> {
         .collect()
 }
 
-/// What a reader of the ranking must know: variants whose runs trained different configs
-/// (reported apart) and schedules that do not fit their run, once per variant.
-pub fn notes(view: &ExperimentView) -> Vec<String> {
+/// What a reader of the ranking (`header` and `rows`, as [`ranking`] gave them) must know:
+/// the validation-set size, the variants tied with the best, variants whose runs trained
+/// different configs (reported apart) and schedules that do not fit their run, once per
+/// variant.
+pub fn notes(view: &ExperimentView, (header, rows): (&[String], &[Vec<String>])) -> Vec<String> {
     let mut notes = Vec::new();
     let mut sizes: Vec<usize> = view.runs.iter().filter_map(validation_samples).collect();
     sizes.sort_unstable();
@@ -225,7 +227,6 @@ pub fn notes(view: &ExperimentView) -> Vec<String> {
             more.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
         )),
     }
-    let (header, rows) = ranking(view);
     if let Some(col) = header.iter().position(|h| h == "vs_best") {
         let tied: Vec<&str> = rows.iter().filter(|r| r[col] == "tied").map(|r| r[1].as_str()).collect();
         let how = if has_seeds(view) {

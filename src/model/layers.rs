@@ -102,7 +102,8 @@ impl BatchNorm2d {
             .collect();
         self.running_mean.set(&Tensor::from_vec(mean, c, &Device::Cpu)?)?;
         self.running_var.set(&Tensor::from_vec(var, c, &Device::Cpu)?)?;
-        Ok(super::fused::batch_norm::batch_norm(&x, self.gamma.as_tensor(), self.beta.as_tensor(), EPS, then_relu)?)
+        let (gamma, beta) = (self.gamma.as_tensor(), self.beta.as_tensor());
+        Ok(super::fused::batch_norm::batch_norm_with_stats(&x, gamma, beta, EPS, then_relu, stats)?)
     }
 }
 

@@ -17,12 +17,32 @@ use rayon::prelude::*;
 /// (`eps` inside the root), scaled by `gamma`, shifted by `beta`, then through a ReLU when
 /// `relu`; with gradients for all three.
 pub fn batch_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, relu: bool) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, BatchNorm { eps, relu })
+    let x = x.contiguous()?;
+    let shape = dims(x.dims())?;
+    let stats = super::with_values(&x, |v: &[f32]| channel_stats(v, shape))
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    batch_norm_with_stats(&x, gamma, beta, eps, relu, stats)
+}
+
+/// [`batch_norm`] with `x`'s [`channel_stats`] already computed (the caller's running
+/// statistics need them too): the forward and backward passes use them instead of
+/// reading `x` for them again.
+pub fn batch_norm_with_stats(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+    stats: Vec<(f64, f64)>,
+) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, BatchNorm { eps, relu, stats })
 }
 
 struct BatchNorm {
     eps: f64,
     relu: bool,
+    /// Each channel's mean and biased variance over the batch.
+    stats: Vec<(f64, f64)>,
 }
 
 /// (n, c, pixels per channel) of an NCHW layout.
@@ -91,14 +111,21 @@ impl CustomOp3 for BatchNorm {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (n, c, hw) = dims(l1.dims())?;
+        let (_, c, hw) = dims(l1.dims())?;
         let (x, gamma, beta) =
             (op_input(s1, l1, "batch_norm")?, op_input(s2, l2, "batch_norm")?, op_input(s3, l3, "batch_norm")?);
         if gamma.len() != c || beta.len() != c {
             return Err(candle_core::Error::Msg(format!("batch_norm of {c} channels takes {c} scales and shifts")));
         }
         // y = x * scale + shift per channel.
-        let affine: Vec<(f32, f32)> = channel_stats(x, (n, c, hw))
+        if self.stats.len() != c {
+            return Err(candle_core::Error::Msg(format!(
+                "batch_norm of {c} channels given {} statistics",
+                self.stats.len()
+            )));
+        }
+        let affine: Vec<(f32, f32)> = self
+            .stats
             .iter()
             .zip(gamma.iter().zip(beta))
             .map(|(&(mean, var), (&g, &b))| {
@@ -133,7 +160,7 @@ impl CustomOp3 for BatchNorm {
         let (eps, relu) = (self.eps, self.relu);
         let (dx, dgamma, dbeta) = with_slices(&[x, gamma, &grad, &y], |s| {
             let (x, gamma, g, y) = (s[0], s[1], s[2], s[3]);
-            let stats = channel_stats(x, (n, c, hw));
+            let stats = &self.stats;
             // The gradient reaching the normalisation: through the ReLU where it passed.
             let masked: Vec<f32>;
             let g: &[f32] = if relu {

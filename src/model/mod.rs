@@ -10,7 +10,8 @@ pub mod sampling;
 mod spec;
 pub mod transformer;
 
-pub use fused::{Targets, gather, update_in_place, with_values, with_values_all, with_values_mut};
+pub use fused::team;
+pub use fused::{Targets, gather, update_in_place, vectorized, with_values, with_values_all, with_values_mut};
 pub use spec::{Activation, Init, MODELS, ModelSpec, Shortcut};
 
 use anyhow::{Result, bail};

@@ -7,7 +7,7 @@ mod spec;
 
 pub use spec::{OPTIMIZERS, OptimizerSpec};
 
-use crate::model::{with_values_all, with_values_mut};
+use crate::model::{vectorized, with_values_all, with_values_mut};
 use anyhow::{Result, bail};
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
@@ -154,21 +154,25 @@ impl Optimizer {
                     let wd = wds[i];
                     let [w, rest @ ..] = out else { return };
                     if m == 0.0 {
-                        for (w, &g) in w.iter_mut().zip(g) {
-                            *w -= decayed(g, *w, wd) * lr + 0.0;
-                        }
+                        vectorized(|| {
+                            for (w, &g) in w.iter_mut().zip(g) {
+                                *w -= decayed(g, *w, wd) * lr + 0.0;
+                            }
+                        });
                         return;
                     }
                     let [b] = rest else { return };
                     let fresh = fresh[i];
-                    for ((w, b), &g) in w.iter_mut().zip(b.iter_mut()).zip(g) {
-                        let g = decayed(g, *w, wd);
-                        if !fresh {
-                            *b = (*b * m + 0.0) + (g * keep + 0.0);
+                    vectorized(|| {
+                        for ((w, b), &g) in w.iter_mut().zip(b.iter_mut()).zip(g) {
+                            let g = decayed(g, *w, wd);
+                            if !fresh {
+                                *b = (*b * m + 0.0) + (g * keep + 0.0);
+                            }
+                            let step = if nesterov { g + (*b * m + 0.0) } else { *b };
+                            *w -= step * lr + 0.0;
                         }
-                        let step = if nesterov { g + (*b * m + 0.0) } else { *b };
-                        *w -= step * lr + 0.0;
-                    }
+                    })
                 })?;
             }
             Optimizer::Adam { spec: OptimizerSpec::Adam { beta1, beta2, eps, weight_decay }, vars, decay, m, v, t } => {
@@ -243,13 +247,15 @@ impl Optimizer {
                 in_place(&read, &written, 3, |i, g, out| {
                     let [w, m, v] = out else { return };
                     let shrink = shrink[i];
-                    for (((w, m), v), &g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-                        *m = (*m * b1 + 0.0) + (g * keep1 + 0.0);
-                        *v = (*v * b2 + 0.0) + ((g * g) * keep2 + 0.0);
-                        let (m_hat, v_hat) = (*m * scale_m + 0.0, *v * scale_v + 0.0);
-                        let adjusted = m_hat / (v_hat.sqrt() * 1.0 + eps);
-                        *w = (*w * shrink + 0.0) - (adjusted * lr32 + 0.0);
-                    }
+                    vectorized(|| {
+                        for (((w, m), v), &g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                            *m = (*m * b1 + 0.0) + (g * keep1 + 0.0);
+                            *v = (*v * b2 + 0.0) + ((g * g) * keep2 + 0.0);
+                            let (m_hat, v_hat) = (*m * scale_m + 0.0, *v * scale_v + 0.0);
+                            let adjusted = m_hat / (v_hat.sqrt() * 1.0 + eps);
+                            *w = (*w * shrink + 0.0) - (adjusted * lr32 + 0.0);
+                        }
+                    })
                 })?;
             }
             _ => unreachable!("each optimizer holds its own kind of spec"),
@@ -269,30 +275,40 @@ fn in_place(
 ) -> Result<()> {
     with_values_all(read, |g| {
         with_values_mut(written, |ptrs| {
-            // Pieces of at most 2^15 values over every tensor.
-            const PIECE: usize = 1 << 15;
-            let pieces: Vec<(usize, usize)> =
-                (0..g.len()).flat_map(|i| (0..g[i].len().div_ceil(PIECE)).map(move |p| (i, p * PIECE))).collect();
             let addresses: Vec<(usize, usize)> = ptrs.iter().map(|&(p, len)| (p as usize, len)).collect();
-            let run = |&(i, at): &(usize, usize)| {
-                let g = &g[i][at..(at + PIECE).min(g[i].len())];
+            // Values `at..end` of gradient `i` and of the tensors it updates.
+            let run = |i: usize, (at, end): (usize, usize)| {
+                let g = &g[i][at..end];
                 let mut out: Vec<&mut [f32]> = (0..per)
                     .map(|k| {
                         let (base, len) = addresses[per * i + k];
-                        assert!(at + g.len() <= len, "a gradient larger than its parameter");
-                        // SAFETY: `with_values_mut` holds every tensor for writing; each piece
-                        // is a distinct range of distinct tensors.
+                        assert!(end <= len, "a gradient larger than its parameter");
+                        // SAFETY: `with_values_mut` holds every tensor for writing; each
+                        // participant updates a distinct range of each tensor.
                         unsafe { std::slice::from_raw_parts_mut((base as *mut f32).add(at), g.len()) }
                     })
                     .collect();
                 update(i, g, &mut out);
             };
-            use rayon::prelude::*;
-            if rayon::current_num_threads() > 1 && pieces.len() > 1 {
-                pieces.par_iter().for_each(run);
-            } else {
-                pieces.iter().for_each(run);
+            let team = rayon::current_num_threads();
+            let total: usize = g.iter().map(|g| g.len()).sum();
+            if team == 1 || total < 1 << 14 {
+                (0..g.len()).for_each(|i| run(i, (0, g[i].len())));
+                return;
             }
+            // One contiguous share of every tensor per thread, in whole cache lines (16
+            // values): the threads enter once (a broadcast, not a task per piece) and each
+            // updates the rows of a weight gradient the lockstep dense step had it compute
+            // (lockstep.rs splits them the same way), so they are still in its cache.
+            crate::model::team::broadcast(|me| {
+                for (i, g) in g.iter().enumerate() {
+                    let width = g.len().div_ceil(team).div_ceil(16) * 16;
+                    let (at, end) = ((me * width).min(g.len()), ((me + 1) * width).min(g.len()));
+                    if at < end {
+                        run(i, (at, end));
+                    }
+                }
+            });
         })
     })??;
     Ok(())

@@ -7,21 +7,42 @@
 /// Sets flush-to-zero and denormals-are-zero (FTZ, DAZ) for the calling thread, or clears
 /// them; `false` where the CPU has no such switch (only x86-64's MXCSR is handled).
 pub fn set(flush: bool) -> bool {
+    const FTZ: u32 = 1 << 15;
+    const DAZ: u32 = 1 << 6;
+    match environment() {
+        Some(csr) => set_environment(if flush { csr | FTZ | DAZ } else { csr & !(FTZ | DAZ) }),
+        None => false,
+    }
+}
+
+/// The calling thread's floating-point environment (x86-64's MXCSR: rounding, FTZ/DAZ),
+/// for threads that compute on its behalf ([`set_environment`]); `None` on other CPUs.
+pub fn environment() -> Option<u32> {
     #[cfg(target_arch = "x86_64")]
     {
-        const FTZ: u32 = 1 << 15;
-        const DAZ: u32 = 1 << 6;
         let mut csr: u32 = 0;
-        // SAFETY: stmxcsr/ldmxcsr read and write the SSE control register of this thread
-        // only; SSE is part of x86-64.
+        // SAFETY: stmxcsr reads the SSE control register of this thread; SSE is part of
+        // x86-64.
         unsafe { std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack)) };
-        csr = if flush { csr | FTZ | DAZ } else { csr & !(FTZ | DAZ) };
+        Some(csr)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// Gives the calling thread the environment [`environment`] read (on x86-64; `false`
+/// elsewhere).
+pub fn set_environment(csr: u32) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: ldmxcsr writes the SSE control register of this thread only, with a
+        // value stmxcsr read (reserved bits as they were).
         unsafe { std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, readonly)) };
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = flush;
+        let _ = csr;
         false
     }
 }

@@ -9,8 +9,9 @@
 //! gradient for half the rows and the halves are summed afterwards. And why not one rayon
 //! `join` per product? Measured on a 128x784 @ 784x256 product (2-core Intel Xeon): one
 //! thread 346 us, two threads joined by rayon 238 us, the same two halves on threads that
-//! spin at a barrier 198 us. A step has eight such products, so the step enters rayon once
-//! (`broadcast`) and synchronises with [`Barrier`].
+//! spin at a barrier 198 us. A step has eight such products, so the step enters its team
+//! of threads once ([`super::team::broadcast`]: threads that stay awake between steps) and
+//! synchronises with [`Barrier`].
 
 use super::{Buffers, Layer, Targets, activate, backprop_activation, loss_gradient, matmul_raw};
 use crate::model::Activation;
@@ -119,10 +120,10 @@ fn share(len: usize, team: usize, me: usize, align: usize) -> (usize, usize) {
 }
 
 /// The summed loss over the rows `rows` of `data`, with the gradients of `layers` written
-/// to `grads` (the address and length of each layer's weight then bias gradient), on all
-/// the current rayon pool's threads together. Each
-/// value is computed as one thread computes it, except that the products' column blocks
-/// may be summed in another order by the product kernels.
+/// to `grads` (the address and length of each layer's weight then bias gradient), on as
+/// many threads as the current rayon pool has, together (its team). Each value is computed
+/// as one thread computes it, except that the products' column blocks may be summed in
+/// another order by the product kernels.
 pub(super) fn dense_step(
     layers: &[Layer<'_>],
     activation: Activation,
@@ -159,8 +160,7 @@ pub(super) fn dense_step(
     let next_row = AtomicUsize::new(0);
     let scale = 1.0 / n as f32;
 
-    rayon::broadcast(|ctx| {
-        let me = ctx.index();
+    super::team::broadcast(|me| {
         let mut round = 0;
         // SAFETY (every block below): participant `me` writes only its own share of rows or
         // columns between two barriers, and reads whole matrices only after a barrier.

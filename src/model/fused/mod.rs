@@ -23,6 +23,7 @@ pub mod layer_norm;
 pub mod linear;
 mod lockstep;
 pub mod self_attention;
+pub mod team;
 #[cfg(test)]
 pub(crate) mod test_values;
 
@@ -512,26 +513,35 @@ unsafe fn matmul_raw(
     }
 }
 
+/// Runs `f` compiled for the widest vectors this CPU has (AVX-512, else AVX2, else SSE2,
+/// chosen at run time; plain builds target SSE2 only): the loops over f32 slices in `f`
+/// vectorise to that width. The values do not change (Rust never contracts `a * b + c`
+/// into a fused multiply-add).
+#[inline(always)]
+pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
 fn activate(a: Activation, z: &mut [f32]) {
-    match a {
+    vectorized(|| match a {
         Activation::Relu => z.iter_mut().for_each(|v| *v = v.max(0.0)),
         Activation::LeakyRelu => z.iter_mut().for_each(|v| *v = if *v > 0.0 { *v } else { 0.01 * *v }),
         Activation::Tanh => z.iter_mut().for_each(|v| *v = v.tanh()),
         Activation::Sigmoid => z.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
         Activation::Gelu | Activation::Silu => unreachable!("not fusable"),
-    }
+    })
 }
 
 /// `grad *= f'(z)`, from the activation's output `out = f(z)`.
 fn backprop_activation(a: Activation, grad: &mut [f32], out: &[f32]) {
     let pairs = grad.iter_mut().zip(out);
-    match a {
+    vectorized(|| match a {
         Activation::Relu => pairs.for_each(|(g, o)| *g = if *o > 0.0 { *g } else { 0.0 }),
         Activation::LeakyRelu => pairs.for_each(|(g, o)| *g = if *o > 0.0 { *g } else { 0.01 * *g }),
         Activation::Tanh => pairs.for_each(|(g, o)| *g *= 1.0 - o * o),
         Activation::Sigmoid => pairs.for_each(|(g, o)| *g *= o * (1.0 - o)),
         Activation::Gelu | Activation::Silu => unreachable!("not fusable"),
-    }
+    })
 }
 
 /// What the forward pass of a convolution keeps for the backward pass.

@@ -119,6 +119,7 @@ fn append(table: &mut Table, shown: &str, bytes: &[u8], which: Cifar) -> Result<
     }
     let n = bytes.len() / record;
     table.x.reserve(n * PIXELS);
+    super::huge_pages::advise(&mut table.x);
     table.y.reserve(n);
     for (i, r) in bytes.chunks_exact(record).enumerate() {
         let label = match which {

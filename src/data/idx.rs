@@ -103,6 +103,7 @@ fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<f32>)> {
         )));
     };
     let mut data: Vec<f32> = Vec::with_capacity(len.min(1 << 26) as usize);
+    super::huge_pages::advise(&mut data);
     let (mut limited, mut chunk) = (reader.take(len + 1), vec![0u8; 1 << 16]);
     loop {
         match limited.read(&mut chunk) {

@@ -8,6 +8,7 @@ mod augment;
 mod cifar;
 mod csv_file;
 mod digits;
+mod huge_pages;
 mod idx;
 mod spec;
 mod split;

@@ -38,12 +38,8 @@ impl CustomOp2 for AddRelu {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (a, b) = (op_input(s1, l1, "add_relu")?, op_input(s2, l2, "add_relu")?);
-        let mut out = vec![0f32; a.len()];
-        out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| {
-            for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
-                *o = (x + y).max(0.0);
-            }
-        });
+        // Collected in place: no zero-filled buffer first.
+        let out = a.par_iter().with_min_len(CHUNK).zip(b).map(|(&x, &y)| (x + y).max(0.0)).collect();
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -54,9 +50,30 @@ impl CustomOp2 for AddRelu {
         y: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let mask = y.gt(&y.zeros_like()?)?.to_dtype(grad.dtype())?;
-        let g = (grad * mask)?;
+        let g = grad.contiguous()?.apply_op2(&y.contiguous()?, ReluGrad)?;
         Ok((Some(g.clone()), Some(g)))
+    }
+}
+
+/// The gradient through a ReLU, `grad` where its output `y` is above 0, else 0 (PyTorch's
+/// rule): one parallel pass instead of candle's comparison, conversion and product.
+struct ReluGrad;
+
+impl CustomOp2 for ReluGrad {
+    fn name(&self) -> &'static str {
+        "runner-relu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (g, y) = (op_input(s1, l1, "relu gradient")?, op_input(s2, l2, "relu gradient")?);
+        let out = g.par_iter().with_min_len(CHUNK).zip(y).map(|(&g, &y)| if y > 0.0 { g } else { 0.0 }).collect();
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
 

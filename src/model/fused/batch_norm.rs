@@ -9,7 +9,7 @@
 //! sample, one pixel).
 
 use super::linear::with_slices;
-use super::op_input;
+use super::{op_input, par_written, vectorized};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -60,6 +60,11 @@ const LANES: usize = 8;
 /// (sum of `a`, sum of `a * b`) over a row, in f32 lanes then f64: a row is at most a
 /// channel's pixels of one sample (1,024 for CIFAR), the rows are added in f64.
 fn row_sums(a: &[f32], b: &[f32]) -> (f64, f64) {
+    vectorized(|| row_sums_lanes(a, b))
+}
+
+#[inline(always)]
+fn row_sums_lanes(a: &[f32], b: &[f32]) -> (f64, f64) {
     let (mut s, mut p) = ([0f32; LANES], [0f32; LANES]);
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -134,15 +139,17 @@ impl CustomOp3 for BatchNorm {
                 (scale as f32, (b as f64 - mean * scale) as f32)
             })
             .collect();
-        let mut out = vec![0f32; x.len()];
         let relu = self.relu;
-        out.par_chunks_mut(c * hw).zip(x.par_chunks(c * hw)).for_each(|(o, x)| {
-            for ((o, x), &(scale, shift)) in o.chunks_exact_mut(hw).zip(x.chunks_exact(hw)).zip(&affine) {
-                for (o, &v) in o.iter_mut().zip(x) {
-                    let y = v * scale + shift;
-                    *o = if relu { y.max(0.0) } else { y };
+        let out = par_written(x.len(), c * hw, |smp, o| {
+            let x = &x[smp * c * hw..][..c * hw];
+            vectorized(|| {
+                for ((o, x), &(scale, shift)) in o.chunks_exact_mut(hw).zip(x.chunks_exact(hw)).zip(&affine) {
+                    for (o, &v) in o.iter_mut().zip(x) {
+                        let y = v * scale + shift;
+                        o.write(if relu { y.max(0.0) } else { y });
+                    }
                 }
-            }
+            })
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -198,15 +205,16 @@ impl CustomOp3 for BatchNorm {
                     ((k * count) as f32, b as f32, (-k * sg - b * mean) as f32)
                 })
                 .collect();
-            let mut dx = vec![0f32; x.len()];
-            dx.par_chunks_mut(c * hw).enumerate().for_each(|(smp, d)| {
-                for (ch, d) in d.chunks_exact_mut(hw).enumerate() {
-                    let (a, b, k) = coef[ch];
-                    let at = (smp * c + ch) * hw;
-                    for ((d, &gv), &xv) in d.iter_mut().zip(&g[at..at + hw]).zip(&x[at..at + hw]) {
-                        *d = a * gv + b * xv + k;
+            let dx = par_written(x.len(), c * hw, |smp, d| {
+                vectorized(|| {
+                    for (ch, d) in d.chunks_exact_mut(hw).enumerate() {
+                        let (a, b, k) = coef[ch];
+                        let at = (smp * c + ch) * hw;
+                        for ((d, &gv), &xv) in d.iter_mut().zip(&g[at..at + hw]).zip(&x[at..at + hw]) {
+                            d.write(a * gv + b * xv + k);
+                        }
                     }
-                }
+                })
             });
             let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
             let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();

@@ -95,9 +95,15 @@ impl ConvShape {
 /// `(s * out_h + oy) * out_w + ox` holds input `(c, s, oy*stride + ky - pad, ox*stride + kx - pad)`,
 /// 0 outside the image.
 pub fn im2col(s: &ConvShape, input: &[f32], at: Planes, n: usize, cols: &mut [f32]) {
+    let width = n * s.out_h() * s.out_w();
+    assert!(cols.len() >= s.patch() * width, "im2col: the columns buffer is too small");
+    super::vectorized(|| im2col_rows(s, input, at, n, cols))
+}
+
+#[inline(always)]
+fn im2col_rows(s: &ConvShape, input: &[f32], at: Planes, n: usize, cols: &mut [f32]) {
     let (oh, ow, k) = (s.out_h(), s.out_w(), s.k);
     let width = n * oh * ow;
-    assert!(cols.len() >= s.patch() * width, "im2col: the columns buffer is too small");
     for c in 0..s.c_in {
         for ky in 0..k {
             for kx in 0..k {
@@ -130,9 +136,15 @@ pub fn im2col(s: &ConvShape, input: &[f32], at: Planes, n: usize, cols: &mut [f3
 /// The adjoint of [`im2col`]: adds every value of `cols` into the input position it was
 /// read from (`grad` laid out as `at` says; positions in the padding are dropped).
 pub fn col2im(s: &ConvShape, cols: &[f32], n: usize, grad: &mut [f32], at: Planes) {
+    let width = n * s.out_h() * s.out_w();
+    assert!(cols.len() >= s.patch() * width, "col2im: the columns buffer is too small");
+    super::vectorized(|| col2im_rows(s, cols, n, grad, at))
+}
+
+#[inline(always)]
+fn col2im_rows(s: &ConvShape, cols: &[f32], n: usize, grad: &mut [f32], at: Planes) {
     let (oh, ow, k) = (s.out_h(), s.out_w(), s.k);
     let width = n * oh * ow;
-    assert!(cols.len() >= s.patch() * width, "col2im: the columns buffer is too small");
     for c in 0..s.c_in {
         for ky in 0..k {
             for kx in 0..k {

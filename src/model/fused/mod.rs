@@ -513,6 +513,21 @@ unsafe fn matmul_raw(
     }
 }
 
+/// A vector of `len` values written in parallel, chunk by chunk, without the zero fill of
+/// `vec![0.0; len]` first (a pass over the whole buffer, on the calling thread): `fill(i,
+/// out)` must write every value of chunk `i` (`chunk` values, the last one shorter).
+pub(crate) fn par_written(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [std::mem::MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len].par_chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| fill(i, c));
+    // SAFETY: every chunk of the first `len` values was written by `fill` (its contract).
+    unsafe { v.set_len(len) };
+    v
+}
+
 /// Runs `f` compiled for the widest vectors this CPU has (AVX-512, else AVX2, else SSE2,
 /// chosen at run time; plain builds target SSE2 only): the loops over f32 slices in `f`
 /// vectorise to that width. The values do not change (Rust never contracts `a * b + c`

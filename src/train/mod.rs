@@ -6,6 +6,7 @@
 pub mod candle_threads;
 mod checkpoint;
 pub mod denormals;
+pub mod heap;
 mod spec;
 
 pub use checkpoint::{Checkpoint, Policy};

@@ -111,6 +111,16 @@ fn im2col_rows(s: &ConvShape, input: &[f32], at: Planes, n: usize, cols: &mut [f
                 let (lo, hi) = s.inside_columns(kx);
                 for smp in 0..n {
                     let plane = &input[c * at.channel + smp * at.sample..][..s.h * s.w];
+                    if s.stride == 1 && (oh, ow) == (s.h, s.w) {
+                        shifted_plane(
+                            plane,
+                            (s.h, s.w),
+                            (ky, kx, s.pad),
+                            (lo, hi),
+                            &mut row[smp * oh * ow..][..oh * ow],
+                        );
+                        continue;
+                    }
                     for (oy, dst) in row[smp * oh * ow..][..oh * ow].chunks_exact_mut(ow).enumerate() {
                         let Some(iy) = s.input_row(oy, ky) else {
                             dst.fill(0.0);
@@ -133,25 +143,66 @@ fn im2col_rows(s: &ConvShape, input: &[f32], at: Planes, n: usize, cols: &mut [f
     }
 }
 
+/// One row of [`im2col`] for one sample of a "same" convolution (stride 1, output as large
+/// as the input): the plane shifted by `(ky - pad, kx - pad)`, zero where that reads
+/// outside the image. As one copy of the whole plane, then the columns that wrapped
+/// round from the neighbouring row (outside `lo..hi`) set to 0: rows of 8 to 32 values
+/// made a copy and two fills each, whose calls cost more than the copying.
+#[inline(always)]
+fn shifted_plane(
+    plane: &[f32],
+    (h, w): (usize, usize),
+    (ky, kx, pad): (usize, usize, usize),
+    (lo, hi): (usize, usize),
+    dst: &mut [f32],
+) {
+    let len = h * w;
+    // dst[i] = plane[i + shift] where that is inside the plane.
+    let shift = (ky * w + kx) as isize - (pad * w + pad) as isize;
+    let first = (-shift).clamp(0, len as isize) as usize;
+    let end = (len as isize - shift).clamp(first as isize, len as isize) as usize;
+    dst[..first].fill(0.0);
+    dst[end..].fill(0.0);
+    dst[first..end].copy_from_slice(&plane[(first as isize + shift) as usize..(end as isize + shift) as usize]);
+    // An output row outside the image reads only positions before or after the plane, or
+    // wrapped columns; the wrapped columns of every row are outside `lo..hi`.
+    zero_columns(dst, w, (lo, hi));
+}
+
+/// Sets the columns outside `lo..hi` of every row (`w` values) of `m` to 0, a column at a
+/// time: a strided pass per column (a padding of one or two) instead of a fill call per row.
+#[inline(always)]
+fn zero_columns(m: &mut [f32], w: usize, (lo, hi): (usize, usize)) {
+    for x in (0..lo).chain(hi..w) {
+        m[x..].iter_mut().step_by(w).for_each(|v| *v = 0.0);
+    }
+}
+
 /// The adjoint of [`im2col`]: adds every value of `cols` into the input position it was
-/// read from (`grad` laid out as `at` says; positions in the padding are dropped).
-pub fn col2im(s: &ConvShape, cols: &[f32], n: usize, grad: &mut [f32], at: Planes) {
+/// read from (`grad` laid out as `at` says; positions in the padding are dropped). The
+/// values of `cols` at padding positions may be overwritten with 0 (it is the caller's
+/// scratch buffer: a "same" convolution adds whole planes at once, see [`add_shifted`]).
+pub fn col2im(s: &ConvShape, cols: &mut [f32], n: usize, grad: &mut [f32], at: Planes) {
     let width = n * s.out_h() * s.out_w();
     assert!(cols.len() >= s.patch() * width, "col2im: the columns buffer is too small");
     super::vectorized(|| col2im_rows(s, cols, n, grad, at))
 }
 
 #[inline(always)]
-fn col2im_rows(s: &ConvShape, cols: &[f32], n: usize, grad: &mut [f32], at: Planes) {
+fn col2im_rows(s: &ConvShape, cols: &mut [f32], n: usize, grad: &mut [f32], at: Planes) {
     let (oh, ow, k) = (s.out_h(), s.out_w(), s.k);
     let width = n * oh * ow;
     for c in 0..s.c_in {
         for ky in 0..k {
             for kx in 0..k {
-                let row = &cols[((c * k + ky) * k + kx) * width..][..width];
+                let row = &mut cols[((c * k + ky) * k + kx) * width..][..width];
                 let (lo, hi) = s.inside_columns(kx);
                 for smp in 0..n {
                     let plane = &mut grad[c * at.channel + smp * at.sample..][..s.h * s.w];
+                    if s.stride == 1 && (oh, ow) == (s.h, s.w) {
+                        add_shifted(&mut row[smp * oh * ow..][..oh * ow], (s.h, s.w), (ky, kx, s.pad), (lo, hi), plane);
+                        continue;
+                    }
                     for (oy, src) in row[smp * oh * ow..][..oh * ow].chunks_exact(ow).enumerate() {
                         let Some(iy) = s.input_row(oy, ky) else { continue };
                         let dst = &mut plane[iy * s.w..][..s.w];
@@ -170,6 +221,29 @@ fn col2im_rows(s: &ConvShape, cols: &[f32], n: usize, grad: &mut [f32], at: Plan
             }
         }
     }
+}
+
+/// The adjoint of [`shifted_plane`]: adds `src` (one row of the columns, one sample) into
+/// `plane` shifted back by `(ky - pad, kx - pad)`, dropping what was read from outside the
+/// image. The columns that wrap round to the neighbouring row (outside `lo..hi`) are set to
+/// 0 in `src` first, so the whole plane is one pass of additions: each value receives the
+/// same additions in the same order as row by row (a -0.0 there may become +0.0).
+#[inline(always)]
+fn add_shifted(
+    src: &mut [f32],
+    (h, w): (usize, usize),
+    (ky, kx, pad): (usize, usize, usize),
+    (lo, hi): (usize, usize),
+    plane: &mut [f32],
+) {
+    let len = h * w;
+    zero_columns(src, w, (lo, hi));
+    // src[i] was read from plane[i + shift].
+    let shift = (ky * w + kx) as isize - (pad * w + pad) as isize;
+    let first = (-shift).clamp(0, len as isize) as usize;
+    let end = (len as isize - shift).clamp(first as isize, len as isize) as usize;
+    let dst = &mut plane[(first as isize + shift) as usize..(end as isize + shift) as usize];
+    dst.iter_mut().zip(&src[first..end]).for_each(|(d, v)| *d += v);
 }
 
 /// `out = w @ cols + b`: `w` is candle's `(c_out, c_in, k, k)` weight read as a
@@ -315,7 +389,7 @@ mod tests {
         close("dw", &dw, &to_vec(grads.get(&wt).unwrap()));
         close("db", &db, &to_vec(grads.get(&bt).unwrap()));
         let mut dx = vec![0.0; x.len()];
-        col2im(&s, &dcols, n, &mut dx, Planes::sample_major(c_in, h, w));
+        col2im(&s, &mut dcols, n, &mut dx, Planes::sample_major(c_in, h, w));
         // candle's conv2d backward drops the input's last rows or columns when the stride
         // does not divide (h + 2 pad - k) (it passes no output padding to its transposed
         // convolution): the reference is that transposed convolution with the right one.

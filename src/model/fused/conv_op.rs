@@ -108,7 +108,7 @@ impl CustomOp2 for Conv2d {
                                     // dw += dz @ cols^T; dcols = w^T @ dz, folded back onto dx.
                                     matmul((s.c_out, patch, plane), dw, true, dz, (plane, 1), &cols, (1, plane));
                                     matmul((patch, plane, s.c_out), &mut dcols, false, wv, (1, patch), dz, (plane, 1));
-                                    col2im(&s, &dcols, 1, dx, at);
+                                    col2im(&s, &mut dcols, 1, dx, at);
                                 }
                             },
                         )
@@ -202,6 +202,11 @@ mod tests {
             (1, 4, 7, 2, 1, 2, 0),
             (5, 3, 9, 2, 3, 2, 1),
             (2, 2, 6, 3, 2, 1, 0),
+            // "Same" convolutions (stride 1, output as large as the input): im2col's
+            // shifted-plane path, with one and two columns of padding, and none.
+            (2, 3, 5, 2, 5, 1, 2),
+            (1, 2, 3, 3, 3, 1, 1),
+            (2, 3, 6, 2, 1, 1, 0),
         ] {
             let what = format!("n{n} c{c} h{h} o{o} k{k} stride{stride} pad{pad}");
             let x = Var::from_tensor(&random(&[n, c, h, h], 1)).unwrap();

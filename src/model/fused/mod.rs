@@ -765,7 +765,7 @@ fn part(net: &Net<'_>, x: &[f32], targets: Targets<'_>, batch: usize) -> Part {
             let mut dcols = Buffers::scratch(cols.len());
             conv::conv_backward(s, layer.w, &cols, &dz, n, &mut dw, &mut db, Some(&mut dcols));
             let mut dx = Buffers::zeros(s.c_in * n * s.h * s.w);
-            conv::col2im(s, &dcols, n, &mut dx, Planes::channel_major(n, s.h, s.w));
+            conv::col2im(s, &mut dcols, n, &mut dx, Planes::channel_major(n, s.h, s.w));
             Buffers::give(dcols);
             Buffers::give(std::mem::replace(&mut dz, dx));
         } else {

@@ -7,7 +7,7 @@
 
 use super::conv::{ConvShape, Planes, col2im, im2col};
 use super::op_input;
-use super::{matmul, with_values};
+use super::{Buffers, matmul, matmul_raw, par_written, with_values};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -62,16 +62,30 @@ impl CustomOp2 for Conv2d {
         let n = l1.dims()[0];
         let (plane, patch) = (s.out_h() * s.out_w(), s.patch());
         let (per_in, per_out) = (s.c_in * s.h * s.w, s.c_out * plane);
-        let mut out = vec![0f32; n * per_out];
         let part = part_len(n);
-        out.par_chunks_mut(part * per_out).enumerate().for_each(|(p, out)| {
-            let mut cols = vec![0f32; patch * plane];
+        // Neither the output nor the columns are zero-filled first: the products and
+        // im2col write every value.
+        let out = par_written(n * per_out, part * per_out, |p, out| {
+            let mut cols = Buffers::scratch(patch * plane);
             for (j, o) in out.chunks_exact_mut(per_out).enumerate() {
                 let smp = p * part + j;
                 im2col(&s, &x[smp * per_in..][..per_in], Planes::sample_major(s.c_in, s.h, s.w), 1, &mut cols);
                 // (c_out x patch) @ (patch x pixels): the sample's output, NCHW.
-                matmul((s.c_out, plane, patch), o, false, w, (patch, 1), &cols, (plane, 1));
+                // SAFETY: `o` holds the c_out x pixels values, borrowed mutably; the product
+                // only writes them (no accumulation), so they need no value first.
+                unsafe {
+                    matmul_raw(
+                        (s.c_out, plane, patch),
+                        (o.as_mut_ptr().cast::<f32>(), plane),
+                        false,
+                        w,
+                        (patch, 1),
+                        &cols,
+                        (plane, 1),
+                    )
+                };
             }
+            Buffers::give(cols);
         });
         Ok((CpuStorage::F32(out), Shape::from((n, s.c_out, s.out_h(), s.out_w()))))
     }
@@ -98,8 +112,9 @@ impl CustomOp2 for Conv2d {
                     with_values(&grad, |g: &[f32]| {
                         dx.par_chunks_mut(part * per_in).zip(dws.par_iter_mut()).enumerate().for_each(
                             |(p, (dx, dw))| {
-                                let mut cols = vec![0f32; patch * plane];
-                                let mut dcols = vec![0f32; patch * plane];
+                                // Written in full by im2col and the product.
+                                let (mut cols, mut dcols) =
+                                    (Buffers::scratch(patch * plane), Buffers::scratch(patch * plane));
                                 for (j, dx) in dx.chunks_exact_mut(per_in).enumerate() {
                                     let smp = p * part + j;
                                     let at = Planes::sample_major(s.c_in, s.h, s.w);
@@ -110,6 +125,8 @@ impl CustomOp2 for Conv2d {
                                     matmul((patch, plane, s.c_out), &mut dcols, false, wv, (1, patch), dz, (plane, 1));
                                     col2im(&s, &mut dcols, 1, dx, at);
                                 }
+                                Buffers::give(cols);
+                                Buffers::give(dcols);
                             },
                         )
                     })

@@ -72,8 +72,7 @@ impl CustomOp2 for ReluGrad {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (g, y) = (op_input(s1, l1, "relu gradient")?, op_input(s2, l2, "relu gradient")?);
-        let out = g.par_iter().with_min_len(CHUNK).zip(y).map(|(&g, &y)| if y > 0.0 { g } else { 0.0 }).collect();
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        Ok((CpuStorage::F32(super::relu_grad(g, y)), l1.shape().clone()))
     }
 }
 

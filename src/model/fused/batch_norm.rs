@@ -1,32 +1,22 @@
 //! Batch normalisation in training mode over NCHW activations, optionally followed by a
 //! ReLU, as one candle custom op with its own backward pass. Built from candle's ops it
 //! is a transpose, a dozen passes over the activations forward (statistics, centring,
-//! scaling, shift, the ReLU's mask) and more backward, each into a fresh buffer; here it
-//! is two passes forward (each channel's statistics, then normalise, scale, shift and
-//! ReLU) and three backward (statistics again, the channel sums, the input gradient), over
-//! samples or channels in parallel. The ReLU's gradient is 0 where its output is 0, as
-//! PyTorch's. Checked against candle's ops below (values and gradients, odd sizes, one
-//! sample, one pixel).
+//! scaling, shift, the ReLU's mask) and more backward, each into a fresh buffer; here the
+//! caller computes each channel's statistics once ([`channel_stats`]: it needs them for
+//! the running statistics too) and the op carries them: one pass forward (normalise,
+//! scale, shift and ReLU) and two backward (the channel sums, the input gradient; a third
+//! for the ReLU's mask), over samples or channels in parallel. The ReLU's gradient is 0
+//! where its output is 0, as PyTorch's. Checked against candle's ops below (values and
+//! gradients, odd sizes, one sample, one pixel).
 
 use super::linear::with_slices;
 use super::{op_input, par_written, vectorized};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-/// `x` (n, c, h, w) normalised per channel with the batch's mean and biased variance
-/// (`eps` inside the root), scaled by `gamma`, shifted by `beta`, then through a ReLU when
-/// `relu`; with gradients for all three.
-pub fn batch_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, relu: bool) -> candle_core::Result<Tensor> {
-    let x = x.contiguous()?;
-    let shape = dims(x.dims())?;
-    let stats = super::with_values(&x, |v: &[f32]| channel_stats(v, shape))
-        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-    batch_norm_with_stats(&x, gamma, beta, eps, relu, stats)
-}
-
-/// [`batch_norm`] with `x`'s [`channel_stats`] already computed (the caller's running
-/// statistics need them too): the forward and backward passes use them instead of
-/// reading `x` for them again.
+/// `x` (n, c, h, w) normalised per channel with `stats`, its [`channel_stats`] (the batch's
+/// mean and biased variance; `eps` inside the root), scaled by `gamma`, shifted by `beta`,
+/// then through a ReLU when `relu`; with gradients for all three.
 pub fn batch_norm_with_stats(
     x: &Tensor,
     gamma: &Tensor,
@@ -171,7 +161,7 @@ impl CustomOp3 for BatchNorm {
             // The gradient reaching the normalisation: through the ReLU where it passed.
             let masked: Vec<f32>;
             let g: &[f32] = if relu {
-                masked = g.par_iter().zip(y.par_iter()).map(|(&g, &y)| if y > 0.0 { g } else { 0.0 }).collect();
+                masked = super::relu_grad(g, y);
                 &masked
             } else {
                 g
@@ -229,6 +219,14 @@ mod tests {
     use super::*;
     use crate::model::fused::test_values::{max_diff, values};
     use candle_core::Var;
+
+    /// The op on `x` with the statistics computed from it, as the ResNet's layer calls it.
+    fn batch_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, relu: bool) -> candle_core::Result<Tensor> {
+        let x = x.contiguous()?;
+        let stats =
+            crate::model::fused::with_values(&x, |v: &[f32]| channel_stats(v, dims(x.dims()).unwrap())).unwrap();
+        batch_norm_with_stats(&x, gamma, beta, eps, relu, stats)
+    }
 
     /// candle's ops, as the ResNet's batch norm computed it before this op.
     fn reference(x: &Tensor, gamma: &Tensor, beta: &Tensor, relu: bool) -> Tensor {

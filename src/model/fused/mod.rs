@@ -559,6 +559,13 @@ fn backprop_activation(a: Activation, grad: &mut [f32], out: &[f32]) {
     })
 }
 
+/// PyTorch's ReLU gradient as a new buffer: `grad` where the ReLU's output `out` is above
+/// 0, else 0, in parallel (the custom ops' backward passes; [`backprop_activation`] is the
+/// in-place form).
+pub(crate) fn relu_grad(grad: &[f32], out: &[f32]) -> Vec<f32> {
+    grad.par_iter().with_min_len(1 << 14).zip(out).map(|(&g, &y)| if y > 0.0 { g } else { 0.0 }).collect()
+}
+
 /// What the forward pass of a convolution keeps for the backward pass.
 struct ConvSaved {
     cols: Vec<f32>,

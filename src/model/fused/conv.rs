@@ -156,17 +156,29 @@ fn shifted_plane(
     (lo, hi): (usize, usize),
     dst: &mut [f32],
 ) {
-    let len = h * w;
-    // dst[i] = plane[i + shift] where that is inside the plane.
-    let shift = (ky * w + kx) as isize - (pad * w + pad) as isize;
-    let first = (-shift).clamp(0, len as isize) as usize;
-    let end = (len as isize - shift).clamp(first as isize, len as isize) as usize;
-    dst[..first].fill(0.0);
-    dst[end..].fill(0.0);
-    dst[first..end].copy_from_slice(&plane[(first as isize + shift) as usize..(end as isize + shift) as usize]);
+    let (inside, read) = shifted_span((h, w), (ky, kx, pad));
+    dst[..inside.start].fill(0.0);
+    dst[inside.end..].fill(0.0);
+    dst[inside].copy_from_slice(&plane[read]);
     // An output row outside the image reads only positions before or after the plane, or
     // wrapped columns; the wrapped columns of every row are outside `lo..hi`.
     zero_columns(dst, w, (lo, hi));
+}
+
+/// For one row of a "same" convolution's columns (one sample): the positions `inside` whose
+/// value is read from inside the plane, and the plane positions `read` they are read from
+/// (`plane[read][j]` for `columns[inside][j]`; the plane shifted by `(ky - pad, kx -
+/// pad)`, row wrap-round included).
+#[inline(always)]
+fn shifted_span(
+    (h, w): (usize, usize),
+    (ky, kx, pad): (usize, usize, usize),
+) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    let len = (h * w) as isize;
+    let shift = (ky * w + kx) as isize - (pad * w + pad) as isize;
+    let first = (-shift).clamp(0, len);
+    let end = (len - shift).clamp(first, len);
+    (first as usize..end as usize, (first + shift) as usize..(end + shift) as usize)
 }
 
 /// Sets the columns outside `lo..hi` of every row (`w` values) of `m` to 0, a column at a
@@ -236,14 +248,9 @@ fn add_shifted(
     (lo, hi): (usize, usize),
     plane: &mut [f32],
 ) {
-    let len = h * w;
     zero_columns(src, w, (lo, hi));
-    // src[i] was read from plane[i + shift].
-    let shift = (ky * w + kx) as isize - (pad * w + pad) as isize;
-    let first = (-shift).clamp(0, len as isize) as usize;
-    let end = (len as isize - shift).clamp(first as isize, len as isize) as usize;
-    let dst = &mut plane[(first as isize + shift) as usize..(end as isize + shift) as usize];
-    dst.iter_mut().zip(&src[first..end]).for_each(|(d, v)| *d += v);
+    let (inside, read) = shifted_span((h, w), (ky, kx, pad));
+    plane[read].iter_mut().zip(&src[inside]).for_each(|(d, v)| *d += v);
 }
 
 /// `out = w @ cols + b`: `w` is candle's `(c_out, c_in, k, k)` weight read as a

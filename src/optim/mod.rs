@@ -298,8 +298,8 @@ fn in_place(
             }
             // One contiguous share of every tensor per thread, in whole cache lines (16
             // values): the threads enter once (a broadcast, not a task per piece) and each
-            // updates the rows of a weight gradient the lockstep dense step had it compute
-            // (lockstep.rs splits them the same way), so they are still in its cache.
+            // updates about the rows of a weight gradient the lockstep dense step had it
+            // compute (lockstep.rs splits them by rows in blocks of 16), still in its cache.
             crate::model::team::broadcast(|me| {
                 for (i, g) in g.iter().enumerate() {
                     let width = g.len().div_ceil(team).div_ceil(16) * 16;

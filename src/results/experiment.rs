@@ -382,9 +382,16 @@ impl ExperimentLock {
                     if !same_file(&file, &path) {
                         continue;
                     }
-                    file.set_len(0)?;
-                    writeln!(file, "{} {}", std::process::id(), super::host_name())?;
-                    file.sync_all()?;
+                    // A full disk shows here first (the lock is a run's first file):
+                    // the error names the file, as every write's does.
+                    let written = file
+                        .set_len(0)
+                        .and_then(|()| writeln!(file, "{} {}", std::process::id(), super::host_name()))
+                        .and_then(|()| file.sync_all());
+                    if let Err(e) = written {
+                        let _ = fs::remove_file(&path);
+                        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+                    }
                     return Ok(ExperimentLock { path, _file: file });
                 }
                 // A reader's brief look (`holder`) or a holder on its way out: try again

@@ -18,6 +18,7 @@ pub mod attention;
 pub mod batch_norm;
 pub mod conv;
 pub mod conv_op;
+pub mod direct_conv;
 pub mod gelu;
 pub mod layer_norm;
 pub mod linear;

@@ -1,0 +1,456 @@
+//! Direct 3x3 "same" convolutions (stride 1, padding 1: every 3x3 convolution of the
+//! ResNet but the two that downsample), without im2col: the vector kernels read the input
+//! where it lies and keep a block of outputs in registers.
+//!
+//! The kernels read an input plane as three copies ([`Shifted`]), for the three columns
+//! of a tap: the plane shifted right by one column, as it is, and shifted left by one,
+//! each with a zero row above and below and zeros where the shift brought in a value
+//! from the row beside. Output position q = y * w + x (the dense plane's order) reads,
+//! for tap (ky, kx), copy kx at q + ky * w: a run of consecutive outputs reads a run of
+//! consecutive inputs for every tap, one unaligned vector load shared by a block of
+//! output channels (each a broadcast weight and a fused multiply-add), and the outputs
+//! are stored where they belong, with nothing computed that is not kept.
+//!
+//! - forward: `out = conv(x, w)`, [`same_conv`];
+//! - d(input): the same kernel on the output gradient's copies, with the weights
+//!   transposed and each kernel turned by 180 degrees ([`rotated`]);
+//! - d(weight): [`weight_grad`], each tap's products summed over the positions and
+//!   samples in vector lanes, then across the lanes.
+//!
+//! Sums run in another order than im2col + gemm (and with fused multiply-adds where the
+//! CPU has them): results agree with candle's convolution to float32 rounding.
+
+use pulp::{Simd, WithSimd};
+
+/// The three shifted copies of an h x w plane (see the module's documentation).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Shifted {
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Shifted {
+    /// Output positions per plane.
+    pub fn positions(&self) -> usize {
+        self.h * self.w
+    }
+
+    /// Values of one copy: h + 2 rows, then a vector (16 values) of zeros that the last
+    /// vector of positions may read past the plane's end; a multiple of 16.
+    pub fn copy_len(&self) -> usize {
+        ((self.h + 2) * self.w + 16).next_multiple_of(16)
+    }
+
+    /// Values per input plane: its three copies.
+    pub fn stride(&self) -> usize {
+        3 * self.copy_len()
+    }
+
+    /// Writes the copies of the `planes` dense h x w planes of `dense` into `out`
+    /// (`planes * stride` values): three whole-plane copies and a column of zeros each.
+    pub fn shift(&self, dense: &[f32], planes: usize, out: &mut [f32]) {
+        let (h, w, len, hw) = (self.h, self.w, self.copy_len(), self.positions());
+        assert!(dense.len() >= planes * hw && out.len() >= planes * self.stride());
+        for (src, dst) in dense.chunks_exact(hw).zip(out.chunks_exact_mut(self.stride())).take(planes) {
+            for (kx, copy) in dst.chunks_exact_mut(len).enumerate() {
+                // Copy kx holds x[y][c + kx - 1] at (y + 1) * w + c: the plane starts at
+                // w + 1 - kx.
+                let at = w + 1 - kx;
+                copy[..at].fill(0.0);
+                copy[at..at + hw].copy_from_slice(src);
+                copy[at + hw..].fill(0.0);
+                // Where the shift wrapped a value around from the row beside (the first
+                // column of copy 0, the last of copy 2, over all h + 2 rows).
+                match kx {
+                    0 => (1..h + 2).for_each(|r| copy[r * w] = 0.0),
+                    2 => (0..h + 2).for_each(|r| copy[r * w + w - 1] = 0.0),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// The weights (c_out, c_in, 3, 3) of the convolution whose input gradient is the
+/// convolution of the output gradient with them: (c_in, c_out, 3, 3), each kernel
+/// turned by 180 degrees.
+pub fn rotated(w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+    assert_eq!(w.len(), c_out * c_in * 9);
+    let mut r = vec![0f32; w.len()];
+    for co in 0..c_out {
+        for ci in 0..c_in {
+            for t in 0..9 {
+                r[(ci * c_out + co) * 9 + 8 - t] = w[(co * c_in + ci) * 9 + t];
+            }
+        }
+    }
+    r
+}
+
+/// Vectors of positions per block of the forward kernel.
+const PX: usize = 4;
+
+/// A convolution's weights (c_out, c_in, 3, 3) packed for [`same_conv`]: blocks of
+/// output channels (as many as the kernel keeps in registers), within a block tap by tap
+/// with the block's channels side by side; the channels left over one by one.
+pub struct Packed {
+    c_in: usize,
+    c_out: usize,
+    /// Output channels per block.
+    block: usize,
+    values: Vec<f32>,
+}
+
+impl Packed {
+    /// Packs `w` (c_out, c_in, 3, 3).
+    pub fn new(c_in: usize, c_out: usize, w: &[f32]) -> Packed {
+        assert_eq!(w.len(), c_out * c_in * 9);
+        // A block of `block` output channels x PX vectors of positions stays in registers,
+        // with the PX loaded inputs and a broadcast weight: 4 x 4 of AVX-512's 32
+        // registers, 2 x 4 of AVX2's 16.
+        let block = if lanes() >= 16 { 4 } else { 2 };
+        let mut values = Vec::with_capacity(w.len());
+        let blocked = c_out / block * block;
+        for co in (0..blocked).step_by(block) {
+            for ci in 0..c_in {
+                for t in 0..9 {
+                    values.extend((0..block).map(|b| w[((co + b) * c_in + ci) * 9 + t]));
+                }
+            }
+        }
+        values.extend_from_slice(&w[blocked * c_in * 9..]);
+        Packed { c_in, c_out, block, values }
+    }
+}
+
+/// The f32 lanes of the vectors the kernels run on here (16 with AVX-512, 8 with AVX2).
+fn lanes() -> usize {
+    struct Lanes;
+    impl WithSimd for Lanes {
+        type Output = usize;
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, _: S) -> usize {
+            S::F32_LANES
+        }
+    }
+    pulp::Arch::new().dispatch(Lanes)
+}
+
+/// `out = conv(x, w)` for one sample: `x` holds the [`Shifted`] copies of its `c_in`
+/// planes, `out` the `c_out` dense output planes.
+pub fn same_conv(g: Shifted, w: &Packed, x: &[f32], out: &mut [f32]) {
+    assert!(x.len() >= w.c_in * g.stride() && out.len() == w.c_out * g.positions());
+    struct Op<'a> {
+        g: Shifted,
+        w: &'a Packed,
+        x: &'a [f32],
+        out: &'a mut [f32],
+    }
+    impl WithSimd for Op<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, simd: S) -> Self::Output {
+            let Op { g, w, x, out } = self;
+            let (c_in, hw, block) = (w.c_in, g.positions(), w.block);
+            let blocked = w.c_out / block * block;
+            for co in (0..blocked).step_by(block) {
+                let taps = &w.values[co * c_in * 9..(co + block) * c_in * 9];
+                let dst = &mut out[co * hw..(co + block) * hw];
+                if block == 4 {
+                    conv_block::<S, 4>(simd, g, c_in, x, taps, dst);
+                } else {
+                    conv_block::<S, 2>(simd, g, c_in, x, taps, dst);
+                }
+            }
+            for co in blocked..w.c_out {
+                let taps = &w.values[co * c_in * 9..][..c_in * 9];
+                conv_block::<S, 1>(simd, g, c_in, x, taps, &mut out[co * hw..(co + 1) * hw]);
+            }
+        }
+    }
+    pulp::Arch::new().dispatch(Op { g, w, x, out });
+}
+
+/// Loads a vector from `v` at `at`.
+///
+/// # Safety
+/// `at + S::F32_LANES <= v.len()`.
+#[inline(always)]
+unsafe fn load<S: Simd>(v: &[f32], at: usize) -> S::f32s {
+    debug_assert!(at + S::F32_LANES <= v.len());
+    unsafe { v.as_ptr().add(at).cast::<S::f32s>().read_unaligned() }
+}
+
+/// `CB` output channels of one sample (`w` packed as (c_in, 9, CB), `out` `CB` dense
+/// planes): PX vectors of positions at a time, then single vectors, then the positions
+/// that do not fill a vector (stored partially).
+#[inline(always)]
+fn conv_block<S: Simd, const CB: usize>(simd: S, g: Shifted, c_in: usize, x: &[f32], w: &[f32], out: &mut [f32]) {
+    let (lanes, hw) = (S::F32_LANES, g.positions());
+    assert!(x.len() >= c_in * g.stride() && w.len() >= c_in * 9 * CB && out.len() >= CB * hw);
+    let mut q = 0;
+    while q + PX * lanes <= hw {
+        let acc = accumulate::<S, CB, PX>(simd, g, c_in, x, w, q);
+        for (b, a) in acc.iter().enumerate() {
+            let plane = &mut out[b * hw..(b + 1) * hw];
+            for (p, &v) in a.iter().enumerate() {
+                // SAFETY: q + PX * lanes <= hw (the loop's condition).
+                unsafe { plane.as_mut_ptr().add(q + p * lanes).cast::<S::f32s>().write_unaligned(v) };
+            }
+        }
+        q += PX * lanes;
+    }
+    while q < hw {
+        let acc = accumulate::<S, CB, 1>(simd, g, c_in, x, w, q);
+        for (b, [v]) in acc.iter().enumerate() {
+            let end = (q + lanes).min(hw);
+            simd.partial_store_f32s(&mut out[b * hw + q..b * hw + end], *v);
+        }
+        q += lanes;
+    }
+}
+
+/// The sums of `CB` output channels at PX vectors of positions from `q`.
+#[inline(always)]
+fn accumulate<S: Simd, const CB: usize, const PX: usize>(
+    simd: S,
+    g: Shifted,
+    c_in: usize,
+    x: &[f32],
+    w: &[f32],
+    q: usize,
+) -> [[S::f32s; PX]; CB] {
+    let (lanes, width, len, stride) = (S::F32_LANES, g.w, g.copy_len(), g.stride());
+    // The furthest value read is q + PX * lanes - 1 + 2 * w in a copy (a last partial
+    // vector reads past hw, into the copy's 16 zeros).
+    assert!(q + PX * lanes + 2 * width <= len && x.len() >= c_in * stride);
+    let offsets = tap_offsets(g);
+    let mut acc = [[simd.splat_f32s(0.0); PX]; CB];
+    for ci in 0..c_in {
+        let taps = &w[ci * 9 * CB..(ci + 1) * 9 * CB];
+        let copies = &x[ci * stride..(ci + 1) * stride];
+        for (t, &off) in offsets.iter().enumerate() {
+            let at = q + off;
+            // SAFETY: at + PX * lanes <= 2 * len + q + 2 * w + PX * lanes <= stride (above).
+            let xs: [S::f32s; PX] = std::array::from_fn(|p| unsafe { load::<S>(copies, at + p * lanes) });
+            let tap = &taps[t * CB..][..CB];
+            for (a, &wv) in acc.iter_mut().zip(tap) {
+                let wv = simd.splat_f32s(wv);
+                for (a, &xv) in a.iter_mut().zip(&xs) {
+                    *a = simd.mul_add_e_f32s(xv, wv, *a);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// `acc` plus each tap's input vector at position `q` times the output gradient
+/// vectors `d` (masked for the tap's column: `d[kx]`).
+#[inline(always)]
+fn grad_step<S: Simd, const CO: usize>(
+    simd: S,
+    plane: &[f32],
+    offsets: &[usize; 9],
+    q: usize,
+    d: [[S::f32s; CO]; 3],
+    mut acc: [[S::f32s; 9]; CO],
+) -> [[S::f32s; 9]; CO] {
+    for (t, &off) in offsets.iter().enumerate() {
+        // SAFETY: the caller checked q + offsets[8] + lanes <= plane.len().
+        let xv = unsafe { load::<S>(plane, q + off) };
+        for (a, &dv) in acc.iter_mut().zip(&d[t % 3]) {
+            a[t] = simd.mul_add_e_f32s(xv, dv, a[t]);
+        }
+    }
+    acc
+}
+
+/// Where tap t = ky * 3 + kx of output position q reads an input plane's copies:
+/// q + offsets[t] (copy kx, row ky below).
+#[inline(always)]
+fn tap_offsets(g: Shifted) -> [usize; 9] {
+    std::array::from_fn(|t| (t % 3) * g.copy_len() + (t / 3) * g.w)
+}
+
+/// Values before the first plane of [`Shifted::plain`]'s output: zeros that the
+/// weight gradient's left taps read before the first position.
+pub const GUARD: usize = 16;
+
+impl Shifted {
+    /// Values of [`Shifted::plain`]'s output for `planes` planes.
+    pub fn plain_len(&self, planes: usize) -> usize {
+        GUARD + planes * self.copy_len()
+    }
+
+    /// Writes the `planes` dense planes of `dense` into `out` as unshifted copies (copy 1:
+    /// a zero row above and below, `copy_len` values apart) after [`GUARD`] zeros: what
+    /// [`weight_grad`] reads.
+    pub fn plain(&self, dense: &[f32], planes: usize, out: &mut [f32]) {
+        let (w, len, hw) = (self.w, self.copy_len(), self.positions());
+        assert!(dense.len() >= planes * hw && out.len() >= self.plain_len(planes));
+        out[..GUARD].fill(0.0);
+        for (src, copy) in dense.chunks_exact(hw).zip(out[GUARD..].chunks_exact_mut(len)).take(planes) {
+            copy[..w].fill(0.0);
+            copy[w..w + hw].copy_from_slice(src);
+            copy[w + hw..].fill(0.0);
+        }
+    }
+}
+
+/// Adds to `dw` (c_out, c_in, 3, 3) the weight gradient of `samples` samples: `x` holds
+/// each sample's `c_in` input planes as [`Shifted::plain`] writes them, `dy` each
+/// sample's `c_out` dense output gradient planes.
+///
+/// Only the unshifted copy is read: a left or right tap reads it one value earlier or
+/// later, and where that value wrapped around from the row beside (the first or last
+/// column of the output) the output gradient is masked to zero instead.
+pub fn weight_grad(g: Shifted, c_in: usize, c_out: usize, samples: usize, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    assert!(
+        x.len() >= g.plain_len(samples * c_in)
+            && dy.len() >= samples * c_out * g.positions()
+            && dw.len() == c_out * c_in * 9
+    );
+    struct Op<'a> {
+        g: Shifted,
+        c_in: usize,
+        c_out: usize,
+        samples: usize,
+        x: &'a [f32],
+        dy: &'a [f32],
+        dw: &'a mut [f32],
+    }
+    impl WithSimd for Op<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, simd: S) -> Self::Output {
+            let Op { g, c_in, c_out, samples, x, dy, dw } = self;
+            // 1 where a position is not in the first (last) column: the left (right) taps'
+            // masks, one vector past the plane.
+            let (hw, w) = (g.positions(), g.w);
+            let mask = |edge: usize| -> Vec<f32> {
+                (0..hw + S::F32_LANES).map(|q| if q < hw && q % w != edge { 1.0 } else { 0.0 }).collect()
+            };
+            let masks = [mask(0), mask(w - 1)];
+            // CO output channels x 9 taps of accumulators: 18 of AVX-512's 32 registers
+            // (27 spill, measured).
+            let mut co = 0;
+            if S::F32_LANES >= 16 {
+                while co + 2 <= c_out {
+                    grad_block::<S, 2>(simd, g, (c_in, c_out, samples), co, x, dy, &masks, dw);
+                    co += 2;
+                }
+            }
+            for co in co..c_out {
+                grad_block::<S, 1>(simd, g, (c_in, c_out, samples), co, x, dy, &masks, dw);
+            }
+        }
+    }
+    pulp::Arch::new().dispatch(Op { g, c_in, c_out, samples, x, dy, dw });
+}
+
+/// The weight gradient of output channels `co..co + CO` against every input channel.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn grad_block<S: Simd, const CO: usize>(
+    simd: S,
+    g: Shifted,
+    (c_in, c_out, samples): (usize, usize, usize),
+    co: usize,
+    x: &[f32],
+    dy: &[f32],
+    masks: &[Vec<f32>; 2],
+    dw: &mut [f32],
+) {
+    let (lanes, width, len, hw) = (S::F32_LANES, g.w, g.copy_len(), g.positions());
+    // Tap (ky, kx) of position q reads the plane's copy at q + ky * w + kx - 1: from one
+    // value before the plane (the guard or the previous plane's tail) to below hw
+    // rounded up to `lanes` plus 2 rows and 1 value, inside the copy.
+    assert!(hw.next_multiple_of(lanes) + 2 * width < len && x.len() >= g.plain_len(samples * c_in));
+    assert!(masks.iter().all(|m| m.len() >= hw.next_multiple_of(lanes)));
+    let full = hw / lanes * lanes;
+    let offsets: [usize; 9] = std::array::from_fn(|t| (t / 3) * width + t % 3);
+    for ci in 0..c_in {
+        let mut acc = [[simd.splat_f32s(0.0); 9]; CO];
+        for s in 0..samples {
+            // The plane, from one value before it.
+            let plane = &x[GUARD - 1 + (s * c_in + ci) * len..][..len + 1];
+            let grads: [&[f32]; CO] = std::array::from_fn(|o| &dy[(s * c_out + co + o) * hw..][..hw]);
+            let mut q = 0;
+            while q < hw {
+                let d: [S::f32s; CO] = std::array::from_fn(|o| {
+                    if q < full {
+                        // SAFETY: q + lanes <= full <= hw.
+                        unsafe { load::<S>(grads[o], q) }
+                    } else {
+                        // The last positions, zeros past the plane's end.
+                        simd.partial_load_f32s(&grads[o][q..])
+                    }
+                });
+                // SAFETY: q + lanes <= hw rounded up to lanes <= the masks' length.
+                let (left, right) = unsafe { (load::<S>(&masks[0], q), load::<S>(&masks[1], q)) };
+                let sides = [d.map(|d| simd.mul_f32s(d, left)), d, d.map(|d| simd.mul_f32s(d, right))];
+                acc = grad_step(simd, plane, &offsets, q, sides, acc);
+                q += lanes;
+            }
+        }
+        for (o, a) in acc.iter().enumerate() {
+            for (t, &v) in a.iter().enumerate() {
+                dw[((co + o) * c_in + ci) * 9 + t] += simd.reduce_sum_f32s(v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifted_copies_hold_each_tap_column_inside_a_zero_border() {
+        for (h, w) in [(2, 3), (1, 1), (3, 2), (4, 16), (2, 33)] {
+            let g = Shifted { h, w };
+            let dense: Vec<f32> = (1..=2 * h * w).map(|v| v as f32).collect();
+            let mut out = vec![f32::NAN; 2 * g.stride()];
+            g.shift(&dense, 2, &mut out);
+            for p in 0..2 {
+                for kx in 0..3 {
+                    let copy = &out[p * g.stride() + kx * g.copy_len()..][..g.copy_len()];
+                    for (i, &v) in copy.iter().enumerate() {
+                        let (r, c) = (i / w, i % w);
+                        let (y, x) = (r as isize - 1, c as isize + kx as isize - 1);
+                        let want = if r < h + 2 && y >= 0 && y < h as isize && x >= 0 && x < w as isize {
+                            dense[p * h * w + y as usize * w + x as usize]
+                        } else {
+                            0.0
+                        };
+                        assert_eq!(v, want, "{h}x{w} plane {p} copy {kx} at {i}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plain_copies_are_copy_one_after_a_zero_guard() {
+        let g = Shifted { h: 3, w: 5 };
+        let dense: Vec<f32> = (1..=2 * 15).map(|v| v as f32).collect();
+        let (mut shifted, mut plain) = (vec![0f32; 2 * g.stride()], vec![f32::NAN; g.plain_len(2)]);
+        g.shift(&dense, 2, &mut shifted);
+        g.plain(&dense, 2, &mut plain);
+        assert!(plain[..GUARD].iter().all(|&v| v == 0.0));
+        for p in 0..2 {
+            let copy1 = &shifted[p * g.stride() + g.copy_len()..][..g.copy_len()];
+            assert_eq!(&plain[GUARD + p * g.copy_len()..][..g.copy_len()], copy1, "plane {p}");
+        }
+    }
+
+    #[test]
+    fn rotated_weights_swap_the_channels_and_turn_each_kernel() {
+        // (c_out 2, c_in 1): kernels 0..9 and 10..19.
+        let w: Vec<f32> = (0..18).map(|v| v as f32).collect();
+        let r = rotated(&w, 2, 1);
+        assert_eq!(&r[..9], &[8., 7., 6., 5., 4., 3., 2., 1., 0.]);
+        assert_eq!(&r[9..], &[17., 16., 15., 14., 13., 12., 11., 10., 9.]);
+    }
+}

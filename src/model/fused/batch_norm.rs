@@ -4,14 +4,15 @@
 //! scaling, shift, the ReLU's mask) and more backward, each into a fresh buffer; here the
 //! caller computes each channel's statistics once ([`channel_stats`]: it needs them for
 //! the running statistics too) and the op carries them: one pass forward (normalise,
-//! scale, shift and ReLU) and two backward (the channel sums, the input gradient; a third
-//! for the ReLU's mask), over samples or channels in parallel. The ReLU's gradient is 0
+//! scale, shift and ReLU) and two backward (the channel sums, the input gradient; the
+//! ReLU's mask applied as the gradient is read), over samples in parallel. The ReLU's gradient is 0
 //! where its output is 0, as PyTorch's. Checked against candle's ops below (values and
 //! gradients, odd sizes, one sample, one pixel).
 
 use super::linear::with_slices;
 use super::{op_input, par_written, vectorized};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
 /// `x` (n, c, h, w) normalised per channel with `stats`, its [`channel_stats`] (the batch's
@@ -43,49 +44,94 @@ fn dims(d: &[usize]) -> candle_core::Result<(usize, usize, usize)> {
     }
 }
 
-/// Lanes of the f32 partial sums below: independent accumulators the compiler keeps in
-/// one vector register.
-const LANES: usize = 8;
-
-/// (sum of `a`, sum of `a * b`) over a row, in f32 lanes then f64: a row is at most a
-/// channel's pixels of one sample (1,024 for CIFAR), the rows are added in f64.
-fn row_sums(a: &[f32], b: &[f32]) -> (f64, f64) {
-    vectorized(|| row_sums_lanes(a, b))
-}
-
+/// (sum of `a`, sum of `a * b`) over a row, in f32 vector lanes (two vectors each, two
+/// chains of additions) then f64: a row is at most a channel's pixels of one sample
+/// (1,024 for CIFAR), the rows are added in f64. With `mask`, `a` counts only where
+/// `mask` > 0 (the gradient through a ReLU whose output is `mask`).
 #[inline(always)]
-fn row_sums_lanes(a: &[f32], b: &[f32]) -> (f64, f64) {
-    let (mut s, mut p) = ([0f32; LANES], [0f32; LANES]);
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..LANES {
-            s[i] += x[i];
-            p[i] += x[i] * y[i];
+fn row_sums<S: Simd>(simd: S, a: &[f32], b: &[f32], mask: Option<&[f32]>) -> (f64, f64) {
+    let lanes = S::F32_LANES;
+    assert!(b.len() == a.len() && mask.is_none_or(|m| m.len() == a.len()));
+    let zero = simd.splat_f32s(0.0);
+    let (mut s, mut p) = ([zero; 2], [zero; 2]);
+    let load = |v: &[f32], at: usize| -> S::f32s {
+        // SAFETY: at + lanes <= len (the loop below) and every slice is len long.
+        unsafe { v.as_ptr().add(at).cast::<S::f32s>().read_unaligned() }
+    };
+    let len = a.len() / (2 * lanes) * (2 * lanes);
+    let mut at = 0;
+    while at < len {
+        for k in 0..2 {
+            let i = at + k * lanes;
+            let x = match mask {
+                None => load(a, i),
+                Some(m) => simd.select_f32s(simd.greater_than_f32s(load(m, i), zero), load(a, i), zero),
+            };
+            s[k] = simd.add_f32s(s[k], x);
+            p[k] = simd.mul_add_e_f32s(x, load(b, i), p[k]);
         }
+        at += 2 * lanes;
     }
-    let mut sum = s.iter().map(|&v| v as f64).sum::<f64>();
-    let mut product = p.iter().map(|&v| v as f64).sum::<f64>();
-    for (&x, &y) in ra.iter().zip(rb) {
+    let mut sum = simd.reduce_sum_f32s(simd.add_f32s(s[0], s[1])) as f64;
+    let mut product = simd.reduce_sum_f32s(simd.add_f32s(p[0], p[1])) as f64;
+    for i in len..a.len() {
+        let x = if mask.is_none_or(|m| m[i] > 0.0) { a[i] } else { 0.0 };
         sum += x as f64;
-        product += x as f64 * y as f64;
+        product += x as f64 * b[i] as f64;
     }
     (sum, product)
 }
 
+/// A row of [`per_channel`]: (a, b, mask) for [`row_sums`].
+type Row<'a> = (&'a [f32], &'a [f32], Option<&'a [f32]>);
+
+/// Per channel, the [`row_sums`] of `row(sample, channel)` summed over the samples. The
+/// activations are read in memory order (each sample's channels one after the other: a
+/// channel's rows are far apart, and reading them channel by channel starts a new stream
+/// every row), samples in one contiguous part per thread, the parts' sums added in part
+/// order.
+fn per_channel<'a>(n: usize, c: usize, row: impl Fn(usize, usize) -> Row<'a> + Sync) -> Vec<(f64, f64)> {
+    struct Part<'r, F> {
+        samples: std::ops::Range<usize>,
+        c: usize,
+        row: &'r F,
+    }
+    impl<'a, F: Fn(usize, usize) -> Row<'a>> WithSimd for Part<'_, F> {
+        type Output = Vec<(f64, f64)>;
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, simd: S) -> Self::Output {
+            let mut acc = vec![(0f64, 0f64); self.c];
+            for smp in self.samples {
+                for (ch, a) in acc.iter_mut().enumerate() {
+                    let (x, y, mask) = (self.row)(smp, ch);
+                    let (sx, sy) = row_sums(simd, x, y, mask);
+                    (a.0, a.1) = (a.0 + sx, a.1 + sy);
+                }
+            }
+            acc
+        }
+    }
+    let part = n.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let partials: Vec<Vec<(f64, f64)>> = (0..n.div_ceil(part))
+        .into_par_iter()
+        .map(|p| pulp::Arch::new().dispatch(Part { samples: p * part..((p + 1) * part).min(n), c, row: &row }))
+        .collect();
+    let mut sums = vec![(0f64, 0f64); c];
+    for partial in partials {
+        sums.iter_mut().zip(partial).for_each(|(s, p)| (s.0, s.1) = (s.0 + p.0, s.1 + p.1));
+    }
+    sums
+}
+
 /// Each channel's mean and biased variance over samples and pixels.
 pub fn channel_stats(x: &[f32], (n, c, hw): (usize, usize, usize)) -> Vec<(f64, f64)> {
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let (mut sum, mut sq) = (0f64, 0f64);
-            for s in 0..n {
-                let row = &x[(s * c + ch) * hw..][..hw];
-                let (a, b) = row_sums(row, row);
-                sum += a;
-                sq += b;
-            }
-            let count = (n * hw) as f64;
+    let sums = per_channel(n, c, |smp, ch| {
+        let row = &x[(smp * c + ch) * hw..][..hw];
+        (row, row, None)
+    });
+    let count = (n * hw) as f64;
+    sums.iter()
+        .map(|&(sum, sq)| {
             let mean = sum / count;
             (mean, (sq / count - mean * mean).max(0.0))
         })
@@ -158,29 +204,18 @@ impl CustomOp3 for BatchNorm {
         let (dx, dgamma, dbeta) = with_slices(&[x, gamma, &grad, &y], |s| {
             let (x, gamma, g, y) = (s[0], s[1], s[2], s[3]);
             let stats = &self.stats;
-            // The gradient reaching the normalisation: through the ReLU where it passed.
-            let masked: Vec<f32>;
-            let g: &[f32] = if relu {
-                masked = super::relu_grad(g, y);
-                &masked
-            } else {
-                g
-            };
+            // The gradient reaching the normalisation: through the ReLU where it passed
+            // (where y > 0), applied as the values are read.
+            let mask = relu.then_some(y);
             // Per channel: sum of g and of g * x̂ = inv * (sum g x - mean * sum g).
-            let sums: Vec<(f64, f64)> = (0..c)
-                .into_par_iter()
-                .map(|ch| {
-                    let (mean, var) = stats[ch];
-                    let inv = 1.0 / (var + eps).sqrt();
-                    let (mut sg, mut sgx) = (0f64, 0f64);
-                    for smp in 0..n {
-                        let at = (smp * c + ch) * hw;
-                        let (a, b) = row_sums(&g[at..at + hw], &x[at..at + hw]);
-                        sg += a;
-                        sgx += b;
-                    }
-                    (sg, inv * (sgx - mean * sg))
-                })
+            let raw = per_channel(n, c, |smp, ch| {
+                let at = (smp * c + ch) * hw;
+                (&g[at..at + hw], &x[at..at + hw], mask.map(|m| &m[at..at + hw]))
+            });
+            let sums: Vec<(f64, f64)> = raw
+                .iter()
+                .zip(stats)
+                .map(|(&(sg, sgx), &(mean, var))| (sg, (sgx - mean * sg) / (var + eps).sqrt()))
                 .collect();
             let count = (n * hw) as f64;
             // dx = gamma * inv / count * (count * g - sum g - x̂ * sum(g x̂)), affine in g
@@ -200,8 +235,19 @@ impl CustomOp3 for BatchNorm {
                     for (ch, d) in d.chunks_exact_mut(hw).enumerate() {
                         let (a, b, k) = coef[ch];
                         let at = (smp * c + ch) * hw;
-                        for ((d, &gv), &xv) in d.iter_mut().zip(&g[at..at + hw]).zip(&x[at..at + hw]) {
-                            d.write(a * gv + b * xv + k);
+                        let (g, x) = (&g[at..at + hw], &x[at..at + hw]);
+                        match mask {
+                            None => {
+                                for ((d, &gv), &xv) in d.iter_mut().zip(g).zip(x) {
+                                    d.write(a * gv + b * xv + k);
+                                }
+                            }
+                            Some(m) => {
+                                for (((d, &gv), &xv), &yv) in d.iter_mut().zip(g).zip(x).zip(&m[at..at + hw]) {
+                                    let gv = if yv > 0.0 { gv } else { 0.0 };
+                                    d.write(a * gv + b * xv + k);
+                                }
+                            }
                         }
                     }
                 })

@@ -138,6 +138,99 @@ pub fn channel_stats(x: &[f32], (n, c, hw): (usize, usize, usize)) -> Vec<(f64, 
         .collect()
 }
 
+/// `x` (samples of `c` channels of `hw` values) normalised with `stats` (each channel's
+/// mean and biased variance), scaled by `gamma`, shifted by `beta`, then through a ReLU
+/// when `relu`: one pass, samples in parallel.
+pub(crate) fn normalize(
+    x: &[f32],
+    (c, hw): (usize, usize),
+    (gamma, beta): (&[f32], &[f32]),
+    stats: &[(f64, f64)],
+    eps: f64,
+    relu: bool,
+) -> Vec<f32> {
+    // y = x * scale + shift per channel.
+    let affine: Vec<(f32, f32)> = stats
+        .iter()
+        .zip(gamma.iter().zip(beta))
+        .map(|(&(mean, var), (&g, &b))| {
+            let inv = 1.0 / (var + eps).sqrt();
+            let scale = g as f64 * inv;
+            (scale as f32, (b as f64 - mean * scale) as f32)
+        })
+        .collect();
+    par_written(x.len(), c * hw, |smp, o| {
+        let x = &x[smp * c * hw..][..c * hw];
+        vectorized(|| {
+            for ((o, x), &(scale, shift)) in o.chunks_exact_mut(hw).zip(x.chunks_exact(hw)).zip(&affine) {
+                for (o, &v) in o.iter_mut().zip(x) {
+                    let y = v * scale + shift;
+                    o.write(if relu { y.max(0.0) } else { y });
+                }
+            }
+        })
+    })
+}
+
+/// The gradients of [`normalize`] for `x` (n samples of `c` channels of `hw` values):
+/// (d x, d gamma, d beta), given the gradient `g` of its output `y`.
+pub(crate) fn backward(
+    (x, gamma, g, y): (&[f32], &[f32], &[f32], &[f32]),
+    (n, c, hw): (usize, usize, usize),
+    stats: &[(f64, f64)],
+    eps: f64,
+    relu: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    // The gradient reaching the normalisation: through the ReLU where it passed
+    // (where y > 0), applied as the values are read.
+    let mask = relu.then_some(y);
+    // Per channel: sum of g and of g * x̂ = inv * (sum g x - mean * sum g).
+    let raw = per_channel(n, c, |smp, ch| {
+        let at = (smp * c + ch) * hw;
+        (&g[at..at + hw], &x[at..at + hw], mask.map(|m| &m[at..at + hw]))
+    });
+    let sums: Vec<(f64, f64)> =
+        raw.iter().zip(stats).map(|(&(sg, sgx), &(mean, var))| (sg, (sgx - mean * sg) / (var + eps).sqrt())).collect();
+    let count = (n * hw) as f64;
+    // dx = gamma * inv / count * (count * g - sum g - x̂ * sum(g x̂)), affine in g
+    // and x: a * g + b * x + d per channel.
+    let coef: Vec<(f32, f32, f32)> = (0..c)
+        .map(|ch| {
+            let (mean, var) = stats[ch];
+            let inv = 1.0 / (var + eps).sqrt();
+            let k = gamma[ch] as f64 * inv / count;
+            let (sg, sgxhat) = sums[ch];
+            let b = -k * sgxhat * inv;
+            ((k * count) as f32, b as f32, (-k * sg - b * mean) as f32)
+        })
+        .collect();
+    let dx = par_written(x.len(), c * hw, |smp, d| {
+        vectorized(|| {
+            for (ch, d) in d.chunks_exact_mut(hw).enumerate() {
+                let (a, b, k) = coef[ch];
+                let at = (smp * c + ch) * hw;
+                let (g, x) = (&g[at..at + hw], &x[at..at + hw]);
+                match mask {
+                    None => {
+                        for ((d, &gv), &xv) in d.iter_mut().zip(g).zip(x) {
+                            d.write(a * gv + b * xv + k);
+                        }
+                    }
+                    Some(m) => {
+                        for (((d, &gv), &xv), &yv) in d.iter_mut().zip(g).zip(x).zip(&m[at..at + hw]) {
+                            let gv = if yv > 0.0 { gv } else { 0.0 };
+                            d.write(a * gv + b * xv + k);
+                        }
+                    }
+                }
+            }
+        })
+    });
+    let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
+    let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
+    (dx, dgamma, dbeta)
+}
+
 impl CustomOp3 for BatchNorm {
     fn name(&self) -> &'static str {
         "runner-batch-norm"
@@ -158,35 +251,13 @@ impl CustomOp3 for BatchNorm {
         if gamma.len() != c || beta.len() != c {
             return Err(candle_core::Error::Msg(format!("batch_norm of {c} channels takes {c} scales and shifts")));
         }
-        // y = x * scale + shift per channel.
         if self.stats.len() != c {
             return Err(candle_core::Error::Msg(format!(
                 "batch_norm of {c} channels given {} statistics",
                 self.stats.len()
             )));
         }
-        let affine: Vec<(f32, f32)> = self
-            .stats
-            .iter()
-            .zip(gamma.iter().zip(beta))
-            .map(|(&(mean, var), (&g, &b))| {
-                let inv = 1.0 / (var + self.eps).sqrt();
-                let scale = g as f64 * inv;
-                (scale as f32, (b as f64 - mean * scale) as f32)
-            })
-            .collect();
-        let relu = self.relu;
-        let out = par_written(x.len(), c * hw, |smp, o| {
-            let x = &x[smp * c * hw..][..c * hw];
-            vectorized(|| {
-                for ((o, x), &(scale, shift)) in o.chunks_exact_mut(hw).zip(x.chunks_exact(hw)).zip(&affine) {
-                    for (o, &v) in o.iter_mut().zip(x) {
-                        let y = v * scale + shift;
-                        o.write(if relu { y.max(0.0) } else { y });
-                    }
-                }
-            })
-        });
+        let out = normalize(x, (c, hw), (gamma, beta), &self.stats, self.eps, self.relu);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -200,61 +271,8 @@ impl CustomOp3 for BatchNorm {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, c, hw) = dims(x.dims())?;
         let (grad, y) = (grad.contiguous()?, y.contiguous()?);
-        let (eps, relu) = (self.eps, self.relu);
         let (dx, dgamma, dbeta) = with_slices(&[x, gamma, &grad, &y], |s| {
-            let (x, gamma, g, y) = (s[0], s[1], s[2], s[3]);
-            let stats = &self.stats;
-            // The gradient reaching the normalisation: through the ReLU where it passed
-            // (where y > 0), applied as the values are read.
-            let mask = relu.then_some(y);
-            // Per channel: sum of g and of g * x̂ = inv * (sum g x - mean * sum g).
-            let raw = per_channel(n, c, |smp, ch| {
-                let at = (smp * c + ch) * hw;
-                (&g[at..at + hw], &x[at..at + hw], mask.map(|m| &m[at..at + hw]))
-            });
-            let sums: Vec<(f64, f64)> = raw
-                .iter()
-                .zip(stats)
-                .map(|(&(sg, sgx), &(mean, var))| (sg, (sgx - mean * sg) / (var + eps).sqrt()))
-                .collect();
-            let count = (n * hw) as f64;
-            // dx = gamma * inv / count * (count * g - sum g - x̂ * sum(g x̂)), affine in g
-            // and x: a * g + b * x + d per channel.
-            let coef: Vec<(f32, f32, f32)> = (0..c)
-                .map(|ch| {
-                    let (mean, var) = stats[ch];
-                    let inv = 1.0 / (var + eps).sqrt();
-                    let k = gamma[ch] as f64 * inv / count;
-                    let (sg, sgxhat) = sums[ch];
-                    let b = -k * sgxhat * inv;
-                    ((k * count) as f32, b as f32, (-k * sg - b * mean) as f32)
-                })
-                .collect();
-            let dx = par_written(x.len(), c * hw, |smp, d| {
-                vectorized(|| {
-                    for (ch, d) in d.chunks_exact_mut(hw).enumerate() {
-                        let (a, b, k) = coef[ch];
-                        let at = (smp * c + ch) * hw;
-                        let (g, x) = (&g[at..at + hw], &x[at..at + hw]);
-                        match mask {
-                            None => {
-                                for ((d, &gv), &xv) in d.iter_mut().zip(g).zip(x) {
-                                    d.write(a * gv + b * xv + k);
-                                }
-                            }
-                            Some(m) => {
-                                for (((d, &gv), &xv), &yv) in d.iter_mut().zip(g).zip(x).zip(&m[at..at + hw]) {
-                                    let gv = if yv > 0.0 { gv } else { 0.0 };
-                                    d.write(a * gv + b * xv + k);
-                                }
-                            }
-                        }
-                    }
-                })
-            });
-            let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
-            let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
-            (dx, dgamma, dbeta)
+            backward((s[0], s[1], s[2], s[3]), (n, c, hw), &self.stats, self.eps, self.relu)
         })?;
         super::affine_grads(x, dx, dgamma, dbeta)
     }

@@ -10,7 +10,7 @@
 use super::conv::{ConvShape, Planes, col2im, im2col};
 use super::direct_conv::{self, Packed, Shifted};
 use super::op_input;
-use super::{Buffers, matmul, matmul_raw, par_written, with_values};
+use super::{Buffers, matmul, matmul_raw, par_written};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -63,49 +63,7 @@ impl CustomOp2 for Conv2d {
         let s = self.shape(l1.dims(), l2.dims())?;
         let (x, w) = (op_input(s1, l1, "conv2d")?, op_input(s2, l2, "conv2d")?);
         let n = l1.dims()[0];
-        let (plane, patch) = (s.out_h() * s.out_w(), s.patch());
-        let (per_in, per_out) = (s.c_in * s.h * s.w, s.c_out * plane);
-        let part = part_len(n);
-        // Neither the output nor the columns are zero-filled first: the products and
-        // im2col write every value.
-        if let Some(g) = same3x3(&s) {
-            let w = Packed::new(s.c_in, s.c_out, w);
-            let out = par_written(n * per_out, part * per_out, |p, out| {
-                let mut copies = Buffers::scratch(s.c_in * g.stride());
-                for (j, o) in out.chunks_exact_mut(per_out).enumerate() {
-                    let smp = p * part + j;
-                    g.shift(&x[smp * per_in..][..per_in], s.c_in, &mut copies);
-                    // SAFETY: same_conv writes every value of `o` (c_out dense planes).
-                    let o = unsafe { std::slice::from_raw_parts_mut(o.as_mut_ptr().cast::<f32>(), o.len()) };
-                    direct_conv::same_conv(g, &w, &copies, o);
-                }
-                Buffers::give(copies);
-            });
-            return Ok((CpuStorage::F32(out), Shape::from((n, s.c_out, s.out_h(), s.out_w()))));
-        }
-        let out = par_written(n * per_out, part * per_out, |p, out| {
-            let mut cols = Buffers::scratch(patch * plane);
-            for (j, o) in out.chunks_exact_mut(per_out).enumerate() {
-                let smp = p * part + j;
-                im2col(&s, &x[smp * per_in..][..per_in], Planes::sample_major(s.c_in, s.h, s.w), 1, &mut cols);
-                // (c_out x patch) @ (patch x pixels): the sample's output, NCHW.
-                // SAFETY: `o` holds the c_out x pixels values, borrowed mutably; the product
-                // only writes them (no accumulation), so they need no value first.
-                unsafe {
-                    matmul_raw(
-                        (s.c_out, plane, patch),
-                        (o.as_mut_ptr().cast::<f32>(), plane),
-                        false,
-                        w,
-                        (patch, 1),
-                        &cols,
-                        (plane, 1),
-                    )
-                };
-            }
-            Buffers::give(cols);
-        });
-        Ok((CpuStorage::F32(out), Shape::from((n, s.c_out, s.out_h(), s.out_w()))))
+        Ok((CpuStorage::F32(forward(&s, n, x, w)), Shape::from((n, s.c_out, s.out_h(), s.out_w()))))
     }
 
     fn bwd(
@@ -117,100 +75,122 @@ impl CustomOp2 for Conv2d {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let s = self.shape(x.dims(), w.dims())?;
         let n = x.dims()[0];
-        let (plane, patch) = (s.out_h() * s.out_w(), s.patch());
-        let (per_in, per_out) = (s.c_in * s.h * s.w, s.c_out * plane);
-        let (x, w, grad) = (x.contiguous()?, w.contiguous()?, grad.contiguous()?);
-        let part = part_len(n);
-        let parts = n.div_ceil(part);
-        let mut dx = vec![0f32; n * per_in];
-        let mut dws = vec![vec![0f32; s.c_out * patch]; parts];
-        if let Some(g) = same3x3(&s) {
-            let rotated =
-                with_values(&w, |w: &[f32]| Packed::new(s.c_out, s.c_in, &direct_conv::rotated(w, s.c_out, s.c_in)))
-                    .map_err(|e| error(format!("conv2d backward: {e}")))?;
-            // Samples whose inputs and output gradients the weight gradient reads together:
-            // about 1 MB, inside a core's L2 (7 to 16 ResNet samples).
-            let sample_bytes = (s.c_in * g.copy_len() + s.c_out * plane) * 4;
-            let group = ((1 << 20) / sample_bytes).clamp(1, 16);
-            let mut run = || -> anyhow::Result<()> {
-                with_values(&x, |x: &[f32]| {
-                    with_values(&grad, |g_all: &[f32]| {
-                        dx.par_chunks_mut(part * per_in).zip(dws.par_iter_mut()).enumerate().for_each(
-                            |(p, (dx, dw))| {
-                                let mut xs = Buffers::scratch(g.plain_len(group * s.c_in));
-                                let mut dys = Buffers::scratch(s.c_out * g.stride());
-                                for (k, dx) in dx.chunks_mut(group * per_in).enumerate() {
-                                    let (first, samples) = (p * part + k * group, dx.len() / per_in);
-                                    for (j, dx) in dx.chunks_exact_mut(per_in).enumerate() {
-                                        // d(input): the output gradient convolved with the
-                                        // turned weights.
-                                        g.shift(&g_all[(first + j) * per_out..][..per_out], s.c_out, &mut dys);
-                                        direct_conv::same_conv(g, &rotated, &dys, dx);
-                                    }
-                                    g.plain(&x[first * per_in..][..samples * per_in], samples * s.c_in, &mut xs);
-                                    let dy = &g_all[first * per_out..][..samples * per_out];
-                                    direct_conv::weight_grad(g, s.c_in, s.c_out, samples, &xs, dy, dw);
-                                }
-                                Buffers::give(xs);
-                                Buffers::give(dys);
-                            },
-                        )
-                    })
-                })??;
-                Ok(())
-            };
-            run().map_err(|e| error(format!("conv2d backward: {e}")))?;
-            return finish(dx, dws, &x, &w);
-        }
-        let mut run = || -> anyhow::Result<()> {
-            with_values(&x, |x: &[f32]| {
-                with_values(&w, |wv: &[f32]| {
-                    with_values(&grad, |g: &[f32]| {
-                        dx.par_chunks_mut(part * per_in).zip(dws.par_iter_mut()).enumerate().for_each(
-                            |(p, (dx, dw))| {
-                                // Written in full by im2col and the product.
-                                let (mut cols, mut dcols) =
-                                    (Buffers::scratch(patch * plane), Buffers::scratch(patch * plane));
-                                for (j, dx) in dx.chunks_exact_mut(per_in).enumerate() {
-                                    let smp = p * part + j;
-                                    let at = Planes::sample_major(s.c_in, s.h, s.w);
-                                    im2col(&s, &x[smp * per_in..][..per_in], at, 1, &mut cols);
-                                    let dz = &g[smp * per_out..][..per_out];
-                                    // dw += dz @ cols^T; dcols = w^T @ dz, folded back onto dx.
-                                    matmul((s.c_out, patch, plane), dw, true, dz, (plane, 1), &cols, (1, plane));
-                                    matmul((patch, plane, s.c_out), &mut dcols, false, wv, (1, patch), dz, (plane, 1));
-                                    col2im(&s, &mut dcols, 1, dx, at);
-                                }
-                                Buffers::give(cols);
-                                Buffers::give(dcols);
-                            },
-                        )
-                    })
-                })
-            })???;
-            Ok(())
-        };
-        run().map_err(|e| error(format!("conv2d backward: {e}")))?;
-        finish(dx, dws, &x, &w)
+        let grad = grad.contiguous()?;
+        let (dx, dw) =
+            super::with_values_all(&[x.contiguous()?, w.contiguous()?, grad], |v| backward(&s, n, v[0], v[1], v[2]))
+                .map_err(|e| error(format!("conv2d backward: {e}")))?;
+        let dx = Tensor::from_vec(dx, x.shape(), x.device())?;
+        let dw = Tensor::from_vec(dw, w.shape(), w.device())?;
+        Ok((Some(dx), Some(dw)))
     }
+}
+
+/// The convolution of `n` samples `x` with `w` (NCHW and (c_out, c_in, k, k) values).
+pub(crate) fn forward(s: &ConvShape, n: usize, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let (plane, patch) = (s.out_h() * s.out_w(), s.patch());
+    let (per_in, per_out) = (s.c_in * s.h * s.w, s.c_out * plane);
+    let part = part_len(n);
+    // Neither the output nor the columns are zero-filled first: the kernels, the products
+    // and im2col write every value.
+    if let Some(g) = same3x3(s) {
+        let w = Packed::new(s.c_in, s.c_out, w);
+        return par_written(n * per_out, part * per_out, |p, out| {
+            let mut copies = Buffers::scratch(s.c_in * g.stride());
+            for (j, o) in out.chunks_exact_mut(per_out).enumerate() {
+                let smp = p * part + j;
+                g.shift(&x[smp * per_in..][..per_in], s.c_in, &mut copies);
+                // SAFETY: same_conv writes every value of `o` (c_out dense planes).
+                let o = unsafe { std::slice::from_raw_parts_mut(o.as_mut_ptr().cast::<f32>(), o.len()) };
+                direct_conv::same_conv(g, &w, &copies, o);
+            }
+            Buffers::give(copies);
+        });
+    }
+    par_written(n * per_out, part * per_out, |p, out| {
+        let mut cols = Buffers::scratch(patch * plane);
+        for (j, o) in out.chunks_exact_mut(per_out).enumerate() {
+            let smp = p * part + j;
+            im2col(s, &x[smp * per_in..][..per_in], Planes::sample_major(s.c_in, s.h, s.w), 1, &mut cols);
+            // (c_out x patch) @ (patch x pixels): the sample's output, NCHW.
+            // SAFETY: `o` holds the c_out x pixels values, borrowed mutably; the product
+            // only writes them (no accumulation), so they need no value first.
+            unsafe {
+                matmul_raw(
+                    (s.c_out, plane, patch),
+                    (o.as_mut_ptr().cast::<f32>(), plane),
+                    false,
+                    w,
+                    (patch, 1),
+                    &cols,
+                    (plane, 1),
+                )
+            };
+        }
+        Buffers::give(cols);
+    })
+}
+
+/// The gradients (d x, d w) of [`forward`] given the gradient `g` of its output.
+pub(crate) fn backward(s: &ConvShape, n: usize, x: &[f32], w: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let (plane, patch) = (s.out_h() * s.out_w(), s.patch());
+    let (per_in, per_out) = (s.c_in * s.h * s.w, s.c_out * plane);
+    let part = part_len(n);
+    let parts = n.div_ceil(part);
+    let mut dx = vec![0f32; n * per_in];
+    let mut dws = vec![vec![0f32; s.c_out * patch]; parts];
+    if let Some(sh) = same3x3(s) {
+        let rotated = Packed::new(s.c_out, s.c_in, &direct_conv::rotated(w, s.c_out, s.c_in));
+        // Samples whose inputs and output gradients the weight gradient reads together:
+        // about 1 MB, inside a core's L2 (7 to 16 ResNet samples).
+        let sample_bytes = (s.c_in * sh.copy_len() + s.c_out * plane) * 4;
+        let group = ((1 << 20) / sample_bytes).clamp(1, 16);
+        dx.par_chunks_mut(part * per_in).zip(dws.par_iter_mut()).enumerate().for_each(|(p, (dx, dw))| {
+            let mut xs = Buffers::scratch(sh.plain_len(group * s.c_in));
+            let mut dys = Buffers::scratch(s.c_out * sh.stride());
+            for (k, dx) in dx.chunks_mut(group * per_in).enumerate() {
+                let (first, samples) = (p * part + k * group, dx.len() / per_in);
+                for (j, dx) in dx.chunks_exact_mut(per_in).enumerate() {
+                    // d(input): the output gradient convolved with the turned weights.
+                    sh.shift(&g[(first + j) * per_out..][..per_out], s.c_out, &mut dys);
+                    direct_conv::same_conv(sh, &rotated, &dys, dx);
+                }
+                sh.plain(&x[first * per_in..][..samples * per_in], samples * s.c_in, &mut xs);
+                let dy = &g[first * per_out..][..samples * per_out];
+                direct_conv::weight_grad(sh, s.c_in, s.c_out, samples, &xs, dy, dw);
+            }
+            Buffers::give(xs);
+            Buffers::give(dys);
+        });
+    } else {
+        dx.par_chunks_mut(part * per_in).zip(dws.par_iter_mut()).enumerate().for_each(|(p, (dx, dw))| {
+            // Written in full by im2col and the product.
+            let (mut cols, mut dcols) = (Buffers::scratch(patch * plane), Buffers::scratch(patch * plane));
+            for (j, dx) in dx.chunks_exact_mut(per_in).enumerate() {
+                let smp = p * part + j;
+                let at = Planes::sample_major(s.c_in, s.h, s.w);
+                im2col(s, &x[smp * per_in..][..per_in], at, 1, &mut cols);
+                let dz = &g[smp * per_out..][..per_out];
+                // dw += dz @ cols^T; dcols = w^T @ dz, folded back onto dx.
+                matmul((s.c_out, patch, plane), dw, true, dz, (plane, 1), &cols, (1, plane));
+                matmul((patch, plane, s.c_out), &mut dcols, false, w, (1, patch), dz, (plane, 1));
+                col2im(s, &mut dcols, 1, dx, at);
+            }
+            Buffers::give(cols);
+            Buffers::give(dcols);
+        });
+    }
+    // The parts' weight gradients, summed in part order.
+    let mut dw = dws.remove(0);
+    for other in &dws {
+        dw.iter_mut().zip(other).for_each(|(a, b)| *a += b);
+    }
+    (dx, dw)
 }
 
 /// The layout of a 3x3 convolution with stride 1 and padding 1, which the direct
 /// kernels compute (see `direct_conv`); `None` for other convolutions.
 fn same3x3(s: &ConvShape) -> Option<Shifted> {
     (s.k == 3 && s.stride == 1 && s.pad == 1).then_some(Shifted { h: s.h, w: s.w })
-}
-
-/// The gradients as tensors: `dx`, and the parts' weight gradients summed in part order.
-type Grads = (Option<Tensor>, Option<Tensor>);
-fn finish(dx: Vec<f32>, mut dws: Vec<Vec<f32>>, x: &Tensor, w: &Tensor) -> candle_core::Result<Grads> {
-    let mut dw = dws.remove(0);
-    for other in &dws {
-        dw.iter_mut().zip(other).for_each(|(a, b)| *a += b);
-    }
-    let dx = Tensor::from_vec(dx, x.shape(), x.device())?;
-    let dw = Tensor::from_vec(dw, w.shape(), w.device())?;
-    Ok((Some(dx), Some(dw)))
 }
 
 #[cfg(test)]

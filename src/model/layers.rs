@@ -43,7 +43,8 @@ pub struct BatchNorm2d {
     pub running_var: Var,
 }
 
-const EPS: f64 = 1e-5;
+/// The epsilon inside the root of batch and layer normalisation (PyTorch's).
+pub const EPS: f64 = 1e-5;
 
 /// Layer normalisation over the last dimension, as PyTorch's `LayerNorm` (eps 1e-5,
 /// biased variance), with a scale and an optional shift: the fused ops of
@@ -86,10 +87,17 @@ impl BatchNorm2d {
             return if then_relu { relu(&y) } else { Ok(y) };
         }
         let x = x.contiguous()?;
-        // The running statistics move towards the batch's (the variance unbiased).
-        let count = n * h * w;
         let stats =
             super::fused::with_values(&x, |v: &[f32]| super::fused::batch_norm::channel_stats(v, (n, c, h * w)))?;
+        self.update_running(&stats, n * h * w)?;
+        let (gamma, beta) = (self.gamma.as_tensor(), self.beta.as_tensor());
+        Ok(super::fused::batch_norm::batch_norm_with_stats(&x, gamma, beta, EPS, then_relu, stats)?)
+    }
+
+    /// Moves the running statistics towards a training batch's `stats` (each channel's
+    /// mean and biased variance over `count` values), the variance unbiased, as PyTorch.
+    pub fn update_running(&self, stats: &[(f64, f64)], count: usize) -> Result<()> {
+        let c = stats.len();
         let unbias = if count > 1 { count as f64 / (count - 1) as f64 } else { 1.0 };
         let old_mean = self.running_mean.as_tensor().to_vec1::<f32>()?;
         let old_var = self.running_var.as_tensor().to_vec1::<f32>()?;
@@ -102,8 +110,7 @@ impl BatchNorm2d {
             .collect();
         self.running_mean.set(&Tensor::from_vec(mean, c, &Device::Cpu)?)?;
         self.running_var.set(&Tensor::from_vec(var, c, &Device::Cpu)?)?;
-        let (gamma, beta) = (self.gamma.as_tensor(), self.beta.as_tensor());
-        Ok(super::fused::batch_norm::batch_norm_with_stats(&x, gamma, beta, EPS, then_relu, stats)?)
+        Ok(())
     }
 }
 

@@ -8,8 +8,9 @@
 //! PyTorch's default linear bias, batch normalisation at scale 1 and shift 0.
 
 use super::fused::add_relu::add_relu;
+use super::fused::conv_bn::conv_bn;
 use super::fused::conv_op::conv2d;
-use super::layers::{BatchNorm2d, kaiming_normal, uniform_bias};
+use super::layers::{BatchNorm2d, EPS, kaiming_normal, uniform_bias};
 use super::spec::Shortcut;
 use anyhow::{Result, bail};
 use candle_core::{Tensor, Var};
@@ -34,12 +35,27 @@ impl ConvBn {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward(&conv2d(x, self.w.as_tensor(), self.stride, self.pad)?, train)
+        self.forward_with(x, train, false)
     }
 
-    /// [`ConvBn::forward`] then a ReLU, fused with the batch norm in training.
+    /// [`ConvBn::forward`] then a ReLU.
     fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_relu(&conv2d(x, self.w.as_tensor(), self.stride, self.pad)?, train)
+        self.forward_with(x, train, true)
+    }
+
+    /// In training one op (`conv_bn`: the convolution's output is no node of the graph),
+    /// which also moves the running statistics; in evaluation the convolution, then the
+    /// batch norm with the running statistics.
+    fn forward_with(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+        if !train {
+            let z = conv2d(x, self.w.as_tensor(), self.stride, self.pad)?;
+            return if relu { self.bn.forward_relu(&z, false) } else { self.bn.forward(&z, false) };
+        }
+        let affine = (self.bn.gamma.as_tensor(), self.bn.beta.as_tensor());
+        let (y, stats) = conv_bn(x, self.w.as_tensor(), affine, (self.stride, self.pad), EPS, relu)?;
+        let (n, _, h, w) = y.dims4()?;
+        self.bn.update_running(&stats, n * h * w)?;
+        Ok(y)
     }
 }
 

@@ -25,12 +25,12 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> candle_core:
     x.contiguous()?.apply_op2(&w.contiguous()?, Conv2d { stride, pad })
 }
 
-fn error(message: String) -> candle_core::Error {
+pub(crate) fn error(message: String) -> candle_core::Error {
     candle_core::Error::Msg(message)
 }
 
 impl Conv2d {
-    fn shape(&self, x: &[usize], w: &[usize]) -> candle_core::Result<ConvShape> {
+    pub(crate) fn shape(&self, x: &[usize], w: &[usize]) -> candle_core::Result<ConvShape> {
         let ([_, c_in, h, wd], [c_out, c_w, k, k2]) = (x, w) else {
             return Err(error(format!("conv2d takes (n, c, h, w) and (c_out, c, k, k), not {x:?} and {w:?}")));
         };

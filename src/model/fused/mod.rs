@@ -17,6 +17,7 @@ pub mod add_relu;
 pub mod attention;
 pub mod batch_norm;
 pub mod conv;
+pub mod conv_bn;
 pub mod conv_op;
 pub mod direct_conv;
 pub mod gelu;

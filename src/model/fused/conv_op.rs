@@ -136,7 +136,6 @@ pub(crate) fn backward(s: &ConvShape, n: usize, x: &[f32], w: &[f32], g: &[f32])
     let (per_in, per_out) = (s.c_in * s.h * s.w, s.c_out * plane);
     let part = part_len(n);
     let parts = n.div_ceil(part);
-    let mut dx = vec![0f32; n * per_in];
     let mut dws = vec![vec![0f32; s.c_out * patch]; parts];
     if let Some(sh) = same3x3(s) {
         let rotated = Packed::new(s.c_out, s.c_in, &direct_conv::rotated(w, s.c_out, s.c_in));
@@ -144,7 +143,12 @@ pub(crate) fn backward(s: &ConvShape, n: usize, x: &[f32], w: &[f32], g: &[f32])
         // about 1 MB, inside a core's L2 (7 to 16 ResNet samples).
         let sample_bytes = (s.c_in * sh.copy_len() + s.c_out * plane) * 4;
         let group = ((1 << 20) / sample_bytes).clamp(1, 16);
-        dx.par_chunks_mut(part * per_in).zip(dws.par_iter_mut()).enumerate().for_each(|(p, (dx, dw))| {
+        let parts_dw: Vec<std::sync::Mutex<Vec<f32>>> = dws.into_iter().map(std::sync::Mutex::new).collect();
+        // d(input) is written in full by the kernel: no zero fill first.
+        let dx = par_written(n * per_in, part * per_in, |p, dx| {
+            // SAFETY: same_conv writes every value of every sample's d(input).
+            let dx = unsafe { std::slice::from_raw_parts_mut(dx.as_mut_ptr().cast::<f32>(), dx.len()) };
+            let mut dw = parts_dw[p].lock().unwrap_or_else(|e| e.into_inner());
             let mut xs = Buffers::scratch(sh.plain_len(group * s.c_in));
             let mut dys = Buffers::scratch(s.c_out * sh.stride());
             for (k, dx) in dx.chunks_mut(group * per_in).enumerate() {
@@ -156,12 +160,16 @@ pub(crate) fn backward(s: &ConvShape, n: usize, x: &[f32], w: &[f32], g: &[f32])
                 }
                 sh.plain(&x[first * per_in..][..samples * per_in], samples * s.c_in, &mut xs);
                 let dy = &g[first * per_out..][..samples * per_out];
-                direct_conv::weight_grad(sh, s.c_in, s.c_out, samples, &xs, dy, dw);
+                direct_conv::weight_grad(sh, s.c_in, s.c_out, samples, &xs, dy, &mut dw);
             }
             Buffers::give(xs);
             Buffers::give(dys);
         });
-    } else {
+        let dws = parts_dw.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
+        return (dx, sum_parts(dws));
+    }
+    let mut dx = vec![0f32; n * per_in];
+    {
         dx.par_chunks_mut(part * per_in).zip(dws.par_iter_mut()).enumerate().for_each(|(p, (dx, dw))| {
             // Written in full by im2col and the product.
             let (mut cols, mut dcols) = (Buffers::scratch(patch * plane), Buffers::scratch(patch * plane));
@@ -179,12 +187,16 @@ pub(crate) fn backward(s: &ConvShape, n: usize, x: &[f32], w: &[f32], g: &[f32])
             Buffers::give(dcols);
         });
     }
-    // The parts' weight gradients, summed in part order.
+    (dx, sum_parts(dws))
+}
+
+/// The parts' weight gradients, summed in part order.
+fn sum_parts(mut dws: Vec<Vec<f32>>) -> Vec<f32> {
     let mut dw = dws.remove(0);
     for other in &dws {
         dw.iter_mut().zip(other).for_each(|(a, b)| *a += b);
     }
-    (dx, dw)
+    dw
 }
 
 /// The layout of a 3x3 convolution with stride 1 and padding 1, which the direct

@@ -139,36 +139,45 @@ fn lanes() -> usize {
 /// `out = conv(x, w)` for one sample: `x` holds the [`Shifted`] copies of its `c_in`
 /// planes, `out` the `c_out` dense output planes.
 pub fn same_conv(g: Shifted, w: &Packed, x: &[f32], out: &mut [f32]) {
-    assert!(x.len() >= w.c_in * g.stride() && out.len() == w.c_out * g.positions());
-    struct Op<'a> {
-        g: Shifted,
-        w: &'a Packed,
-        x: &'a [f32],
-        out: &'a mut [f32],
+    pulp::Arch::new().dispatch(ConvOp::new(g, w, x, out));
+}
+
+/// [`same_conv`] as pulp's operation (run at the width pulp picks, or a given one).
+struct ConvOp<'a> {
+    g: Shifted,
+    w: &'a Packed,
+    x: &'a [f32],
+    out: &'a mut [f32],
+}
+
+impl<'a> ConvOp<'a> {
+    fn new(g: Shifted, w: &'a Packed, x: &'a [f32], out: &'a mut [f32]) -> ConvOp<'a> {
+        assert!(x.len() >= w.c_in * g.stride() && out.len() == w.c_out * g.positions());
+        ConvOp { g, w, x, out }
     }
-    impl WithSimd for Op<'_> {
-        type Output = ();
-        #[inline(always)]
-        fn with_simd<S: Simd>(self, simd: S) -> Self::Output {
-            let Op { g, w, x, out } = self;
-            let (c_in, hw, block) = (w.c_in, g.positions(), w.block);
-            let blocked = w.c_out / block * block;
-            for co in (0..blocked).step_by(block) {
-                let taps = &w.values[co * c_in * 9..(co + block) * c_in * 9];
-                let dst = &mut out[co * hw..(co + block) * hw];
-                if block == 4 {
-                    conv_block::<S, 4>(simd, g, c_in, x, taps, dst);
-                } else {
-                    conv_block::<S, 2>(simd, g, c_in, x, taps, dst);
-                }
-            }
-            for co in blocked..w.c_out {
-                let taps = &w.values[co * c_in * 9..][..c_in * 9];
-                conv_block::<S, 1>(simd, g, c_in, x, taps, &mut out[co * hw..(co + 1) * hw]);
+}
+
+impl WithSimd for ConvOp<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> Self::Output {
+        let ConvOp { g, w, x, out } = self;
+        let (c_in, hw, block) = (w.c_in, g.positions(), w.block);
+        let blocked = w.c_out / block * block;
+        for co in (0..blocked).step_by(block) {
+            let taps = &w.values[co * c_in * 9..(co + block) * c_in * 9];
+            let dst = &mut out[co * hw..(co + block) * hw];
+            if block == 4 {
+                conv_block::<S, 4>(simd, g, c_in, x, taps, dst);
+            } else {
+                conv_block::<S, 2>(simd, g, c_in, x, taps, dst);
             }
         }
+        for co in blocked..w.c_out {
+            let taps = &w.values[co * c_in * 9..][..c_in * 9];
+            conv_block::<S, 1>(simd, g, c_in, x, taps, &mut out[co * hw..(co + 1) * hw]);
+        }
     }
-    pulp::Arch::new().dispatch(Op { g, w, x, out });
 }
 
 /// Loads a vector from `v` at `at`.
@@ -311,42 +320,45 @@ pub fn weight_grad(g: Shifted, c_in: usize, c_out: usize, samples: usize, x: &[f
             && dy.len() >= samples * c_out * g.positions()
             && dw.len() == c_out * c_in * 9
     );
-    struct Op<'a> {
-        g: Shifted,
-        c_in: usize,
-        c_out: usize,
-        samples: usize,
-        x: &'a [f32],
-        dy: &'a [f32],
-        dw: &'a mut [f32],
-    }
-    impl WithSimd for Op<'_> {
-        type Output = ();
-        #[inline(always)]
-        fn with_simd<S: Simd>(self, simd: S) -> Self::Output {
-            let Op { g, c_in, c_out, samples, x, dy, dw } = self;
-            // 1 where a position is not in the first (last) column: the left (right) taps'
-            // masks, one vector past the plane.
-            let (hw, w) = (g.positions(), g.w);
-            let mask = |edge: usize| -> Vec<f32> {
-                (0..hw + S::F32_LANES).map(|q| if q < hw && q % w != edge { 1.0 } else { 0.0 }).collect()
-            };
-            let masks = [mask(0), mask(w - 1)];
-            // CO output channels x 9 taps of accumulators: 18 of AVX-512's 32 registers
-            // (27 spill, measured).
-            let mut co = 0;
-            if S::F32_LANES >= 16 {
-                while co + 2 <= c_out {
-                    grad_block::<S, 2>(simd, g, (c_in, c_out, samples), co, x, dy, &masks, dw);
-                    co += 2;
-                }
-            }
-            for co in co..c_out {
-                grad_block::<S, 1>(simd, g, (c_in, c_out, samples), co, x, dy, &masks, dw);
+    pulp::Arch::new().dispatch(GradOp { g, c_in, c_out, samples, x, dy, dw });
+}
+
+/// [`weight_grad`] as pulp's operation.
+struct GradOp<'a> {
+    g: Shifted,
+    c_in: usize,
+    c_out: usize,
+    samples: usize,
+    x: &'a [f32],
+    dy: &'a [f32],
+    dw: &'a mut [f32],
+}
+
+impl WithSimd for GradOp<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> Self::Output {
+        let GradOp { g, c_in, c_out, samples, x, dy, dw } = self;
+        // 1 where a position is not in the first (last) column: the left (right) taps'
+        // masks, one vector past the plane.
+        let (hw, w) = (g.positions(), g.w);
+        let mask = |edge: usize| -> Vec<f32> {
+            (0..hw + S::F32_LANES).map(|q| if q < hw && q % w != edge { 1.0 } else { 0.0 }).collect()
+        };
+        let masks = [mask(0), mask(w - 1)];
+        // CO output channels x 9 taps of accumulators: 18 of AVX-512's 32 registers
+        // (27 spill, measured).
+        let mut co = 0;
+        if S::F32_LANES >= 16 {
+            while co + 2 <= c_out {
+                grad_block::<S, 2>(simd, g, (c_in, c_out, samples), co, x, dy, &masks, dw);
+                co += 2;
             }
         }
+        for co in co..c_out {
+            grad_block::<S, 1>(simd, g, (c_in, c_out, samples), co, x, dy, &masks, dw);
+        }
     }
-    pulp::Arch::new().dispatch(Op { g, c_in, c_out, samples, x, dy, dw });
 }
 
 /// The weight gradient of output channels `co..co + CO` against every input channel.
@@ -442,6 +454,52 @@ mod tests {
         for p in 0..2 {
             let copy1 = &shifted[p * g.stride() + g.copy_len()..][..g.copy_len()];
             assert_eq!(&plain[GUARD + p * g.copy_len()..][..g.copy_len()], copy1, "plane {p}");
+        }
+    }
+
+    /// The kernels at each vector width this CPU runs (AVX-512, AVX2, one lane) give the
+    /// same values as at the width pulp picks, up to rounding: blocks of positions and
+    /// channels, the single vectors after them and the partial last vector all differ by
+    /// width. (The values against candle's convolution: `conv_op`'s tests.)
+    #[test]
+    fn every_vector_width_computes_the_same_convolution() {
+        let (g, c_in, c_out, samples) = (Shifted { h: 7, w: 9 }, 3, 6, 2);
+        let v = |n: usize, seed: u32| -> Vec<f32> {
+            (0..n).map(|i| ((i as u32 * 2654435761 ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
+        };
+        let dense = v(samples * c_in * g.positions(), 1);
+        let w = v(c_out * c_in * 9, 2);
+        let dy = v(samples * c_out * g.positions(), 3);
+        let mut copies = vec![0f32; c_in * g.stride()];
+        g.shift(&dense[..c_in * g.positions()], c_in, &mut copies);
+        let mut plain = vec![0f32; g.plain_len(samples * c_in)];
+        g.plain(&dense, samples * c_in, &mut plain);
+        let packed = Packed::new(c_in, c_out, &w);
+        let mut want = vec![0f32; c_out * g.positions()];
+        same_conv(g, &packed, &copies, &mut want);
+        let mut want_dw = vec![0f32; c_out * c_in * 9];
+        weight_grad(g, c_in, c_out, samples, &plain, &dy, &mut want_dw);
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{what}[{i}]: {x} vs {y}");
+            }
+        };
+        let check = |name: &str, run_conv: &dyn Fn(ConvOp), run_grad: &dyn Fn(GradOp)| {
+            let mut out = vec![f32::NAN; c_out * g.positions()];
+            run_conv(ConvOp::new(g, &packed, &copies, &mut out));
+            close(&out, &want, &format!("{name} conv"));
+            let mut dw = vec![0f32; c_out * c_in * 9];
+            run_grad(GradOp { g, c_in, c_out, samples, x: &plain, dy: &dy, dw: &mut dw });
+            close(&dw, &want_dw, &format!("{name} weight gradient"));
+        };
+        check("one lane", &|op| Simd::vectorize(pulp::Scalar::new(), op), &|op| {
+            Simd::vectorize(pulp::Scalar::new(), op)
+        });
+        if let Some(simd) = pulp::x86::V3::try_new() {
+            check("AVX2", &|op| Simd::vectorize(simd, op), &|op| Simd::vectorize(simd, op));
+        }
+        if let Some(simd) = pulp::x86::V4::try_new() {
+            check("AVX-512", &|op| Simd::vectorize(simd, op), &|op| Simd::vectorize(simd, op));
         }
     }
 

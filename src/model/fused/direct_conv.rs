@@ -465,7 +465,7 @@ mod tests {
     fn every_vector_width_computes_the_same_convolution() {
         let (g, c_in, c_out, samples) = (Shifted { h: 7, w: 9 }, 3, 6, 2);
         let v = |n: usize, seed: u32| -> Vec<f32> {
-            (0..n).map(|i| ((i as u32 * 2654435761 ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
+            (0..n).map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
         };
         let dense = v(samples * c_in * g.positions(), 1);
         let w = v(c_out * c_in * 9, 2);

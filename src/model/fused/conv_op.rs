@@ -279,20 +279,23 @@ mod tests {
             (5, 3, 9, 2, 3, 2, 1),
             (2, 2, 6, 3, 2, 1, 0),
             // "Same" convolutions (stride 1, output as large as the input): im2col's
-            // shifted-plane path, with one and two columns of padding, and none.
+            // shifted-plane path with two columns of padding and none (the one with one,
+            // 3x3, takes the direct kernels).
             (2, 3, 5, 2, 5, 1, 2),
             (1, 2, 3, 3, 3, 1, 1),
             (2, 3, 6, 2, 1, 1, 0),
-            // 3x3 convolutions with stride 1 and padding 1 (the direct kernels): a
-            // block of 8 output channels and one left over, one output channel, a 1x1
-            // image, more samples than a part's group of 8.
+            // 3x3 convolutions with stride 1 and padding 1 (the direct kernels, on images
+            // 3 wider than high): blocks of 4 output channels and one left over, one
+            // output channel, a 1x4 image, more samples than a part's weight-gradient
+            // group (16 for planes this small).
             (2, 16, 8, 17, 3, 1, 1),
             (1, 3, 7, 1, 3, 1, 1),
             (2, 4, 1, 3, 3, 1, 1),
-            (19, 2, 5, 3, 3, 1, 1),
+            (40, 2, 5, 3, 3, 1, 1),
         ] {
-            let what = format!("n{n} c{c} h{h} o{o} k{k} stride{stride} pad{pad}");
-            let x = Var::from_tensor(&random(&[n, c, h, h], 1)).unwrap();
+            let wd = if (k, stride, pad) == (3, 1, 1) { h + 3 } else { h };
+            let what = format!("n{n} c{c} h{h} w{wd} o{o} k{k} stride{stride} pad{pad}");
+            let x = Var::from_tensor(&random(&[n, c, h, wd], 1)).unwrap();
             let w = Var::from_tensor(&random(&[o, c, k, k], 2)).unwrap();
             let out = conv2d(x.as_tensor(), w.as_tensor(), stride, pad).unwrap();
             let probe = random(out.dims(), 99);

@@ -184,7 +184,7 @@ fn shifted_span(
 /// Sets the columns outside `lo..hi` of every row (`w` values) of `m` to 0, a column at a
 /// time: a strided pass per column (a padding of one or two) instead of a fill call per row.
 #[inline(always)]
-fn zero_columns(m: &mut [f32], w: usize, (lo, hi): (usize, usize)) {
+pub(super) fn zero_columns(m: &mut [f32], w: usize, (lo, hi): (usize, usize)) {
     for x in (0..lo).chain(hi..w) {
         m[x..].iter_mut().step_by(w).for_each(|v| *v = 0.0);
     }

@@ -20,6 +20,7 @@
 //! Sums run in another order than im2col + gemm (and with fused multiply-adds where the
 //! CPU has them): results agree with candle's convolution to float32 rounding.
 
+use super::conv::zero_columns;
 use pulp::{Simd, WithSimd};
 
 /// The three shifted copies of an h x w plane (see the module's documentation).
@@ -61,9 +62,10 @@ impl Shifted {
                 copy[at + hw..].fill(0.0);
                 // Where the shift wrapped a value around from the row beside (the first
                 // column of copy 0, the last of copy 2, over all h + 2 rows).
+                let rows = &mut copy[..(h + 2) * w];
                 match kx {
-                    0 => (1..h + 2).for_each(|r| copy[r * w] = 0.0),
-                    2 => (0..h + 2).for_each(|r| copy[r * w + w - 1] = 0.0),
+                    0 => zero_columns(rows, w, (1, w)),
+                    2 => zero_columns(rows, w, (0, w - 1)),
                     _ => {}
                 }
             }

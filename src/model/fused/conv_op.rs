@@ -139,17 +139,15 @@ pub(crate) fn backward(s: &ConvShape, n: usize, x: &[f32], w: &[f32], g: &[f32])
     let mut dws = vec![vec![0f32; s.c_out * patch]; parts];
     if let Some(sh) = same3x3(s) {
         let rotated = Packed::new(s.c_out, s.c_in, &direct_conv::rotated(w, s.c_out, s.c_in));
-        // Samples whose inputs and output gradients the weight gradient reads together:
-        // about 1 MB, inside a core's L2 (7 to 16 ResNet samples).
-        let sample_bytes = (s.c_in * sh.copy_len() + s.c_out * plane) * 4;
-        let group = ((1 << 20) / sample_bytes).clamp(1, 16);
+        // Samples whose values the weight gradient reads repeatedly: about 1 MB, inside a
+        // core's L2 (3 to 16 ResNet samples).
+        let group = ((1 << 20) / direct_conv::weight_grad_bytes(sh, s.c_in, s.c_out)).clamp(1, 16);
         let parts_dw: Vec<std::sync::Mutex<Vec<f32>>> = dws.into_iter().map(std::sync::Mutex::new).collect();
         // d(input) is written in full by the kernel: no zero fill first.
         let dx = par_written(n * per_in, part * per_in, |p, dx| {
             // SAFETY: same_conv writes every value of every sample's d(input).
             let dx = unsafe { std::slice::from_raw_parts_mut(dx.as_mut_ptr().cast::<f32>(), dx.len()) };
             let mut dw = parts_dw[p].lock().unwrap_or_else(|e| e.into_inner());
-            let mut xs = Buffers::scratch(sh.plain_len(group * s.c_in));
             let mut dys = Buffers::scratch(s.c_out * sh.stride());
             for (k, dx) in dx.chunks_mut(group * per_in).enumerate() {
                 let (first, samples) = (p * part + k * group, dx.len() / per_in);
@@ -158,11 +156,9 @@ pub(crate) fn backward(s: &ConvShape, n: usize, x: &[f32], w: &[f32], g: &[f32])
                     sh.shift(&g[(first + j) * per_out..][..per_out], s.c_out, &mut dys);
                     direct_conv::same_conv(sh, &rotated, &dys, dx);
                 }
-                sh.plain(&x[first * per_in..][..samples * per_in], samples * s.c_in, &mut xs);
-                let dy = &g[first * per_out..][..samples * per_out];
-                direct_conv::weight_grad(sh, s.c_in, s.c_out, samples, &xs, dy, &mut dw);
+                let (x, dy) = (&x[first * per_in..][..samples * per_in], &g[first * per_out..][..samples * per_out]);
+                direct_conv::weight_grad(sh, s.c_in, s.c_out, samples, x, dy, &mut dw);
             }
-            Buffers::give(xs);
             Buffers::give(dys);
         });
         let dws = parts_dw.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
@@ -287,8 +283,10 @@ mod tests {
             // 3x3 convolutions with stride 1 and padding 1 (the direct kernels, on images
             // 3 wider than high): blocks of 4 output channels and one left over, one
             // output channel, a 1x4 image, more samples than a part's weight-gradient
-            // group (16 for planes this small).
+            // group (16 for planes this small), a plane long enough for the weight
+            // gradient's plane-by-plane order (16x19, 19 vectors of AVX-512).
             (2, 16, 8, 17, 3, 1, 1),
+            (2, 3, 16, 5, 3, 1, 1),
             (1, 3, 7, 1, 3, 1, 1),
             (2, 4, 1, 3, 3, 1, 1),
             (40, 2, 5, 3, 3, 1, 1),

@@ -8,6 +8,7 @@
 //! PyTorch's default linear bias, batch normalisation at scale 1 and shift 0.
 
 use super::fused::add_relu::add_relu;
+use super::fused::basic_block::basic_block;
 use super::fused::conv_bn::conv_bn;
 use super::fused::conv_op::conv2d;
 use super::layers::{BatchNorm2d, EPS, kaiming_normal, uniform_bias};
@@ -78,6 +79,20 @@ struct Block {
 
 impl Block {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train && matches!(self.skip, Skip::Identity) {
+            // One op for the whole block (its two convolutions are 3x3, stride 1).
+            let (a, b) = (&self.a, &self.b);
+            let (y, (stats_a, stats_b)) = basic_block(
+                x,
+                (a.w.as_tensor(), a.bn.gamma.as_tensor(), a.bn.beta.as_tensor()),
+                (b.w.as_tensor(), b.bn.gamma.as_tensor(), b.bn.beta.as_tensor()),
+                EPS,
+            )?;
+            let (n, _, h, w) = y.dims4()?;
+            self.a.bn.update_running(&stats_a, n * h * w)?;
+            self.b.bn.update_running(&stats_b, n * h * w)?;
+            return Ok(y);
+        }
         let h = self.a.forward_relu(x, train)?;
         let h = self.b.forward(&h, train)?;
         let skip = match &self.skip {

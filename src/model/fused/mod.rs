@@ -15,6 +15,7 @@
 
 pub mod add_relu;
 pub mod attention;
+pub mod basic_block;
 pub mod batch_norm;
 pub mod conv;
 pub mod conv_bn;

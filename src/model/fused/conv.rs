@@ -71,22 +71,22 @@ impl ConvShape {
         self.c_in * self.k * self.k
     }
 
-    /// For kernel column `kx`, the output columns `lo..hi` whose input column lies inside
-    /// the image (stride 1), and the input column of output column 0 (`lo + offset`).
+    /// For kernel column `kx`, the output columns `lo..hi` whose input column
+    /// (`ox * stride + kx - pad`) lies inside the image.
     fn inside_columns(&self, kx: usize) -> (usize, usize) {
-        let ow = self.out_w();
-        let lo = self.pad.saturating_sub(kx).min(ow);
-        let hi = (self.w + self.pad).saturating_sub(kx).min(ow).max(lo);
-        (lo, hi)
+        let (ow, st) = (self.out_w(), self.stride);
+        // ox * stride + kx - pad >= 0 from lo on, <= w - 1 up to hi - 1.
+        let lo = self.pad.saturating_sub(kx).div_ceil(st).min(ow);
+        let hi = match (self.w + self.pad).checked_sub(kx + 1) {
+            Some(last) => (last / st + 1).min(ow),
+            None => 0,
+        };
+        (lo, hi.max(lo))
     }
 
     /// The input row read by output row `oy` at kernel row `ky`, if inside the image.
     fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
         (oy * self.stride + ky).checked_sub(self.pad).filter(|&y| y < self.h)
-    }
-
-    fn input_col(&self, ox: usize, kx: usize) -> Option<usize> {
-        (ox * self.stride + kx).checked_sub(self.pad).filter(|&x| x < self.w)
     }
 }
 
@@ -132,8 +132,13 @@ fn im2col_rows(s: &ConvShape, input: &[f32], at: Planes, n: usize, cols: &mut [f
                             dst[hi..].fill(0.0);
                             dst[lo..hi].copy_from_slice(&src[lo + kx - s.pad..hi + kx - s.pad]);
                         } else {
-                            for (ox, d) in dst.iter_mut().enumerate() {
-                                *d = s.input_col(ox, kx).map_or(0.0, |ix| src[ix]);
+                            // Every stride-th input value from the first inside the image.
+                            dst[..lo].fill(0.0);
+                            dst[hi..].fill(0.0);
+                            if lo < hi {
+                                let first = lo * s.stride + kx - s.pad;
+                                let inside = src[first..].iter().step_by(s.stride);
+                                dst[lo..hi].iter_mut().zip(inside).for_each(|(d, &v)| *d = v);
                             }
                         }
                     }
@@ -222,10 +227,10 @@ fn col2im_rows(s: &ConvShape, cols: &mut [f32], n: usize, grad: &mut [f32], at: 
                             let dst = &mut dst[lo + kx - s.pad..hi + kx - s.pad];
                             dst.iter_mut().zip(&src[lo..hi]).for_each(|(d, v)| *d += v);
                         } else {
-                            for (ox, v) in src.iter().enumerate() {
-                                if let Some(ix) = s.input_col(ox, kx) {
-                                    dst[ix] += v;
-                                }
+                            if lo < hi {
+                                let first = lo * s.stride + kx - s.pad;
+                                let inside = dst[first..].iter_mut().step_by(s.stride);
+                                inside.zip(&src[lo..hi]).for_each(|(d, v)| *d += v);
                             }
                         }
                     }
@@ -430,6 +435,22 @@ mod tests {
         check_conv(2, (2, 6, 6), 3, 3, 1, 0); // no padding
         check_conv(1, (1, 3, 3), 2, 4, 1, 2); // even kernel: the output grows
         check_conv(2, (2, 7, 7), 3, 3, 3, 1); // stride 3
+        check_conv(1, (2, 7, 9), 2, 5, 2, 2); // stride 2 with two columns of padding
+        check_conv(2, (1, 5, 8), 2, 2, 3, 0); // stride 3, no padding, a column left over
+    }
+
+    #[test]
+    fn inside_columns_are_those_that_read_the_image() {
+        for (w, k, stride, pad) in [(8, 3, 2, 1), (9, 5, 2, 2), (8, 2, 3, 0), (5, 3, 1, 1), (3, 4, 1, 2), (7, 1, 2, 0)]
+        {
+            let s = ConvShape::new((1, 4, w), 1, k, stride, pad).unwrap();
+            for kx in 0..k {
+                let inside: Vec<usize> =
+                    (0..s.out_w()).filter(|&ox| (ox * stride + kx).checked_sub(pad).is_some_and(|x| x < w)).collect();
+                let (lo, hi) = s.inside_columns(kx);
+                assert_eq!((lo..hi).collect::<Vec<_>>(), inside, "w{w} k{k} stride{stride} pad{pad} kx{kx}");
+            }
+        }
     }
 
     #[test]

@@ -149,6 +149,7 @@ impl CustomOp2 for BasicBlock {
                 })
             });
             let dims = (n, c, hw);
+            // (Without a ReLU batch norm's backward reads no output: d_sum stands in for it.)
             let (dz2, dg2, db2) = batch_norm::backward((z2, g2, &d_sum, &d_sum), dims, stats2, self.eps, false);
             let (dy1, dw2) = conv_op::backward(&s, n, y1, w2, &dz2);
             drop(dz2);

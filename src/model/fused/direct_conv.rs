@@ -299,7 +299,7 @@ pub fn weight_grad_bytes(g: Shifted, c_in: usize, c_out: usize) -> usize {
 /// and samples, then across the lanes. The input is read as [`Shifted`] copies, so every
 /// tap of a run of positions is one vector load with no edge masks; the copies and the
 /// output gradient are put on cache-line boundaries first (unaligned, 6 of 9 loads
-/// straddled two lines: 75 GFLOP/s on one core here, 100-115 aligned).
+/// straddled two lines: 65-77 GFLOP/s on one core here, 85-110 with both aligned).
 pub fn weight_grad(g: Shifted, c_in: usize, c_out: usize, samples: usize, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let hw = g.positions();
     assert!(x.len() >= samples * c_in * hw && dy.len() >= samples * c_out * hw && dw.len() == c_out * c_in * 9);

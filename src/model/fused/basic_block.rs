@@ -10,7 +10,7 @@
 
 use super::conv::ConvShape;
 use super::conv_op::{self, Conv2d, error};
-use super::{batch_norm, op_input, par_written, vectorized};
+use super::{batch_norm, op_input, vectorized};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,14 +28,14 @@ struct Saved {
     z1: Vec<f32>,
     y1: Vec<f32>,
     z2: Vec<f32>,
-    stats: (Stats, Stats),
 }
 
 struct BasicBlock {
     channels: usize,
     eps: f64,
     saved: Mutex<Saved>,
-    /// The two batch norms' statistics, also read by the caller (the running statistics).
+    /// The two batch norms' statistics, for the backward pass and the caller (the running
+    /// statistics).
     stats: Arc<Mutex<(Stats, Stats)>>,
 }
 
@@ -116,8 +116,8 @@ impl CustomOp2 for BasicBlock {
         out.par_chunks_mut(c * hw)
             .zip(x.par_chunks(c * hw))
             .for_each(|(o, x)| vectorized(|| o.iter_mut().zip(x).for_each(|(o, &x)| *o = (*o + x).max(0.0))));
-        *lock(&self.stats) = (stats1.clone(), stats2.clone());
-        *lock(&self.saved) = Saved { z1, y1, z2, stats: (stats1, stats2) };
+        *lock(&self.stats) = (stats1, stats2);
+        *lock(&self.saved) = Saved { z1, y1, z2 };
         Ok((CpuStorage::F32(out), Shape::from(l1.dims())))
     }
 
@@ -130,8 +130,8 @@ impl CustomOp2 for BasicBlock {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let s = self.shape(x.dims())?;
         let (n, c, hw) = (x.dims()[0], self.channels, s.h * s.w);
-        let saved = lock(&self.saved);
-        let Saved { z1, y1, z2, stats: (stats1, stats2) } = &*saved;
+        let (saved, stats) = (lock(&self.saved), lock(&self.stats));
+        let (Saved { z1, y1, z2 }, (stats1, stats2)) = (&*saved, &*stats);
         if z1.len() != n * c * hw || z2.len() != z1.len() || y1.len() != z1.len() {
             return Err(error("basic_block backward: the forward pass's values are missing".into()));
         }
@@ -140,14 +140,7 @@ impl CustomOp2 for BasicBlock {
             let (x, params, out, g) = (v[0], v[1], v[2], v[3]);
             let [w1, g1, _, w2, g2, _] = split(params, c);
             // Through the final ReLU: the gradient of the sum, which is the shortcut's.
-            let d_sum = par_written(g.len(), c * hw, |i, d| {
-                let (at, len) = (i * c * hw, d.len());
-                vectorized(|| {
-                    for ((d, &gv), &o) in d.iter_mut().zip(&g[at..at + len]).zip(&out[at..at + len]) {
-                        d.write(if o > 0.0 { gv } else { 0.0 });
-                    }
-                })
-            });
+            let d_sum = super::relu_grad(g, out);
             let dims = (n, c, hw);
             // (Without a ReLU batch norm's backward reads no output: d_sum stands in for it.)
             let (dz2, dg2, db2) = batch_norm::backward((z2, g2, &d_sum, &d_sum), dims, stats2, self.eps, false);

@@ -250,6 +250,36 @@ fn slurm_settings_in_the_file_are_checked_where_they_are_written() {
 }
 
 #[test]
+fn a_time_limit_that_slurms_early_signal_could_use_up_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    runner()
+        .args(["sweep", "--backend", "slurm", "--dry-run", "--time", "1", "--signal-grace", "30", "--requeue"])
+        .arg(&cfg)
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("a time limit of 1 (60 s) is not more than the signal grace (30 s)")
+                .and(predicate::str::contains("requeued over and over"))
+                .and(predicate::str::contains("above 90 s (e.g. --time 2) or a smaller --signal-grace")),
+        );
+    // From the file, with the default grace of 60 s.
+    let cfg = config(dir.path(), "short", &format!("{FOUR}\n[sweep.slurm]\ntime = \"2:00\"\n"));
+    runner()
+        .args(["sweep", "--backend", "slurm", "--dry-run"])
+        .arg(&cfg)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("a time limit of 2:00 (120 s)").and(predicate::str::contains("(60 s)")));
+    runner()
+        .args(["sweep", "--backend", "slurm", "--dry-run", "--signal-grace", "50"])
+        .arg(&cfg)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("#SBATCH --signal=B:TERM@50\n"));
+}
+
+#[test]
 fn slurm_options_without_the_slurm_backend_are_refused() {
     let dir = TempDir::new().unwrap();
     let cfg = config(dir.path(), "four", FOUR);
@@ -546,15 +576,22 @@ fn a_refused_submission_shows_slurms_message() {
 fn a_run_longer_than_its_time_limit_finishes_through_requeues_like_a_local_run() {
     require_slurm();
     let dir = TempDir::new().unwrap();
-    // About 40 s of training in a debug build, under a 1-minute limit whose SIGTERM comes
-    // 30 s ahead (Slurm may send it up to a minute early): at least one requeue.
+    // About 190 s of training in a debug build on this project's CI machines, under a
+    // 2-minute limit with a 10 s grace. Slurm looks for due signals every 30 s and sends
+    // one up to a minute early, so an attempt gets 50 to 110 s (80 to 110 as this Slurm
+    // does it): at least one requeue, each attempt making progress. (A 1-minute limit with
+    // a 30 s grace, as this test once had, lets Slurm signal each attempt as it starts.)
     let cfg = config(
         dir.path(),
         "rq",
-        "name = \"rq\"\n[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.1\n[train]\nepochs = 1800\nlog_every = 45\n[sweep]\nseeds = [1]\n",
+        "name = \"rq\"\n[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.1\n[train]\nepochs = 7200\nlog_every = 180\n[sweep]\nseeds = [1]\n",
     );
     let (local, cluster) = (dir.path().join("local"), dir.path().join("cluster"));
-    runner().args(["sweep", "-q"]).arg(&cfg).arg("--out").arg(&local).assert().success();
+    // The local run, to compare with, trains beside the cluster's task (one core each).
+    let local_run = {
+        let (cfg, local) = (cfg.clone(), local.clone());
+        std::thread::spawn(move || runner().args(["sweep", "-q"]).arg(&cfg).arg("--out").arg(&local).output().unwrap())
+    };
     let out = runner()
         .args([
             "sweep",
@@ -564,17 +601,19 @@ fn a_run_longer_than_its_time_limit_finishes_through_requeues_like_a_local_run()
             "--poll",
             "1",
             "--time",
-            "1",
+            "2",
             "--signal-grace",
-            "30",
+            "10",
             "--requeue",
         ])
         .arg(&cfg)
         .arg("--out")
         .arg(&cluster)
-        .timeout(Duration::from_secs(540))
+        .timeout(Duration::from_secs(900))
         .output()
         .unwrap();
+    let local_out = local_run.join().unwrap();
+    assert!(local_out.status.success(), "{}", String::from_utf8_lossy(&local_out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let logs: String = fs::read_dir(cluster.join("rq/slurm/logs"))
         .unwrap()

@@ -48,6 +48,9 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
         return Err(input_error("--jobs is for local sweeps; with --backend slurm, use --max-parallel"));
     }
     let options = args.slurm.options().or(exp.slurm.clone());
+    if let Some(problem) = options.signal_window_problem() {
+        return Err(input_error(problem));
+    }
     let threads = exp.runs.iter().map(|r| r.config.train.threads).max().unwrap_or(1);
     let cpus = options.cpus_per_task.unwrap_or(threads);
     for r in &mut exp.runs {

@@ -38,6 +38,11 @@ pub struct SlurmOptions {
 /// Seconds before the time limit at which a task is asked to stop, by default.
 pub const DEFAULT_SIGNAL_GRACE: u64 = 60;
 
+/// How much earlier than `--signal=...@N` asks Slurm may send the signal: its controller
+/// looks for due signals every 30 s and sends one as soon as it could fall due before the
+/// next look (sbatch's manual: "up to 60 seconds earlier than specified").
+pub const SIGNAL_EARLY_BY: u64 = 60;
+
 impl SlurmOptions {
     /// These options, each one that is unset taken from `fallback`.
     pub fn or(self, fallback: SlurmOptions) -> SlurmOptions {
@@ -57,6 +62,47 @@ impl SlurmOptions {
             requeue: self.requeue || fallback.requeue,
         }
     }
+
+    /// Where `--time` leaves a task no sure time to run before its stop signal (the limit
+    /// is at most the grace plus the minute by which Slurm may signal early): what is
+    /// wrong and what would work. With `--requeue` such a task could be stopped and
+    /// requeued again and again without getting anywhere.
+    pub fn signal_window_problem(&self) -> Option<String> {
+        let time = self.time.as_deref()?;
+        let limit = time_seconds(time)?;
+        let grace = self.signal_grace.unwrap_or(DEFAULT_SIGNAL_GRACE);
+        if limit > grace + SIGNAL_EARLY_BY {
+            return None;
+        }
+        let minutes = (grace + SIGNAL_EARLY_BY) / 60 + 1;
+        Some(format!(
+            "a time limit of {time} ({limit} s) is not more than the signal grace ({grace} s) plus the up to \
+             {SIGNAL_EARLY_BY} s by which Slurm may send its signal early: a task may be asked to stop as soon as \
+             it starts{}; give a time limit above {} s (e.g. --time {minutes}) or a smaller --signal-grace \
+             (`time` and `signal_grace` in [sweep.slurm])",
+            if self.requeue { ", and with --requeue be requeued over and over" } else { "" },
+            grace + SIGNAL_EARLY_BY
+        ))
+    }
+}
+
+/// Seconds in a Slurm time limit that `check_time` accepts; `None` for `infinite`.
+pub fn time_seconds(s: &str) -> Option<u64> {
+    let (days, rest) = match s.split_once('-') {
+        Some((d, rest)) => (d.parse::<u64>().ok()?, Some(rest)),
+        None => (0, None),
+    };
+    let parts: Vec<u64> = rest.unwrap_or(s).split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    // Without days: M, M:S, H:M:S. With days: D-H, D-H:M, D-H:M:S.
+    let (h, m, sec) = match (rest.is_some(), parts.as_slice()) {
+        (false, [m]) => (0, *m, 0),
+        (false, [m, sec]) => (0, *m, *sec),
+        (_, [h, m, sec]) => (*h, *m, *sec),
+        (true, [h]) => (*h, 0, 0),
+        (true, [h, m]) => (*h, *m, 0),
+        _ => return None,
+    };
+    Some(((days * 24 + h) * 60 + m) * 60 + sec)
 }
 
 /// Checks a Slurm time limit: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`, or
@@ -109,6 +155,44 @@ mod tests {
         assert_eq!(check_mem("4000"), Ok(()));
         assert!(check_mem("4GB").is_err());
         assert!(check_mem("G").is_err());
+    }
+
+    #[test]
+    fn time_limits_in_seconds_as_slurm_reads_them() {
+        for (s, secs) in [
+            ("30", 1800),
+            ("30:15", 1815),
+            ("1:00:00", 3600),
+            ("2-0", 172_800),
+            ("2-12:30", 217_800),
+            ("1-00:00:05", 86_405),
+        ] {
+            assert_eq!(time_seconds(s), Some(secs), "{s}");
+        }
+        assert_eq!(time_seconds("infinite"), None);
+    }
+
+    #[test]
+    fn a_limit_within_the_grace_and_slurms_early_minute_is_refused_with_what_works() {
+        let opts = |time: &str, grace: Option<u64>, requeue: bool| SlurmOptions {
+            time: Some(time.into()),
+            signal_grace: grace,
+            requeue,
+            ..Default::default()
+        };
+        // 60 s limit, 30 s grace: Slurm may signal at once.
+        let msg = opts("1", Some(30), true).signal_window_problem().unwrap();
+        assert!(msg.contains("a time limit of 1 (60 s)"), "{msg}");
+        assert!(msg.contains("signal grace (30 s)"), "{msg}");
+        assert!(msg.contains("requeued over and over"), "{msg}");
+        assert!(msg.contains("give a time limit above 90 s (e.g. --time 2) or a smaller --signal-grace"), "{msg}");
+        // The default grace is 60 s: two minutes is still not enough.
+        assert!(opts("2", None, false).signal_window_problem().unwrap().contains("above 120 s (e.g. --time 3)"));
+        assert!(!opts("2", None, false).signal_window_problem().unwrap().contains("requeue"));
+        assert_eq!(opts("2", Some(10), true).signal_window_problem(), None);
+        assert_eq!(opts("2:01", None, true).signal_window_problem(), None);
+        assert_eq!(opts("infinite", None, true).signal_window_problem(), None);
+        assert_eq!(SlurmOptions::default().signal_window_problem(), None);
     }
 
     #[test]

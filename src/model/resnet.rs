@@ -79,13 +79,14 @@ struct Block {
 
 impl Block {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        if train && matches!(self.skip, Skip::Identity) {
-            // One op for the whole block (its two convolutions are 3x3, stride 1).
+        if train && !matches!(self.skip, Skip::Project(_)) {
+            // One op for the whole block: its two 3x3 convolutions and the shortcut.
             let (a, b) = (&self.a, &self.b);
             let (y, (stats_a, stats_b)) = basic_block(
                 x,
                 (a.w.as_tensor(), a.bn.gamma.as_tensor(), a.bn.beta.as_tensor()),
                 (b.w.as_tensor(), b.bn.gamma.as_tensor(), b.bn.beta.as_tensor()),
+                a.stride,
                 EPS,
             )?;
             let (n, _, h, w) = y.dims4()?;

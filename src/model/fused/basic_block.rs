@@ -1,12 +1,14 @@
-//! A ResNet basic block with an identity shortcut, in training, as one candle custom op:
-//! `relu(bn2(conv2(relu(bn1(conv1(x))))) + x)` with 3x3 convolutions of stride 1 and
-//! padding 1, and batch statistics. Through candle's autograd the block was three nodes
-//! (two `conv_bn`s and `add_relu`), and every node whose gradient candle gathers costs a
-//! zeroed buffer and an addition of its size (`GradStore::or_insert`), and `x`, read by
-//! the first convolution and the shortcut, one addition more: three activation-sized
-//! buffers zeroed and four added per block, gone now that the block is one node. The
-//! passes are `conv_bn`'s (`conv_op` and `batch_norm`), so values and gradients are the
-//! same as the three ops' one after the other (checked below).
+//! A ResNet basic block in training as one candle custom op:
+//! `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))` with 3x3 convolutions of padding
+//! 1, the first of stride 1 or 2, and batch statistics. The shortcut is the identity where
+//! the shape stays, else option A of He et al. 2016: `x[:, :, ::stride, ::stride]` with
+//! zero channels added on both sides. Through candle's autograd the block was three nodes
+//! (two `conv_bn`s and `add_relu`), plus five for option A's subsampling and padding, and
+//! every node whose gradient candle gathers costs a zeroed buffer and an addition of its
+//! size (`GradStore::or_insert`), and `x`, read by the first convolution and the
+//! shortcut, one addition more: gone now that the block is one node. The passes are
+//! `conv_bn`'s (`conv_op` and `batch_norm`), so values and gradients are the same as the
+//! ops' one after the other (checked below).
 
 use super::conv::ConvShape;
 use super::conv_op::{self, Conv2d, error};
@@ -18,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// Each channel's mean and biased variance over the batch.
 type Stats = Vec<(f64, f64)>;
 
-/// One convolution + batch norm of the block: weights (c, c, 3, 3), scale and shift.
+/// One convolution + batch norm of the block: weights (c_out, c, 3, 3), scale and shift.
 pub type ConvBnParams<'a> = (&'a Tensor, &'a Tensor, &'a Tensor);
 
 /// What the forward pass keeps for the backward pass.
@@ -31,7 +33,10 @@ struct Saved {
 }
 
 struct BasicBlock {
-    channels: usize,
+    c_in: usize,
+    c_out: usize,
+    /// The first convolution's stride, and the shortcut's subsampling.
+    stride: usize,
     eps: f64,
     saved: Mutex<Saved>,
     /// The two batch norms' statistics, for the backward pass and the caller (the running
@@ -43,47 +48,71 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The block on `x` (n, c, h, w) with its two convolutions + batch norms (`eps` inside the
-/// roots), and the statistics of each batch norm (the running statistics need them).
-/// Gradients for `x` and every parameter.
+/// The block on `x` (n, c_in, h, w) with its two convolutions + batch norms (`eps` inside
+/// the roots), the first of `stride`, and the statistics of each batch norm (the running
+/// statistics need them). A block that keeps `x`'s shape (stride 1, as many channels
+/// out as in) adds `x`; one that changes it (option A) adds `x` subsampled by `stride`
+/// and padded with `(c_out - c_in) / 2` zero channels on each side. Gradients for `x` and
+/// every parameter.
 pub fn basic_block(
     x: &Tensor,
     (w1, gamma1, beta1): ConvBnParams<'_>,
     (w2, gamma2, beta2): ConvBnParams<'_>,
+    stride: usize,
     eps: f64,
 ) -> candle_core::Result<(Tensor, (Stats, Stats))> {
-    let c = x.dims().get(1).copied().unwrap_or(0);
-    for w in [w1, w2] {
-        if w.dims() != [c, c, 3, 3] {
-            return Err(error(format!(
-                "basic_block of {:?} takes ({c}, {c}, 3, 3) weights, not {:?}",
-                x.dims(),
-                w.dims()
-            )));
-        }
+    let c_in = x.dims().get(1).copied().unwrap_or(0);
+    let c_out = w1.dims().first().copied().unwrap_or(0);
+    if w1.dims() != [c_out, c_in, 3, 3] || w2.dims() != [c_out, c_out, 3, 3] {
+        return Err(error(format!(
+            "basic_block of {:?} takes ({c_out}, {c_in}, 3, 3) and ({c_out}, {c_out}, 3, 3) weights, not {:?} and {:?}",
+            x.dims(),
+            w1.dims(),
+            w2.dims()
+        )));
     }
-    // All parameters as one tensor: a custom op takes at most three inputs.
+    if stride == 0 || c_out < c_in || !(c_out - c_in).is_multiple_of(2) {
+        return Err(error(format!(
+            "basic_block: the shortcut pads {c_in} channels equally on both sides to {c_out} with a stride of 1 or more, not {stride}"
+        )));
+    }
+    // All parameters as one tensor: a custom op takes three inputs at most.
     let params = Tensor::cat(&[&w1.flatten_all()?, gamma1, beta1, &w2.flatten_all()?, gamma2, beta2], 0)?;
     let stats = Arc::new(Mutex::new(Default::default()));
-    let op = BasicBlock { channels: c, eps, saved: Mutex::default(), stats: stats.clone() };
+    let op = BasicBlock { c_in, c_out, stride, eps, saved: Mutex::default(), stats: stats.clone() };
     let y = x.contiguous()?.apply_op2(&params, op)?;
     let stats = lock(&stats).clone();
     Ok((y, stats))
 }
 
 /// The parameters' places in the concatenated tensor: w1, gamma1, beta1, w2, gamma2, beta2.
-fn split(params: &[f32], c: usize) -> [&[f32]; 6] {
-    let (w1, rest) = params.split_at(c * c * 9);
-    let (g1, rest) = rest.split_at(c);
-    let (b1, rest) = rest.split_at(c);
-    let (w2, rest) = rest.split_at(c * c * 9);
-    let (g2, b2) = rest.split_at(c);
+fn split(params: &[f32], c_in: usize, c_out: usize) -> [&[f32]; 6] {
+    let (w1, rest) = params.split_at(c_out * c_in * 9);
+    let (g1, rest) = rest.split_at(c_out);
+    let (b1, rest) = rest.split_at(c_out);
+    let (w2, rest) = rest.split_at(c_out * c_out * 9);
+    let (g2, b2) = rest.split_at(c_out);
     [w1, g1, b1, w2, g2, b2]
 }
 
 impl BasicBlock {
-    fn shape(&self, x: &[usize]) -> candle_core::Result<ConvShape> {
-        Conv2d { stride: 1, pad: 1 }.shape(x, &[self.channels, self.channels, 3, 3])
+    /// The two convolutions' shapes for an input of dimensions `x`.
+    fn shapes(&self, x: &[usize]) -> candle_core::Result<(ConvShape, ConvShape)> {
+        let (c_in, c_out) = (self.c_in, self.c_out);
+        let s1 = Conv2d { stride: self.stride, pad: 1 }.shape(x, &[c_out, c_in, 3, 3])?;
+        let s2 = Conv2d { stride: 1, pad: 1 }.shape(&[x[0], c_out, s1.out_h(), s1.out_w()], &[c_out, c_out, 3, 3])?;
+        Ok((s1, s2))
+    }
+
+    /// Where the shortcut reads: for each of the `c_in` input planes of a sample, the
+    /// output plane it is added to and, for each output value of that plane, its index
+    /// in the input plane (`None` for the identity: plane for plane, value for value).
+    fn subsampled(&self, s: &ConvShape) -> Option<Vec<usize>> {
+        if self.stride == 1 && self.c_in == self.c_out {
+            return None;
+        }
+        let (oh, ow) = (s.out_h(), s.out_w());
+        Some((0..oh).flat_map(|i| (0..ow).map(move |j| i * self.stride * s.w + j * self.stride)).collect())
     }
 }
 
@@ -99,26 +128,37 @@ impl CustomOp2 for BasicBlock {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let s = self.shape(l1.dims())?;
+        let (sh1, sh2) = self.shapes(l1.dims())?;
         let (x, params) = (op_input(s1, l1, "basic_block")?, op_input(s2, l2, "basic_block")?);
-        let (n, c, hw) = (l1.dims()[0], self.channels, s.out_h() * s.out_w());
-        if params.len() != 2 * (c * c * 9 + 2 * c) || s.c_out != s.c_in || hw != s.h * s.w {
-            return Err(error(format!("basic_block of {c} channels: {} parameter values", params.len())));
+        let (n, c_in, c) = (l1.dims()[0], self.c_in, self.c_out);
+        let (hw_in, hw) = (sh1.h * sh1.w, sh1.out_h() * sh1.out_w());
+        if params.len() != c * c_in * 9 + c * c * 9 + 4 * c {
+            return Err(error(format!("basic_block of {c_in} -> {c} channels: {} parameter values", params.len())));
         }
-        let [w1, g1, b1, w2, g2, b2] = split(params, c);
-        let z1 = conv_op::forward(&s, n, x, w1);
+        let [w1, g1, b1, w2, g2, b2] = split(params, c_in, c);
+        let z1 = conv_op::forward(&sh1, n, x, w1);
         let stats1 = batch_norm::channel_stats(&z1, (n, c, hw));
         let y1 = batch_norm::normalize(&z1, (c, hw), (g1, b1), &stats1, self.eps, true);
-        let z2 = conv_op::forward(&s, n, &y1, w2);
+        let z2 = conv_op::forward(&sh2, n, &y1, w2);
         let stats2 = batch_norm::channel_stats(&z2, (n, c, hw));
         let mut out = batch_norm::normalize(&z2, (c, hw), (g2, b2), &stats2, self.eps, false);
         // + the shortcut, through the ReLU (as add_relu: max(a + b, 0)).
-        out.par_chunks_mut(c * hw)
-            .zip(x.par_chunks(c * hw))
-            .for_each(|(o, x)| vectorized(|| o.iter_mut().zip(x).for_each(|(o, &x)| *o = (*o + x).max(0.0))));
+        let subsampled = self.subsampled(&sh1);
+        let pad = (c - c_in) / 2;
+        out.par_chunks_mut(c * hw).zip(x.par_chunks(c_in * hw_in)).for_each(|(o, x)| {
+            match &subsampled {
+                None => vectorized(|| o.iter_mut().zip(x).for_each(|(o, &x)| *o += x)),
+                Some(at) => {
+                    for (o, x) in o[pad * hw..].chunks_exact_mut(hw).zip(x.chunks_exact(hw_in)) {
+                        o.iter_mut().zip(at).for_each(|(o, &i)| *o += x[i]);
+                    }
+                }
+            }
+            vectorized(|| o.iter_mut().for_each(|o| *o = o.max(0.0)));
+        });
         *lock(&self.stats) = (stats1, stats2);
         *lock(&self.saved) = Saved { z1, y1, z2 };
-        Ok((CpuStorage::F32(out), Shape::from(l1.dims())))
+        Ok((CpuStorage::F32(out), Shape::from((n, c, sh1.out_h(), sh1.out_w()))))
     }
 
     fn bwd(
@@ -128,8 +168,9 @@ impl CustomOp2 for BasicBlock {
         out: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let s = self.shape(x.dims())?;
-        let (n, c, hw) = (x.dims()[0], self.channels, s.h * s.w);
+        let (sh1, sh2) = self.shapes(x.dims())?;
+        let (n, c_in, c) = (x.dims()[0], self.c_in, self.c_out);
+        let (hw_in, hw) = (sh1.h * sh1.w, sh1.out_h() * sh1.out_w());
         let (saved, stats) = (lock(&self.saved), lock(&self.stats));
         let (Saved { z1, y1, z2 }, (stats1, stats2)) = (&*saved, &*stats);
         if z1.len() != n * c * hw || z2.len() != z1.len() || y1.len() != z1.len() {
@@ -138,20 +179,27 @@ impl CustomOp2 for BasicBlock {
         let inputs = [x.contiguous()?, params.contiguous()?, out.contiguous()?, grad.contiguous()?];
         let (dx, dparams) = super::with_values_all(&inputs, |v| {
             let (x, params, out, g) = (v[0], v[1], v[2], v[3]);
-            let [w1, g1, _, w2, g2, _] = split(params, c);
+            let [w1, g1, _, w2, g2, _] = split(params, c_in, c);
             // Through the final ReLU: the gradient of the sum, which is the shortcut's.
             let d_sum = super::relu_grad(g, out);
             let dims = (n, c, hw);
             // (Without a ReLU batch norm's backward reads no output: d_sum stands in for it.)
             let (dz2, dg2, db2) = batch_norm::backward((z2, g2, &d_sum, &d_sum), dims, stats2, self.eps, false);
-            let (dy1, dw2) = conv_op::backward(&s, n, y1, w2, &dz2);
+            let (dy1, dw2) = conv_op::backward(&sh2, n, y1, w2, &dz2);
             drop(dz2);
             let (dz1, dg1, db1) = batch_norm::backward((z1, g1, &dy1, y1), dims, stats1, self.eps, true);
             drop(dy1);
-            let (mut dx, dw1) = conv_op::backward(&s, n, x, w1, &dz1);
-            dx.par_chunks_mut(c * hw)
-                .zip(d_sum.par_chunks(c * hw))
-                .for_each(|(d, s)| vectorized(|| d.iter_mut().zip(s).for_each(|(d, &s)| *d += s)));
+            let (mut dx, dw1) = conv_op::backward(&sh1, n, x, w1, &dz1);
+            let subsampled = self.subsampled(&sh1);
+            let pad = (c - c_in) / 2;
+            dx.par_chunks_mut(c_in * hw_in).zip(d_sum.par_chunks(c * hw)).for_each(|(d, s)| match &subsampled {
+                None => vectorized(|| d.iter_mut().zip(s).for_each(|(d, &s)| *d += s)),
+                Some(at) => {
+                    for (d, s) in d.chunks_exact_mut(hw_in).zip(s[pad * hw..].chunks_exact(hw)) {
+                        at.iter().zip(s).for_each(|(&i, &s)| d[i] += s);
+                    }
+                }
+            });
             let dparams: Vec<f32> = [dw1, dg1, db1, dw2, dg2, db2].concat();
             (dx, dparams)
         })
@@ -173,28 +221,54 @@ mod tests {
 
     #[test]
     fn values_gradients_and_statistics_match_two_conv_bns_and_add_relu() {
-        // Odd sizes, one sample, images wider than high and a plane long enough for the
-        // weight gradient's plane-by-plane order (16x17).
-        for (n, c, h, w) in [(3, 4, 6, 6), (1, 3, 5, 9), (2, 5, 16, 17)] {
-            let what = format!("n{n} c{c} {h}x{w}");
+        // (n, c_in, c_out, h, w, stride). Identity shortcuts: odd sizes, one sample, images
+        // wider than high and a plane long enough for the weight gradient's plane-by-plane
+        // order (16x17). Option A: stride 2 on even and odd sides, and channels padded at
+        // stride 1.
+        for (n, c_in, c_out, h, w, stride) in [
+            (3, 4, 4, 6, 6, 1),
+            (1, 3, 3, 5, 9, 1),
+            (2, 5, 5, 16, 17, 1),
+            (2, 4, 8, 8, 8, 2),
+            (3, 3, 5, 7, 9, 2),
+            (1, 2, 6, 16, 18, 2),
+            (2, 2, 4, 5, 5, 1),
+        ] {
+            let what = format!("n{n} c{c_in}->{c_out} {h}x{w} stride {stride}");
             let var = |shape: &[usize], seed| Var::from_tensor(&values(shape, seed, 1.0)).unwrap();
-            let x = var(&[n, c, h, w], 1);
-            let scale = |seed| Var::from_tensor(&values(&[c], seed, 0.5).affine(1.0, 1.0).unwrap()).unwrap();
-            let (w1, g1, b1) = (var(&[c, c, 3, 3], 2), scale(3), var(&[c], 4));
-            let (w2, g2, b2) = (var(&[c, c, 3, 3], 5), scale(6), var(&[c], 7));
+            let x = var(&[n, c_in, h, w], 1);
+            let scale = |seed| Var::from_tensor(&values(&[c_out], seed, 0.5).affine(1.0, 1.0).unwrap()).unwrap();
+            let (w1, g1, b1) = (var(&[c_out, c_in, 3, 3], 2), scale(3), var(&[c_out], 4));
+            let (w2, g2, b2) = (var(&[c_out, c_out, 3, 3], 5), scale(6), var(&[c_out], 7));
             let (y, (s1, s2)) = basic_block(
                 x.as_tensor(),
                 (w1.as_tensor(), g1.as_tensor(), b1.as_tensor()),
                 (w2.as_tensor(), g2.as_tensor(), b2.as_tensor()),
+                stride,
                 1e-5,
             )
             .unwrap();
-            // The same through the three ops.
+            // The same through the separate ops; option A's shortcut through candle's
+            // index_select and pad_with_zeros.
             let (h1, want_s1) =
-                conv_bn(x.as_tensor(), w1.as_tensor(), (g1.as_tensor(), b1.as_tensor()), (1, 1), 1e-5, true).unwrap();
+                conv_bn(x.as_tensor(), w1.as_tensor(), (g1.as_tensor(), b1.as_tensor()), (stride, 1), 1e-5, true)
+                    .unwrap();
             let (h2, want_s2) =
                 conv_bn(&h1, w2.as_tensor(), (g2.as_tensor(), b2.as_tensor()), (1, 1), 1e-5, false).unwrap();
-            let want = add_relu(&h2, x.as_tensor()).unwrap();
+            let every = |len: usize| {
+                let at: Vec<u32> = (0..len as u32).step_by(stride).collect();
+                Tensor::new(at, x.device()).unwrap()
+            };
+            let shortcut = x
+                .as_tensor()
+                .index_select(&every(h), 2)
+                .unwrap()
+                .index_select(&every(w), 3)
+                .unwrap()
+                .pad_with_zeros(1, (c_out - c_in) / 2, (c_out - c_in) / 2)
+                .unwrap();
+            let want = add_relu(&h2, &shortcut).unwrap();
+            assert_eq!(y.dims(), want.dims(), "{what}");
             assert_eq!((s1, s2), (want_s1, want_s2), "{what} statistics");
             assert!(max_diff(&y, &want) < 1e-5, "{what} values: {}", max_diff(&y, &want));
             let probe = values(y.dims(), 9, 1.0);
@@ -208,10 +282,15 @@ mod tests {
     }
 
     #[test]
-    fn weights_of_another_shape_are_refused() {
+    fn weights_and_shortcuts_of_another_shape_are_refused() {
         let x = values(&[1, 4, 5, 5], 1, 1.0);
         let (w, g, b) = (values(&[4, 3, 3, 3], 2, 1.0), values(&[4], 3, 1.0), values(&[4], 4, 1.0));
-        let err = basic_block(&x, (&w, &g, &b), (&w, &g, &b), 1e-5).unwrap_err().to_string();
-        assert!(err.contains("takes (4, 4, 3, 3) weights, not [4, 3, 3, 3]"), "{err}");
+        let err = basic_block(&x, (&w, &g, &b), (&w, &g, &b), 1, 1e-5).unwrap_err().to_string();
+        assert!(err.contains("takes (4, 4, 3, 3) and (4, 4, 3, 3) weights, not [4, 3, 3, 3]"), "{err}");
+        // 4 channels cannot be padded equally to 7.
+        let (w1, w2) = (values(&[7, 4, 3, 3], 2, 1.0), values(&[7, 7, 3, 3], 2, 1.0));
+        let (g, b) = (values(&[7], 3, 1.0), values(&[7], 4, 1.0));
+        let err = basic_block(&x, (&w1, &g, &b), (&w2, &g, &b), 2, 1e-5).unwrap_err().to_string();
+        assert!(err.contains("pads 4 channels equally on both sides to 7"), "{err}");
     }
 }

@@ -8,9 +8,10 @@
 //! PyTorch's default linear bias, batch normalisation at scale 1 and shift 0.
 
 use super::fused::add_relu::add_relu;
-use super::fused::basic_block::basic_block;
+use super::fused::basic_block::{ConvBnParams, basic_block};
 use super::fused::conv_bn::conv_bn;
 use super::fused::conv_op::conv2d;
+use super::fused::resnet_trunk::{BlockParams, resnet_trunk};
 use super::layers::{BatchNorm2d, EPS, kaiming_normal, uniform_bias};
 use super::spec::Shortcut;
 use anyhow::{Result, bail};
@@ -221,13 +222,34 @@ impl Resnet {
 
     /// The logits of a batch `x` (n, c*h*w); `train` normalises with batch statistics and
     /// updates the running ones.
+    /// The stem and every block in training as one op (option-A shortcuts), and the
+    /// running statistics of each batch norm updated from the batch's.
+    fn trunk(&self, x: &Tensor) -> Result<Tensor> {
+        fn params(l: &ConvBn) -> ConvBnParams<'_> {
+            (l.w.as_tensor(), l.bn.gamma.as_tensor(), l.bn.beta.as_tensor())
+        }
+        let blocks: Vec<BlockParams<'_>> =
+            self.blocks.iter().map(|b| (params(&b.a), params(&b.b), b.a.stride)).collect();
+        let (y, stats) = resnet_trunk(x, params(&self.stem), &blocks, EPS)?;
+        let layers = std::iter::once(&self.stem).chain(self.blocks.iter().flat_map(|b| [&b.a, &b.b]));
+        for (layer, (stats, count)) in layers.zip(&stats) {
+            layer.bn.update_running(stats, *count)?;
+        }
+        Ok(y)
+    }
+
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (c, h, w) = self.image;
         let x = x.reshape((x.dim(0)?, c, h, w))?;
-        let mut h = self.stem.forward_relu(&x, train)?;
-        for b in &self.blocks {
-            h = b.forward(&h, train)?;
-        }
+        let h = if train && self.blocks.iter().all(|b| !matches!(b.skip, Skip::Project(_))) {
+            self.trunk(&x)?
+        } else {
+            let mut h = self.stem.forward_relu(&x, train)?;
+            for b in &self.blocks {
+                h = b.forward(&h, train)?;
+            }
+            h
+        };
         let pooled = h.mean(3)?.mean(2)?;
         Ok(pooled.matmul(self.fc_w.as_tensor())?.broadcast_add(self.fc_b.as_tensor())?)
     }

@@ -12,10 +12,10 @@
 
 use super::conv::ConvShape;
 use super::conv_op::{self, Conv2d, error};
-use super::{batch_norm, op_input, vectorized};
+use super::{batch_norm, lock, op_input, vectorized};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 /// Each channel's mean and biased variance over the batch.
 type Stats = Vec<(f64, f64)>;
@@ -23,29 +23,184 @@ type Stats = Vec<(f64, f64)>;
 /// One convolution + batch norm of the block: weights (c_out, c, 3, 3), scale and shift.
 pub type ConvBnParams<'a> = (&'a Tensor, &'a Tensor, &'a Tensor);
 
-/// What the forward pass keeps for the backward pass.
+/// What a block's forward pass keeps for its backward pass.
 #[derive(Default)]
-struct Saved {
+pub(crate) struct Saved {
     /// The first convolution's output, its batch norm + ReLU, the second convolution's.
     z1: Vec<f32>,
     y1: Vec<f32>,
     z2: Vec<f32>,
+    /// The two batch norms' statistics.
+    stats: (Stats, Stats),
+}
+
+impl Saved {
+    /// The two batch norms' statistics (the running statistics need them).
+    pub(crate) fn stats(&self) -> &(Stats, Stats) {
+        &self.stats
+    }
+}
+
+/// A block's channels and the first convolution's stride (also the shortcut's).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct BlockShape {
+    pub c_in: usize,
+    pub c_out: usize,
+    pub stride: usize,
+}
+
+impl BlockShape {
+    /// The block of these two convolutions' weights on `x` (n, c_in, h, w), or what is
+    /// wrong with them.
+    pub(crate) fn of(x: &[usize], w1: &[usize], w2: &[usize], stride: usize) -> candle_core::Result<BlockShape> {
+        let c_in = x.get(1).copied().unwrap_or(0);
+        let c_out = w1.first().copied().unwrap_or(0);
+        if w1 != [c_out, c_in, 3, 3] || w2 != [c_out, c_out, 3, 3] {
+            return Err(error(format!(
+                "basic_block of {x:?} takes ({c_out}, {c_in}, 3, 3) and ({c_out}, {c_out}, 3, 3) weights, not {w1:?} and {w2:?}"
+            )));
+        }
+        if stride == 0 || c_out < c_in || !(c_out - c_in).is_multiple_of(2) {
+            return Err(error(format!(
+                "basic_block: the shortcut pads {c_in} channels equally on both sides to {c_out} with a stride of 1 or more, not {stride}"
+            )));
+        }
+        Ok(BlockShape { c_in, c_out, stride })
+    }
+
+    /// Values of the block's parameters: w1, gamma1, beta1, w2, gamma2, beta2.
+    pub(crate) fn param_len(&self) -> usize {
+        let (c_in, c) = (self.c_in, self.c_out);
+        c * c_in * 9 + c * c * 9 + 4 * c
+    }
+
+    /// The two convolutions' shapes for an input of dimensions `x`.
+    fn convs(&self, x: &[usize]) -> candle_core::Result<(ConvShape, ConvShape)> {
+        let (c_in, c_out) = (self.c_in, self.c_out);
+        let s1 = Conv2d { stride: self.stride, pad: 1 }.shape(x, &[c_out, c_in, 3, 3])?;
+        let s2 = Conv2d { stride: 1, pad: 1 }.shape(&[x[0], c_out, s1.out_h(), s1.out_w()], &[c_out, c_out, 3, 3])?;
+        Ok((s1, s2))
+    }
+
+    /// The output's dimensions for an input of dimensions `x`.
+    pub(crate) fn out_dims(&self, x: &[usize]) -> candle_core::Result<[usize; 4]> {
+        let (s1, _) = self.convs(x)?;
+        Ok([x[0], self.c_out, s1.out_h(), s1.out_w()])
+    }
+
+    /// The parameters' places in their concatenation: w1, gamma1, beta1, w2, gamma2, beta2.
+    fn split<'a>(&self, params: &'a [f32]) -> [&'a [f32]; 6] {
+        let (c_in, c_out) = (self.c_in, self.c_out);
+        let (w1, rest) = params.split_at(c_out * c_in * 9);
+        let (g1, rest) = rest.split_at(c_out);
+        let (b1, rest) = rest.split_at(c_out);
+        let (w2, rest) = rest.split_at(c_out * c_out * 9);
+        let (g2, b2) = rest.split_at(c_out);
+        [w1, g1, b1, w2, g2, b2]
+    }
+
+    /// Where the shortcut reads: `None` for the identity (plane for plane, value for
+    /// value), else for each output value of a plane its index in the input plane.
+    fn subsampled(&self, s: &ConvShape) -> Option<Vec<usize>> {
+        if self.stride == 1 && self.c_in == self.c_out {
+            return None;
+        }
+        let (oh, ow) = (s.out_h(), s.out_w());
+        Some((0..oh).flat_map(|i| (0..ow).map(move |j| i * self.stride * s.w + j * self.stride)).collect())
+    }
+}
+
+/// The block's output on `x` (of dimensions `dims`), and what its backward pass needs.
+pub(crate) fn forward(
+    b: &BlockShape,
+    dims: &[usize],
+    x: &[f32],
+    params: &[f32],
+    eps: f64,
+) -> candle_core::Result<(Vec<f32>, Saved)> {
+    let (sh1, sh2) = b.convs(dims)?;
+    let (n, c_in, c) = (dims[0], b.c_in, b.c_out);
+    let (hw_in, hw) = (sh1.h * sh1.w, sh1.out_h() * sh1.out_w());
+    if params.len() != b.param_len() || x.len() != n * c_in * hw_in {
+        return Err(error(format!(
+            "basic_block of {c_in} -> {c} channels on {dims:?}: {} parameter values, {} input values",
+            params.len(),
+            x.len()
+        )));
+    }
+    let [w1, g1, b1, w2, g2, b2] = b.split(params);
+    let z1 = conv_op::forward(&sh1, n, x, w1);
+    let stats1 = batch_norm::channel_stats(&z1, (n, c, hw));
+    let y1 = batch_norm::normalize(&z1, (c, hw), (g1, b1), &stats1, eps, true);
+    let z2 = conv_op::forward(&sh2, n, &y1, w2);
+    let stats2 = batch_norm::channel_stats(&z2, (n, c, hw));
+    let mut out = batch_norm::normalize(&z2, (c, hw), (g2, b2), &stats2, eps, false);
+    // + the shortcut, through the ReLU (as add_relu: max(a + b, 0)).
+    let subsampled = b.subsampled(&sh1);
+    let pad = (c - c_in) / 2;
+    out.par_chunks_mut(c * hw).zip(x.par_chunks(c_in * hw_in)).for_each(|(o, x)| {
+        match &subsampled {
+            None => vectorized(|| o.iter_mut().zip(x).for_each(|(o, &x)| *o += x)),
+            Some(at) => {
+                for (o, x) in o[pad * hw..].chunks_exact_mut(hw).zip(x.chunks_exact(hw_in)) {
+                    o.iter_mut().zip(at).for_each(|(o, &i)| *o += x[i]);
+                }
+            }
+        }
+        vectorized(|| o.iter_mut().for_each(|o| *o = o.max(0.0)));
+    });
+    Ok((out, Saved { z1, y1, z2, stats: (stats1, stats2) }))
+}
+
+/// The gradients (d x, d params) of [`forward`] on `x` (of dimensions `dims`), whose
+/// output was `out` and what it kept `saved`, given the gradient `g` of its output.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward(
+    b: &BlockShape,
+    dims: &[usize],
+    x: &[f32],
+    params: &[f32],
+    out: &[f32],
+    g: &[f32],
+    saved: &Saved,
+    eps: f64,
+) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
+    let (sh1, sh2) = b.convs(dims)?;
+    let (n, c_in, c) = (dims[0], b.c_in, b.c_out);
+    let (hw_in, hw) = (sh1.h * sh1.w, sh1.out_h() * sh1.out_w());
+    let Saved { z1, y1, z2, stats: (stats1, stats2) } = saved;
+    if z1.len() != n * c * hw || z2.len() != z1.len() || y1.len() != z1.len() {
+        return Err(error("basic_block backward: the forward pass's values are missing".into()));
+    }
+    let [w1, g1, _, w2, g2, _] = b.split(params);
+    // Through the final ReLU: the gradient of the sum, which is the shortcut's.
+    let d_sum = super::relu_grad(g, out);
+    let dims = (n, c, hw);
+    // (Without a ReLU batch norm's backward reads no output: d_sum stands in for it.)
+    let (dz2, dg2, db2) = batch_norm::backward((z2, g2, &d_sum, &d_sum), dims, stats2, eps, false);
+    let (dy1, dw2) = conv_op::backward(&sh2, n, y1, w2, &dz2);
+    drop(dz2);
+    let (dz1, dg1, db1) = batch_norm::backward((z1, g1, &dy1, y1), dims, stats1, eps, true);
+    drop(dy1);
+    let (mut dx, dw1) = conv_op::backward(&sh1, n, x, w1, &dz1);
+    let subsampled = b.subsampled(&sh1);
+    let pad = (c - c_in) / 2;
+    dx.par_chunks_mut(c_in * hw_in).zip(d_sum.par_chunks(c * hw)).for_each(|(d, s)| match &subsampled {
+        None => vectorized(|| d.iter_mut().zip(s).for_each(|(d, &s)| *d += s)),
+        Some(at) => {
+            for (d, s) in d.chunks_exact_mut(hw_in).zip(s[pad * hw..].chunks_exact(hw)) {
+                at.iter().zip(s).for_each(|(&i, &s)| d[i] += s);
+            }
+        }
+    });
+    Ok((dx, [dw1, dg1, db1, dw2, dg2, db2].concat()))
 }
 
 struct BasicBlock {
-    c_in: usize,
-    c_out: usize,
-    /// The first convolution's stride, and the shortcut's subsampling.
-    stride: usize,
+    shape: BlockShape,
     eps: f64,
-    saved: Mutex<Saved>,
-    /// The two batch norms' statistics, for the backward pass and the caller (the running
-    /// statistics).
-    stats: Arc<Mutex<(Stats, Stats)>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    /// From the forward pass, for the backward pass and the caller (the statistics).
+    saved: Arc<Mutex<Saved>>,
 }
 
 /// The block on `x` (n, c_in, h, w) with its two convolutions + batch norms (`eps` inside
@@ -61,59 +216,14 @@ pub fn basic_block(
     stride: usize,
     eps: f64,
 ) -> candle_core::Result<(Tensor, (Stats, Stats))> {
-    let c_in = x.dims().get(1).copied().unwrap_or(0);
-    let c_out = w1.dims().first().copied().unwrap_or(0);
-    if w1.dims() != [c_out, c_in, 3, 3] || w2.dims() != [c_out, c_out, 3, 3] {
-        return Err(error(format!(
-            "basic_block of {:?} takes ({c_out}, {c_in}, 3, 3) and ({c_out}, {c_out}, 3, 3) weights, not {:?} and {:?}",
-            x.dims(),
-            w1.dims(),
-            w2.dims()
-        )));
-    }
-    if stride == 0 || c_out < c_in || !(c_out - c_in).is_multiple_of(2) {
-        return Err(error(format!(
-            "basic_block: the shortcut pads {c_in} channels equally on both sides to {c_out} with a stride of 1 or more, not {stride}"
-        )));
-    }
+    let shape = BlockShape::of(x.dims(), w1.dims(), w2.dims(), stride)?;
     // All parameters as one tensor: a custom op takes three inputs at most.
     let params = Tensor::cat(&[&w1.flatten_all()?, gamma1, beta1, &w2.flatten_all()?, gamma2, beta2], 0)?;
-    let stats = Arc::new(Mutex::new(Default::default()));
-    let op = BasicBlock { c_in, c_out, stride, eps, saved: Mutex::default(), stats: stats.clone() };
+    let saved = Arc::new(Mutex::new(Saved::default()));
+    let op = BasicBlock { shape, eps, saved: saved.clone() };
     let y = x.contiguous()?.apply_op2(&params, op)?;
-    let stats = lock(&stats).clone();
+    let stats = lock(&saved).stats.clone();
     Ok((y, stats))
-}
-
-/// The parameters' places in the concatenated tensor: w1, gamma1, beta1, w2, gamma2, beta2.
-fn split(params: &[f32], c_in: usize, c_out: usize) -> [&[f32]; 6] {
-    let (w1, rest) = params.split_at(c_out * c_in * 9);
-    let (g1, rest) = rest.split_at(c_out);
-    let (b1, rest) = rest.split_at(c_out);
-    let (w2, rest) = rest.split_at(c_out * c_out * 9);
-    let (g2, b2) = rest.split_at(c_out);
-    [w1, g1, b1, w2, g2, b2]
-}
-
-impl BasicBlock {
-    /// The two convolutions' shapes for an input of dimensions `x`.
-    fn shapes(&self, x: &[usize]) -> candle_core::Result<(ConvShape, ConvShape)> {
-        let (c_in, c_out) = (self.c_in, self.c_out);
-        let s1 = Conv2d { stride: self.stride, pad: 1 }.shape(x, &[c_out, c_in, 3, 3])?;
-        let s2 = Conv2d { stride: 1, pad: 1 }.shape(&[x[0], c_out, s1.out_h(), s1.out_w()], &[c_out, c_out, 3, 3])?;
-        Ok((s1, s2))
-    }
-
-    /// Where the shortcut reads: for each of the `c_in` input planes of a sample, the
-    /// output plane it is added to and, for each output value of that plane, its index
-    /// in the input plane (`None` for the identity: plane for plane, value for value).
-    fn subsampled(&self, s: &ConvShape) -> Option<Vec<usize>> {
-        if self.stride == 1 && self.c_in == self.c_out {
-            return None;
-        }
-        let (oh, ow) = (s.out_h(), s.out_w());
-        Some((0..oh).flat_map(|i| (0..ow).map(move |j| i * self.stride * s.w + j * self.stride)).collect())
-    }
 }
 
 impl CustomOp2 for BasicBlock {
@@ -128,37 +238,10 @@ impl CustomOp2 for BasicBlock {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (sh1, sh2) = self.shapes(l1.dims())?;
         let (x, params) = (op_input(s1, l1, "basic_block")?, op_input(s2, l2, "basic_block")?);
-        let (n, c_in, c) = (l1.dims()[0], self.c_in, self.c_out);
-        let (hw_in, hw) = (sh1.h * sh1.w, sh1.out_h() * sh1.out_w());
-        if params.len() != c * c_in * 9 + c * c * 9 + 4 * c {
-            return Err(error(format!("basic_block of {c_in} -> {c} channels: {} parameter values", params.len())));
-        }
-        let [w1, g1, b1, w2, g2, b2] = split(params, c_in, c);
-        let z1 = conv_op::forward(&sh1, n, x, w1);
-        let stats1 = batch_norm::channel_stats(&z1, (n, c, hw));
-        let y1 = batch_norm::normalize(&z1, (c, hw), (g1, b1), &stats1, self.eps, true);
-        let z2 = conv_op::forward(&sh2, n, &y1, w2);
-        let stats2 = batch_norm::channel_stats(&z2, (n, c, hw));
-        let mut out = batch_norm::normalize(&z2, (c, hw), (g2, b2), &stats2, self.eps, false);
-        // + the shortcut, through the ReLU (as add_relu: max(a + b, 0)).
-        let subsampled = self.subsampled(&sh1);
-        let pad = (c - c_in) / 2;
-        out.par_chunks_mut(c * hw).zip(x.par_chunks(c_in * hw_in)).for_each(|(o, x)| {
-            match &subsampled {
-                None => vectorized(|| o.iter_mut().zip(x).for_each(|(o, &x)| *o += x)),
-                Some(at) => {
-                    for (o, x) in o[pad * hw..].chunks_exact_mut(hw).zip(x.chunks_exact(hw_in)) {
-                        o.iter_mut().zip(at).for_each(|(o, &i)| *o += x[i]);
-                    }
-                }
-            }
-            vectorized(|| o.iter_mut().for_each(|o| *o = o.max(0.0)));
-        });
-        *lock(&self.stats) = (stats1, stats2);
-        *lock(&self.saved) = Saved { z1, y1, z2 };
-        Ok((CpuStorage::F32(out), Shape::from((n, c, sh1.out_h(), sh1.out_w()))))
+        let (out, saved) = forward(&self.shape, l1.dims(), x, params, self.eps)?;
+        *lock(&self.saved) = saved;
+        Ok((CpuStorage::F32(out), Shape::from(self.shape.out_dims(l1.dims())?.to_vec())))
     }
 
     fn bwd(
@@ -168,42 +251,12 @@ impl CustomOp2 for BasicBlock {
         out: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (sh1, sh2) = self.shapes(x.dims())?;
-        let (n, c_in, c) = (x.dims()[0], self.c_in, self.c_out);
-        let (hw_in, hw) = (sh1.h * sh1.w, sh1.out_h() * sh1.out_w());
-        let (saved, stats) = (lock(&self.saved), lock(&self.stats));
-        let (Saved { z1, y1, z2 }, (stats1, stats2)) = (&*saved, &*stats);
-        if z1.len() != n * c * hw || z2.len() != z1.len() || y1.len() != z1.len() {
-            return Err(error("basic_block backward: the forward pass's values are missing".into()));
-        }
+        let saved = lock(&self.saved);
         let inputs = [x.contiguous()?, params.contiguous()?, out.contiguous()?, grad.contiguous()?];
         let (dx, dparams) = super::with_values_all(&inputs, |v| {
-            let (x, params, out, g) = (v[0], v[1], v[2], v[3]);
-            let [w1, g1, _, w2, g2, _] = split(params, c_in, c);
-            // Through the final ReLU: the gradient of the sum, which is the shortcut's.
-            let d_sum = super::relu_grad(g, out);
-            let dims = (n, c, hw);
-            // (Without a ReLU batch norm's backward reads no output: d_sum stands in for it.)
-            let (dz2, dg2, db2) = batch_norm::backward((z2, g2, &d_sum, &d_sum), dims, stats2, self.eps, false);
-            let (dy1, dw2) = conv_op::backward(&sh2, n, y1, w2, &dz2);
-            drop(dz2);
-            let (dz1, dg1, db1) = batch_norm::backward((z1, g1, &dy1, y1), dims, stats1, self.eps, true);
-            drop(dy1);
-            let (mut dx, dw1) = conv_op::backward(&sh1, n, x, w1, &dz1);
-            let subsampled = self.subsampled(&sh1);
-            let pad = (c - c_in) / 2;
-            dx.par_chunks_mut(c_in * hw_in).zip(d_sum.par_chunks(c * hw)).for_each(|(d, s)| match &subsampled {
-                None => vectorized(|| d.iter_mut().zip(s).for_each(|(d, &s)| *d += s)),
-                Some(at) => {
-                    for (d, s) in d.chunks_exact_mut(hw_in).zip(s[pad * hw..].chunks_exact(hw)) {
-                        at.iter().zip(s).for_each(|(&i, &s)| d[i] += s);
-                    }
-                }
-            });
-            let dparams: Vec<f32> = [dw1, dg1, db1, dw2, dg2, db2].concat();
-            (dx, dparams)
+            backward(&self.shape, x.dims(), v[0], v[1], v[2], v[3], &saved, self.eps)
         })
-        .map_err(|e| error(format!("basic_block backward: {e}")))?;
+        .map_err(|e| error(format!("basic_block backward: {e}")))??;
         Ok((
             Some(Tensor::from_vec(dx, x.shape(), x.device())?),
             Some(Tensor::from_vec(dparams, params.shape(), params.device())?),

@@ -8,9 +8,9 @@
 
 use super::batch_norm;
 use super::conv_op::{self, Conv2d, error};
-use super::op_input;
+use super::{lock, op_input};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 /// Each channel's mean and biased variance over the batch.
 type Stats = Vec<(f64, f64)>;
@@ -23,10 +23,6 @@ struct ConvBn {
     z: Mutex<Vec<f32>>,
     /// The batch statistics of `z`, also read by the caller (the running statistics).
     stats: Arc<Mutex<Stats>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// `x` (n, c_in, h, w) convolved with `w` (c_out, c_in, k, k) (stride, zero padding

@@ -25,6 +25,7 @@ pub mod gelu;
 pub mod layer_norm;
 pub mod linear;
 mod lockstep;
+pub mod resnet_trunk;
 pub mod self_attention;
 pub mod team;
 #[cfg(test)]
@@ -38,6 +39,12 @@ use conv::{ConvShape, Planes};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 use std::sync::Mutex;
+
+/// A custom op's saved values, also after a panic elsewhere poisoned their lock (they
+/// are replaced whole, never left half written).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The f32 values of a custom op's contiguous input (the ops of this directory ask for
 /// contiguous tensors); `op` names the op in the error.

@@ -1,6 +1,7 @@
 //! The fused step of a dense network on several threads: every product is split between
 //! the threads (the forward products and d(input) by output columns, the weight gradients
-//! by their rows, so each thread packs only its share of the larger operand), which go
+//! by their rows, so each thread packs only its share of the larger operand; the first
+//! layer's forward product by its inputs, see below), which go
 //! through the step's products together and wait for each other (spinning briefly, then
 //! yielding) only where one product needs the whole result of the one before.
 //!
@@ -122,8 +123,10 @@ fn share(len: usize, team: usize, me: usize, align: usize) -> (usize, usize) {
 /// The summed loss over the rows `rows` of `data`, with the gradients of `layers` written
 /// to `grads` (the address and length of each layer's weight then bias gradient), on as
 /// many threads as the current rayon pool has, together (its team). Each value is computed
-/// as one thread computes it, except that the products' column blocks may be summed in
-/// another order by the product kernels.
+/// as one thread computes it, except that the first layer's product is summed in one part
+/// per thread (then the parts in thread order) and the products' column blocks may be
+/// summed in another order by the product kernels: float rounding apart, the same values
+/// at every thread count, and the same bits at the same count.
 pub(super) fn dense_step(
     layers: &[Layer<'_>],
     activation: Activation,
@@ -134,7 +137,7 @@ pub(super) fn dense_step(
     let team = rayon::current_num_threads();
     let n = rows.len();
     let last = layers.len() - 1;
-    let mut x = Buffers::scratch(n * features);
+    let mut x = Buffers::scratch(if team > 1 { 0 } else { n * features });
     let mut outs: Vec<Vec<f32>> = layers.iter().map(|l| Buffers::scratch(n * l.outputs)).collect();
     // dz[l]: the loss's gradient with respect to layer l's output (the last one's is `last_dz`).
     let mut dz: Vec<Vec<f32>> =
@@ -156,6 +159,13 @@ pub(super) fn dense_step(
             Shared { ptr, len, cols: l.outputs }
         })
         .collect();
+    // With several participants the first layer goes by its inputs (see below): each
+    // one's partial product, n x outputs.
+    let split = team > 1;
+    let first = &layers[0];
+    let mut partials: Vec<Vec<f32>> =
+        (0..if split { team } else { 0 }).map(|_| Buffers::scratch(n * first.outputs)).collect();
+    let partial_s: Vec<Shared> = partials.iter_mut().map(|p| Shared::new(p, first.outputs)).collect();
     let barrier = Barrier { arrived: AtomicUsize::new(0), team };
     let next_row = AtomicUsize::new(0);
     let scale = 1.0 / n as f32;
@@ -164,21 +174,57 @@ pub(super) fn dense_step(
         let mut round = 0;
         // SAFETY (every block below): participant `me` writes only its own share of rows or
         // columns between two barriers, and reads whole matrices only after a barrier.
-        // The batch's rows, claimed 8 at a time: a participant that starts late (woken by
-        // the broadcast) finds the others have gathered them.
-        loop {
-            let start = next_row.fetch_add(8, Ordering::Relaxed);
-            if start >= n {
-                break;
+        // Its share of the first layer's inputs (also the rows of that layer's weight
+        // gradient it computes, and about the rows of W its optimizer share updates).
+        let k = share(features, team, me, 16);
+        let kw = k.1 - k.0;
+        let mut xk = if split { Buffers::scratch(n * kw) } else { Vec::new() };
+        if split {
+            // The first layer by its inputs: each participant gathers its own columns of
+            // the batch and multiplies them by its own rows of W, both in its own cache
+            // (split by outputs, each read all of the batch and of W, half of them from the
+            // other core's cache, after the other's gather and optimizer update); then
+            // each sums the partial products over its own output columns.
+            for (i, &r) in rows.iter().enumerate() {
+                xk[i * kw..][..kw].copy_from_slice(&data[r as usize * features + k.0..][..kw]);
             }
-            for (i, &r) in rows[start..(start + 8).min(n)].iter().enumerate() {
-                unsafe { x_s.block(start + i, (0, features)) }
-                    .copy_from_slice(&data[r as usize * features..][..features]);
+            let all = ((0, n), (0, first.outputs));
+            if kw == 0 {
+                (0..n).for_each(|r| unsafe { partial_s[me].block(r, (0, first.outputs)) }.fill(0.0));
+            } else {
+                let w = &first.w[k.0 * first.outputs..];
+                unsafe { partial_s[me].matmul(all, kw, &xk, (kw, 1), w, (first.outputs, 1), false) };
             }
+            barrier.wait(&mut round);
+            let cols = share(first.outputs, team, me, 16);
+            for r in 0..n {
+                let o = unsafe { out_s[0].block(r, cols) };
+                o.copy_from_slice(&first.b[cols.0..cols.1]);
+                for p in &partial_s {
+                    let p = &unsafe { p.all() }[r * first.outputs..][cols.0..cols.1];
+                    o.iter_mut().zip(p).for_each(|(o, v)| *o += v);
+                }
+                if last > 0 {
+                    activate(activation, o);
+                }
+            }
+            barrier.wait(&mut round);
+        } else {
+            // The batch's rows, claimed 8 at a time.
+            loop {
+                let start = next_row.fetch_add(8, Ordering::Relaxed);
+                if start >= n {
+                    break;
+                }
+                for (i, &r) in rows[start..(start + 8).min(n)].iter().enumerate() {
+                    unsafe { x_s.block(start + i, (0, features)) }
+                        .copy_from_slice(&data[r as usize * features..][..features]);
+                }
+            }
+            barrier.wait(&mut round);
         }
-        barrier.wait(&mut round);
         let (r0, r1) = share(n, team, me, 1);
-        for (l, layer) in layers.iter().enumerate() {
+        for (l, layer) in layers.iter().enumerate().skip(usize::from(split)) {
             let input = if l == 0 { unsafe { x_s.all() } } else { unsafe { out_s[l - 1].all() } };
             let cols = share(layer.outputs, team, me, 16);
             for r in 0..n {
@@ -218,7 +264,14 @@ pub(super) fn dense_step(
             // (and the product kernel packs) its own columns of the input, not all of them.
             let (i0, i1) = share(layer.inputs, team, me, 16);
             let rows = ((i0, i1), (0, layer.outputs));
-            unsafe { gw.matmul(rows, n, &input[i0..], (1, layer.inputs), d, (layer.outputs, 1), false) };
+            if l == 0 && split {
+                // The first layer's inputs are the columns this participant gathered.
+                if kw > 0 {
+                    unsafe { gw.matmul(rows, n, &xk, (1, kw), d, (layer.outputs, 1), false) };
+                }
+            } else {
+                unsafe { gw.matmul(rows, n, &input[i0..], (1, layer.inputs), d, (layer.outputs, 1), false) };
+            }
             // db = the column sums of dz, a block of columns each.
             let db = unsafe { gb.block(0, cols) };
             db.fill(0.0);
@@ -246,8 +299,10 @@ pub(super) fn dense_step(
                 barrier.wait(&mut round);
             }
         }
+        Buffers::give(xk);
     });
     Buffers::give(x);
+    partials.into_iter().for_each(Buffers::give);
     Buffers::give(last_dz);
     outs.into_iter().chain(dz).for_each(Buffers::give);
     losses.into_iter().map(|l| l.into_inner().unwrap_or_else(|e| e.into_inner())).sum()

@@ -886,8 +886,8 @@ mod tests {
     }
 
     /// Dense networks on several threads (lockstep.rs: column blocks of 16, a narrow last
-    /// layer on the first thread alone) give candle's gradients, and one thread's loss and
-    /// gradients to float rounding.
+    /// layer on the first thread alone, the first layer by its inputs) give candle's
+    /// gradients, and one thread's loss and gradients to float rounding.
     #[test]
     fn lockstep_dense_steps_match_candle_and_one_thread() {
         let spec = ModelSpec::Mlp { hidden: vec![40, 33], activation: Activation::Tanh, dropout: 0.0 };
@@ -914,8 +914,9 @@ mod tests {
             (loss, values)
         };
         let (one, two) = (step(1), step(2));
-        assert!((one.0 - two.0).abs() < 1e-9, "loss {} vs {}", one.0, two.0);
-        // The product kernels may sum a column block in another order: float rounding.
+        assert!((one.0 - two.0).abs() <= 1e-6 * one.0.abs(), "loss {} vs {}", one.0, two.0);
+        // The first layer's product is summed in one part per thread, and the product
+        // kernels may sum a column block in another order: float rounding.
         for (a, b) in one.1.iter().flatten().zip(two.1.iter().flatten()) {
             assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "one thread {a} vs two {b}");
         }

@@ -220,8 +220,6 @@ impl Resnet {
             + self.fc_b.elem_count()
     }
 
-    /// The logits of a batch `x` (n, c*h*w); `train` normalises with batch statistics and
-    /// updates the running ones.
     /// The stem and every block in training as one op (option-A shortcuts), and the
     /// running statistics of each batch norm updated from the batch's.
     fn trunk(&self, x: &Tensor) -> Result<Tensor> {
@@ -238,6 +236,8 @@ impl Resnet {
         Ok(y)
     }
 
+    /// The logits of a batch `x` (n, c*h*w); `train` normalises with batch statistics and
+    /// updates the running ones.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (c, h, w) = self.image;
         let x = x.reshape((x.dim(0)?, c, h, w))?;

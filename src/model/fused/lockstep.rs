@@ -163,6 +163,7 @@ pub(super) fn dense_step(
     // one's partial product, n x outputs.
     let split = team > 1;
     let first = &layers[0];
+    assert_eq!(first.inputs, features, "the first layer takes the rows' features");
     let mut partials: Vec<Vec<f32>> =
         (0..if split { team } else { 0 }).map(|_| Buffers::scratch(n * first.outputs)).collect();
     let partial_s: Vec<Shared> = partials.iter_mut().map(|p| Shared::new(p, first.outputs)).collect();

@@ -11,8 +11,9 @@
 //! ops' one after the other (checked below).
 
 use super::conv::ConvShape;
-use super::conv_op::{self, Conv2d, error};
-use super::{batch_norm, lock, op_input, vectorized};
+use super::conv_bn;
+use super::conv_op::{Conv2d, error};
+use super::{lock, op_input, vectorized};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -129,12 +130,8 @@ pub(crate) fn forward(
         )));
     }
     let [w1, g1, b1, w2, g2, b2] = b.split(params);
-    let z1 = conv_op::forward(&sh1, n, x, w1);
-    let stats1 = batch_norm::channel_stats(&z1, (n, c, hw));
-    let y1 = batch_norm::normalize(&z1, (c, hw), (g1, b1), &stats1, eps, true);
-    let z2 = conv_op::forward(&sh2, n, &y1, w2);
-    let stats2 = batch_norm::channel_stats(&z2, (n, c, hw));
-    let mut out = batch_norm::normalize(&z2, (c, hw), (g2, b2), &stats2, eps, false);
+    let (y1, z1, stats1) = conv_bn::forward(&sh1, n, (x, w1), (g1, b1), eps, true);
+    let (mut out, z2, stats2) = conv_bn::forward(&sh2, n, (&y1, w2), (g2, b2), eps, false);
     // + the shortcut, through the ReLU (as add_relu: max(a + b, 0)).
     let subsampled = b.subsampled(&sh1);
     let pad = (c - c_in) / 2;
@@ -175,14 +172,10 @@ pub(crate) fn backward(
     let [w1, g1, _, w2, g2, _] = b.split(params);
     // Through the final ReLU: the gradient of the sum, which is the shortcut's.
     let d_sum = super::relu_grad(g, out);
-    let dims = (n, c, hw);
     // (Without a ReLU batch norm's backward reads no output: d_sum stands in for it.)
-    let (dz2, dg2, db2) = batch_norm::backward((z2, g2, &d_sum, &d_sum), dims, stats2, eps, false);
-    let (dy1, dw2) = conv_op::backward(&sh2, n, y1, w2, &dz2);
-    drop(dz2);
-    let (dz1, dg1, db1) = batch_norm::backward((z1, g1, &dy1, y1), dims, stats1, eps, true);
+    let (dy1, dw2, dg2, db2) = conv_bn::backward(&sh2, n, (y1, w2, g2), (z2, stats2), &d_sum, &d_sum, eps, false);
+    let (mut dx, dw1, dg1, db1) = conv_bn::backward(&sh1, n, (x, w1, g1), (z1, stats1), y1, &dy1, eps, true);
     drop(dy1);
-    let (mut dx, dw1) = conv_op::backward(&sh1, n, x, w1, &dz1);
     let subsampled = b.subsampled(&sh1);
     let pad = (c - c_in) / 2;
     dx.par_chunks_mut(c_in * hw_in).zip(d_sum.par_chunks(c * hw)).for_each(|(d, s)| match &subsampled {

@@ -7,6 +7,7 @@
 //! the other (checked below).
 
 use super::batch_norm;
+use super::conv::ConvShape;
 use super::conv_op::{self, Conv2d, error};
 use super::{lock, op_input};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
@@ -47,6 +48,42 @@ pub fn conv_bn(
     Ok((y, stats))
 }
 
+/// The forward pass on `n` samples `x` of shape `s` with weights `w`: the output, and the
+/// convolution's output and its batch statistics, which the backward pass needs.
+pub(crate) fn forward(
+    s: &ConvShape,
+    n: usize,
+    (x, w): (&[f32], &[f32]),
+    affine: (&[f32], &[f32]),
+    eps: f64,
+    relu: bool,
+) -> (Vec<f32>, Vec<f32>, Stats) {
+    let (c, hw) = (s.c_out, s.out_h() * s.out_w());
+    let z = conv_op::forward(s, n, x, w);
+    let stats = batch_norm::channel_stats(&z, (n, c, hw));
+    let y = batch_norm::normalize(&z, (c, hw), affine, &stats, eps, relu);
+    (y, z, stats)
+}
+
+/// The gradients (d x, d w, d gamma, d beta) of [`forward`], given what it kept (`z`,
+/// `stats`), its output `y` (read only through the ReLU) and the output's gradient `g`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward(
+    s: &ConvShape,
+    n: usize,
+    (x, w, gamma): (&[f32], &[f32], &[f32]),
+    (z, stats): (&[f32], &[(f64, f64)]),
+    y: &[f32],
+    g: &[f32],
+    eps: f64,
+    relu: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let dims = (n, s.c_out, s.out_h() * s.out_w());
+    let (dz, dgamma, dbeta) = batch_norm::backward((z, gamma, g, y), dims, stats, eps, relu);
+    let (dx, dw) = conv_op::backward(s, n, x, w, &dz);
+    (dx, dw, dgamma, dbeta)
+}
+
 impl CustomOp3 for ConvBn {
     fn name(&self) -> &'static str {
         "runner-conv-batch-norm"
@@ -63,13 +100,11 @@ impl CustomOp3 for ConvBn {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let s = self.conv.shape(l1.dims(), l2.dims())?;
         let (x, w, affine) = (op_input(s1, l1, "conv_bn")?, op_input(s2, l2, "conv_bn")?, op_input(s3, l3, "conv_bn")?);
-        let (n, c, hw) = (l1.dims()[0], s.c_out, s.out_h() * s.out_w());
+        let (n, c) = (l1.dims()[0], s.c_out);
         if affine.len() != 2 * c {
             return Err(error(format!("conv_bn of {c} channels takes {c} scales and {c} shifts")));
         }
-        let z = conv_op::forward(&s, n, x, w);
-        let stats = batch_norm::channel_stats(&z, (n, c, hw));
-        let y = batch_norm::normalize(&z, (c, hw), affine.split_at(c), &stats, self.eps, self.relu);
+        let (y, z, stats) = forward(&s, n, (x, w), affine.split_at(c), self.eps, self.relu);
         *lock(&self.z) = z;
         *lock(&self.stats) = stats;
         Ok((CpuStorage::F32(y), Shape::from((n, c, s.out_h(), s.out_w()))))
@@ -92,9 +127,7 @@ impl CustomOp3 for ConvBn {
         let inputs = [x.contiguous()?, w.contiguous()?, affine.contiguous()?, y.contiguous()?, grad.contiguous()?];
         let (dx, dw, daffine) = super::with_values_all(&inputs, |v| {
             let (x, w, gamma, y, g) = (v[0], v[1], &v[2][..c], v[3], v[4]);
-            let (dz, mut dgamma, dbeta) =
-                batch_norm::backward((&z, gamma, g, y), (n, c, hw), &stats, self.eps, self.relu);
-            let (dx, dw) = conv_op::backward(&s, n, x, w, &dz);
+            let (dx, dw, mut dgamma, dbeta) = backward(&s, n, (x, w, gamma), (&z, &stats), y, g, self.eps, self.relu);
             dgamma.extend(dbeta);
             (dx, dw, dgamma)
         })

@@ -11,8 +11,8 @@
 
 use super::basic_block::{self, BlockShape, ConvBnParams, Saved};
 use super::conv::ConvShape;
-use super::conv_op::{self, Conv2d, error};
-use super::{batch_norm, lock, op_input};
+use super::conv_op::{Conv2d, error};
+use super::{conv_bn, lock, op_input};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use std::sync::{Arc, Mutex};
 
@@ -140,11 +140,9 @@ impl CustomOp2 for ResnetTrunk {
         let (x, params) = (op_input(s1, l1, "resnet_trunk")?, op_input(s2, l2, "resnet_trunk")?);
         let ([w0, g0, b0], block_params) = self.split(params)?;
         let s0 = self.stem(l1.dims())?;
-        let (n, c0, hw0) = (l1.dims()[0], self.c0, s0.out_h() * s0.out_w());
-        let z0 = conv_op::forward(&s0, n, x, w0);
-        let stem_stats = batch_norm::channel_stats(&z0, (n, c0, hw0));
-        let mut h = batch_norm::normalize(&z0, (c0, hw0), (g0, b0), &stem_stats, self.eps, true);
-        let mut dims = [n, c0, s0.out_h(), s0.out_w()];
+        let n = l1.dims()[0];
+        let (mut h, z0, stem_stats) = conv_bn::forward(&s0, n, (x, w0), (g0, b0), self.eps, true);
+        let mut dims = [n, self.c0, s0.out_h(), s0.out_w()];
         let (mut inputs, mut blocks) = (Vec::with_capacity(self.blocks.len()), Vec::with_capacity(self.blocks.len()));
         for (b, p) in self.blocks.iter().zip(block_params) {
             let (out, saved) = basic_block::forward(b, &dims, &h, p, self.eps)?;
@@ -174,36 +172,26 @@ impl CustomOp2 for ResnetTrunk {
             let (x, params, out, g) = (v[0], v[1], v[2], v[3]);
             let ([w0, g0, _], block_params) = self.split(params)?;
             let s0 = self.stem(x_dims)?;
-            let (n, c0, hw0) = (x_dims[0], self.c0, s0.out_h() * s0.out_w());
-            let mut dparams = vec![0f32; params.len()];
-            // Block i's parameters start after the stem's and those of the blocks before.
-            let stem_len = c0 * self.c_image * 9;
-            let mut offsets = Vec::with_capacity(block_params.len());
-            let mut at = stem_len + 2 * c0;
-            for p in &block_params {
-                offsets.push(at);
-                at += p.len();
-            }
             // From the last block back: the gradient reaching block i's output (the op's,
             // then each later block's input gradient) and block i's output (the op's, then
             // the input of the block after it).
             let (mut d_out, mut next_input): (Option<Vec<f32>>, Option<Vec<f32>>) = (None, None);
+            let mut block_grads = vec![Vec::new(); self.blocks.len()];
             for (i, b) in self.blocks.iter().enumerate().rev() {
                 let (x_i, dims) = inputs.pop().expect("one input per block");
                 let saved = blocks.pop().expect("saved values per block");
                 let (out_i, g_i) = (next_input.as_deref().unwrap_or(out), d_out.as_deref().unwrap_or(g));
                 let (dx, dp) = basic_block::backward(b, &dims, &x_i, block_params[i], out_i, g_i, &saved, self.eps)?;
                 drop(saved);
-                dparams[offsets[i]..][..dp.len()].copy_from_slice(&dp);
+                block_grads[i] = dp;
                 (d_out, next_input) = (Some(dx), Some(x_i));
             }
             // The stem: its output is the first block's input.
             let (y0, d) = (next_input.as_deref().unwrap_or(out), d_out.as_deref().unwrap_or(g));
-            let (dz0, dg0, db0) = batch_norm::backward((&z0, g0, d, y0), (n, c0, hw0), &stem_stats, self.eps, true);
-            let (dx, dw0) = conv_op::backward(&s0, n, x, w0, &dz0);
-            dparams[..stem_len].copy_from_slice(&dw0);
-            dparams[stem_len..][..c0].copy_from_slice(&dg0);
-            dparams[stem_len + c0..][..c0].copy_from_slice(&db0);
+            let (dx, dw0, dg0, db0) =
+                conv_bn::backward(&s0, x_dims[0], (x, w0, g0), (&z0, &stem_stats), y0, d, self.eps, true);
+            // In the parameters' order: the stem's, then each block's.
+            let dparams = [dw0, dg0, db0].into_iter().chain(block_grads).collect::<Vec<_>>().concat();
             Ok((dx, dparams))
         })
         .map_err(|e| error(format!("resnet_trunk backward: {e}")))??;
@@ -299,10 +287,12 @@ mod tests {
         let want_grads = want.sum_all().unwrap().backward().unwrap();
         let (a, b) = (grads.get(&x).unwrap(), want_grads.get(&x).unwrap());
         assert!(max_diff(a, b) < 1e-4, "dx: {}", max_diff(a, b));
-        // Images as a plain tensor: no gradient for them.
-        let (y, _) = resnet_trunk(&x.as_tensor().detach(), params(&stem), &blocks, 1e-5).unwrap();
+        // Images as a plain tensor: no gradient for them (candle would store one for an
+        // input the op returns a gradient for, tracked or not).
+        let images = x.as_tensor().detach();
+        let (y, _) = resnet_trunk(&images, params(&stem), &blocks, 1e-5).unwrap();
         let grads = y.sum_all().unwrap().backward().unwrap();
-        assert!(grads.get(x.as_tensor()).is_none());
+        assert!(grads.get(&images).is_none());
         assert!(grads.get(&stem[0]).is_some());
     }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod interrupt;
+pub mod kernels;
 pub mod lr_find;
 pub mod model;
 pub mod optim;

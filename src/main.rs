@@ -9,8 +9,8 @@ use runner::error::{InputError, Interrupted};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    runner::train::candle_threads::limit_spinning();
-    runner::train::heap::keep_freed_memory();
+    runner::kernels::candle_threads::limit_spinning();
+    runner::kernels::heap::keep_freed_memory();
     let cli = Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

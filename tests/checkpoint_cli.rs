@@ -367,7 +367,10 @@ fn eval_takes_another_configs_data_and_refuses_data_the_model_cannot_read() {
     );
     let o = runner().arg("eval").arg(&run).arg("--data").arg(&moons).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("has shape [64, 128], the model built for moons has [2, 128]"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("dense.0.weight has shape [128, 64], the model built for moons has [128, 2]")
+    );
     // No best weights without a monitored metric; not a run directory.
     let o = runner().arg("eval").arg(&run).args(["--weights", "best"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));

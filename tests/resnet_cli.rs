@@ -43,12 +43,18 @@ fn the_cifar_configs_run_as_they_are_on_cifar_shaped_data() {
     assert_eq!(summary["parameters"], 75_290, "{summary}");
     assert!(summary["final_metrics"]["val_loss"].as_f64().unwrap().is_finite());
     // model.safetensors: 7 convolutions with batch norm (weight, scale, shift), the linear
-    // layer's 2, then 7 x 2 running statistics.
+    // layer's 2, then 7 x 2 running statistics, named as PyTorch's state_dict() names them.
     let weights = fs::read(run.join("model.safetensors")).unwrap();
     let tensors = safetensors::SafeTensors::deserialize(&weights).unwrap();
     assert_eq!(tensors.len(), 7 * 3 + 2 + 7 * 2);
-    // The last tensor is the last batch norm's running variance: moved from 1 by training.
-    let last = tensors.tensor(&format!("param.{}", 7 * 3 + 2 + 7 * 2 - 1)).unwrap();
+    let mut names = tensors.names();
+    names.sort();
+    assert_eq!(names[..3], ["blocks.0.a.bn.bias", "blocks.0.a.bn.running_mean", "blocks.0.a.bn.running_var"]);
+    // The linear layer's weight as PyTorch holds it: (out, in).
+    assert_eq!(tensors.tensor("fc.weight").unwrap().shape(), &[10, 64]);
+    assert_eq!(tensors.tensor("stem.conv.weight").unwrap().shape(), &[16, 3, 3, 3]);
+    // The last batch norm's running variance: moved from 1 by training.
+    let last = tensors.tensor("blocks.2.b.bn.running_var").unwrap();
     let values: Vec<f32> = last.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
     assert_eq!(values.len(), 64);
     assert!(values.iter().any(|v| (v - 1.0).abs() > 1e-3), "{values:?}");

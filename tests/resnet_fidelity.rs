@@ -12,12 +12,12 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use common::fidelity::{check_with_pytorch, torch_python};
-use runner::model::{Model, ModelSpec, Shortcut, cross_entropy};
+use runner::model::{Mode, ModelSpec, Network, Shortcut, cross_entropy};
 use runner::optim::{Optimizer, OptimizerSpec};
 
-fn build() -> Model {
+fn build() -> Box<dyn Network> {
     let spec = ModelSpec::Resnet { depth: 20, width: 1, shortcut: Shortcut::A, weight_decay_bn: false };
-    Model::new(&spec, 3 * 32 * 32, 10, Some((3, 32, 32)), 7).unwrap()
+    runner::model::build(&spec, 3 * 32 * 32, 10, Some((3, 32, 32)), 7, runner::model::Kernels::Auto).unwrap()
 }
 
 #[test]
@@ -44,10 +44,10 @@ fn resnet20_matches_pytorch_in_forward_gradients_and_50_sgd_steps() {
     out.push(("x".into(), x.clone()));
     out.push(("y".into(), y.to_dtype(candle_core::DType::F32).unwrap()));
     // Evaluation mode at the start (running statistics 0 and 1).
-    out.push(("eval_logits".into(), model.forward(&x, None).unwrap()));
+    out.push(("eval_logits".into(), model.forward(&x, Mode::Eval).unwrap()));
     // Training mode: batch statistics, gradients, then the moved running statistics.
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
-    let logits = model.forward(&x, Some(&mut rng)).unwrap();
+    let logits = model.forward(&x, Mode::Train(&mut rng)).unwrap();
     let loss = cross_entropy(&logits, &y).unwrap();
     let grads = loss.backward().unwrap();
     out.push(("train_logits".into(), logits.detach()));
@@ -68,7 +68,7 @@ fn resnet20_matches_pytorch_in_forward_gradients_and_50_sgd_steps() {
     let mut optimizer = Optimizer::new(&spec, model.vars()).unwrap().with_decay_mask(model.decay_mask()).unwrap();
     let mut losses = Vec::new();
     for _ in 0..steps {
-        let loss = cross_entropy(&model.forward(&x, Some(&mut rng)).unwrap(), &y).unwrap();
+        let loss = cross_entropy(&model.forward(&x, Mode::Train(&mut rng)).unwrap(), &y).unwrap();
         losses.push(loss.to_scalar::<f32>().unwrap());
         optimizer.step(&loss.backward().unwrap(), lr).unwrap();
     }

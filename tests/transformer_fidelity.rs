@@ -11,14 +11,14 @@ mod common;
 use candle_core::{Device, Tensor};
 use common::fidelity::{check_with_pytorch, torch_python};
 use runner::model::transformer::DecayOn;
-use runner::model::{Model, ModelSpec, cross_entropy};
+use runner::model::{Mode, ModelSpec, Network, cross_entropy};
 use runner::optim::{Optimizer, OptimizerSpec};
 
 const VOCAB: usize = 23;
 const CONTEXT: usize = 16;
 const BATCH: usize = 6;
 
-fn build() -> Model {
+fn build() -> Box<dyn Network> {
     let spec = ModelSpec::Transformer {
         layers: 2,
         heads: 4,
@@ -28,7 +28,7 @@ fn build() -> Model {
         bias: true,
         weight_decay_on: DecayOn::Matrices,
     };
-    Model::new(&spec, CONTEXT, VOCAB, None, 7).unwrap()
+    runner::model::build(&spec, CONTEXT, VOCAB, None, 7, runner::model::Kernels::Auto).unwrap()
 }
 
 /// A batch of windows of a token stream with structure (so training lowers the loss):
@@ -69,7 +69,7 @@ fn transformer_matches_pytorch_in_logits_gradients_and_50_adamw_steps() {
     let (x, y) = batch(0);
     out.push(("x".into(), x.clone()));
     out.push(("y".into(), y.clone()));
-    let logits = model.forward(&x, None).unwrap();
+    let logits = model.forward(&x, Mode::Eval).unwrap();
     let loss = cross_entropy(&logits, &y).unwrap();
     let grads = loss.backward().unwrap();
     out.push(("logits".into(), logits.detach()));
@@ -83,7 +83,7 @@ fn transformer_matches_pytorch_in_logits_gradients_and_50_adamw_steps() {
     let mut losses = Vec::new();
     for k in 0..steps {
         let (x, y) = batch(k + 1);
-        let loss = cross_entropy(&model.forward(&x, None).unwrap(), &y).unwrap();
+        let loss = cross_entropy(&model.forward(&x, Mode::Eval).unwrap(), &y).unwrap();
         losses.push(loss.to_scalar::<f32>().unwrap());
         optimizer.step(&loss.backward().unwrap(), lr).unwrap();
         out.push((format!("batch_x.{k}"), x));

@@ -32,7 +32,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         }
     };
     let data = data::Cache::default().get(&dataset)?;
-    let result = train::evaluate_params(&run.run_spec(), &data, &params)?;
+    let what = format!("{}", dir.join(format!("{name}.safetensors")).display());
+    let result = train::evaluate_params(&run.run_spec(), &data, &params, &what)?;
     let mut text = format!("{}: {name}.safetensors on {label} ({} samples)\n", dir.display(), result.samples);
     text.push_str(&format!("val_loss      {}\n", result.val_loss));
     if let Some(a) = result.val_accuracy {

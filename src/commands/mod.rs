@@ -49,7 +49,7 @@ fn print(text: &str) -> io::Result<()> {
 fn saved_weights(
     dir: &std::path::Path,
     weights: crate::cli::Weights,
-) -> anyhow::Result<(&'static str, Vec<candle_core::Tensor>)> {
+) -> anyhow::Result<(&'static str, std::collections::HashMap<String, candle_core::Tensor>)> {
     let name = match weights {
         crate::cli::Weights::Model => "model",
         crate::cli::Weights::Best => "best",

@@ -8,8 +8,9 @@ use crate::config;
 use crate::data::SourceSpec;
 use crate::data::text::Vocab;
 use crate::error::input_error;
+use crate::model::ModelSpec;
+use crate::model::network::load_state_dict;
 use crate::model::sampling::{Sampling, generate};
-use crate::model::{Model, ModelSpec};
 use anyhow::{Context as _, Result};
 
 pub fn run(args: &SampleArgs) -> Result<()> {
@@ -35,17 +36,10 @@ pub fn run(args: &SampleArgs) -> Result<()> {
     .with_context(|| format!("{} is not a vocabulary runner wrote", vocab_path.display()))?;
     let (name, params) = super::saved_weights(dir, args.weights)?;
     let spec = run.run_spec();
-    let model = Model::new(&spec.model, *context as usize, vocab.len(), None, spec.train.seed)?;
-    let vars = model.vars();
-    if vars.len() != params.len() || vars.iter().zip(&params).any(|(v, p)| v.dims() != p.dims()) {
-        anyhow::bail!(
-            "{name}.safetensors in {} does not hold this run's model (its config.toml changed?)",
-            dir.display()
-        );
-    }
-    for (var, p) in vars.iter().zip(&params) {
-        var.set(p)?;
-    }
+    let model =
+        crate::model::build(&spec.model, *context as usize, vocab.len(), None, spec.train.seed, spec.train.kernels)?;
+    load_state_dict(&*model, &params, &format!("{name}.safetensors in {}", dir.display()), "its vocabulary")
+        .context("its config.toml changed since it trained?")?;
     let prompt = vocab.encode(&args.prompt).map_err(|why| {
         input_error(format!("--prompt: {why} ({}); write the prompt with those characters", vocab_path.display()))
     })?;
@@ -61,7 +55,7 @@ pub fn run(args: &SampleArgs) -> Result<()> {
         return Err(input_error("--top-k 0: must be at least 1"));
     }
     let how = Sampling { tokens: args.tokens, temperature: args.temperature, top_k: args.top_k, seed: args.seed };
-    let tokens = generate(&model, *context as usize, &prompt, &how)?;
+    let tokens = generate(&*model, *context as usize, &prompt, &how)?;
     let mut text = vocab.decode(&tokens);
     if !text.ends_with('\n') {
         text.push('\n');

@@ -48,11 +48,11 @@ pub const EPS: f64 = 1e-5;
 
 /// Layer normalisation over the last dimension, as PyTorch's `LayerNorm` (eps 1e-5,
 /// biased variance), with a scale and an optional shift: the fused ops of
-/// `fused/layer_norm.rs` (candle-nn's fused `layer_norm` has no backward).
+/// `kernels/layer_norm.rs` (candle-nn's fused `layer_norm` has no backward).
 pub fn layer_norm(x: &Tensor, gamma: &Var, beta: Option<&Var>) -> Result<Tensor> {
     Ok(match beta {
-        Some(b) => super::fused::layer_norm::layer_norm(x, gamma.as_tensor(), b.as_tensor(), EPS)?,
-        None => super::fused::layer_norm::normalize(x, EPS)?.broadcast_mul(gamma.as_tensor())?,
+        Some(b) => crate::kernels::layer_norm::layer_norm(x, gamma.as_tensor(), b.as_tensor(), EPS)?,
+        None => crate::kernels::layer_norm::normalize(x, EPS)?.broadcast_mul(gamma.as_tensor())?,
     })
 }
 
@@ -88,10 +88,38 @@ impl BatchNorm2d {
         }
         let x = x.contiguous()?;
         let stats =
-            super::fused::with_values(&x, |v: &[f32]| super::fused::batch_norm::channel_stats(v, (n, c, h * w)))?;
+            crate::kernels::with_values(&x, |v: &[f32]| crate::kernels::batch_norm::channel_stats(v, (n, c, h * w)))?;
         self.update_running(&stats, n * h * w)?;
         let (gamma, beta) = (self.gamma.as_tensor(), self.beta.as_tensor());
-        Ok(super::fused::batch_norm::batch_norm_with_stats(&x, gamma, beta, EPS, then_relu, stats)?)
+        Ok(crate::kernels::batch_norm::batch_norm_with_stats(&x, gamma, beta, EPS, then_relu, stats)?)
+    }
+
+    /// [`BatchNorm2d::forward`] (then a ReLU with `then_relu`) as plain candle ops, on any
+    /// device: the batch's mean and biased variance per channel, the running statistics
+    /// moved towards them (the variance unbiased) by tensor ops on the device.
+    pub fn forward_plain(&self, x: &Tensor, train: bool, then_relu: bool) -> Result<Tensor> {
+        if !train {
+            return self.forward_with(x, false, then_relu);
+        }
+        let (n, c, h, w) = x.dims4()?;
+        let mean = x.mean_keepdim((0, 2, 3))?;
+        let centered = x.broadcast_sub(&mean)?;
+        let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
+        let xhat = centered.broadcast_div(&(&var + EPS)?.sqrt()?)?;
+        let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
+        let y = xhat
+            .broadcast_mul(&per_channel(self.gamma.as_tensor())?)?
+            .broadcast_add(&per_channel(self.beta.as_tensor())?)?;
+        let count = n * h * w;
+        let unbias = if count > 1 { count as f64 / (count - 1) as f64 } else { 1.0 };
+        let moved = |running: &Var, batch: &Tensor, scale: f64| -> Result<Tensor> {
+            let batch = (batch.detach().flatten_all()? * (MOMENTUM * scale))?;
+            Ok(((running.as_tensor() * (1.0 - MOMENTUM))? + batch)?)
+        };
+        let (new_mean, new_var) = (moved(&self.running_mean, &mean, 1.0)?, moved(&self.running_var, &var, unbias)?);
+        self.running_mean.set(&new_mean)?;
+        self.running_var.set(&new_var)?;
+        if then_relu { relu(&y) } else { Ok(y) }
     }
 
     /// Moves the running statistics towards a training batch's `stats` (each channel's

@@ -5,15 +5,20 @@
 //! change the shape are option A (the input subsampled and zero-padded with channels, no
 //! parameters) or B (a strided 1x1 convolution and batch normalisation). Initialised as
 //! PyTorch's reference implementations do: Kaiming normal convolution and linear weights,
-//! PyTorch's default linear bias, batch normalisation at scale 1 and shift 0.
+//! PyTorch's default linear bias, batch normalisation at scale 1 and shift 0. Parameter
+//! names are those of the PyTorch module in bench/resnet_fidelity.py (`stem.conv.weight`,
+//! `blocks.3.a.bn.running_mean`, an option-B projection `blocks.3.shortcut.conv.weight`,
+//! `fc.weight`).
 
-use super::fused::add_relu::add_relu;
-use super::fused::basic_block::{ConvBnParams, basic_block};
-use super::fused::conv_bn::conv_bn;
-use super::fused::conv_op::conv2d;
-use super::fused::resnet_trunk::{BlockParams, resnet_trunk};
-use super::layers::{BatchNorm2d, EPS, kaiming_normal, uniform_bias};
+use super::layers::{BatchNorm2d, EPS, kaiming_normal, relu, uniform_bias};
+use super::network::Kernels;
+use super::network::{Mode, Named, Network};
 use super::spec::Shortcut;
+use crate::kernels::add_relu::add_relu;
+use crate::kernels::basic_block::{ConvBnParams, basic_block};
+use crate::kernels::conv_bn::conv_bn;
+use crate::kernels::conv_op::conv2d;
+use crate::kernels::resnet_trunk::{BlockParams, resnet_trunk};
 use anyhow::{Result, bail};
 use candle_core::{Tensor, Var};
 use rand_chacha::ChaCha8Rng;
@@ -36,19 +41,24 @@ impl ConvBn {
         })
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_with(x, train, false)
+    fn forward(&self, x: &Tensor, train: bool, plain: bool) -> Result<Tensor> {
+        self.forward_with(x, train, false, plain)
     }
 
     /// [`ConvBn::forward`] then a ReLU.
-    fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_with(x, train, true)
+    fn forward_relu(&self, x: &Tensor, train: bool, plain: bool) -> Result<Tensor> {
+        self.forward_with(x, train, true, plain)
     }
 
     /// In training one op (`conv_bn`: the convolution's output is no node of the graph),
     /// which also moves the running statistics; in evaluation the convolution, then the
-    /// batch norm with the running statistics.
-    fn forward_with(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+    /// batch norm with the running statistics. `plain`: candle's convolution and batch
+    /// norm as candle ops, on any device.
+    fn forward_with(&self, x: &Tensor, train: bool, relu: bool, plain: bool) -> Result<Tensor> {
+        if plain {
+            let z = x.conv2d(self.w.as_tensor(), self.pad, self.stride, 1, 1)?;
+            return self.bn.forward_plain(&z, train, relu);
+        }
         if !train {
             let z = conv2d(x, self.w.as_tensor(), self.stride, self.pad)?;
             return if relu { self.bn.forward_relu(&z, false) } else { self.bn.forward(&z, false) };
@@ -79,8 +89,8 @@ struct Block {
 }
 
 impl Block {
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        if train && !matches!(self.skip, Skip::Project(_)) {
+    fn forward(&self, x: &Tensor, train: bool, plain: bool) -> Result<Tensor> {
+        if train && !plain && !matches!(self.skip, Skip::Project(_)) {
             // One op for the whole block: its two 3x3 convolutions and the shortcut.
             let (a, b) = (&self.a, &self.b);
             let (y, (stats_a, stats_b)) = basic_block(
@@ -95,8 +105,8 @@ impl Block {
             self.b.bn.update_running(&stats_b, n * h * w)?;
             return Ok(y);
         }
-        let h = self.a.forward_relu(x, train)?;
-        let h = self.b.forward(&h, train)?;
+        let h = self.a.forward_relu(x, train, plain)?;
+        let h = self.b.forward(&h, train, plain)?;
         let skip = match &self.skip {
             Skip::Identity => x.clone(),
             Skip::Pad { pad } => {
@@ -110,9 +120,9 @@ impl Block {
                 ))?;
                 sub.pad_with_zeros(1, *pad, *pad)?
             }
-            Skip::Project(p) => p.forward(x, train)?,
+            Skip::Project(p) => p.forward(x, train, plain)?,
         };
-        Ok(add_relu(&h, &skip)?)
+        if plain { relu(&(h + skip)?) } else { Ok(add_relu(&h, &skip)?) }
     }
 }
 
@@ -124,6 +134,10 @@ pub struct Resnet {
     fc_w: Var,
     fc_b: Var,
     image: (usize, usize, usize),
+    /// Weight decay on batch norm's scale and shift and the linear bias too.
+    decay_bn: bool,
+    /// Plain candle ops only (no CPU kernels).
+    plain: bool,
 }
 
 /// The blocks of each stage for depth `depth` (6n + 2), or why there is none.
@@ -146,6 +160,7 @@ impl Resnet {
         shortcut: Shortcut,
         image: (usize, usize, usize),
         outputs: usize,
+        decay_bn: bool,
         rng: &mut ChaCha8Rng,
     ) -> Result<Resnet> {
         let n = blocks_per_stage(depth).map_err(anyhow::Error::msg)?;
@@ -176,48 +191,19 @@ impl Resnet {
         }
         let fc_w = kaiming_normal(rng, &[c_in, outputs], c_in)?;
         let fc_b = uniform_bias(rng, outputs, c_in)?;
-        Ok(Resnet { stem, blocks, fc_w, fc_b, image })
+        Ok(Resnet { stem, blocks, fc_w, fc_b, image, decay_bn, plain: false })
     }
 
-    fn conv_bns(&self) -> Vec<&ConvBn> {
-        let mut all = vec![&self.stem];
-        for b in &self.blocks {
-            all.extend([&b.a, &b.b]);
+    /// Every convolution + batch norm with its name (PyTorch's module path).
+    fn conv_bns(&self) -> Vec<(String, &ConvBn)> {
+        let mut all = vec![("stem".to_string(), &self.stem)];
+        for (i, b) in self.blocks.iter().enumerate() {
+            all.extend([(format!("blocks.{i}.a"), &b.a), (format!("blocks.{i}.b"), &b.b)]);
             if let Skip::Project(p) = &b.skip {
-                all.push(p);
+                all.push((format!("blocks.{i}.shortcut"), p));
             }
         }
         all
-    }
-
-    /// The trainable parameters (each convolution's weight, its batch norm's scale and
-    /// shift, block by block; then the linear layer's weight and bias), then every batch
-    /// norm's running mean and variance (state, never given a gradient).
-    pub fn vars(&self) -> Vec<Var> {
-        let layers = self.conv_bns();
-        let mut vars: Vec<Var> =
-            layers.iter().flat_map(|l| [l.w.clone(), l.bn.gamma.clone(), l.bn.beta.clone()]).collect();
-        vars.extend([self.fc_w.clone(), self.fc_b.clone()]);
-        vars.extend(layers.iter().flat_map(|l| [l.bn.running_mean.clone(), l.bn.running_var.clone()]));
-        vars
-    }
-
-    /// Which of [`Resnet::vars`] weight decay applies to: convolution and linear weights;
-    /// batch norm's scale and shift and the linear bias only with `decay_bn_and_bias`.
-    pub fn decay_mask(&self, decay_bn_and_bias: bool) -> Vec<bool> {
-        let layers = self.conv_bns();
-        let mut mask: Vec<bool> = layers.iter().flat_map(|_| [true, decay_bn_and_bias, decay_bn_and_bias]).collect();
-        mask.extend([true, decay_bn_and_bias]);
-        mask.extend(layers.iter().flat_map(|_| [false, false]));
-        mask
-    }
-
-    /// Trainable values (running statistics not counted).
-    pub fn parameter_count(&self) -> usize {
-        let layers = self.conv_bns();
-        layers.iter().map(|l| l.w.elem_count() + 2 * l.bn.gamma.elem_count()).sum::<usize>()
-            + self.fc_w.elem_count()
-            + self.fc_b.elem_count()
     }
 
     /// The stem and every block in training as one op (option-A shortcuts), and the
@@ -238,20 +224,64 @@ impl Resnet {
 
     /// The logits of a batch `x` (n, c*h*w); `train` normalises with batch statistics and
     /// updates the running ones.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn run(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (c, h, w) = self.image;
+        let plain = self.plain || !x.device().is_cpu();
         let x = x.reshape((x.dim(0)?, c, h, w))?;
-        let h = if train && self.blocks.iter().all(|b| !matches!(b.skip, Skip::Project(_))) {
+        let h = if train && !plain && self.blocks.iter().all(|b| !matches!(b.skip, Skip::Project(_))) {
             self.trunk(&x)?
         } else {
-            let mut h = self.stem.forward_relu(&x, train)?;
+            let mut h = self.stem.forward_relu(&x, train, plain)?;
             for b in &self.blocks {
-                h = b.forward(&h, train)?;
+                h = b.forward(&h, train, plain)?;
             }
             h
         };
         let pooled = h.mean(3)?.mean(2)?;
         Ok(pooled.matmul(self.fc_w.as_tensor())?.broadcast_add(self.fc_b.as_tensor())?)
+    }
+}
+
+impl Resnet {
+    /// The same network on `kernels` (plain: candle's ops only).
+    pub fn with_kernels(self, kernels: Kernels) -> Resnet {
+        Resnet { plain: kernels == Kernels::Plain, ..self }
+    }
+}
+
+impl Network for Resnet {
+    /// The trainable parameters (each convolution's weight, its batch norm's scale and
+    /// shift, block by block; then the linear layer's weight and bias), then every batch
+    /// norm's running mean and variance. Weight decay applies to convolution and linear
+    /// weights, and to batch norm's scale and shift and the linear bias only with
+    /// `weight_decay_bn`.
+    fn named(&self) -> Vec<Named> {
+        let layers = self.conv_bns();
+        let bn = self.decay_bn;
+        let mut out: Vec<Named> = layers
+            .iter()
+            .flat_map(|(p, l)| {
+                [
+                    Named::param(format!("{p}.conv.weight"), &l.w, true),
+                    Named::param(format!("{p}.bn.weight"), &l.bn.gamma, bn),
+                    Named::param(format!("{p}.bn.bias"), &l.bn.beta, bn),
+                ]
+            })
+            .collect();
+        out.extend([Named::matrix("fc.weight", &self.fc_w, true), Named::param("fc.bias", &self.fc_b, bn)]);
+        out.extend(layers.iter().flat_map(|(p, l)| {
+            [
+                Named::buffer(format!("{p}.bn.running_mean"), &l.bn.running_mean),
+                Named::buffer(format!("{p}.bn.running_var"), &l.bn.running_var),
+            ]
+        }));
+        out
+    }
+
+    /// The logits of a batch `x` (n, c*h*w); training normalises with batch statistics
+    /// and updates the running ones.
+    fn forward(&self, x: &Tensor, mode: Mode<'_>) -> Result<Tensor> {
+        self.run(x, mode.is_train())
     }
 }
 
@@ -263,7 +293,7 @@ mod tests {
 
     fn params(depth: u64, width: u64, shortcut: Shortcut) -> usize {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        Resnet::new(depth, width, shortcut, (3, 32, 32), 10, &mut rng).unwrap().parameter_count()
+        Resnet::new(depth, width, shortcut, (3, 32, 32), 10, false, &mut rng).unwrap().parameter_count()
     }
 
     #[test]
@@ -290,12 +320,12 @@ mod tests {
             for shortcut in [Shortcut::A, Shortcut::B] {
                 for width in [1, 2] {
                     let mut rng = ChaCha8Rng::seed_from_u64(depth);
-                    let net = Resnet::new(depth, width, shortcut, (3, 32, 32), 7, &mut rng).unwrap();
+                    let net = Resnet::new(depth, width, shortcut, (3, 32, 32), 7, false, &mut rng).unwrap();
                     let x = Tensor::zeros((2, 3 * 32 * 32), candle_core::DType::F32, &Device::Cpu).unwrap();
                     for train in [true, false] {
-                        assert_eq!(net.forward(&x, train).unwrap().dims(), &[2, 7], "{depth} {shortcut:?} {width}");
+                        assert_eq!(net.run(&x, train).unwrap().dims(), &[2, 7], "{depth} {shortcut:?} {width}");
                     }
-                    assert_eq!(net.vars().len(), net.decay_mask(false).len());
+                    assert_eq!(net.vars().len(), net.decay_mask().len());
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Text from a language model: tokens drawn one at a time from the model's prediction for
 //! the next position, with a temperature and an optional top-k cut, seeded.
 
-use super::Model;
+use super::{Mode, Network};
 use anyhow::{Result, bail};
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -21,7 +21,7 @@ pub struct Sampling {
 }
 
 /// `prompt` continued by `how.tokens` tokens; the model reads at most the last `context`.
-pub fn generate(model: &Model, context: usize, prompt: &[u32], how: &Sampling) -> Result<Vec<u32>> {
+pub fn generate(model: &dyn Network, context: usize, prompt: &[u32], how: &Sampling) -> Result<Vec<u32>> {
     if prompt.is_empty() {
         bail!("the prompt is empty: a language model continues at least one token");
     }
@@ -33,7 +33,7 @@ pub fn generate(model: &Model, context: usize, prompt: &[u32], how: &Sampling) -
     for _ in 0..how.tokens {
         let window = &out[out.len().saturating_sub(context)..];
         let x = Tensor::from_slice(window, (1, window.len()), &Device::Cpu)?;
-        let logits = model.forward(&x, None)?.detach();
+        let logits = model.forward(&x, Mode::Eval)?.detach();
         let last = logits.get(window.len() - 1)?.to_vec1::<f32>()?;
         out.push(draw(&last, how, &mut rng) as u32);
     }

@@ -3,14 +3,18 @@
 //! multi-head self-attention and a 4x GELU MLP, a final layer norm, and output logits
 //! from the token embedding (tied). Initialised as GPT-2: N(0, 0.02) for embeddings and
 //! linear weights, the residual projections' N(0, 0.02 / sqrt(2 * layers)), biases 0,
-//! layer norms at scale 1 and shift 0. Linear weights are stored (in, out).
+//! layer norms at scale 1 and shift 0. Linear weights are stored (in, out). Parameter
+//! names are those of the PyTorch module in bench/transformer_fidelity.py (`wte.weight`,
+//! `blocks.0.attn.weight`, `ln_f.bias`), matrices saved (out, in) as PyTorch holds them.
 
-use super::fused::attention::causal_softmax;
-use super::fused::gelu::gelu;
-use super::fused::linear::linear;
-use super::fused::self_attention::causal_self_attention;
 use super::layers::layer_norm;
+use super::network::{Batch, Kernels, Mode, Named, Network, Step, autograd_loss_and_grads};
+use crate::kernels::attention::causal_softmax;
+use crate::kernels::gelu::gelu;
+use crate::kernels::linear::linear;
+use crate::kernels::self_attention::causal_self_attention;
 use anyhow::{Result, bail};
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -68,9 +72,10 @@ struct Linear {
 }
 
 impl Linear {
-    /// `x` (rows, in) to (rows, out).
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `x` (rows, in) to (rows, out); `plain`: candle's product and add.
+    fn forward(&self, x: &Tensor, plain: bool) -> Result<Tensor> {
         Ok(match &self.b {
+            Some(b) if plain => x.matmul(self.w.as_tensor())?.broadcast_add(b.as_tensor())?,
             Some(b) => linear(x, self.w.as_tensor(), b.as_tensor())?,
             None => x.matmul(self.w.as_tensor())?,
         })
@@ -93,6 +98,9 @@ pub struct Transformer {
     wpe: Var,
     blocks: Vec<Block>,
     ln_f: Norm,
+    decay_on: DecayOn,
+    /// Plain candle ops only (no CPU kernels).
+    plain: bool,
 }
 
 const STD: f32 = 0.02;
@@ -104,7 +112,7 @@ fn normal(rng: &mut ChaCha8Rng, shape: &[usize], std: f32) -> Result<Var> {
 }
 
 impl Transformer {
-    pub fn new(shape: Shape, rng: &mut ChaCha8Rng) -> Result<Transformer> {
+    pub fn new(shape: Shape, decay_on: DecayOn, rng: &mut ChaCha8Rng) -> Result<Transformer> {
         let Shape { layers, heads, d_model: d, context, vocab, bias, .. } = shape;
         if heads == 0 || d % heads != 0 {
             bail!("d_model = {d} is not a multiple of heads = {heads}");
@@ -127,57 +135,42 @@ impl Transformer {
                 mlp_proj: Linear { w: normal(rng, &[4 * d, d], residual_std)?, b: zeros(d)? },
             });
         }
-        Ok(Transformer { shape, wte, wpe, blocks, ln_f: norm()? })
+        Ok(Transformer { shape, wte, wpe, blocks, ln_f: norm()?, decay_on, plain: false })
     }
 
-    /// Every parameter, in a fixed order: the embeddings, each block's (ln1, attention,
-    /// its projection, ln2, the MLP's two layers; each weight then its bias), ln_f.
-    pub fn vars(&self) -> Vec<Var> {
-        self.named().into_iter().map(|(v, _)| v).collect()
-    }
-
-    /// The parameters with what they are: embedding, matrix or other (biases and norms).
-    fn named(&self) -> Vec<(Var, Role)> {
-        let mut out = vec![(self.wte.clone(), Role::Embedding), (self.wpe.clone(), Role::Embedding)];
-        let norm = |n: &Norm, out: &mut Vec<(Var, Role)>| {
-            out.push((n.gamma.clone(), Role::Other));
-            out.extend(n.beta.iter().map(|b| (b.clone(), Role::Other)));
-        };
-        let linear = |l: &Linear, out: &mut Vec<(Var, Role)>| {
-            out.push((l.w.clone(), Role::Matrix));
-            out.extend(l.b.iter().map(|b| (b.clone(), Role::Other)));
-        };
-        for b in &self.blocks {
-            norm(&b.ln1, &mut out);
-            linear(&b.attn, &mut out);
-            linear(&b.attn_proj, &mut out);
-            norm(&b.ln2, &mut out);
-            linear(&b.fc, &mut out);
-            linear(&b.mlp_proj, &mut out);
+    /// Every parameter with its name and what it is (embedding, matrix or other: biases
+    /// and norms), in a fixed order: the embeddings, each block's (ln1, attention, its
+    /// projection, ln2, the MLP's two layers; each weight then its bias), ln_f.
+    fn roles(&self) -> Vec<(String, &Var, Role)> {
+        let mut out = vec![
+            ("wte.weight".to_string(), &self.wte, Role::Embedding),
+            ("wpe.weight".to_string(), &self.wpe, Role::Embedding),
+        ];
+        fn norm(p: String, n: &Norm) -> Vec<(String, &Var, Role)> {
+            let mut v = vec![(format!("{p}.weight"), &n.gamma, Role::Other)];
+            v.extend(n.beta.iter().map(|b| (format!("{p}.bias"), b, Role::Other)));
+            v
         }
-        norm(&self.ln_f, &mut out);
+        fn linear(p: String, l: &Linear) -> Vec<(String, &Var, Role)> {
+            let mut v = vec![(format!("{p}.weight"), &l.w, Role::Matrix)];
+            v.extend(l.b.iter().map(|b| (format!("{p}.bias"), b, Role::Other)));
+            v
+        }
+        for (i, b) in self.blocks.iter().enumerate() {
+            out.extend(norm(format!("blocks.{i}.ln1"), &b.ln1));
+            out.extend(linear(format!("blocks.{i}.attn"), &b.attn));
+            out.extend(linear(format!("blocks.{i}.attn_proj"), &b.attn_proj));
+            out.extend(norm(format!("blocks.{i}.ln2"), &b.ln2));
+            out.extend(linear(format!("blocks.{i}.fc"), &b.fc));
+            out.extend(linear(format!("blocks.{i}.mlp_proj"), &b.mlp_proj));
+        }
+        out.extend(norm("ln_f".to_string(), &self.ln_f));
         out
-    }
-
-    /// Which of [`Transformer::vars`] weight decay applies to.
-    pub fn decay_mask(&self, on: DecayOn) -> Vec<bool> {
-        self.named()
-            .iter()
-            .map(|(_, role)| match on {
-                DecayOn::All => true,
-                DecayOn::MatricesAndEmbeddings => *role != Role::Other,
-                DecayOn::Matrices => *role == Role::Matrix,
-            })
-            .collect()
-    }
-
-    pub fn parameter_count(&self) -> usize {
-        self.vars().iter().map(|v| v.elem_count()).sum()
     }
 
     /// Logits (n * t, vocab) for token windows `x` (n, t) of u32, position by position;
     /// dropout (attention weights, embeddings and residual branches) with `dropout_rng`.
-    pub fn forward(&self, x: &Tensor, dropout_rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+    fn run(&self, x: &Tensor, dropout_rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
         let (n, t) = x.dims2()?;
         let Shape { heads, d_model: d, context, dropout, .. } = self.shape;
         if t > context {
@@ -197,9 +190,26 @@ impl Transformer {
         let mut h = drop(tokens.reshape((n, t, d))?.broadcast_add(&positions)?.reshape((n * t, d))?)?;
         let hd = d / heads;
         let scale = 1.0 / (hd as f64).sqrt();
+        let plain = self.plain || !x.device().is_cpu();
+        let norm = |x: &Tensor, n: &Norm| if plain { norm_plain(x, n) } else { norm(x, n) };
+        // Plain attention masks the future with -inf before candle's softmax.
+        let mask = if plain {
+            let future: Vec<f32> = (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+            Some(Tensor::from_vec(future, (t, t), x.device())?)
+        } else {
+            None
+        };
         for b in &self.blocks {
-            let qkv = b.attn.forward(&norm(&h, &b.ln1)?)?;
-            let y = if dropping {
+            let qkv = b.attn.forward(&norm(&h, &b.ln1)?, plain)?;
+            let y = if let Some(mask) = &mask {
+                let split = |i: usize| -> Result<Tensor> {
+                    Ok(qkv.narrow(1, i * d, d)?.reshape((n, t, heads, hd))?.transpose(1, 2)?.contiguous()?)
+                };
+                let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+                let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(mask)?;
+                let att = drop(candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?)?;
+                att.matmul(&v)?.transpose(1, 2)?.reshape((n * t, d))?
+            } else if dropping {
                 // Dropout on the attention weights needs them as a tensor.
                 let split = |i: usize| -> Result<Tensor> {
                     Ok(qkv.narrow(1, i * d, d)?.reshape((n, t, heads, hd))?.transpose(1, 2)?.contiguous()?)
@@ -210,11 +220,47 @@ impl Transformer {
             } else {
                 causal_self_attention(&qkv, n, heads)?
             };
-            h = (h + drop(b.attn_proj.forward(&y)?)?)?;
-            let m = gelu(&b.fc.forward(&norm(&h, &b.ln2)?)?)?;
-            h = (h + drop(b.mlp_proj.forward(&m)?)?)?;
+            h = (h + drop(b.attn_proj.forward(&y, plain)?)?)?;
+            let z = b.fc.forward(&norm(&h, &b.ln2)?, plain)?;
+            let m = if plain { z.gelu_erf()? } else { gelu(&z)? };
+            h = (h + drop(b.mlp_proj.forward(&m, plain)?)?)?;
         }
         Ok(norm(&h, &self.ln_f)?.matmul(&self.wte.as_tensor().t()?)?)
+    }
+}
+
+impl Transformer {
+    /// The same network on `kernels` (plain: candle's ops only).
+    pub fn with_kernels(self, kernels: Kernels) -> Transformer {
+        Transformer { plain: kernels == super::network::Kernels::Plain, ..self }
+    }
+}
+
+impl Network for Transformer {
+    /// Weight decay as `weight_decay_on` says: matrices; matrices and embeddings; all.
+    fn named(&self) -> Vec<Named> {
+        self.roles()
+            .into_iter()
+            .map(|(name, var, role)| {
+                let decay = match self.decay_on {
+                    DecayOn::All => true,
+                    DecayOn::MatricesAndEmbeddings => role != Role::Other,
+                    DecayOn::Matrices => role == Role::Matrix,
+                };
+                if role == Role::Matrix { Named::matrix(name, var, decay) } else { Named::param(name, var, decay) }
+            })
+            .collect()
+    }
+
+    /// Logits (n * t, vocab) for token windows `x` (n, t) of u32, position by position;
+    /// dropout (attention weights, embeddings and residual branches) in training.
+    fn forward(&self, x: &Tensor, mut mode: Mode<'_>) -> Result<Tensor> {
+        self.run(x, mode.rng())
+    }
+
+    /// No batch statistics: a batch's parts may train at once on several threads.
+    fn loss_and_grads(&self, batch: &dyn Batch, step: &mut Step<'_>, grads: &mut GradStore) -> Result<f64> {
+        autograd_loss_and_grads(self, batch, step, grads, true)
     }
 }
 
@@ -229,6 +275,18 @@ fn norm(x: &Tensor, n: &Norm) -> Result<Tensor> {
     layer_norm(x, &n.gamma, n.beta.as_ref())
 }
 
+/// Layer normalisation as candle ops (PyTorch's: eps 1e-5, biased variance).
+fn norm_plain(x: &Tensor, n: &Norm) -> Result<Tensor> {
+    let mean = x.mean_keepdim(1)?;
+    let centered = x.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(1)?;
+    let y = centered.broadcast_div(&(var + super::layers::EPS)?.sqrt()?)?.broadcast_mul(n.gamma.as_tensor())?;
+    Ok(match &n.beta {
+        Some(b) => y.broadcast_add(b.as_tensor())?,
+        None => y,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,7 +297,11 @@ mod tests {
     }
 
     fn build(s: Shape) -> Transformer {
-        Transformer::new(s, &mut ChaCha8Rng::seed_from_u64(3)).unwrap()
+        build_with(s, DecayOn::Matrices)
+    }
+
+    fn build_with(s: Shape, on: DecayOn) -> Transformer {
+        Transformer::new(s, on, &mut ChaCha8Rng::seed_from_u64(3)).unwrap()
     }
 
     #[test]
@@ -258,8 +320,8 @@ mod tests {
         let net = build(shape());
         let x = Tensor::new(&[[1u32, 2, 3, 4, 5, 6]], &Device::Cpu).unwrap();
         let changed = Tensor::new(&[[1u32, 2, 3, 9, 0, 10]], &Device::Cpu).unwrap();
-        let a = net.forward(&x, None).unwrap().to_vec2::<f32>().unwrap();
-        let b = net.forward(&changed, None).unwrap().to_vec2::<f32>().unwrap();
+        let a = net.run(&x, None).unwrap().to_vec2::<f32>().unwrap();
+        let b = net.run(&changed, None).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(a.len(), 6);
         assert_eq!(a[..3], b[..3], "positions 0-2 do not see the later tokens");
         assert_ne!(a[3], b[3]);
@@ -267,13 +329,13 @@ mod tests {
 
     #[test]
     fn decay_masks_pick_matrices_embeddings_or_all() {
-        let net = build(shape());
-        let m = net.decay_mask(DecayOn::Matrices);
-        assert_eq!(m.len(), net.vars().len());
+        let mask = |on| build_with(shape(), on).decay_mask();
+        let m = mask(DecayOn::Matrices);
+        assert_eq!(m.len(), build(shape()).vars().len());
         // Four matrices a block.
         assert_eq!(m.iter().filter(|x| **x).count(), 8);
-        assert_eq!(net.decay_mask(DecayOn::MatricesAndEmbeddings).iter().filter(|x| **x).count(), 10);
-        assert!(net.decay_mask(DecayOn::All).iter().all(|x| *x));
+        assert_eq!(mask(DecayOn::MatricesAndEmbeddings).iter().filter(|x| **x).count(), 10);
+        assert!(mask(DecayOn::All).iter().all(|x| *x));
     }
 
     #[test]
@@ -287,7 +349,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut losses = Vec::new();
         for step in 0..60 {
-            let loss = candle_nn::loss::cross_entropy(&net.forward(&x, Some(&mut rng)).unwrap(), &y).unwrap();
+            let loss = candle_nn::loss::cross_entropy(&net.run(&x, Some(&mut rng)).unwrap(), &y).unwrap();
             losses.push(loss.to_scalar::<f32>().unwrap());
             let grads = loss.backward().unwrap();
             if step == 0 {
@@ -308,7 +370,7 @@ mod tests {
     fn windows_longer_than_the_context_are_refused() {
         let net = build(shape());
         let x = Tensor::zeros((1, 7), DType::U32, &Device::Cpu).unwrap();
-        let e = net.forward(&x, None).unwrap_err().to_string();
+        let e = net.run(&x, None).unwrap_err().to_string();
         assert!(e.contains("7 tokens is longer than the model's context of 6"), "{e}");
     }
 }

@@ -7,7 +7,7 @@ mod spec;
 
 pub use spec::{OPTIMIZERS, OptimizerSpec};
 
-use crate::model::{vectorized, with_values_all, with_values_mut};
+use crate::kernels::{vectorized, with_values_all, with_values_mut};
 use anyhow::{Result, bail};
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
@@ -300,7 +300,7 @@ fn in_place(
             // values): the threads enter once (a broadcast, not a task per piece) and each
             // updates about the rows of a weight gradient the lockstep dense step had it
             // compute (lockstep.rs splits them by rows in blocks of 16), still in its cache.
-            crate::model::team::broadcast(|me| {
+            crate::kernels::team::broadcast(|me| {
                 for (i, g) in g.iter().enumerate() {
                     let width = g.len().div_ceil(team).div_ceil(16) * 16;
                     let (at, end) = ((me * width).min(g.len()), ((me + 1) * width).min(g.len()));

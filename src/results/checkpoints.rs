@@ -49,7 +49,9 @@ pub struct CheckpointMeta {
     pub config_hash: String,
 }
 
-const FORMAT: u32 = 1;
+/// 2: tensors keyed by the parameters' names in PyTorch's layout; 1 (still read): by
+/// position (`param.I`) in runner's layout.
+const FORMAT: u32 = 2;
 
 fn dir_of(run: &Path) -> PathBuf {
     run.join("checkpoints")
@@ -168,8 +170,8 @@ fn read(dir: &Path, step: u64, config_hash: &str) -> Result<(Checkpoint, Checkpo
     let name = stem(step);
     let meta: CheckpointMeta = serde_json::from_str(&fs::read_to_string(dir.join(format!("{name}.json")))?)
         .context("its JSON does not parse")?;
-    if meta.format != FORMAT {
-        bail!("format {} (this runner reads {FORMAT})", meta.format);
+    if meta.format != FORMAT && meta.format != 1 {
+        bail!("format {} (this runner reads 1 and {FORMAT})", meta.format);
     }
     if meta.config_hash != config_hash {
         bail!("it belongs to another config ({})", meta.config_hash);
@@ -203,22 +205,19 @@ fn read(dir: &Path, step: u64, config_hash: &str) -> Result<(Checkpoint, Checkpo
     Ok((checkpoint, meta))
 }
 
-/// Writes `params` as `<run>/<name>.safetensors`, atomically, keyed `param.I`.
+/// Writes `params` as `<run>/<name>.safetensors`, atomically, keyed by the parameters'
+/// names (PyTorch's `state_dict()` names and layout).
 pub fn write_model(run: &Path, name: &str, params: &[(String, Tensor)]) -> Result<()> {
     write_atomic(&run.join(format!("{name}.safetensors")), &safetensors_bytes(params)?)
 }
 
-/// Reads `<run>/<name>.safetensors` back as the model's parameters in order.
-pub fn read_model(run: &Path, name: &str) -> Result<Vec<Tensor>> {
+/// Reads `<run>/<name>.safetensors` back: every tensor by its name.
+pub fn read_model(run: &Path, name: &str) -> Result<std::collections::HashMap<String, Tensor>> {
     let path = run.join(format!("{name}.safetensors"));
-    let mut map = candle_core::safetensors::load(&path, &Device::Cpu)
+    let map = candle_core::safetensors::load(&path, &Device::Cpu)
         .with_context(|| format!("cannot read the weights {}", path.display()))?;
-    let mut params = Vec::new();
-    while let Some(t) = map.remove(&format!("param.{}", params.len())) {
-        params.push(t);
+    if map.is_empty() {
+        bail!("{} holds no tensors", path.display());
     }
-    if params.is_empty() {
-        bail!("{} holds no parameters (param.0, param.1, ...)", path.display());
-    }
-    Ok(params)
+    Ok(map)
 }

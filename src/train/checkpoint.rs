@@ -3,7 +3,10 @@
 //! resume it gets one back. Nothing here touches a file.
 
 use super::EvalRow;
+use crate::model::Named;
+use anyhow::{Result, bail};
 use candle_core::Tensor;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// A run's full state at a step boundary (after the step's evaluation, if it had one).
@@ -32,8 +35,11 @@ pub struct Checkpoint {
     pub seconds: f64,
     /// The epoch's sample order.
     pub order: Vec<u32>,
-    /// Model parameters (`param.I`), optimizer state (`optim.*`), and the best evaluation's
-    /// parameters (`best.I`) when a metric is monitored.
+    /// Model parameters by name (`blocks.0.a.conv.weight`), optimizer state
+    /// (`optim.<slot>.<name>`), and the best evaluation's parameters (`best.<name>`) when a
+    /// metric is monitored, all in PyTorch's layout (see [`named_tensors`]). Checkpoints of
+    /// runner before named parameters hold `param.I`, `optim.<slot>.I` and `best.I` in the
+    /// model's order and runner's layout; [`positional`] reads both.
     pub tensors: Vec<(String, Tensor)>,
     /// The optimizer's step count (Adam's bias correction).
     pub optimizer_t: i64,
@@ -56,6 +62,73 @@ impl Policy {
     pub fn due(&self, step: u64, since_last: Duration, last_cost: Duration) -> bool {
         let affordable = since_last.as_secs_f64() * self.max_share >= last_cost.as_secs_f64();
         affordable && (step.is_multiple_of(self.every.max(1)) || since_last >= self.max_interval)
+    }
+}
+
+/// A checkpoint's tensors by name in PyTorch's layout, from the model's tensors
+/// `named`, the optimizer's state (keyed `optim.<slot>.I`, I the position in `named`) and
+/// the best evaluation's parameters (already named and in PyTorch's layout).
+pub fn named_tensors(
+    named: &[Named],
+    optimizer: Vec<(String, Tensor)>,
+    best: Option<&Vec<(String, Tensor)>>,
+) -> Result<Vec<(String, Tensor)>> {
+    let mut out = Vec::with_capacity(named.len() * 3);
+    for n in named {
+        out.push((n.name.clone(), n.to_torch(&n.var.as_tensor().copy()?)?));
+    }
+    for (key, t) in optimizer {
+        let (slot, i) = split_key(&key)?;
+        let Some(n) = i.parse::<usize>().ok().and_then(|i| named.get(i)) else {
+            bail!("the optimizer's state {key} is for no parameter of the model")
+        };
+        out.push((format!("optim.{slot}.{}", n.name), n.to_torch(&t)?));
+    }
+    for (name, t) in best.into_iter().flatten() {
+        out.push((format!("best.{name}"), t.clone()));
+    }
+    Ok(out)
+}
+
+/// A checkpoint's `tensors` as the model's order and runner's layout, keyed as the
+/// optimizer and the trainer read them (`param.I`, `optim.<slot>.I`, `best.I`), from a
+/// checkpoint of either kind; the best parameters stay in PyTorch's layout.
+pub fn positional(named: &[Named], tensors: Vec<(String, Tensor)>) -> Result<HashMap<String, Tensor>> {
+    let mut map: HashMap<String, Tensor> = tensors.into_iter().collect();
+    if map.contains_key("param.0") {
+        // Written before parameters had names: already positional; best.I to PyTorch's layout.
+        for (i, n) in named.iter().enumerate() {
+            if let Some(t) = map.remove(&format!("best.{i}")) {
+                map.insert(format!("best.{i}"), n.to_torch(&t)?);
+            }
+        }
+        return Ok(map);
+    }
+    let index: HashMap<&str, usize> = named.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+    let mut out = HashMap::with_capacity(map.len());
+    for (key, t) in map {
+        if let Some(&i) = index.get(key.as_str()) {
+            out.insert(format!("param.{i}"), named[i].from_torch(&t)?);
+        } else if let Some(name) = key.strip_prefix("best.") {
+            let Some(&i) = index.get(name) else { bail!("the checkpoint's {key} is no parameter of this model") };
+            out.insert(format!("best.{i}"), t);
+        } else if key.starts_with("optim.") {
+            let (slot, name) = split_key(&key)?;
+            let Some(&i) = index.get(name) else { bail!("the checkpoint's {key} is for no parameter of this model") };
+            out.insert(format!("optim.{slot}.{i}"), named[i].from_torch(&t)?);
+        } else if key != "order" {
+            bail!("the checkpoint holds {key}, which this model does not have (another [model]?)");
+        }
+    }
+    Ok(out)
+}
+
+/// (slot, rest) of an optimizer key `optim.<slot>.<rest>`.
+fn split_key(key: &str) -> Result<(&str, &str)> {
+    let mut parts = key.splitn(3, '.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("optim"), Some(slot), Some(rest)) => Ok((slot, rest)),
+        _ => bail!("{key} is no optimizer state (optim.<slot>.<parameter>)"),
     }
 }
 

@@ -3,26 +3,26 @@
 //! schedules, divergence and early stopping. It knows plain specs, not TOML, and reports
 //! through a [`Recorder`] (CSV files, progress), not to the terminal.
 
-pub mod candle_threads;
 mod checkpoint;
-pub mod denormals;
-pub mod heap;
 mod spec;
 
 pub use checkpoint::{Checkpoint, Policy};
+use checkpoint::{named_tensors, positional};
 pub use spec::{EarlyStopping, MAX_STEPS, TrainSpec};
 
 use crate::data::{Dataset, Split, Task};
-use crate::model::{Model, ModelSpec, Targets, accuracy, cross_entropy, gather, mse, with_values};
+use crate::kernels::{denormals, gather, with_values};
+use crate::model::network::{load_state_dict, state_dict};
+use crate::model::{Batch, HostRows, Loss, ModelSpec, Network, Step, Targets, accuracy};
 use crate::optim::{Optimizer, OptimizerSpec, clip_grad_norm};
 use crate::schedule::{ScheduleSpec, larger_is_better as maximize};
 use anyhow::{Result, bail};
 use candle_core::Tensor;
 use candle_core::backprop::GradStore;
+use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -160,9 +160,52 @@ pub trait Recorder {
     }
 }
 
-/// The model's parameters as named tensors, deep copies (a `Var` is updated in place).
-fn param_copies(vars: &[candle_core::Var]) -> Result<Vec<(String, Tensor)>> {
-    vars.iter().enumerate().map(|(i, v)| Ok((format!("param.{i}"), v.as_tensor().copy()?))).collect()
+/// The model's parameters as named tensors in PyTorch's layout, deep copies (a `Var` is
+/// updated in place).
+fn param_copies(model: &dyn Network) -> Result<Vec<(String, Tensor)>> {
+    state_dict(model)
+}
+
+/// One step's samples: rows `rows` of the training set (token windows for text), their
+/// images augmented where `augmented` holds them, their targets gathered for kernels
+/// that read host values.
+struct StepBatch<'a> {
+    data: &'a Dataset,
+    rows: &'a [u32],
+    augmented: Option<&'a [f32]>,
+    targets: Option<Targets<'a>>,
+}
+
+impl Batch for StepBatch<'_> {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn tensors(&self, range: std::ops::Range<usize>) -> Result<(Tensor, Tensor)> {
+        let data = self.data;
+        let rows = &self.rows[range.clone()];
+        if let Some(text) = &data.text {
+            return text.batch(crate::data::text::Part::Train, rows);
+        }
+        let idx = Tensor::from_slice(rows, rows.len(), data.train.x.device())?;
+        let x = match self.augmented {
+            Some(all) => {
+                let f = data.features;
+                Tensor::from_slice(&all[range.start * f..range.end * f], (rows.len(), f), data.train.x.device())?
+            }
+            None => data.train.x.index_select(&idx, 0)?,
+        };
+        Ok((x, data.train.y.index_select(&idx, 0)?))
+    }
+
+    fn host(&self) -> Option<(HostRows<'_>, Targets<'_>, usize)> {
+        let targets = self.targets?;
+        let rows = match self.augmented {
+            Some(values) => HostRows::Gathered(values),
+            None => HostRows::Of { x: &self.data.train.x, rows: self.rows },
+        };
+        Some((rows, targets, self.data.features))
+    }
 }
 
 /// The value of `monitor` in an evaluation row, if the task has it.
@@ -244,35 +287,29 @@ pub struct Evaluation {
     pub samples: usize,
 }
 
-/// Evaluates the model `spec` describes with parameters `params` (in [`Model::vars`]
-/// order) on `data`'s validation part, exactly as training evaluates.
-pub fn evaluate_params(spec: &RunSpec, data: &Dataset, params: &[Tensor]) -> Result<Evaluation> {
+/// Evaluates the model `spec` describes with the tensors `params` (named as
+/// model.safetensors holds them; see [`load_state_dict`]) on `data`'s validation part,
+/// exactly as training evaluates; `what` names the weights in errors.
+pub fn evaluate_params(
+    spec: &RunSpec,
+    data: &Dataset,
+    params: &HashMap<String, Tensor>,
+    what: &str,
+) -> Result<Evaluation> {
     check(spec, data).map_err(anyhow::Error::msg)?;
     let outputs = if data.task == Task::Classification { data.classes } else { 1 };
-    let model = Model::new(&spec.model, data.features, outputs, data.image, spec.train.seed)?;
-    let vars = model.vars();
-    if vars.len() != params.len() {
-        bail!("the weights hold {} tensors, this model has {}", params.len(), vars.len());
-    }
-    for (i, (var, p)) in vars.iter().zip(params).enumerate() {
-        if var.dims() != p.dims() {
-            bail!(
-                "the weights' tensor {i} has shape {:?}, the model built for {} has {:?} (another data set's features or classes?)",
-                p.dims(),
-                data.name,
-                var.dims()
-            );
-        }
-        var.set(p)?;
-    }
+    let model =
+        crate::model::build(&spec.model, data.features, outputs, data.image, spec.train.seed, spec.train.kernels)?;
+    load_state_dict(&*model, params, what, &data.name)?;
+    let model = &*model;
     let (val_loss, val_accuracy, samples) = match &data.text {
         Some(text) => {
             let starts = text.evaluation_starts(spec.train.eval_windows());
-            let (loss, accuracy) = evaluate_text(&model, text, &starts, spec.train.batch_size as usize)?;
+            let (loss, accuracy) = evaluate_text(model, text, &starts, spec.train.batch_size as usize)?;
             (loss, Some(accuracy), starts.len())
         }
         None => {
-            let (loss, accuracy) = evaluate(&model, &data.validation, data.task)?;
+            let (loss, accuracy) = evaluate(model, &data.validation, data.task)?;
             (loss, accuracy, data.validation.len)
         }
     };
@@ -318,20 +355,20 @@ pub fn train_from(
     let mut schedule = spec.schedule.build(&ctx);
     check(spec, data).map_err(anyhow::Error::msg)?;
     let outputs = if data.task == Task::Classification { data.classes } else { 1 };
-    let model = Model::new(&spec.model, data.features, outputs, data.image, t.seed)?;
+    let model = crate::model::build(&spec.model, data.features, outputs, data.image, t.seed, t.kernels)?;
+    let model = &*model;
     let vars = model.vars();
     let mut optimizer = Optimizer::new(&spec.optimizer, vars.clone())?.with_decay_mask(model.decay_mask())?;
+    let loss_kind = if data.task == Task::Classification { Loss::CrossEntropy } else { Loss::Mse };
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(t.seed ^ 0x5_4FF1E);
     let mut dropout_rng = ChaCha8Rng::seed_from_u64(t.seed ^ 0xD_0F0F);
     let mut order: Vec<u32> = (0..n as u32).collect();
-    let fused = model.fusable();
     let (mut batch_classes, mut batch_values) = (Vec::new(), Vec::new());
-    // The fused step's gradients, written in place step after step.
-    let mut fused_grads = GradStore::default();
+    // The step's gradients (the CPU kernels rewrite them in place step after step).
+    let mut grads = GradStore::default();
     // Augmented batches are written here and read in order.
     let augment_shape = data.image.filter(|_| !spec.augment.is_off());
     let mut augmented_x: Vec<f32> = Vec::new();
-    let in_order: Vec<u32> = (0..t.step_samples().min(n as u64) as u32).collect();
     // A text data set's evaluation windows: the same for every evaluation and run.
     let eval_starts = data.text.as_ref().map(|text| text.evaluation_starts(t.eval_windows()));
     let tokens = data.text.as_ref().map(|text| text.vocab.tokens);
@@ -349,18 +386,31 @@ pub fn train_from(
     // Batches of the epoch in progress already trained, when resuming mid-epoch.
     let mut resume_skip = None;
     if let Some(ck) = resume {
-        let tensors: std::collections::HashMap<String, Tensor> = ck.tensors.into_iter().collect();
+        let named = model.named();
+        let tensors = positional(&named, ck.tensors)?;
         for (i, var) in vars.iter().enumerate() {
-            let Some(saved) = tensors.get(&format!("param.{i}")) else { bail!("the checkpoint has no param.{i}") };
+            let Some(saved) = tensors.get(&format!("param.{i}")) else {
+                bail!("the checkpoint has no {}", named[i].name)
+            };
             if saved.dims() != var.dims() {
-                bail!("the checkpoint's param.{i} has shape {:?}, the model's is {:?}", saved.dims(), var.dims());
+                bail!(
+                    "the checkpoint's {} has shape {:?}, the model's is {:?}",
+                    named[i].name,
+                    saved.dims(),
+                    var.dims()
+                );
             }
             var.set(saved)?;
         }
         optimizer.restore(&tensors, ck.optimizer_t)?;
         if keeps_best && tensors.contains_key("best.0") {
-            best_params =
-                Some((0..vars.len()).map(|i| (format!("param.{i}"), tensors[&format!("best.{i}")].clone())).collect());
+            best_params = Some(
+                named
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.name.clone(), tensors[&format!("best.{i}")].clone()))
+                    .collect(),
+            );
         }
         if ck.order.len() != order.len() {
             bail!("the checkpoint's epoch order has {} samples, the data set {}", ck.order.len(), order.len());
@@ -404,10 +454,10 @@ pub fn train_from(
     let evaluate = |epoch: u64, step: u64, lr: f64, loss_sum: &mut f64, loss_count: &mut u64| -> Result<EvalRow> {
         let (val_loss, val_accuracy) = match (&data.text, &eval_starts) {
             (Some(text), Some(starts)) => {
-                let (loss, accuracy) = evaluate_text(&model, text, starts, t.batch_size as usize)?;
+                let (loss, accuracy) = evaluate_text(model, text, starts, t.batch_size as usize)?;
                 (loss, Some(accuracy))
             }
-            _ => evaluate(&model, &data.validation, data.task)?,
+            _ => evaluate(model, &data.validation, data.task)?,
         };
         let (val_bits_per_char, val_bits_per_byte, val_perplexity) = language_metrics(val_loss, tokens);
         let row = EvalRow {
@@ -439,12 +489,8 @@ pub fn train_from(
                     best: Option<&Vec<(String, Tensor)>>,
                     optimizer: &Optimizer|
      -> Result<Checkpoint> {
-        let mut tensors = param_copies(&vars)?;
         let (optim, optimizer_t) = optimizer.state();
-        tensors.extend(optim);
-        if let Some(best) = best {
-            tensors.extend(best.iter().enumerate().map(|(i, (_, t))| (format!("best.{i}"), t.clone())));
-        }
+        let tensors = named_tensors(&model.named(), optim, best)?;
         Ok(Checkpoint {
             step,
             epoch,
@@ -523,97 +569,27 @@ pub fn train_from(
                 }
                 None => false,
             };
-            let (loss_value, mut candle_grads) = if fused {
-                // The hot path of dense and convolutional networks (src/model/fused/).
-                let targets = if data.task == Task::Classification {
+            // Tabular data's targets as host values, for kernels that read them.
+            let targets = match (&data.text, data.task) {
+                (Some(_), _) => None,
+                (None, Task::Classification) => {
                     gather(&data.train.y, batch, &mut batch_classes)?;
-                    Targets::Classes(&batch_classes)
-                } else {
-                    gather(&data.train.y, batch, &mut batch_values)?;
-                    Targets::Values(&batch_values)
-                };
-                let parts = t.threads.max(1) as usize;
-                let loss = if augmented {
-                    let rows = &in_order[..batch.len()];
-                    model.fused_loss_and_grads(&augmented_x, rows, data.features, targets, parts, &mut fused_grads)?
-                } else {
-                    with_values(&data.train.x, |all: &[f32]| {
-                        model.fused_loss_and_grads(all, batch, data.features, targets, parts, &mut fused_grads)
-                    })??
-                };
-                (loss, None)
-            } else {
-                // candle's autograd, one batch at a time: with accumulate > 1, each batch's
-                // gradient (of its share of the step's mean loss) is added to the step's.
-                let (mut loss_value, mut grads) = (0f64, GradStore::default());
-                let mut offset = 0;
-                for micro in batch.chunks(t.batch_size as usize) {
-                    // A transformer on several threads: the batch's parts forward and
-                    // backward at once, one per thread, their gradients summed in part
-                    // order (no batch statistics to share; dropout seeded per part).
-                    if let (Some(text), true, true) = (&data.text, model.splits_batches(), t.threads > 1) {
-                        let pieces: Vec<&[u32]> = micro.chunks(micro.len().div_ceil(t.threads as usize)).collect();
-                        let seeds: Vec<u64> = pieces.iter().map(|_| dropout_rng.random()).collect();
-                        let parts: Vec<Result<(f64, GradStore)>> = pieces
-                            .par_iter()
-                            .zip(&seeds)
-                            .map(|(piece, &seed)| {
-                                let (xb, yb) = text.batch(crate::data::text::Part::Train, piece)?;
-                                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                                let loss = cross_entropy(&model.forward(&xb, Some(&mut rng))?, &yb)?;
-                                let share = piece.len() as f64 / batch.len() as f64;
-                                let value = loss.to_scalar::<f32>()? as f64 * share;
-                                let g =
-                                    if value.is_finite() { (loss * share)?.backward()? } else { GradStore::default() };
-                                Ok((value, g))
-                            })
-                            .collect();
-                        for part in parts {
-                            let (value, g) = part?;
-                            loss_value += value;
-                            add_grads(&mut grads, &g, &vars)?;
-                        }
-                        if !loss_value.is_finite() {
-                            break;
-                        }
-                        offset += micro.len();
-                        continue;
-                    }
-                    let (xb, yb) = match &data.text {
-                        Some(text) => text.batch(crate::data::text::Part::Train, micro)?,
-                        None => {
-                            let idx = Tensor::from_slice(micro, micro.len(), &candle_core::Device::Cpu)?;
-                            let xb = if augmented {
-                                let rows = &augmented_x[offset * data.features..(offset + micro.len()) * data.features];
-                                Tensor::from_slice(rows, (micro.len(), data.features), &candle_core::Device::Cpu)?
-                            } else {
-                                data.train.x.index_select(&idx, 0)?
-                            };
-                            (xb, data.train.y.index_select(&idx, 0)?)
-                        }
-                    };
-                    offset += micro.len();
-                    let out = model.forward(&xb, Some(&mut dropout_rng))?;
-                    let loss =
-                        if data.task == Task::Classification { cross_entropy(&out, &yb)? } else { mse(&out, &yb)? };
-                    let share = micro.len() as f64 / batch.len() as f64;
-                    let value = loss.to_scalar::<f32>()? as f64;
-                    loss_value += value * share;
-                    if !value.is_finite() {
-                        break;
-                    }
-                    if micro.len() == batch.len() {
-                        grads = loss.backward()?;
-                    } else {
-                        add_grads(&mut grads, &(loss * share)?.backward()?, &vars)?;
-                    }
+                    Some(Targets::Classes(&batch_classes))
                 }
-                (loss_value, Some(grads))
+                (None, Task::Regression) => {
+                    gather(&data.train.y, batch, &mut batch_values)?;
+                    Some(Targets::Values(&batch_values))
+                }
             };
-            let grads = match &mut candle_grads {
-                Some(g) => g,
-                None => &mut fused_grads,
+            let samples_of_step =
+                StepBatch { data, rows: batch, augmented: augmented.then_some(&augmented_x[..]), targets };
+            let mut how = Step {
+                loss: loss_kind,
+                micro_batch: t.batch_size as usize,
+                threads: t.threads as usize,
+                dropout: &mut dropout_rng,
             };
+            let loss_value = model.loss_and_grads(&samples_of_step, &mut how, &mut grads)?;
             let row = StepRow { step, lr, loss: loss_value };
             if !loss_value.is_finite() {
                 recorder.on_step(&row, epoch, true)?;
@@ -621,9 +597,9 @@ pub fn train_from(
                 break 'training;
             }
             if let Some(max) = t.clip_grad_norm {
-                clip_grad_norm(grads, &vars, max)?;
+                clip_grad_norm(&mut grads, &vars, max)?;
             }
-            optimizer.step(grads, lr)?;
+            optimizer.step(&grads, lr)?;
             recorder.on_step(&row, epoch, step % t.log_every == 0)?;
             (loss_sum, loss_count, last_lr) = (loss_sum + loss_value, loss_count + 1, lr);
             samples += batch.len() as u64;
@@ -642,7 +618,7 @@ pub fn train_from(
                 if better(&row, best_row.as_ref(), best_by) {
                     best_row = Some(row);
                     if keeps_best {
-                        best_params = Some(param_copies(&vars)?);
+                        best_params = Some(param_copies(model)?);
                     }
                 }
                 final_row = Some(row);
@@ -674,13 +650,13 @@ pub fn train_from(
         && t.early_stopping.as_ref().is_some_and(|e| e.restore_best_weights)
         && let (Some(best), Some(row)) = (&best_params, best_row)
     {
-        for (var, (_, saved)) in vars.iter().zip(best) {
-            var.set(saved)?;
+        for (n, (_, saved)) in model.named().iter().zip(best) {
+            n.var.set(&n.from_torch(saved)?)?;
         }
         final_row = Some(row);
     }
     if !interrupted && diverged_at.is_none() && step > 0 {
-        recorder.save_model("model", &param_copies(&vars)?)?;
+        recorder.save_model("model", &param_copies(model)?)?;
         if let Some(best) = &best_params {
             recorder.save_model("best", best)?;
         }
@@ -709,19 +685,6 @@ pub fn train_from(
             _ => data.validation.len,
         },
     })
-}
-
-/// Adds the gradients of `vars` in `part` to those in `sum`.
-fn add_grads(sum: &mut GradStore, part: &GradStore, vars: &[candle_core::Var]) -> Result<()> {
-    for var in vars {
-        let Some(g) = part.get(var) else { continue };
-        let total = match sum.get(var) {
-            Some(before) => (before + g)?,
-            None => g.clone(),
-        };
-        sum.insert(var, total);
-    }
-    Ok(())
 }
 
 fn better(row: &EvalRow, best: Option<&EvalRow>, by: &str) -> bool {
@@ -758,7 +721,7 @@ impl EarlyState {
 /// Mean loss per token and the fraction of tokens predicted right (the largest logit) over
 /// the text's validation windows at `starts`, in batches of `batch`, without dropout.
 fn evaluate_text(
-    model: &Model,
+    model: &dyn Network,
     text: &crate::data::text::TextData,
     starts: &[u32],
     batch: usize,
@@ -766,7 +729,7 @@ fn evaluate_text(
     let (mut loss, mut correct, mut tokens) = (0f64, 0f64, 0usize);
     for chunk in starts.chunks(batch.max(1)) {
         let (x, y) = text.batch(crate::data::text::Part::Validation, chunk)?;
-        let out = model.forward(&x, None)?.detach();
+        let out = model.forward(&x, crate::model::Mode::Eval)?.detach();
         let logp = candle_nn::ops::log_softmax(&out, 1)?;
         let picked = logp.gather(&y.unsqueeze(1)?, 1)?.neg()?;
         loss += picked.flatten_all()?.to_vec1::<f32>()?.iter().map(|&v| v as f64).sum::<f64>();
@@ -777,31 +740,15 @@ fn evaluate_text(
     Ok((loss / n, correct / n))
 }
 
-/// Mean loss (and accuracy for classification) over `split`, in chunks, without dropout.
-fn evaluate(model: &Model, split: &Split, task: Task) -> Result<(f64, Option<f64>)> {
+/// Mean loss (and accuracy for classification) over `split`, without dropout, in the
+/// pieces the model computes its outputs in.
+fn evaluate(model: &dyn Network, split: &Split, task: Task) -> Result<(f64, Option<f64>)> {
     let (mut loss, mut correct) = (0f64, 0f64);
-    // candle's forward pass keeps every activation of a chunk alive (the parameters are
-    // Vars, so it records the graph): a ResNet-20 on 1,024 CIFAR images would hold 4 GB.
-    let chunk = if model.fusable() { 1024 } else { 128 };
     let mut start = 0;
-    // The fused forward pass where the model has one (the same as training's), in parallel.
-    let fused = if model.fusable() && split.len > 0 {
-        let features = split.x.elem_count() / split.len;
-        let out = with_values(&split.x, |x: &[f32]| model.fused_outputs(x, features))??;
-        let width = out.len() / split.len;
-        Some(Tensor::from_vec(out, (split.len, width), &candle_core::Device::Cpu)?)
-    } else {
-        None
-    };
-    while start < split.len {
-        let len = chunk.min(split.len - start);
-        let x = split.x.narrow(0, start, len)?;
+    model.outputs(&split.x, &mut |out: Tensor| {
+        let len = out.dim(0)?;
         let y = split.y.narrow(0, start, len)?;
-        let out = match &fused {
-            Some(all) => all.narrow(0, start, len)?,
-            None => model.forward(&x, None)?,
-        };
-        // Per-sample losses summed in f64, as the training loss is averaged: a chunk's f32
+        // Per-sample losses summed in f64, as the training loss is averaged: a piece's f32
         // mean would carry f32 rounding into the written value.
         let per_sample = if task == Task::Classification {
             let logp = candle_nn::ops::log_softmax(&out, 1)?;
@@ -815,7 +762,8 @@ fn evaluate(model: &Model, split: &Split, task: Task) -> Result<(f64, Option<f64
             correct += accuracy(&out, &y)? * len as f64;
         }
         start += len;
-    }
+        Ok(())
+    })?;
     let n = split.len.max(1) as f64;
     Ok((loss / n, (task == Task::Classification).then_some(correct / n)))
 }

@@ -1,5 +1,6 @@
 //! The `[train]` table: how long, in what batches, how often to evaluate and log.
 
+use crate::model::{KERNELS, Kernels};
 use crate::params::{ParamSource, Rule};
 use crate::schedule::{Context, Horizon};
 
@@ -53,6 +54,9 @@ pub struct TrainSpec {
     pub keep_checkpoints: u64,
     /// Flush denormal floats to zero in the run's threads (TensorFlow's CPU default).
     pub flush_denormals: bool,
+    /// runner's CPU kernels where a model has them (auto), or plain candle ops only.
+    #[serde(skip_serializing_if = "is_auto")]
+    pub kernels: Kernels,
 }
 
 impl Default for TrainSpec {
@@ -74,6 +78,7 @@ impl Default for TrainSpec {
             checkpoint_minutes: 10.0,
             keep_checkpoints: 2,
             flush_denormals: true,
+            kernels: Kernels::Auto,
         }
     }
 }
@@ -143,6 +148,12 @@ impl TrainSpec {
                 true,
                 "flush denormal floats to zero (FTZ/DAZ, as TensorFlow on CPU); false keeps IEEE arithmetic",
             )?,
+            kernels: Kernels::from_word(p.choice(
+                "kernels",
+                KERNELS,
+                Some("auto"),
+                "auto: runner's CPU kernels where the model has them; plain: candle's ops and autograd only (what other devices run)",
+            )?),
         })
     }
 
@@ -195,6 +206,10 @@ impl TrainSpec {
 
 fn is_one(v: &u64) -> bool {
     *v == 1
+}
+
+fn is_auto(k: &Kernels) -> bool {
+    *k == Kernels::Auto
 }
 
 impl EarlyStopping {

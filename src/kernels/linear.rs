@@ -133,7 +133,7 @@ pub(crate) fn with_slices<R>(tensors: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fused::test_values::{max_diff, values};
+    use crate::kernels::test_values::{max_diff, values};
     use candle_core::Var;
 
     #[test]

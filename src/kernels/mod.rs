@@ -1,27 +1,35 @@
-//! The training step below candle's per-op layer, for dense networks and the `cnn` kind:
-//! forward and backward of every layer as calls to the `gemm` crate on flat buffers, with
-//! the bias, the activation and pooling fused into the passes over each layer's output.
-//! Convolutions are im2col + one product per layer ([`conv`]) with the batch split into one
-//! part per thread (the parts' gradients summed in part order); dense networks on several
-//! threads split every product between the threads instead ([`lockstep`]). candle still
-//! owns the parameters (read in place from its `Var`s), receives the gradients (a
-//! `GradStore` whose tensors are rewritten in place step after step, so the optimizers and
-//! gradient clipping are unchanged), and runs every other model (dropout, GELU/SiLU).
-//! Evaluations of these models use the same forward pass ([`Model::fused_outputs`]).
+//! runner's CPU kernels: candle custom ops and the passes behind them (convolution, batch
+//! and layer norm, attention, GELU, a ResNet's blocks and trunk, linear layers), the fused
+//! training step of dense and convolutional networks ([`Net`]), and their runtime: a
+//! thread team ([`team`]), a pool of working buffers, the `gemm` calls, vector-width
+//! dispatch, denormal flushing ([`denormals`]), huge pages and heap settings ([`heap`]),
+//! candle's own thread settings ([`candle_threads`]). A leaf: it knows nothing of models,
+//! the trainer or configs. Models use these ops where their tensors are on the CPU; each
+//! op is tested against plain candle ops.
 //!
-//! Working buffers come from a pool shared by all threads ([`Buffers`]) and go back to it,
-//! so a step allocates nothing that grows the heap. Measured with
-//! `cargo bench --bench throughput` (README, Speed).
+//! The fused step: forward and backward of every layer as calls to the `gemm` crate on
+//! flat buffers, with the bias, the activation and pooling fused into the passes over each
+//! layer's output. Convolutions are im2col + one product per layer ([`conv`]) with the
+//! batch split into one part per thread (the parts' gradients summed in part order); dense
+//! networks on several threads split every product between the threads instead
+//! (`lockstep.rs`). candle still owns the parameters (read in place), receives the
+//! gradients (tensors rewritten in place step after step, so the optimizers and gradient
+//! clipping are unchanged). Working buffers come from a pool shared by all threads
+//! ([`Buffers`]) and go back to it, so a step allocates nothing that grows the heap.
+//! Measured with `cargo bench --bench throughput` (README, Speed).
 
 pub mod add_relu;
 pub mod attention;
 pub mod basic_block;
 pub mod batch_norm;
+pub mod candle_threads;
 pub mod conv;
 pub mod conv_bn;
 pub mod conv_op;
+pub mod denormals;
 pub mod direct_conv;
 pub mod gelu;
+pub mod heap;
 pub mod layer_norm;
 pub mod linear;
 mod lockstep;
@@ -31,10 +39,8 @@ pub mod team;
 #[cfg(test)]
 pub(crate) mod test_values;
 
-use super::{Activation, Stack};
 use anyhow::{Result, bail};
-use candle_core::backprop::GradStore;
-use candle_core::{Device, Storage, Tensor, WithDType};
+use candle_core::{Storage, Tensor, WithDType};
 use conv::{ConvShape, Planes};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
@@ -95,31 +101,123 @@ impl Targets<'_> {
 }
 
 /// A dense layer's parameters, read in place: `w` is (inputs x outputs), row-major.
-struct Layer<'a> {
-    w: &'a [f32],
-    b: &'a [f32],
-    inputs: usize,
-    outputs: usize,
+pub struct Layer<'a> {
+    pub w: &'a [f32],
+    pub b: &'a [f32],
+    pub inputs: usize,
+    pub outputs: usize,
 }
 
 /// A convolution's parameters, read in place, and its shape.
-struct ConvLayer<'a> {
-    w: &'a [f32],
-    b: &'a [f32],
-    shape: ConvShape,
+pub struct ConvLayer<'a> {
+    pub w: &'a [f32],
+    pub b: &'a [f32],
+    pub shape: ConvShape,
 }
 
-/// The network as the fused step sees it.
-struct Net<'a> {
-    convs: Vec<ConvLayer<'a>>,
+/// The activations whose derivative follows from their output (what the fused step
+/// trains).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Relu,
+    LeakyRelu,
+    Tanh,
+    Sigmoid,
+}
+
+/// A network of convolutions (each followed by the activation and, with `pool`, 2x2
+/// max-pooling) then dense layers (the activation between them), its parameters read in
+/// place: what the fused step trains.
+pub struct Net<'a> {
+    pub convs: Vec<ConvLayer<'a>>,
     /// 2x2 max-pooling after each convolution.
-    pool: bool,
-    dense: Vec<Layer<'a>>,
-    activation: Activation,
+    pub pool: bool,
+    pub dense: Vec<Layer<'a>>,
+    pub activation: Activation,
+}
+
+impl Net<'_> {
+    /// The mean loss over the batch made of rows `rows` of `data` (a data set's samples,
+    /// `features` values each; `targets` are the batch's), the gradient of every parameter
+    /// (each convolution's weight and bias, then each dense layer's) written into `grads`,
+    /// contiguous f32 CPU tensors of the parameters' sizes, in place. The batch is split
+    /// into `parts` parts computed in parallel on the current rayon pool (each part gathers
+    /// its own rows); their gradients are summed in part order, so the result does not
+    /// depend on which part finished first.
+    pub fn loss_and_grads(
+        &self,
+        data: &[f32],
+        rows: &[u32],
+        features: usize,
+        targets: Targets<'_>,
+        parts: usize,
+        grads: &[Tensor],
+    ) -> Result<f64> {
+        let n = rows.len();
+        if let Some(&r) = rows.iter().find(|&&r| (r as usize + 1) * features > data.len()) {
+            bail!("row {r} is past the data's {} rows", data.len() / features);
+        }
+        let parts = parts.clamp(1, n.max(1));
+        let bounds: Vec<(usize, usize)> = (0..parts).map(|p| (p * n / parts, (p + 1) * n / parts)).collect();
+        // Dense networks on several threads split each product's columns (lockstep.rs);
+        // convolutions split the batch into one part per thread.
+        // The choice depends on the config alone (never on the machine's load), so a run
+        // stopped and resumed gives exactly the uninterrupted run's numbers.
+        let lockstep = self.convs.is_empty() && parts > 1 && rayon::current_num_threads() > 1;
+        if lockstep {
+            // The gradients are written straight into the kept tensors.
+            let loss_sum = with_values_mut(grads, |ptrs| {
+                lockstep::dense_step(&self.dense, self.activation, (data, rows, features), targets, ptrs)
+            })?;
+            return Ok(loss_sum / n as f64);
+        }
+        let run = |&(start, end): &(usize, usize)| {
+            let mut x = Buffers::scratch((end - start) * features);
+            for (dst, &r) in x.chunks_exact_mut(features).zip(&rows[start..end]) {
+                dst.copy_from_slice(&data[r as usize * features..][..features]);
+            }
+            let part = part(self, &x, targets.rows(start, end), n);
+            Buffers::give(x);
+            part
+        };
+        let results: Vec<Part> =
+            if parts == 1 { bounds.iter().map(run).collect() } else { bounds.par_iter().map(run).collect() };
+        for (i, dst) in grads.iter().enumerate() {
+            update_in_place(dst, |chunk, at| {
+                let len = chunk.len();
+                chunk.copy_from_slice(&results[0].grads[i][at..][..len]);
+                for other in &results[1..] {
+                    chunk.iter_mut().zip(&other.grads[i][at..][..len]).for_each(|(a, b)| *a += b);
+                }
+            })?;
+        }
+        let loss_sum: f64 = results.iter().map(|p| p.loss_sum).sum();
+        for part in results {
+            part.grads.into_iter().for_each(Buffers::give);
+        }
+        Ok(loss_sum / n as f64)
+    }
+
+    /// The network's outputs for the rows `x` (`features` values each; no dropout:
+    /// evaluation), row after row, computed in pieces of at most 128 rows spread over the
+    /// current rayon pool.
+    pub fn outputs(&self, x: &[f32], features: usize) -> Vec<f32> {
+        const PIECE: usize = 128;
+        let outputs = self.dense.last().map_or(0, |d| d.outputs);
+        let mut out = vec![0f32; x.len() / features.max(1) * outputs];
+        x.par_chunks(PIECE * features).zip(out.par_chunks_mut(PIECE * outputs)).for_each(|(x, out)| {
+            let mut pass = forward(self, x);
+            let logits = pass.outs.pop().expect("the network has a last layer");
+            out.copy_from_slice(&logits);
+            Buffers::give(logits);
+            pass.give_back();
+        });
+        out
+    }
 }
 
 /// One part of the batch: its summed loss and the gradient of every parameter (in
-/// [`Model::vars`] order), already divided by the whole batch's size.
+/// [`Stack::vars`] order), already divided by the whole batch's size.
 struct Part {
     loss_sum: f64,
     grads: Vec<Vec<f32>>,
@@ -303,163 +401,6 @@ fn take<T: Copy + Default>(from: &Mutex<Vec<Vec<T>>>, len: usize) -> Vec<T> {
     }
 }
 
-impl Stack {
-    /// Whether [`Stack::fused_loss_and_grads`] can train this model: dense layers and
-    /// convolutions, no dropout, and an activation whose derivative follows from its output.
-    pub fn fusable(&self) -> bool {
-        self.dropout == 0.0
-            && matches!(
-                self.activation,
-                Activation::Relu | Activation::Tanh | Activation::Sigmoid | Activation::LeakyRelu
-            )
-    }
-
-    /// Calls `f` with the network read in place from the parameters (held read-locked
-    /// meanwhile), after checking that it takes `features` inputs.
-    fn with_net<R>(&self, features: usize, f: impl FnOnce(&Net<'_>) -> Result<R>) -> Result<R> {
-        let vars = self.vars();
-        let guards: Vec<_> = vars.iter().map(|v| v.as_tensor().storage_and_layout()).collect();
-        let mut slices = Vec::with_capacity(guards.len());
-        for (storage, layout) in &guards {
-            let Storage::Cpu(cpu) = &**storage else { bail!("the fused step runs on the CPU") };
-            if !layout.is_contiguous() {
-                bail!("the fused step needs contiguous parameters");
-            }
-            slices.push(&cpu.as_slice::<f32>()?[layout.start_offset()..]);
-        }
-        let mut image = self.image;
-        let mut convs = Vec::with_capacity(self.convs.len());
-        for (c, s) in self.convs.iter().zip(slices.chunks(2)) {
-            let Some(input) = image else { bail!("the convolutions need an image shape") };
-            let (c_out, k) = (c.w.dims()[0], c.w.dims()[2]);
-            let Some(shape) = ConvShape::new(input, c_out, k, 1, c.pad) else {
-                bail!("a {k}x{k} convolution does not fit the {}x{} image", input.1, input.2)
-            };
-            let (oh, ow) = (shape.out_h(), shape.out_w());
-            image = Some(if self.pool { (c_out, oh / 2, ow / 2) } else { (c_out, oh, ow) });
-            convs.push(ConvLayer { w: &s[0][..c_out * shape.patch()], b: &s[1][..c_out], shape });
-        }
-        let dense: Vec<Layer<'_>> = self
-            .dense
-            .iter()
-            .zip(slices[2 * self.convs.len()..].chunks(2))
-            .map(|(d, s)| {
-                let (inputs, outputs) = (d.w.dims()[0], d.w.dims()[1]);
-                Layer { w: &s[0][..inputs * outputs], b: &s[1][..outputs], inputs, outputs }
-            })
-            .collect();
-        let takes = match (convs.first(), dense.first()) {
-            (Some(c), _) => c.shape.c_in * c.shape.h * c.shape.w,
-            (None, Some(d)) => d.inputs,
-            (None, None) => bail!("the network has no layers"),
-        };
-        if takes != features || image.is_some_and(|(c, h, w)| dense.first().is_some_and(|d| d.inputs != c * h * w)) {
-            bail!("the batch has {features} features, the network takes {takes}");
-        }
-        f(&Net { convs, pool: self.pool, dense, activation: self.activation })
-    }
-
-    /// The mean loss over the batch made of rows `rows` of `data` (a data set's samples,
-    /// `features` values each; `targets` are the batch's), with the gradient of every
-    /// parameter written into `grads`: into the tensors it already holds for them (a store
-    /// kept from step to step is reused in place), else into new ones. The batch is split
-    /// into `parts` parts computed in parallel on the current rayon pool (each part gathers
-    /// its own rows); their gradients are summed in part order, so the result does not
-    /// depend on which part finished first.
-    pub fn fused_loss_and_grads(
-        &self,
-        data: &[f32],
-        rows: &[u32],
-        features: usize,
-        targets: Targets<'_>,
-        parts: usize,
-        grads: &mut GradStore,
-    ) -> Result<f64> {
-        let n = rows.len();
-        if let Some(&r) = rows.iter().find(|&&r| (r as usize + 1) * features > data.len()) {
-            bail!("row {r} is past the data's {} rows", data.len() / features);
-        }
-        let parts = parts.clamp(1, n.max(1));
-        let bounds: Vec<(usize, usize)> = (0..parts).map(|p| (p * n / parts, (p + 1) * n / parts)).collect();
-        // Dense networks on several threads split each product's columns (lockstep.rs);
-        // convolutions split the batch into one part per thread.
-        // The choice depends on the config alone (never on the machine's load), so a run
-        // stopped and resumed gives exactly the uninterrupted run's numbers.
-        let lockstep = self.convs.is_empty() && parts > 1 && rayon::current_num_threads() > 1;
-        let grad_tensors = self.gradient_tensors(grads)?;
-        if lockstep {
-            // The gradients are written straight into the kept tensors.
-            let loss_sum = self.with_net(features, |net| {
-                with_values_mut(&grad_tensors, |ptrs| {
-                    lockstep::dense_step(&net.dense, net.activation, (data, rows, features), targets, ptrs)
-                })
-            })?;
-            return Ok(loss_sum / n as f64);
-        }
-        let results: Vec<Part> = self.with_net(features, |net| {
-            let run = |&(start, end): &(usize, usize)| {
-                let mut x = Buffers::scratch((end - start) * features);
-                for (dst, &r) in x.chunks_exact_mut(features).zip(&rows[start..end]) {
-                    dst.copy_from_slice(&data[r as usize * features..][..features]);
-                }
-                let part = part(net, &x, targets.rows(start, end), n);
-                Buffers::give(x);
-                part
-            };
-            Ok(if parts == 1 { bounds.iter().map(run).collect() } else { bounds.par_iter().map(run).collect() })
-        })?;
-        for (i, dst) in grad_tensors.iter().enumerate() {
-            update_in_place(dst, |chunk, at| {
-                let len = chunk.len();
-                chunk.copy_from_slice(&results[0].grads[i][at..][..len]);
-                for other in &results[1..] {
-                    chunk.iter_mut().zip(&other.grads[i][at..][..len]).for_each(|(a, b)| *a += b);
-                }
-            })?;
-        }
-        let loss_sum: f64 = results.iter().map(|p| p.loss_sum).sum();
-        for part in results {
-            part.grads.into_iter().for_each(Buffers::give);
-        }
-        Ok(loss_sum / n as f64)
-    }
-
-    /// The tensors of `grads` that receive each parameter's gradient (in [`Model::vars`]
-    /// order): those it holds, else new ones it is given.
-    fn gradient_tensors(&self, grads: &mut GradStore) -> Result<Vec<Tensor>> {
-        let mut tensors = Vec::new();
-        for var in self.vars() {
-            tensors.push(match grads.get(&var) {
-                Some(g) if g.dims() == var.dims() && g.is_contiguous() => g.clone(),
-                _ => {
-                    let g = Tensor::zeros(var.shape(), candle_core::DType::F32, &Device::Cpu)?;
-                    grads.insert(var.as_tensor(), g.clone());
-                    g
-                }
-            });
-        }
-        Ok(tensors)
-    }
-
-    /// The network's outputs for the rows `x` (no dropout: evaluation), row after row,
-    /// computed in pieces of at most 128 rows spread over the current rayon pool.
-    pub fn fused_outputs(&self, x: &[f32], features: usize) -> Result<Vec<f32>> {
-        const PIECE: usize = 128;
-        self.with_net(features, |net| {
-            let outputs = net.dense.last().map_or(0, |d| d.outputs);
-            let mut out = vec![0f32; x.len() / features * outputs];
-            x.par_chunks(PIECE * features).zip(out.par_chunks_mut(PIECE * outputs)).for_each(|(x, out)| {
-                let mut pass = forward(net, x);
-                let logits = pass.outs.pop().expect("the network has a last layer");
-                out.copy_from_slice(&logits);
-                Buffers::give(logits);
-                pass.give_back();
-            });
-            Ok(out)
-        })
-    }
-}
-
 /// `dst (m x n) = [dst +] lhs (m x k) @ rhs (k x n)` on one core; each operand given by
 /// its row and column strides.
 #[allow(clippy::too_many_arguments)]
@@ -553,7 +494,6 @@ fn activate(a: Activation, z: &mut [f32]) {
         Activation::LeakyRelu => z.iter_mut().for_each(|v| *v = if *v > 0.0 { *v } else { 0.01 * *v }),
         Activation::Tanh => z.iter_mut().for_each(|v| *v = v.tanh()),
         Activation::Sigmoid => z.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
-        Activation::Gelu | Activation::Silu => unreachable!("not fusable"),
     })
 }
 
@@ -565,7 +505,6 @@ fn backprop_activation(a: Activation, grad: &mut [f32], out: &[f32]) {
         Activation::LeakyRelu => pairs.for_each(|(g, o)| *g = if *o > 0.0 { *g } else { 0.01 * *g }),
         Activation::Tanh => pairs.for_each(|(g, o)| *g *= 1.0 - o * o),
         Activation::Sigmoid => pairs.for_each(|(g, o)| *g *= o * (1.0 - o)),
-        Activation::Gelu | Activation::Silu => unreachable!("not fusable"),
     })
 }
 
@@ -795,141 +734,4 @@ fn part(net: &Net<'_>, x: &[f32], targets: Targets<'_>, batch: usize) -> Part {
     Buffers::give(dz);
     grads.reverse();
     Part { loss_sum, grads }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{Model, ModelSpec, cross_entropy, mse};
-
-    /// The fused gradients against candle's autograd on the same model and batch.
-    fn compare(activation: Activation, classification: bool, parts: usize) {
-        let spec = ModelSpec::Mlp { hidden: vec![7, 5], activation, dropout: 0.0 };
-        compare_model(&spec, 6, None, 9, activation, classification, parts);
-    }
-
-    fn compare_model(
-        spec: &ModelSpec,
-        features: usize,
-        image: Option<(usize, usize, usize)>,
-        n: usize,
-        activation: Activation,
-        classification: bool,
-        parts: usize,
-    ) {
-        let outputs = if classification { 4 } else { 1 };
-        let model = Model::new(spec, features, outputs, image, 3).unwrap();
-        assert!(model.fusable());
-        let x: Vec<f32> = (0..n * features).map(|i| ((i * 7919 + 13) % 10_007) as f32 / 5003.5 - 1.0).collect();
-        let classes: Vec<u32> = (0..n as u32).map(|i| i * 3 % outputs as u32).collect();
-        let values: Vec<f32> = (0..n).map(|i| i as f32 / 4.0 - 1.0).collect();
-        let xt = Tensor::from_vec(x.clone(), (n, features), &Device::Cpu).unwrap();
-        let out = model.forward(&xt, None).unwrap();
-        let loss = if classification {
-            cross_entropy(&out, &Tensor::from_vec(classes.clone(), n, &Device::Cpu).unwrap()).unwrap()
-        } else {
-            mse(&out, &Tensor::from_vec(values.clone(), (n, 1), &Device::Cpu).unwrap()).unwrap()
-        };
-        let expected = loss.backward().unwrap();
-        // The evaluation's forward pass gives candle's outputs.
-        let fused_out = model.fused_outputs(&x, features).unwrap();
-        let candle_out: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();
-        assert_eq!(fused_out.len(), candle_out.len());
-        for (a, b) in fused_out.iter().zip(&candle_out) {
-            assert!((a - b).abs() < 1e-5 + 1e-5 * b.abs(), "{activation:?} outputs: {a} vs {b}");
-        }
-        let targets = if classification { Targets::Classes(&classes) } else { Targets::Values(&values) };
-        let rows: Vec<u32> = (0..n as u32).collect();
-        let mut grads = GradStore::default();
-        let fused_loss = model.fused_loss_and_grads(&x, &rows, features, targets, parts, &mut grads).unwrap();
-        // A second step into the same store rewrites the gradients in place (not added to
-        // the first's; the split may differ when threads had to wait: float rounding).
-        let first: Vec<Tensor> = model.vars().iter().map(|v| grads.get(v).unwrap().copy().unwrap()).collect();
-        model.fused_loss_and_grads(&x, &rows, features, targets, parts, &mut grads).unwrap();
-        for (v, f) in model.vars().iter().zip(&first) {
-            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            for (a, b) in flat(grads.get(v).unwrap()).iter().zip(flat(f)) {
-                assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "second step {a} vs first {b}");
-            }
-        }
-        let want = loss.to_scalar::<f32>().unwrap() as f64;
-        assert!((fused_loss - want).abs() < 1e-5 * want.abs().max(1.0), "loss {fused_loss} vs {want}");
-        for var in model.vars() {
-            let a: Vec<f32> = grads.get(&var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            let b: Vec<f32> = expected.get(&var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            for (a, b) in a.iter().zip(&b) {
-                assert!((a - b).abs() < 1e-5 + 1e-4 * b.abs(), "{activation:?}: {a} vs {b}");
-            }
-        }
-    }
-
-    /// The cnn kind through the fused step (im2col convolutions, pooling, the flatten)
-    /// against candle's conv2d, max_pool2d and autograd: odd image sizes, several channels,
-    /// with and without pooling, a batch of one, split into parts.
-    #[test]
-    fn fused_cnn_gradients_match_candles_autograd() {
-        for (activation, pool, kernel_size, image, n, parts) in [
-            (Activation::Relu, true, 3, (1, 8, 8), 5, 1),
-            (Activation::Relu, true, 3, (2, 7, 9), 4, 2),
-            (Activation::Tanh, false, 3, (1, 5, 5), 3, 3),
-            (Activation::LeakyRelu, true, 5, (3, 6, 6), 1, 1),
-            (Activation::Sigmoid, true, 2, (1, 7, 7), 2, 2),
-            (Activation::Relu, true, 3, (1, 6, 6), 300, 2), // several evaluation pieces of 128 rows
-        ] {
-            let spec =
-                ModelSpec::Cnn { channels: vec![3, 4], kernel_size, pool, hidden: vec![6], activation, dropout: 0.0 };
-            let features = image.0 * image.1 * image.2;
-            for classification in [true, false] {
-                compare_model(&spec, features, Some(image), n, activation, classification, parts);
-            }
-        }
-    }
-
-    /// Dense networks on several threads (lockstep.rs: column blocks of 16, a narrow last
-    /// layer on the first thread alone, the first layer by its inputs) give candle's
-    /// gradients, and one thread's loss and gradients to float rounding.
-    #[test]
-    fn lockstep_dense_steps_match_candle_and_one_thread() {
-        let spec = ModelSpec::Mlp { hidden: vec![40, 33], activation: Activation::Tanh, dropout: 0.0 };
-        for threads in [2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| {
-                for classification in [true, false] {
-                    compare_model(&spec, 37, None, 11, Activation::Tanh, classification, threads);
-                }
-            });
-        }
-        let model = Model::new(&spec, 37, 4, None, 5).unwrap();
-        let x: Vec<f32> = (0..20 * 37).map(|i| ((i * 7919 + 13) % 10_007) as f32 / 5003.5 - 1.0).collect();
-        let classes: Vec<u32> = (0..20).map(|i| i % 4).collect();
-        let rows: Vec<u32> = (0..20).rev().collect();
-        let step = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let mut grads = GradStore::default();
-            let loss = pool
-                .install(|| model.fused_loss_and_grads(&x, &rows, 37, Targets::Classes(&classes), threads, &mut grads))
-                .unwrap();
-            let values: Vec<Vec<f32>> =
-                model.vars().iter().map(|v| grads.get(v).unwrap().flatten_all().unwrap().to_vec1().unwrap()).collect();
-            (loss, values)
-        };
-        let (one, two) = (step(1), step(2));
-        assert!((one.0 - two.0).abs() <= 1e-6 * one.0.abs(), "loss {} vs {}", one.0, two.0);
-        // The first layer's product is summed in one part per thread, and the product
-        // kernels may sum a column block in another order: float rounding.
-        for (a, b) in one.1.iter().flatten().zip(two.1.iter().flatten()) {
-            assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "one thread {a} vs two {b}");
-        }
-    }
-
-    #[test]
-    fn fused_gradients_match_candles_autograd() {
-        for activation in [Activation::Relu, Activation::Tanh, Activation::Sigmoid, Activation::LeakyRelu] {
-            for classification in [true, false] {
-                for parts in [1, 2, 4] {
-                    compare(activation, classification, parts);
-                }
-            }
-        }
-    }
 }

@@ -143,7 +143,7 @@ impl CustomOp3 for ConvBn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fused::test_values::{max_diff, values};
+    use crate::kernels::test_values::{max_diff, values};
     use candle_core::Var;
 
     #[test]

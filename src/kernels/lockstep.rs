@@ -14,8 +14,8 @@
 //! of threads once ([`super::team::broadcast`]: threads that stay awake between steps) and
 //! synchronises with [`Barrier`].
 
+use super::Activation;
 use super::{Buffers, Layer, Targets, activate, backprop_activation, loss_gradient, matmul_raw};
-use crate::model::Activation;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Participants of a step wait here for each other.

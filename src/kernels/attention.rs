@@ -114,7 +114,7 @@ impl CustomOp2 for CausalSoftmaxGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fused::test_values::{max_diff, values};
+    use crate::kernels::test_values::{max_diff, values};
     use candle_core::{D, Device, Var};
 
     /// candle's own: scale, add the mask, softmax.

@@ -16,7 +16,7 @@
 //! (flushed denormals stay flushed). A broadcast made from inside a broadcast goes to
 //! rayon instead.
 
-use crate::train::denormals;
+use super::denormals;
 use std::any::Any;
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};

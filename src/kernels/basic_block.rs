@@ -260,9 +260,9 @@ impl CustomOp2 for BasicBlock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fused::add_relu::add_relu;
-    use crate::model::fused::conv_bn::conv_bn;
-    use crate::model::fused::test_values::{max_diff, values};
+    use crate::kernels::add_relu::add_relu;
+    use crate::kernels::conv_bn::conv_bn;
+    use crate::kernels::test_values::{max_diff, values};
     use candle_core::Var;
 
     #[test]

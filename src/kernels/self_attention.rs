@@ -180,7 +180,7 @@ impl CustomOp2 for SelfAttentionGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fused::test_values::{max_diff, values};
+    use crate::kernels::test_values::{max_diff, values};
     use candle_core::{D, Device, Var};
 
     /// candle's own ops, as the transformer builds them with attention dropout.

@@ -461,8 +461,8 @@ mod tests {
             // candle's max_pool2d has a wrong gradient (see model::max_pool2); its values
             // are the reference, the gradient is that of a max over each window.
             let y = xv.as_tensor().max_pool2d(2).unwrap();
-            assert_eq!(to_vec(&y), to_vec(&crate::model::max_pool2(xv.as_tensor()).unwrap()));
-            let y = crate::model::max_pool2(xv.as_tensor()).unwrap();
+            assert_eq!(to_vec(&y), to_vec(&crate::kernels::test_values::max_pool2(xv.as_tensor()).unwrap()));
+            let y = crate::kernels::test_values::max_pool2(xv.as_tensor()).unwrap();
             let up = values(y.elem_count(), 6);
             let upt = Tensor::from_vec(up.clone(), y.shape(), &Device::Cpu).unwrap();
             let grads = (y.clone() * upt).unwrap().sum_all().unwrap().backward().unwrap();

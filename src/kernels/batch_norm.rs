@@ -281,14 +281,13 @@ impl CustomOp3 for BatchNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fused::test_values::{max_diff, values};
+    use crate::kernels::test_values::{max_diff, values};
     use candle_core::Var;
 
     /// The op on `x` with the statistics computed from it, as the ResNet's layer calls it.
     fn batch_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, relu: bool) -> candle_core::Result<Tensor> {
         let x = x.contiguous()?;
-        let stats =
-            crate::model::fused::with_values(&x, |v: &[f32]| channel_stats(v, dims(x.dims()).unwrap())).unwrap();
+        let stats = crate::kernels::with_values(&x, |v: &[f32]| channel_stats(v, dims(x.dims()).unwrap())).unwrap();
         batch_norm_with_stats(&x, gamma, beta, eps, relu, stats)
     }
 
@@ -306,7 +305,7 @@ mod tests {
             .broadcast_add(&beta.reshape((c, 1)).unwrap())
             .unwrap();
         let y = y.reshape((c, n, h, w)).unwrap().transpose(0, 1).unwrap().contiguous().unwrap();
-        if relu { crate::model::layers::relu(&y).unwrap() } else { y }
+        if relu { crate::kernels::test_values::relu(&y).unwrap() } else { y }
     }
 
     #[test]

@@ -205,9 +205,9 @@ impl CustomOp2 for ResnetTrunk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fused::basic_block::basic_block;
-    use crate::model::fused::conv_bn::conv_bn;
-    use crate::model::fused::test_values::{max_diff, values};
+    use crate::kernels::basic_block::basic_block;
+    use crate::kernels::conv_bn::conv_bn;
+    use crate::kernels::test_values::{max_diff, values};
     use candle_core::Var;
 
     /// A conv + batch norm's parameters: weights (c_out, c_in, 3, 3), scale and shift.

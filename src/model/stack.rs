@@ -1,0 +1,462 @@
+//! The mlp, linear and cnn kinds: convolutions (perhaps none) then dense layers. Trained by
+//! runner's CPU kernels (`kernels/`: the whole step below candle's per-op layer) where the
+//! tensors are on the CPU and the model has no dropout nor GELU/SiLU, else by candle's
+//! autograd over [`Stack::forward`]. Parameter names are those of a PyTorch module with
+//! `convs` and `dense` `nn.ModuleList`s (`convs.0.weight`, `dense.1.bias`, ...).
+
+use super::network::{Batch, HostRows, Kernels, Mode, Named, Network, Step, autograd_loss_and_grads};
+use super::{Activation, Init, ModelSpec, dropout, init_rng, max_pool2, uniform};
+use crate::kernels::conv::ConvShape;
+use crate::kernels::{self, ConvLayer, Layer as DenseLayer, Net, Targets, with_values};
+use anyhow::{Result, bail};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Storage, Tensor, Var};
+use rand_chacha::ChaCha8Rng;
+
+/// A dense layer: `x @ w + b` with `w` stored (in, out).
+pub(crate) struct Dense {
+    pub(crate) w: Var,
+    pub(crate) b: Var,
+}
+
+/// A convolution with `out` filters of `k x k` over `in` channels, "same" padding.
+pub(crate) struct Conv {
+    pub(crate) w: Var,
+    pub(crate) b: Var,
+    pub(crate) pad: usize,
+}
+
+/// Convolutions then dense layers: the mlp, linear and cnn kinds.
+pub struct Stack {
+    pub(crate) convs: Vec<Conv>,
+    /// (channels, height, width) the convolutions read.
+    pub(crate) image: Option<(usize, usize, usize)>,
+    pub(crate) pool: bool,
+    pub(crate) dense: Vec<Dense>,
+    pub(crate) activation: Activation,
+    pub(crate) dropout: f64,
+    /// Whether the CPU kernels may train it.
+    pub(crate) kernels: Kernels,
+}
+
+impl Stack {
+    /// Builds `spec` for `features` inputs and `outputs` outputs, weights from `seed`.
+    pub fn new(
+        spec: &ModelSpec,
+        features: usize,
+        outputs: usize,
+        image: Option<(usize, usize, usize)>,
+        seed: u64,
+        kernels: Kernels,
+    ) -> Result<Stack> {
+        spec.check(features, outputs, image).map_err(anyhow::Error::msg)?;
+        let mut rng = init_rng(seed);
+        let (mut convs, mut width, mut conv_image) = (Vec::new(), features, None);
+        if let ModelSpec::Cnn { channels, kernel_size, pool, .. } = spec {
+            let Some((mut c, mut h, mut w)) = image else {
+                bail!(
+                    "the cnn model needs image data (digits, mnist, cifar10, cifar100); use mlp or linear for this data set"
+                )
+            };
+            conv_image = image;
+            let k = *kernel_size as usize;
+            for &out in channels {
+                let out = out as usize;
+                let fan_in = c * k * k;
+                convs.push(Conv {
+                    w: uniform(&mut rng, &[out, c, k, k], fan_in)?,
+                    b: uniform(&mut rng, &[out], fan_in)?,
+                    pad: k / 2,
+                });
+                c = out;
+                // "Same" padding k / 2: an even kernel makes the image one pixel larger.
+                (h, w) = (h + 2 * (k / 2) + 1 - k, w + 2 * (k / 2) + 1 - k);
+                if *pool {
+                    if h < 2 || w < 2 {
+                        bail!(
+                            "the image is too small for {} pooled convolutions; use fewer channels entries or pool = false",
+                            channels.len()
+                        );
+                    }
+                    (h, w) = (h / 2, w / 2);
+                }
+            }
+            width = c * h * w;
+        }
+        let hidden: Vec<usize> = match spec {
+            ModelSpec::Mlp { hidden, .. } | ModelSpec::Cnn { hidden, .. } => {
+                hidden.iter().map(|&h| h as usize).collect()
+            }
+            ModelSpec::Linear { .. } | ModelSpec::Resnet { .. } | ModelSpec::Transformer { .. } => Vec::new(),
+        };
+        let mut dense = Vec::new();
+        let zeros = matches!(spec, ModelSpec::Linear { init: Init::Zeros });
+        for out in hidden.into_iter().chain([outputs]) {
+            dense.push(if zeros {
+                let zero = |shape: &[usize]| Var::zeros(shape, DType::F32, &Device::Cpu);
+                Dense { w: zero(&[width, out])?, b: zero(&[out])? }
+            } else {
+                Dense { w: uniform(&mut rng, &[width, out], width)?, b: uniform(&mut rng, &[out], width)? }
+            });
+            width = out;
+        }
+        let (activation, dropout, pool) = match spec {
+            ModelSpec::Mlp { activation, dropout, .. } => (*activation, *dropout, false),
+            ModelSpec::Cnn { activation, dropout, pool, .. } => (*activation, *dropout, *pool),
+            ModelSpec::Linear { .. } | ModelSpec::Resnet { .. } | ModelSpec::Transformer { .. } => {
+                (Activation::Relu, 0.0, false)
+            }
+        };
+        Ok(Stack { convs, image: conv_image, pool, dense, activation, dropout, kernels })
+    }
+
+    /// Every parameter, in a fixed order.
+    pub fn vars(&self) -> Vec<Var> {
+        let convs = self.convs.iter().flat_map(|c| [c.w.clone(), c.b.clone()]);
+        convs.chain(self.dense.iter().flat_map(|d| [d.w.clone(), d.b.clone()])).collect()
+    }
+
+    /// The network's output for a batch `x` of shape (n, features). With `dropout_rng`
+    /// (training), dropout masks are drawn from it; without (evaluation), dropout is off.
+    pub fn forward(&self, x: &Tensor, dropout_rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+        let mut h = x.clone();
+        if let Some((c, hh, ww)) = self.image {
+            h = h.reshape((x.dim(0)?, c, hh, ww))?;
+            for conv in &self.convs {
+                h = h.conv2d(conv.w.as_tensor(), conv.pad, 1, 1, 1)?;
+                h = h.broadcast_add(&conv.b.as_tensor().reshape((1, (), 1, 1))?)?;
+                h = self.activation.apply(&h)?;
+                if self.pool {
+                    h = max_pool2(&h)?;
+                }
+            }
+            h = h.flatten_from(1)?;
+        }
+        let mut rng = dropout_rng;
+        let last = self.dense.len() - 1;
+        for (i, d) in self.dense.iter().enumerate() {
+            h = h.matmul(d.w.as_tensor())?.broadcast_add(d.b.as_tensor())?;
+            if i < last {
+                h = self.activation.apply(&h)?;
+                if let (Some(r), true) = (rng.as_deref_mut(), self.dropout > 0.0) {
+                    h = dropout(&h, self.dropout, r)?;
+                }
+            }
+        }
+        Ok(h)
+    }
+}
+
+impl Stack {
+    /// Whether [`Stack::fused_loss_and_grads`] can train this model: dense layers and
+    /// convolutions, no dropout, and an activation whose derivative follows from its output.
+    pub fn fusable(&self) -> bool {
+        self.dropout == 0.0 && self.kernel_activation().is_some()
+    }
+
+    /// The activation as the kernels know it, where they have it.
+    fn kernel_activation(&self) -> Option<kernels::Activation> {
+        match self.activation {
+            Activation::Relu => Some(kernels::Activation::Relu),
+            Activation::LeakyRelu => Some(kernels::Activation::LeakyRelu),
+            Activation::Tanh => Some(kernels::Activation::Tanh),
+            Activation::Sigmoid => Some(kernels::Activation::Sigmoid),
+            Activation::Gelu | Activation::Silu => None,
+        }
+    }
+
+    /// Calls `f` with the network read in place from the parameters (held read-locked
+    /// meanwhile), after checking that it takes `features` inputs.
+    fn with_net<R>(&self, features: usize, f: impl FnOnce(&Net<'_>) -> Result<R>) -> Result<R> {
+        let vars = self.vars();
+        let guards: Vec<_> = vars.iter().map(|v| v.as_tensor().storage_and_layout()).collect();
+        let mut slices = Vec::with_capacity(guards.len());
+        for (storage, layout) in &guards {
+            let Storage::Cpu(cpu) = &**storage else { bail!("the fused step runs on the CPU") };
+            if !layout.is_contiguous() {
+                bail!("the fused step needs contiguous parameters");
+            }
+            slices.push(&cpu.as_slice::<f32>()?[layout.start_offset()..]);
+        }
+        let mut image = self.image;
+        let mut convs = Vec::with_capacity(self.convs.len());
+        for (c, s) in self.convs.iter().zip(slices.chunks(2)) {
+            let Some(input) = image else { bail!("the convolutions need an image shape") };
+            let (c_out, k) = (c.w.dims()[0], c.w.dims()[2]);
+            let Some(shape) = ConvShape::new(input, c_out, k, 1, c.pad) else {
+                bail!("a {k}x{k} convolution does not fit the {}x{} image", input.1, input.2)
+            };
+            let (oh, ow) = (shape.out_h(), shape.out_w());
+            image = Some(if self.pool { (c_out, oh / 2, ow / 2) } else { (c_out, oh, ow) });
+            convs.push(ConvLayer { w: &s[0][..c_out * shape.patch()], b: &s[1][..c_out], shape });
+        }
+        let dense: Vec<DenseLayer<'_>> = self
+            .dense
+            .iter()
+            .zip(slices[2 * self.convs.len()..].chunks(2))
+            .map(|(d, s)| {
+                let (inputs, outputs) = (d.w.dims()[0], d.w.dims()[1]);
+                DenseLayer { w: &s[0][..inputs * outputs], b: &s[1][..outputs], inputs, outputs }
+            })
+            .collect();
+        let takes = match (convs.first(), dense.first()) {
+            (Some(c), _) => c.shape.c_in * c.shape.h * c.shape.w,
+            (None, Some(d)) => d.inputs,
+            (None, None) => bail!("the network has no layers"),
+        };
+        if takes != features || image.is_some_and(|(c, h, w)| dense.first().is_some_and(|d| d.inputs != c * h * w)) {
+            bail!("the batch has {features} features, the network takes {takes}");
+        }
+        let Some(activation) = self.kernel_activation() else { bail!("the fused step has no {:?}", self.activation) };
+        f(&Net { convs, pool: self.pool, dense, activation })
+    }
+
+    /// [`Net::loss_and_grads`] of this network, the gradients written into the tensors
+    /// `grads` already holds for the parameters (a store kept from step to step is reused
+    /// in place), else into new ones it is given.
+    pub fn fused_loss_and_grads(
+        &self,
+        data: &[f32],
+        rows: &[u32],
+        features: usize,
+        targets: Targets<'_>,
+        parts: usize,
+        grads: &mut GradStore,
+    ) -> Result<f64> {
+        let grad_tensors = self.gradient_tensors(grads)?;
+        self.with_net(features, |net| net.loss_and_grads(data, rows, features, targets, parts, &grad_tensors))
+    }
+
+    /// The tensors of `grads` that receive each parameter's gradient (in [`Stack::vars`]
+    /// order): those it holds, else new ones it is given.
+    fn gradient_tensors(&self, grads: &mut GradStore) -> Result<Vec<Tensor>> {
+        let mut tensors = Vec::new();
+        for var in self.vars() {
+            tensors.push(match grads.get(&var) {
+                Some(g) if g.dims() == var.dims() && g.is_contiguous() => g.clone(),
+                _ => {
+                    let g = Tensor::zeros(var.shape(), candle_core::DType::F32, &Device::Cpu)?;
+                    grads.insert(var.as_tensor(), g.clone());
+                    g
+                }
+            });
+        }
+        Ok(tensors)
+    }
+
+    /// The network's outputs for the rows `x` (no dropout: evaluation), row after row,
+    /// computed in pieces of at most 128 rows spread over the current rayon pool.
+    pub fn fused_outputs(&self, x: &[f32], features: usize) -> Result<Vec<f32>> {
+        self.with_net(features, |net| Ok(net.outputs(x, features)))
+    }
+}
+
+impl Stack {
+    /// Whether the CPU kernels run this model (see [`Stack::fusable`]).
+    fn kernels_apply(&self) -> bool {
+        self.kernels == Kernels::Auto && self.fusable() && self.dense[0].w.device().is_cpu()
+    }
+}
+
+impl Network for Stack {
+    fn named(&self) -> Vec<Named> {
+        let convs = self.convs.iter().enumerate().flat_map(|(i, c)| {
+            [Named::param(format!("convs.{i}.weight"), &c.w, true), Named::param(format!("convs.{i}.bias"), &c.b, true)]
+        });
+        let dense = self.dense.iter().enumerate().flat_map(|(i, d)| {
+            [
+                Named::matrix(format!("dense.{i}.weight"), &d.w, true),
+                Named::param(format!("dense.{i}.bias"), &d.b, true),
+            ]
+        });
+        convs.chain(dense).collect()
+    }
+
+    fn forward(&self, x: &Tensor, mut mode: Mode<'_>) -> Result<Tensor> {
+        Stack::forward(self, x, mode.rng())
+    }
+
+    fn loss_and_grads(&self, batch: &dyn Batch, step: &mut Step<'_>, grads: &mut GradStore) -> Result<f64> {
+        if self.kernels_apply()
+            && let Some((rows, targets, features)) = batch.host()
+        {
+            let parts = step.threads.max(1);
+            return match rows {
+                HostRows::Of { x, rows } => {
+                    with_values(x, |all: &[f32]| self.fused_loss_and_grads(all, rows, features, targets, parts, grads))?
+                }
+                HostRows::Gathered(values) => {
+                    let rows: Vec<u32> = (0..batch.len() as u32).collect();
+                    self.fused_loss_and_grads(values, &rows, features, targets, parts, grads)
+                }
+            };
+        }
+        autograd_loss_and_grads(self, batch, step, grads, false)
+    }
+
+    fn outputs(&self, x: &Tensor, each: &mut dyn FnMut(Tensor) -> Result<()>) -> Result<()> {
+        let n = x.dim(0)?;
+        if !self.kernels_apply() || n == 0 || !x.device().is_cpu() {
+            let mut start = 0;
+            while start < n {
+                let len = 128.min(n - start);
+                each(Stack::forward(self, &x.narrow(0, start, len)?, None)?.detach())?;
+                start += len;
+            }
+            return Ok(());
+        }
+        // The fused forward pass (the same as training's), in parallel, handed on in
+        // pieces of 1,024 rows.
+        let features = x.elem_count() / n;
+        let out = with_values(x, |x: &[f32]| self.fused_outputs(x, features))??;
+        let width = out.len() / n;
+        let all = Tensor::from_vec(out, (n, width), &Device::Cpu)?;
+        let mut start = 0;
+        while start < n {
+            let len = 1024.min(n - start);
+            each(all.narrow(0, start, len)?)?;
+            start += len;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{cross_entropy, mse};
+
+    // The fused step (runner's CPU kernels) against the plain path: candle's ops and
+    // autograd on the same model and batch.
+
+    /// The fused gradients against candle's autograd on the same model and batch.
+    fn compare(activation: Activation, classification: bool, parts: usize) {
+        let spec = ModelSpec::Mlp { hidden: vec![7, 5], activation, dropout: 0.0 };
+        compare_model(&spec, 6, None, 9, activation, classification, parts);
+    }
+
+    fn compare_model(
+        spec: &ModelSpec,
+        features: usize,
+        image: Option<(usize, usize, usize)>,
+        n: usize,
+        activation: Activation,
+        classification: bool,
+        parts: usize,
+    ) {
+        let outputs = if classification { 4 } else { 1 };
+        let model = Stack::new(spec, features, outputs, image, 3, crate::model::Kernels::Auto).unwrap();
+        assert!(model.fusable());
+        let x: Vec<f32> = (0..n * features).map(|i| ((i * 7919 + 13) % 10_007) as f32 / 5003.5 - 1.0).collect();
+        let classes: Vec<u32> = (0..n as u32).map(|i| i * 3 % outputs as u32).collect();
+        let values: Vec<f32> = (0..n).map(|i| i as f32 / 4.0 - 1.0).collect();
+        let xt = Tensor::from_vec(x.clone(), (n, features), &Device::Cpu).unwrap();
+        let out = model.forward(&xt, None).unwrap();
+        let loss = if classification {
+            cross_entropy(&out, &Tensor::from_vec(classes.clone(), n, &Device::Cpu).unwrap()).unwrap()
+        } else {
+            mse(&out, &Tensor::from_vec(values.clone(), (n, 1), &Device::Cpu).unwrap()).unwrap()
+        };
+        let expected = loss.backward().unwrap();
+        // The evaluation's forward pass gives candle's outputs.
+        let fused_out = model.fused_outputs(&x, features).unwrap();
+        let candle_out: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(fused_out.len(), candle_out.len());
+        for (a, b) in fused_out.iter().zip(&candle_out) {
+            assert!((a - b).abs() < 1e-5 + 1e-5 * b.abs(), "{activation:?} outputs: {a} vs {b}");
+        }
+        let targets = if classification { Targets::Classes(&classes) } else { Targets::Values(&values) };
+        let rows: Vec<u32> = (0..n as u32).collect();
+        let mut grads = GradStore::default();
+        let fused_loss = model.fused_loss_and_grads(&x, &rows, features, targets, parts, &mut grads).unwrap();
+        // A second step into the same store rewrites the gradients in place (not added to
+        // the first's; the split may differ when threads had to wait: float rounding).
+        let first: Vec<Tensor> = model.vars().iter().map(|v| grads.get(v).unwrap().copy().unwrap()).collect();
+        model.fused_loss_and_grads(&x, &rows, features, targets, parts, &mut grads).unwrap();
+        for (v, f) in model.vars().iter().zip(&first) {
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            for (a, b) in flat(grads.get(v).unwrap()).iter().zip(flat(f)) {
+                assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "second step {a} vs first {b}");
+            }
+        }
+        let want = loss.to_scalar::<f32>().unwrap() as f64;
+        assert!((fused_loss - want).abs() < 1e-5 * want.abs().max(1.0), "loss {fused_loss} vs {want}");
+        for var in model.vars() {
+            let a: Vec<f32> = grads.get(&var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let b: Vec<f32> = expected.get(&var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            for (a, b) in a.iter().zip(&b) {
+                assert!((a - b).abs() < 1e-5 + 1e-4 * b.abs(), "{activation:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// The cnn kind through the fused step (im2col convolutions, pooling, the flatten)
+    /// against candle's conv2d, max_pool2d and autograd: odd image sizes, several channels,
+    /// with and without pooling, a batch of one, split into parts.
+    #[test]
+    fn fused_cnn_gradients_match_candles_autograd() {
+        for (activation, pool, kernel_size, image, n, parts) in [
+            (Activation::Relu, true, 3, (1, 8, 8), 5, 1),
+            (Activation::Relu, true, 3, (2, 7, 9), 4, 2),
+            (Activation::Tanh, false, 3, (1, 5, 5), 3, 3),
+            (Activation::LeakyRelu, true, 5, (3, 6, 6), 1, 1),
+            (Activation::Sigmoid, true, 2, (1, 7, 7), 2, 2),
+            (Activation::Relu, true, 3, (1, 6, 6), 300, 2), // several evaluation pieces of 128 rows
+        ] {
+            let spec =
+                ModelSpec::Cnn { channels: vec![3, 4], kernel_size, pool, hidden: vec![6], activation, dropout: 0.0 };
+            let features = image.0 * image.1 * image.2;
+            for classification in [true, false] {
+                compare_model(&spec, features, Some(image), n, activation, classification, parts);
+            }
+        }
+    }
+
+    /// Dense networks on several threads (lockstep.rs: column blocks of 16, a narrow last
+    /// layer on the first thread alone, the first layer by its inputs) give candle's
+    /// gradients, and one thread's loss and gradients to float rounding.
+    #[test]
+    fn lockstep_dense_steps_match_candle_and_one_thread() {
+        let spec = ModelSpec::Mlp { hidden: vec![40, 33], activation: Activation::Tanh, dropout: 0.0 };
+        for threads in [2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                for classification in [true, false] {
+                    compare_model(&spec, 37, None, 11, Activation::Tanh, classification, threads);
+                }
+            });
+        }
+        let model = Stack::new(&spec, 37, 4, None, 5, crate::model::Kernels::Auto).unwrap();
+        let x: Vec<f32> = (0..20 * 37).map(|i| ((i * 7919 + 13) % 10_007) as f32 / 5003.5 - 1.0).collect();
+        let classes: Vec<u32> = (0..20).map(|i| i % 4).collect();
+        let rows: Vec<u32> = (0..20).rev().collect();
+        let step = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut grads = GradStore::default();
+            let loss = pool
+                .install(|| model.fused_loss_and_grads(&x, &rows, 37, Targets::Classes(&classes), threads, &mut grads))
+                .unwrap();
+            let values: Vec<Vec<f32>> =
+                model.vars().iter().map(|v| grads.get(v).unwrap().flatten_all().unwrap().to_vec1().unwrap()).collect();
+            (loss, values)
+        };
+        let (one, two) = (step(1), step(2));
+        assert!((one.0 - two.0).abs() <= 1e-6 * one.0.abs(), "loss {} vs {}", one.0, two.0);
+        // The first layer's product is summed in one part per thread, and the product
+        // kernels may sum a column block in another order: float rounding.
+        for (a, b) in one.1.iter().flatten().zip(two.1.iter().flatten()) {
+            assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "one thread {a} vs two {b}");
+        }
+    }
+
+    #[test]
+    fn fused_gradients_match_candles_autograd() {
+        for activation in [Activation::Relu, Activation::Tanh, Activation::Sigmoid, Activation::LeakyRelu] {
+            for classification in [true, false] {
+                for parts in [1, 2, 4] {
+                    compare(activation, classification, parts);
+                }
+            }
+        }
+    }
+}

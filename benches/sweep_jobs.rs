@@ -65,7 +65,7 @@ fn main() {
     );
 
     let cfg = config::load(Path::new("configs/cosine.toml")).unwrap();
-    let data = data::prepare(&cfg.dataset).unwrap();
+    let data = std::sync::Arc::new(data::prepare(&cfg.dataset).unwrap());
     let spec = cfg.run_spec();
     let stop = AtomicBool::new(false);
     let (mut bare, mut full) = (Vec::new(), Vec::new());

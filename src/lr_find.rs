@@ -98,7 +98,7 @@ pub fn ramp(test: &RangeTest) -> ScheduleSpec {
 
 /// Runs the range test on the model, optimizer and data of `spec` (its schedule, length,
 /// evaluations, early stopping and checkpoints replaced by the test's).
-pub fn find(spec: &RunSpec, data: &Dataset, test: &RangeTest) -> Result<Finding> {
+pub fn find(spec: &RunSpec, data: &std::sync::Arc<Dataset>, test: &RangeTest) -> Result<Finding> {
     if !(test.start > 0.0 && test.end > test.start && test.end.is_finite()) {
         bail!("the rates must rise: --start {} --end {} (0 < start < end)", test.start, test.end);
     }

@@ -10,6 +10,7 @@ use crate::progress::Board;
 use crate::report::table::render_text;
 use crate::results::{self, ExperimentLock, Plan};
 use crate::sweep::{self, Job, Options, Shard};
+use crate::train::Prepared;
 use anyhow::{Result, bail};
 use std::path::Path;
 use std::time::Instant;
@@ -47,7 +48,7 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let jobs = args.jobs.or(exp.jobs).unwrap_or((cores / threads).max(1)).min(selected.len().max(1) as u64);
     let dir = args.out.join(&exp.name);
-    check_schedules(&selected, &mut cache)?;
+    let prepared = check_schedules(&selected, &mut cache)?;
     if args.dry_run {
         return dry_run(exp, &selected, &dir, jobs, threads, args.force, &mut cache);
     }
@@ -56,11 +57,8 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
             "warning: {jobs} jobs x {threads} threads is more than the {cores} cores here; runs will slow each other down"
         );
     }
-    // Every data set the runs need, before any run starts: a missing file stops it all.
-    let mut jobs_list = Vec::with_capacity(selected.len());
-    for run in &selected {
-        jobs_list.push(Job { run, data: cache.get(&run.config.dataset)? });
-    }
+    // Every data set the runs need was loaded by the checks: a missing file stopped it all.
+    let jobs_list: Vec<Job<'_>> = selected.iter().zip(prepared).map(|(run, prepared)| Job { run, prepared }).collect();
     let _lock = match shard {
         Some(s) => ExperimentLock::acquire_shard(&dir, s.index, s.count)?,
         None => ExperimentLock::acquire(&dir)?,
@@ -274,34 +272,34 @@ const PRECHECK_STEPS: u64 = 200_000;
 /// Refuses what the config alone decides (a run too long, a model or monitor the data
 /// cannot serve, a rate that is not a finite number), and prints where a schedule does not
 /// fit its run, once per variant (its seeds share the schedule and the run's length).
-/// Negative rates are held at 0 and only warned about (see `fit_warnings`).
-pub fn check_schedules(runs: &[&PlannedRun], cache: &mut data::Cache) -> Result<()> {
+/// Negative rates are held at 0 and only warned about (see `fit_warnings`). The runs,
+/// checked and prepared for the trainer, in order.
+pub fn check_schedules(runs: &[&PlannedRun], cache: &mut data::Cache) -> Result<Vec<Prepared>> {
     let mut done: Vec<&str> = Vec::new();
+    let mut prepared = Vec::with_capacity(runs.len());
     for r in runs {
-        // Seeds of a variant share its schedule and its run's length.
-        if done.contains(&r.info.variant.as_str()) {
-            continue;
-        }
-        done.push(&r.info.variant);
         let data = cache.get(&r.config.dataset)?;
-        let len = data.train.len;
-        r.config.train.check_length(len).map_err(|why| input_error(format!("{}: {why}", r.info.name)))?;
-        crate::train::check(&r.config.run_spec(), &data)
-            .map_err(|why| input_error(format!("{}: {why}", r.info.name)))?;
-        let ctx = r.config.train.schedule_context(len);
-        if let Some((step, lr)) =
-            crate::schedule::first_bad_rate(&*r.config.schedule.build(&ctx), ctx.total_steps.min(PRECHECK_STEPS))
-        {
-            return Err(input_error(format!(
-                "{}: the schedule gives lr = {lr} at step {step}; a learning rate must be a finite number",
-                r.info.name
-            )));
+        let run =
+            Prepared::new(r.config.run_spec(), data).map_err(|why| input_error(format!("{}: {why}", r.info.name)))?;
+        // Seeds of a variant share its schedule and its run's length.
+        if !done.contains(&r.info.variant.as_str()) {
+            done.push(&r.info.variant);
+            let ctx = &run.ctx;
+            if let Some((step, lr)) =
+                crate::schedule::first_bad_rate(&*r.config.schedule.build(ctx), ctx.total_steps.min(PRECHECK_STEPS))
+            {
+                return Err(input_error(format!(
+                    "{}: the schedule gives lr = {lr} at step {step}; a learning rate must be a finite number",
+                    r.info.name
+                )));
+            }
+            for w in r.config.schedule_warnings(run.data.train.len) {
+                eprintln!("warning: {}: {w}", r.info.variant);
+            }
         }
-        for w in r.config.schedule_warnings(len) {
-            eprintln!("warning: {}: {w}", r.info.variant);
-        }
+        prepared.push(run);
     }
-    Ok(())
+    Ok(prepared)
 }
 
 /// `--dry-run`: the runs, their swept values and what a real run would do with each.

@@ -53,8 +53,8 @@ pub fn run(args: &RunOneArgs) -> Result<()> {
     let mut cache = data::Cache::default();
     let data = cache.get(&config.dataset)?;
     // What the config alone decides is refused before the run starts (exit 2).
-    config.train.check_length(data.train.len).map_err(|why| input_error(format!("{}: {why}", info.name)))?;
-    crate::train::check(&config.run_spec(), &data).map_err(|why| input_error(format!("{}: {why}", info.name)))?;
+    let prepared = crate::train::Prepared::new(config.run_spec(), data)
+        .map_err(|why| input_error(format!("{}: {why}", info.name)))?;
     // candle's matrix products take their thread count from here (see `runner run`).
     // SAFETY: no other thread of this process reads the environment concurrently.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
@@ -63,7 +63,7 @@ pub fn run(args: &RunOneArgs) -> Result<()> {
     let board = Board::new(1, args.quiet);
     let tally = sweep::execute(
         dir,
-        &[Job { run: &run, data }],
+        &[Job { run: &run, prepared }],
         Options { jobs: 1, threads: threads as usize, force: args.force },
         &board,
         stop,

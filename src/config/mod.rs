@@ -4,6 +4,7 @@
 //! what would be accepted.
 
 mod error;
+pub mod launch;
 mod overrides;
 mod reader;
 mod sweep;

@@ -3,15 +3,14 @@
 //! every variant is validated by the same reader as a single experiment and its errors
 //! point into the file: at the grid value or schedule table that made the variant.
 
+use super::launch::{Backend, SlurmOptions, check_mem, check_time};
 use super::reader::{Source, TableReader};
 use super::tree::{Entry, Node, Spanned, Table};
 use super::{ConfigError, ExperimentConfig, Override, check_name, default_name, parse_table, parse_tree};
 use crate::data::DatasetSpec;
 use crate::params::{ParamSource, Rule};
 use crate::schedule::{FairValue, KINDS, SEED_DECAYS, fair_params};
-use crate::slurm::{SlurmOptions, check_mem, check_time};
 use crate::suggest::did_you_mean;
-use crate::sweep::Backend;
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -16,7 +16,8 @@ pub mod transformer;
 
 pub use crate::kernels::Targets;
 pub use network::{Batch, HostRows, KERNELS, Kernels, Loss, Mode, Named, Network, Step};
-pub use spec::{Activation, Init, MODELS, ModelSpec, Shortcut};
+pub use resnet::Shortcut;
+pub use spec::{Activation, Init, MODELS, ModelSpec};
 pub use stack::Stack;
 
 use anyhow::{Result, bail};

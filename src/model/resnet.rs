@@ -13,7 +13,6 @@
 use super::layers::{BatchNorm2d, EPS, kaiming_normal, relu, uniform_bias};
 use super::network::Kernels;
 use super::network::{Mode, Named, Network};
-use super::spec::Shortcut;
 use crate::kernels::add_relu::add_relu;
 use crate::kernels::basic_block::{ConvBnParams, basic_block};
 use crate::kernels::conv_bn::conv_bn;
@@ -22,6 +21,15 @@ use crate::kernels::resnet_trunk::{BlockParams, resnet_trunk};
 use anyhow::{Result, bail};
 use candle_core::{Tensor, Var};
 use rand_chacha::ChaCha8Rng;
+
+/// A ResNet's shortcut where a block changes the shape (He et al. 2016, section 3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Shortcut {
+    /// The input subsampled and padded with zero channels: no parameters (the paper's CIFAR choice).
+    A,
+    /// A strided 1x1 convolution and batch normalisation.
+    B,
+}
 
 /// A 3x3 (or 1x1) convolution without bias followed by batch normalisation.
 struct ConvBn {

@@ -1,5 +1,6 @@
 //! The `[model]` table.
 
+use super::resnet::Shortcut;
 use super::transformer::{DecayOn, Shape};
 use crate::params::{ParamSource, Rule};
 use anyhow::Result;
@@ -52,15 +53,6 @@ pub enum Init {
     Uniform,
     /// Every parameter 0: a start a test can compute from by hand.
     Zeros,
-}
-
-/// A ResNet's shortcut where a block changes the shape (He et al. 2016, section 3.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum Shortcut {
-    /// The input subsampled and padded with zero channels: no parameters (the paper's CIFAR choice).
-    A,
-    /// A strided 1x1 convolution and batch normalisation.
-    B,
 }
 
 /// A validated `[model]` table.

@@ -9,12 +9,11 @@
 //! (every job array submitted, its offset and its runs), `slurm/logs/<job>_<task>.out`.
 
 mod arrays;
-mod options;
 mod scheduler;
 mod script;
 
+pub use crate::config::launch::{SlurmOptions, check_mem, check_time};
 pub use arrays::{ArrayPlan, DEFAULT_MAX_ARRAY_SIZE, array_spec, shown_spec, split};
-pub use options::{SlurmOptions, check_mem, check_time};
 pub use scheduler::{NEVER_RUNS, cancel, final_states, max_array_size, pending_reasons, queued, submit};
 pub use script::{ScriptSpec, render, shell_quote};
 

@@ -51,7 +51,7 @@ pub fn render(spec: &ScriptSpec<'_>) -> String {
     // A requeued task appends to its log: the earlier attempts' output is kept.
     sbatch("--open-mode=append".into());
     // SIGTERM to the batch shell ahead of the time limit: the run checkpoints and stops.
-    sbatch(format!("--signal=B:TERM@{}", o.signal_grace.unwrap_or(super::options::DEFAULT_SIGNAL_GRACE)));
+    sbatch(format!("--signal=B:TERM@{}", o.signal_grace.unwrap_or(crate::config::launch::DEFAULT_SIGNAL_GRACE)));
     if o.requeue {
         sbatch("--requeue".into());
     }

@@ -7,36 +7,17 @@
 //! which is what makes rerunning a sweep resume it. The sweep knows runs, not tensors.
 
 use crate::config::PlannedRun;
-use crate::data::Dataset;
 use crate::progress::{Board, Tee};
 use crate::results::{self, RunDir, RunSummary};
-use crate::train::{self, Outcome, Status};
+use crate::train::{self, Outcome, Prepared, Status};
 use anyhow::Result;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Where a sweep's runs run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Backend {
-    /// Here, `jobs` at a time.
-    Local,
-    /// As a Slurm job array, one task per run.
-    Slurm,
-}
-
-impl Backend {
-    /// The backend named `word` in a config.
-    pub fn parse(word: &str) -> Option<Backend> {
-        match word {
-            "local" => Some(Backend::Local),
-            "slurm" => Some(Backend::Slurm),
-            _ => None,
-        }
-    }
-}
+pub use crate::config::launch::Backend;
 
 /// One of N shares of a sweep: the runs whose index is `index` modulo `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,10 +81,10 @@ pub struct Tally {
     pub unrecorded: Vec<(String, String)>,
 }
 
-/// One run to do: what it is and the data it trains on.
+/// One run to do: what it is, and it checked against the data it trains on.
 pub struct Job<'a> {
     pub run: &'a PlannedRun,
-    pub data: Arc<Dataset>,
+    pub prepared: Prepared,
 }
 
 /// Runs `jobs` into run directories under `dir`; `after_each` is called (serially) after
@@ -211,16 +192,15 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
         None => (RunDir::create(&run_path, &config_toml)?.keep_checkpoints(keep), None),
     };
     // A language model's vocabulary, for `runner sample` to turn tokens back into text.
-    if let Some(text) = &job.data.text {
+    if let Some(text) = &job.prepared.data.text {
         results::write_json_atomic(&run_path.join("vocab.json"), &text.vocab)?;
     }
-    let total = run.config.train.total_steps(job.data.train.len);
+    let total = run.config.train.total_steps(job.prepared.data.train.len);
     let mut progress = board.start(&run.info.name, total);
     let start = Instant::now();
     let started_at = results::unix_now();
-    let spec = run.config.run_spec();
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Outcome> {
-        train::train_from(&spec, &job.data, &mut Tee(&mut run_dir, &mut progress), stop, resume)
+        train::train_prepared(&job.prepared, &mut Tee(&mut run_dir, &mut progress), stop, resume)
     }));
     let (outcome, error) = match result {
         Ok(Ok(outcome)) => (outcome, None),
@@ -234,12 +214,14 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
             (run_dir.failed_outcome(total, start.elapsed().as_secs_f64()), Some(format!("panicked: {what}")))
         }
     };
-    let warnings = run.config.schedule_warnings(job.data.train.len);
+    let warnings = run.config.schedule_warnings(job.prepared.data.train.len);
     // A completed classifier whose accuracy fell back to chance, or whose loss is flat at
     // the uniform prediction's, is flagged (from its metrics.csv: all of it, resumed or not).
-    let collapsed = if outcome.status == Status::Completed && job.data.task == crate::data::Task::Classification {
+    let collapsed = if outcome.status == Status::Completed
+        && job.prepared.data.task == crate::data::Task::Classification
+    {
         run_dir.flush()?;
-        results::read_metrics(run_dir.path()).ok().and_then(|rows| results::collapse(&rows, job.data.classes))
+        results::read_metrics(run_dir.path()).ok().and_then(|rows| results::collapse(&rows, job.prepared.data.classes))
     } else {
         None
     };

@@ -1,5 +1,27 @@
-//! What a sweep asks of Slurm: the `#SBATCH` options of its job array, from the command
-//! line or the file's `[sweep.slurm]` (the command line wins, key by key).
+//! How a sweep is launched, as plain option data (read from `[sweep]` and the command
+//! line; `sweep/` and `slurm/` act on it): the backend, and what a sweep asks of Slurm,
+//! the `#SBATCH` options of its job array, from the command line or the file's
+//! `[sweep.slurm]` (the command line wins, key by key).
+
+/// Where a sweep's runs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// Here, `jobs` at a time.
+    Local,
+    /// As a Slurm job array, one task per run.
+    Slurm,
+}
+
+impl Backend {
+    /// The backend named `word` in a config.
+    pub fn parse(word: &str) -> Option<Backend> {
+        match word {
+            "local" => Some(Backend::Local),
+            "slurm" => Some(Backend::Slurm),
+            _ => None,
+        }
+    }
+}
 
 /// The job array's options; `None` leaves the cluster's default.
 #[derive(Debug, Clone, Default, PartialEq)]

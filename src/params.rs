@@ -21,6 +21,8 @@ pub enum Rule {
     UnitInterval,
     /// A number in (0, 1).
     OpenUnitInterval,
+    /// A finite number >= 1.
+    AtLeastOne,
 }
 
 impl Rule {
@@ -33,6 +35,7 @@ impl Rule {
                 Rule::NonNegative => x >= 0.0,
                 Rule::UnitInterval => (0.0..=1.0).contains(&x),
                 Rule::OpenUnitInterval => x > 0.0 && x < 1.0,
+                Rule::AtLeastOne => x >= 1.0,
             }
     }
 
@@ -44,6 +47,7 @@ impl Rule {
             Rule::NonNegative => "a number >= 0",
             Rule::UnitInterval => "a number in [0, 1]",
             Rule::OpenUnitInterval => "a number in (0, 1)",
+            Rule::AtLeastOne => "a number >= 1",
         }
     }
 }

@@ -277,11 +277,43 @@ fn boundaries_must_increase() {
 }
 
 #[test]
-fn t_mul_must_be_positive() {
+fn t_mul_must_be_at_least_one() {
     let e = refused(
         "[schedule]\nkind = \"cosine_decay_restarts\"\nlearning_rate = 0.1\nfirst_decay_steps = 10\nt_mul = 0\n",
     );
-    assert!(e.contains("exp.toml:5:9: `schedule.t_mul` must be a number > 0, found 0"), "{e}");
+    assert!(e.contains("exp.toml:5:9: `schedule.t_mul` must be a number >= 1, found 0"), "{e}");
+}
+
+/// Restarts whose periods shrink (t_mul < 1) or whose first period is too short to count
+/// in (1e-320 steps) once made `runner run` and `runner schedule` spin forever: now the
+/// first is refused at load, naming the key, and the second as a rate that is no number,
+/// before anything is written; both answer at once.
+#[test]
+fn restarts_that_cannot_be_computed_are_refused_and_end() {
+    let e = refused(
+        "[schedule]\nkind = \"cosine_decay_restarts\"\nlearning_rate = 0.1\nfirst_decay_steps = 10\nt_mul = 0.9\n",
+    );
+    assert!(e.contains("exp.toml:5:9: `schedule.t_mul` must be a number >= 1, found 0.9"), "{e}");
+    let dir = TempDir::new().unwrap();
+    for body in [
+        "[schedule]\nkind = \"cosine_decay_restarts\"\nlearning_rate = 0.1\nfirst_decay_steps = 10\nt_mul = 0.5\n",
+        "[schedule]\nkind = \"cosine_decay_restarts\"\nlearning_rate = 0.1\nfirst_decay_steps = 1e-320\n",
+    ] {
+        let path = config(&dir, body);
+        let out = dir.path().join("out");
+        let o = runner()
+            .arg("run")
+            .arg(&path)
+            .arg("--out")
+            .arg(&out)
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{e}");
+        assert!(e.contains("t_mul") || e.contains("the schedule gives lr = NaN at step 1"), "{e}");
+        assert!(!out.exists(), "nothing is written for a refused run");
+    }
 }
 
 #[test]

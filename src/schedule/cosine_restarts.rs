@@ -58,7 +58,7 @@ impl CosineDecayRestarts {
     /// it starts. The searches are bounded, so every value ends.
     fn period(&self, step: u64, first_decay_steps: f64) -> (f64, f64) {
         let f = step as f64 / first_decay_steps;
-        if !f.is_finite() || !(self.t_mul >= 1.0) {
+        if !f.is_finite() || self.t_mul.is_nan() || self.t_mul < 1.0 {
             return (f64::NAN, f64::NAN);
         }
         if self.t_mul == 1.0 {

@@ -457,3 +457,29 @@ fn listings_into_a_closed_pipe_exit_quietly() {
         assert_eq!(out.status.code(), Some(0), "runner {args:?}: {err}");
     }
 }
+
+/// A run named after something runner keeps beside the runs (`replaced/`, where archived
+/// results live and which a run of that name would delete; runs.json; a chart; a lock) is
+/// refused at load with the key, and nothing is written.
+#[test]
+fn runs_named_like_runners_own_files_are_refused_at_load() {
+    let dir = TempDir::new().unwrap();
+    let schedule = "[schedule]\nkind = \"constant\"\nlearning_rate = 0.1\n[train]\nepochs = 1\n";
+    for name in ["replaced", "runs.json", "summary.csv", "slurm", "plan", "lr.png", "final.svg", ".runner.lock"] {
+        let (code, err) = run_file(dir.path(), "single", &format!("run = \"{name}\"\n{schedule}"));
+        assert_eq!(code, Some(2), "{name}: {err}");
+        assert!(err.contains("single.toml:1:7: `run`"), "{name}: {err}");
+        assert!(err.contains("is a name runner uses beside the runs") && err.contains("reserved: replaced"), "{err}");
+        let sweep = format!(
+            "[[sweep.schedule]]\nname = \"{name}\"\nkind = \"constant\"\nlearning_rate = 0.1\n\
+             [[sweep.schedule]]\nkind = \"constant\"\nlearning_rate = 0.2\n[train]\nepochs = 1\n"
+        );
+        let (code, err) = run_file(dir.path(), "swept", &sweep);
+        assert_eq!(code, Some(2), "{name}: {err}");
+        assert!(err.contains("swept.toml:2:8: `sweep.schedule.name`") && err.contains("reserved:"), "{name}: {err}");
+    }
+    assert!(!dir.path().join("out").exists(), "nothing is written");
+    // Names that merely contain them are fine.
+    let (code, err) = run_file(dir.path(), "fine", &format!("run = \"replaced-2\"\n{schedule}"));
+    assert_eq!(code, Some(0), "{err}");
+}

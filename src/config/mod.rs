@@ -200,7 +200,7 @@ fn parse_table(path: &Path, text: &str, table: &Table) -> Result<ExperimentConfi
     schedule_table.finish()?;
     let run = match top.string("run", "a string", "the run's directory name")? {
         Some((run, span)) => {
-            check_name(&run).map_err(|why| top.error_at(span, "run", why))?;
+            check_run_name(&run).map_err(|why| top.error_at(span, "run", why))?;
             run
         }
         None => schedule.kind.kind().to_string(),
@@ -299,6 +299,30 @@ fn checked_default_name(path: &Path) -> Result<String, ConfigError> {
 /// The longest name a run or experiment may have (a directory name; most file systems
 /// allow 255 bytes, and run names grow with swept values).
 pub const MAX_NAME_LEN: usize = 100;
+
+/// What runner writes in an experiment's directory beside its runs (archived results,
+/// Slurm's plan and records, the plan and summary); charts add `<chart>.png` and `.svg`,
+/// locks and temporary files start with '.'. No run may be named so.
+pub const RESERVED_RUN_NAMES: &[&str] = &["replaced", "plan", "slurm", "runs.json", "summary.csv"];
+
+/// The charts `runner report` writes beside the runs, as `<chart>.png` and `<chart>.svg`.
+pub const CHARTS: &[&str] = &["lr", "val_loss", "val_accuracy", "val_rmse", "val_bits_per_char", "final", "grid"];
+
+/// A run's name: a directory beside runner's own files in the experiment's directory, so
+/// none of theirs (see [`RESERVED_RUN_NAMES`]).
+pub fn check_run_name(name: &str) -> Result<(), String> {
+    check_name(name)?;
+    let chart = name.rsplit_once('.').is_some_and(|(stem, ext)| CHARTS.contains(&stem) && matches!(ext, "png" | "svg"));
+    if name.starts_with('.') || chart || RESERVED_RUN_NAMES.contains(&name) {
+        return Err(format!(
+            "\"{name}\" is a name runner uses beside the runs of an experiment, where it would overwrite or delete \
+             results; reserved: {}, the charts' <chart>.png and .svg ({}) and names starting with '.'",
+            RESERVED_RUN_NAMES.join(", "),
+            CHARTS.join(", ")
+        ));
+    }
+    Ok(())
+}
 
 /// A name becomes a directory: keep it to one safe path component.
 pub fn check_name(name: &str) -> Result<(), String> {

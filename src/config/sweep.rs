@@ -6,7 +6,7 @@
 use super::launch::{Backend, SlurmOptions, check_mem, check_time};
 use super::reader::{Source, TableReader};
 use super::tree::{Entry, Node, Spanned, Table};
-use super::{ConfigError, ExperimentConfig, Override, check_name, default_name, parse_table, parse_tree};
+use super::{ConfigError, ExperimentConfig, Override, check_run_name, default_name, parse_table, parse_tree};
 use crate::data::DatasetSpec;
 use crate::params::{ParamSource, Rule};
 use crate::schedule::{FairValue, KINDS, SEED_DECAYS, fair_params};
@@ -414,7 +414,7 @@ fn read_schedule_tables(r: &TableReader<'_>, e: &Entry) -> Result<Vec<ScheduleCh
             let name = table.entries.iter().position(|e| e.key == "name").map(|i| table.entries.remove(i));
             let label = match name {
                 Some(Entry { value: Spanned { value: Node::Str(s), span }, .. }) => {
-                    check_name(&s).map_err(|why| r.error_at(span.clone(), "schedule.name", why))?;
+                    check_run_name(&s).map_err(|why| r.error_at(span.clone(), "schedule.name", why))?;
                     (s, span)
                 }
                 Some(other) => {

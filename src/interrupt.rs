@@ -22,10 +22,10 @@ pub fn install() -> &'static AtomicBool {
             if first.elapsed() < SAME_STOP {
                 return;
             }
-            eprintln!("\ninterrupted again: exiting without waiting for running runs");
+            say!("\ninterrupted again: exiting without waiting for running runs");
             std::process::exit(130);
         }
-        eprintln!(
+        say!(
             "\ninterrupted (Ctrl-C or SIGTERM): stopping; running runs will save a checkpoint (interrupt again to quit at once)"
         );
     });

@@ -4,6 +4,15 @@
 //! [`schedule`] computes learning rates, [`chart`] draws them, and [`commands`] are what
 //! each subcommand of the [`cli`] does.
 
+/// `eprintln!` that never panics: a closed stderr (`runner run ... 2>&1 | head -1`) drops
+/// the message and leaves the command's work and exit code as they are.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod chart;
 pub mod cli;
 pub mod commands;

@@ -6,6 +6,7 @@ use runner::cli::Cli;
 use runner::commands;
 use runner::config::ConfigError;
 use runner::error::{InputError, Interrupted};
+use std::io::Write as _;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -15,7 +16,8 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // A closed stderr drops the message, never the exit code.
+            let _ = writeln!(std::io::stderr(), "error: {err:#}");
             if err.downcast_ref::<Interrupted>().is_some() {
                 return ExitCode::from(130);
             }

@@ -2,15 +2,6 @@
 //! otherwise (CI, pipes), nothing with `--quiet`; for a sweep, a [`Board`]: one line per
 //! active run above an overall bar (runs done, failed, ETA), or a plain line per finished run.
 
-/// `eprintln!` that never panics: a closed stderr (`runner run ... 2>&1 | head`) must not
-/// fail a run that is training fine.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
 use crate::train::{EvalRow, Recorder, StepRow};
 use anyhow::Result;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};

@@ -483,3 +483,49 @@ fn runs_named_like_runners_own_files_are_refused_at_load() {
     let (code, err) = run_file(dir.path(), "fine", &format!("run = \"replaced-2\"\n{schedule}"));
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// `runner ... 2>&1 | head -1`: stderr closed by its reader. Messages are dropped; the
+/// work and the exit code are what they would be (they were a panic's 101).
+#[test]
+fn a_closed_stderr_changes_neither_the_work_nor_the_exit_code() {
+    use std::os::fd::FromRawFd;
+    let dir = TempDir::new().unwrap();
+    let closed_stderr = || {
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe() fills the two descriptors; the read end is closed at once, the
+        // write end is owned by the Stdio handed to the child.
+        unsafe {
+            assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+            libc::close(fds[0]);
+            std::process::Stdio::from_raw_fd(fds[1])
+        }
+    };
+    let ok = config(dir.path(), "ok", &format!("{CONSTANT}[train]\nepochs = 2\n"));
+    let bad = config(dir.path(), "bad", "[schedule]\nkind = \"constant\"\n");
+    let sweep =
+        config(dir.path(), "sweep", &format!("[sweep]\nseeds = [1, 2]\n{CONSTANT}[train]\nepochs = 2\nthreads = 1\n"));
+    for (cfg, want) in [(&ok, 0), (&bad, 2), (&sweep, 0)] {
+        let out = dir.path().join("out");
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+            .arg("run")
+            .arg(cfg)
+            .arg("--out")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(closed_stderr())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(want), "{}", cfg.display());
+    }
+    assert!(dir.path().join("out/ok/constant/summary.json").exists());
+    assert!(dir.path().join("out/sweep/summary.csv").exists());
+    // A refused schedule printed to a closed stderr still exits 2.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["schedule"])
+        .arg(&bad)
+        .stdout(std::process::Stdio::null())
+        .stderr(closed_stderr())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+}

@@ -28,10 +28,10 @@ pub fn run(args: &CollectArgs) -> Result<()> {
         merged += merge(dir, other, &mut refused)?;
     }
     for r in &refused {
-        eprintln!("not merged: {r}");
+        say!("not merged: {r}");
     }
     if !others.is_empty() && !args.quiet {
-        eprintln!(
+        say!(
             "merged {merged} finished run{} from {} other director{}",
             plural(merged),
             others.len(),
@@ -97,11 +97,11 @@ pub fn run(args: &CollectArgs) -> Result<()> {
     }
     results::write_summary_csv(&view)?;
     if let Some(note) = slurm_note {
-        eprintln!("{note}");
+        say!("{note}");
     }
     super::print(&format!("{}\n", counts_line(&view)))?;
     if !args.quiet {
-        eprintln!("summary in {}; see `runner report {}`", dir.join("summary.csv").display(), dir.display());
+        say!("summary in {}; see `runner report {}`", dir.join("summary.csv").display(), dir.display());
     }
     // Runs that ended without finishing (failed, interrupted, or lost: a partial
     // metrics.csv with nobody training it) make collect fail, as `sweep --wait` does;

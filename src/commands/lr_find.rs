@@ -59,6 +59,6 @@ pub fn run(args: &LrFindArgs) -> Result<()> {
         }
     }
     print(&text)?;
-    eprintln!("wrote {}, {}", dir.join("lr_find.csv").display(), dir.join("lr_find.png").display());
+    say!("wrote {}, {}", dir.join("lr_find.csv").display(), dir.join("lr_find.png").display());
     Ok(())
 }

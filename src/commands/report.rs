@@ -38,13 +38,13 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         // Machine formats keep stdout to the data.
         match args.format {
             ReportFormat::Table | ReportFormat::Markdown => super::print(&format!("\n{}\n", lines.join("\n")))?,
-            ReportFormat::Csv | ReportFormat::Json => eprintln!("{}", lines.join("\n")),
+            ReportFormat::Csv | ReportFormat::Json => say!("{}", lines.join("\n")),
         }
     }
     if !args.no_plots {
         let written = report::write_charts(&view, &report::ChartOptions { lr_scale: args.lr_scale })?;
         let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-        eprintln!("wrote {}", names.join(", "));
+        say!("wrote {}", names.join(", "));
     }
     Ok(())
 }

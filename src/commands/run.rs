@@ -18,7 +18,7 @@ use std::time::Instant;
 pub fn run(args: &RunArgs) -> Result<()> {
     let (exp, cache) = load(args)?;
     if exp.backend == Some(sweep::Backend::Slurm) && !args.quiet {
-        eprintln!(
+        say!(
             "note: the file's [sweep] backend is \"slurm\"; `runner run` trains here. `runner sweep {}` submits it to Slurm",
             args.file.display()
         );
@@ -53,7 +53,7 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
         return dry_run(exp, &selected, &dir, jobs, threads, args.force, &mut cache);
     }
     if jobs * threads > cores && !args.quiet {
-        eprintln!(
+        say!(
             "warning: {jobs} jobs x {threads} threads is more than the {cores} cores here; runs will slow each other down"
         );
     }
@@ -87,7 +87,7 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
 
     let started = Instant::now();
     if exp.is_sweep && !args.quiet {
-        eprintln!(
+        say!(
             "{}: {} runs{}, {jobs} at a time x {threads} thread{}, data loaded once ({} data set{}); results in {}",
             exp.name,
             selected.len(),
@@ -136,7 +136,7 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
     let summary_error = results::write_summary_csv(&view).err();
 
     if !args.quiet && !exp.is_sweep {
-        eprintln!("results in {}; see `runner report {}`", dir.join(&selected[0].info.name).display(), dir.display());
+        say!("results in {}; see `runner report {}`", dir.join(&selected[0].info.name).display(), dir.display());
     } else if !args.quiet {
         let mut parts = vec![format!("{} completed", tally.completed.len())];
         for (n, what) in [
@@ -150,7 +150,7 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
                 parts.push(format!("{n} {what}"));
             }
         }
-        eprintln!(
+        say!(
             "{}: {} in {:.1}s; summary in {}; see `runner report {}`",
             exp.name,
             parts.join(", "),
@@ -163,7 +163,7 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
         && exp.is_sweep
         && let Some(line) = crate::report::top_line(&view, 3)
     {
-        eprintln!("{line}");
+        say!("{line}");
     }
     // A stop that came after the last run finished (its summary written) stopped nothing:
     // the results are whole, and the exit status says so.
@@ -253,14 +253,14 @@ fn announce_replaced(dir: &Path, runs: &[&PlannedRun], quiet: bool) {
     if list.is_empty() || quiet {
         return;
     }
-    eprintln!(
+    say!(
         "{} finished run{} of another config will be replaced (their results move to {}):",
         list.len(),
         if list.len() == 1 { "" } else { "s" },
         dir.join("replaced").display()
     );
     for (name, what) in list {
-        eprintln!("  {name}: {what}");
+        say!("  {name}: {what}");
     }
 }
 
@@ -294,7 +294,7 @@ pub fn check_schedules(runs: &[&PlannedRun], cache: &mut data::Cache) -> Result<
                 )));
             }
             for w in r.config.schedule_warnings(run.data.train.len) {
-                eprintln!("warning: {}: {w}", r.info.variant);
+                say!("warning: {}: {w}", r.info.variant);
             }
         }
         prepared.push(run);

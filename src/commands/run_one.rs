@@ -41,7 +41,7 @@ pub fn run(args: &RunOneArgs) -> Result<()> {
         _ => String::new(),
     };
     if !args.quiet {
-        eprintln!(
+        say!(
             "run-one: {} (run {} of {}) on {}, {threads} thread{}{task}",
             info.name,
             args.index,
@@ -86,7 +86,7 @@ pub fn run(args: &RunOneArgs) -> Result<()> {
         bail!("{} failed ({} says why)", run.info.name, dir.join(&run.info.name).join("summary.json").display());
     }
     if !tally.skipped.is_empty() && !args.quiet {
-        eprintln!("run-one: {} finished earlier with this config; kept", run.info.name);
+        say!("run-one: {} finished earlier with this config; kept", run.info.name);
     }
     Ok(())
 }

@@ -49,7 +49,7 @@ pub fn run(args: &ScheduleArgs) -> Result<()> {
     let steps_per_epoch = args.steps_per_epoch.unwrap_or_else(|| len.map_or(1, |n| cfg.train.steps_per_epoch(n)));
     let ctx = Context { total_steps: run_total, steps_per_epoch, seed: args.seed.unwrap_or(cfg.train.seed) };
     for w in crate::schedule::fit_warnings(&cfg.schedule, &ctx, "schedule") {
-        eprintln!("warning: {w}");
+        say!("warning: {w}");
     }
     let mut schedule = cfg.schedule.build(&ctx);
     let kind = cfg.schedule.kind.kind();
@@ -80,7 +80,7 @@ pub fn run(args: &ScheduleArgs) -> Result<()> {
         }
         None => {
             if schedule.monitor().is_some() {
-                eprintln!("note: {kind} changes only when told a metric; pass --metrics FILE (one value per line)");
+                say!("note: {kind} changes only when told a metric; pass --metrics FILE (one value per line)");
             }
             let mut csv = String::with_capacity(steps as usize * 24);
             csv.push_str("step,lr\n");
@@ -105,7 +105,7 @@ pub fn run(args: &ScheduleArgs) -> Result<()> {
         let title = format!("{} ({kind})", cfg.name);
         let series = [Series::line(String::new(), points.clone())];
         write_line_chart(out, &series, &Labels { title: &title, x: x_label, y: "learning rate" })?;
-        eprintln!("wrote {}", out.display());
+        say!("wrote {}", out.display());
     }
     if args.plot {
         print(&format!("{} ({kind}): learning rate by {x_label}\n", cfg.name))?;

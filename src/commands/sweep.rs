@@ -155,7 +155,7 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
     write_plan_files(&dir, &exp)?;
     if todo.is_empty() {
         results::write_summary_csv(&results::read_experiment(&dir)?)?;
-        eprintln!(
+        say!(
             "{}: all {} runs finished earlier with this config; nothing to submit (--force reruns them). Summary in {}",
             exp.name,
             selected.len(),
@@ -200,7 +200,7 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
         }
     }
     let ids = slurm::job_ids(&jobs);
-    eprintln!(
+    say!(
         "{}: submitted Slurm job{} {ids}: {} run{} as {} ({cpus} CPU{} each{}); script {}, logs in {}",
         exp.name,
         if jobs.len() == 1 { "" } else { "s" },
@@ -224,7 +224,7 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
         dir.join("slurm").join("logs").display()
     );
     if !args.slurm.wait {
-        eprintln!(
+        say!(
             "follow it with `squeue -j {}`; collect the results (also while it runs) with `runner collect {}`",
             jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>().join(","),
             dir.display()
@@ -285,7 +285,7 @@ fn plan_only(args: &crate::cli::RunArgs, exp: &Experiment, mut cache: data::Cach
     let _lock = ExperimentLock::acquire(&dir)?;
     refuse_while_queued(&dir, "plan again")?;
     write_plan_files(&dir, exp)?;
-    eprintln!(
+    say!(
         "{}: {} runs planned into {}; train each with `runner run-one {} --index I` (I from 0 to {}), then `runner collect {}`",
         exp.name,
         exp.runs.len(),
@@ -341,14 +341,14 @@ fn wait(
         let queued = match slurm::queued(jobs) {
             Ok(queued) => {
                 if unanswered.take().is_some() && !quiet {
-                    eprintln!("[{:>5.0}s] Slurm answers again", started.elapsed().as_secs_f64());
+                    say!("[{:>5.0}s] Slurm answers again", started.elapsed().as_secs_f64());
                 }
                 queued
             }
             Err(e) => {
                 let (since, tries) = unanswered.get_or_insert_with(|| (std::time::Instant::now(), 0));
                 if *tries == 0 && !quiet {
-                    eprintln!(
+                    say!(
                         "[{:>5.0}s] Slurm's controller does not answer ({}); asking again for up to {retry_for:.0} s",
                         started.elapsed().as_secs_f64(),
                         e.to_string().trim()
@@ -434,7 +434,7 @@ fn wait(
             if gone == 0 { String::new() } else { format!(", {gone} ended without a result") }
         );
         if line != last_line && !quiet {
-            eprintln!("[{:>5.0}s] {line}", started.elapsed().as_secs_f64());
+            say!("[{:>5.0}s] {line}", started.elapsed().as_secs_f64());
         }
         last_line = line;
         if status.ended() {
@@ -451,7 +451,7 @@ fn wait(
     let settled = slurm::settle(dir, &exp.name, &infos, &status)?;
     results::write_summary_csv(&results::read_experiment(dir)?)?;
     let counts = count(dir, &infos, &runs, None);
-    eprintln!(
+    say!(
         "{}: Slurm {job_word} {ids} ended: {} in {:.0}s; summary in {}; see `runner report {}`",
         exp.name,
         describe(&counts),

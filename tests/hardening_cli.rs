@@ -529,3 +529,23 @@ fn a_closed_stderr_changes_neither_the_work_nor_the_exit_code() {
         .unwrap();
     assert_eq!(status.code(), Some(2));
 }
+
+/// A thread count far above the machine's cores (a typo: 100000) is refused before any
+/// thread is spawned, from the file and from --threads-per-run.
+#[test]
+fn absurd_thread_counts_are_refused_before_anything_runs() {
+    let dir = TempDir::new().unwrap();
+    let (code, err) = run_file(dir.path(), "many", &format!("{CONSTANT}[train]\nthreads = 100000\n"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`train.threads` (or --threads-per-run) = 100000 is more than 4 x the"), "{err}");
+    assert!(err.contains("give at most"), "{err}");
+    config(dir.path(), "few", CONSTANT);
+    let (code, err) = run_limited(
+        &["run", "few.toml", "--out", "out", "--quiet", "--threads-per-run", "50000"],
+        dir.path(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("= 50000 is more than"), "{err}");
+    assert!(!dir.path().join("out").exists(), "nothing is written");
+}

@@ -45,6 +45,7 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
     let selected: Vec<&PlannedRun> =
         select(exp, args.filter.as_deref(), shard)?.into_iter().map(|i| &exp.runs[i]).collect();
     let threads = selected.iter().map(|r| r.config.train.threads).max().unwrap_or(1);
+    crate::train::check_threads(threads).map_err(input_error)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let jobs = args.jobs.or(exp.jobs).unwrap_or((cores / threads).max(1)).min(selected.len().max(1) as u64);
     let dir = args.out.join(&exp.name);

@@ -53,6 +53,7 @@ pub fn run(args: &RunOneArgs) -> Result<()> {
     let mut cache = data::Cache::default();
     let data = cache.get(&config.dataset)?;
     // What the config alone decides is refused before the run starts (exit 2).
+    crate::train::check_threads(config.train.threads).map_err(|why| input_error(format!("{}: {why}", info.name)))?;
     let prepared = crate::train::Prepared::new(config.run_spec(), data)
         .map_err(|why| input_error(format!("{}: {why}", info.name)))?;
     // candle's matrix products take their thread count from here (see `runner run`).

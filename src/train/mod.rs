@@ -15,7 +15,7 @@ mod state;
 pub use checkpoint::{Checkpoint, Policy};
 pub use evaluate::{Evaluation, evaluate_params};
 pub use spec::{EarlyStopping, MAX_STEPS, TrainSpec};
-pub use state::{Prepared, RunState, Training};
+pub use state::{Prepared, RunState, THREADS_PER_CORE, Training, check_threads};
 
 use crate::data::{Dataset, Task};
 use crate::kernels::denormals;

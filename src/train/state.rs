@@ -75,6 +75,26 @@ impl Prepared {
     }
 }
 
+/// The most threads a run may have: this many times the machine's cores. More only
+/// oversubscribes them (each thread also holds its own buffers), and a typo (100000)
+/// would spawn that many threads.
+pub const THREADS_PER_CORE: u64 = 4;
+
+/// Refuses a thread count above [`THREADS_PER_CORE`] times the cores here: checked where
+/// the runs train (`runner run` and sweeps here, `run-one` on a Slurm node), not where a
+/// sweep is submitted from.
+pub fn check_threads(threads: u64) -> Result<(), String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    if threads > THREADS_PER_CORE * cores {
+        return Err(format!(
+            "`train.threads` (or --threads-per-run) = {threads} is more than {THREADS_PER_CORE} x the {cores} cores \
+             here; give at most {} (one per core is usually fastest)",
+            THREADS_PER_CORE * cores
+        ));
+    }
+    Ok(())
+}
+
 /// Everything about a run that moves as it trains, besides the model's and the
 /// optimizer's tensors and the schedule's state.
 pub struct RunState {

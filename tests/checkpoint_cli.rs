@@ -379,3 +379,34 @@ fn eval_takes_another_configs_data_and_refuses_data_the_model_cannot_read() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("has no config.toml; give a run's directory"));
 }
+
+/// A checkpoint that recorded more of metrics.csv than the file now holds (truncated or
+/// damaged since) is not resumed from: resuming would pad the file with NUL bytes. With no
+/// other checkpoint the run says so and starts over, to the uninterrupted run's results.
+#[test]
+fn a_checkpoint_recording_more_than_the_files_hold_is_skipped_and_the_run_starts_over() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let out = dir.path().join("out");
+    common::copy_dir(&common::fixture().join("old"), &out.join("old"));
+    let cfg = dir.path().join("old.toml");
+    fs::copy(common::fixture().join("old.toml"), &cfg).unwrap();
+    let run = out.join("old/mlp");
+    let metrics = fs::read(run.join("metrics.csv")).unwrap();
+    fs::write(run.join("metrics.csv"), &metrics[..150]).unwrap();
+    let o = runner().arg("run").arg(&cfg).arg("--out").arg(&out).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("warning: skipped checkpoint ckpt-000000047665: metrics.csv holds 150 bytes, fewer than the"),
+        "{err}"
+    );
+    assert!(err.contains("none of its checkpoints can be used, so it starts over from step 0"), "{err}");
+    let written = fs::read(run.join("metrics.csv")).unwrap();
+    assert!(!written.contains(&0), "no NUL bytes");
+    let expected = common::fixture().join("expected");
+    let rows = |p: &Path| -> Vec<String> {
+        fs::read_to_string(p).unwrap().lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect()
+    };
+    assert_eq!(rows(&run.join("metrics.csv")), rows(&expected.join("metrics.csv")));
+    assert_eq!(fs::read(run.join("steps.csv")).unwrap(), fs::read(expected.join("steps.csv")).unwrap());
+}

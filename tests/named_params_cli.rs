@@ -8,29 +8,12 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use common::fidelity::{check_with_pytorch, torch_python};
-use common::{config, runner};
+use common::{config, copy_dir, fixture, runner};
 use runner::model::transformer::DecayOn;
 use runner::model::{Kernels, Mode, ModelSpec, Shortcut};
 use std::fs;
 use std::path::Path;
 use tempfile::TempDir;
-
-fn fixture() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoint_format1")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 /// metrics.csv without its clock column.
 fn metrics(path: &Path) -> String {

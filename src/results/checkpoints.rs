@@ -152,18 +152,43 @@ pub struct Loaded {
     pub skipped: Vec<String>,
 }
 
-/// The latest whole checkpoint of the run in `run` that trained `config_hash`; later ones
-/// that are truncated or corrupt are skipped (and named in `skipped`).
-pub fn latest(run: &Path, config_hash: &str) -> Option<Loaded> {
+/// The latest whole checkpoint of the run in `run` that trained `config_hash` and fits
+/// its files; later ones that are truncated or corrupt, or record more of metrics.csv,
+/// steps.csv or the event file than the run directory holds (a truncated or damaged
+/// file), are skipped and named in `skipped`. `Err` with the reasons when the run has
+/// checkpoints and none can be used; `Ok(None)` when it has none.
+pub fn latest(run: &Path, config_hash: &str) -> Result<Option<Loaded>, Vec<String>> {
     let dir = dir_of(run);
     let mut skipped = Vec::new();
     for step in steps_in(&dir).into_iter().rev() {
-        match read(&dir, step, config_hash) {
-            Ok((checkpoint, meta)) => return Some(Loaded { checkpoint, meta, skipped }),
+        match read(&dir, step, config_hash).and_then(|(c, meta)| fits(run, &meta).map(|()| (c, meta))) {
+            Ok((checkpoint, meta)) => return Ok(Some(Loaded { checkpoint, meta, skipped })),
             Err(e) => skipped.push(format!("{}: {e:#}", stem(step))),
         }
     }
-    None
+    if skipped.is_empty() { Ok(None) } else { Err(skipped) }
+}
+
+/// Whether the run directory holds at least what the checkpoint `meta` recorded of its
+/// files: resuming cuts them back to those lengths, and must never pad them.
+fn fits(run: &Path, meta: &CheckpointMeta) -> Result<()> {
+    let size = |path: &Path| fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut files = vec![("metrics.csv".to_string(), run.join("metrics.csv"), meta.metrics_bytes)];
+    files.push(("steps.csv".to_string(), run.join("steps.csv"), meta.steps_bytes));
+    if let (Some(events), Some(len)) = (super::tensorboard::find(run), meta.events_bytes) {
+        let name = events.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        files.push((name, events, len));
+    }
+    for (name, path, len) in files {
+        let have = size(&path);
+        if have < len {
+            bail!(
+                "{name} holds {have} bytes, fewer than the {len} it held at this checkpoint (truncated or damaged), \
+                 so resuming from it would pad the file"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn read(dir: &Path, step: u64, config_hash: &str) -> Result<(Checkpoint, CheckpointMeta)> {

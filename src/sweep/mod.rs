@@ -166,7 +166,23 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
     // checkpoint (--force starts over); anything else an earlier attempt left is replaced.
     let config_hash = crate::config::hash_text(&config_toml);
     let same_config = std::fs::read_to_string(run_path.join("config.toml")).is_ok_and(|c| c == config_toml);
-    let resume = if force || !same_config { None } else { results::checkpoints::latest(&run_path, &config_hash) };
+    let resume = if force || !same_config {
+        None
+    } else {
+        match results::checkpoints::latest(&run_path, &config_hash) {
+            Ok(found) => found,
+            Err(skipped) => {
+                for why in &skipped {
+                    board.note(&format!("{}: warning: skipped checkpoint {why}", run.info.name));
+                }
+                board.note(&format!(
+                    "{}: none of its checkpoints can be used, so it starts over from step 0",
+                    run.info.name
+                ));
+                None
+            }
+        }
+    };
     if !force
         && !same_config
         && run_path.join("checkpoints").is_dir()

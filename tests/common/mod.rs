@@ -82,3 +82,25 @@ pub fn cifar10(dir: &Path, n: usize) {
     }
     fs::write(dir.join("test_batch.bin"), records(n, 5 * n, false)).unwrap();
 }
+
+// ---- the checked-in run of an earlier runner ----
+
+/// tests/fixtures/checkpoint_format1: a run interrupted by runner f7f5950 (checkpoint
+/// format 1) and that runner's uninterrupted results (see its README).
+pub fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoint_format1")
+}
+
+/// Copies the directory `from` to `to`, recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

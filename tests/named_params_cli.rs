@@ -149,7 +149,7 @@ fn every_model_kind_trains_on_plain_candle_ops_close_to_its_fast_path() {
     assert!(err.contains("kernels") && err.contains("auto") && err.contains("plain"), "{err}");
 }
 
-/// Runner's evaluation logits of `net` on `x` after loading its own state_dict back.
+/// Runner's evaluation logits of `net` on `x`.
 fn logits(net: &dyn runner::model::Network, x: &Tensor) -> Tensor {
     net.forward(x, Mode::Eval).unwrap()
 }

@@ -40,7 +40,7 @@ pub fn build(
     let mut rng = init_rng(seed);
     Ok(match spec {
         ModelSpec::Mlp { .. } | ModelSpec::Linear { .. } | ModelSpec::Cnn { .. } => {
-            Box::new(Stack::new(spec, features, outputs, image, seed, kernels)?)
+            Box::new(Stack::new(spec, features, outputs, image, &mut rng, kernels)?)
         }
         ModelSpec::Resnet { depth, width, shortcut, weight_decay_bn } => {
             let Some(image) = image else { bail!("the resnet model needs image data") };

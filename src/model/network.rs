@@ -105,6 +105,11 @@ impl Named {
         })
     }
 
+    /// A copy of the tensor's current value as PyTorch holds it (a `Var` changes in place).
+    pub fn torch_copy(&self) -> Result<Tensor> {
+        self.to_torch(&self.var.as_tensor().copy()?)
+    }
+
     /// A tensor saved in PyTorch's layout, as this model holds it.
     pub fn from_torch(&self, t: &Tensor) -> Result<Tensor> {
         self.to_torch(t)
@@ -142,8 +147,9 @@ impl Loss {
 pub enum HostRows<'a> {
     /// Rows `rows` of the training set's inputs (a contiguous f32 CPU tensor).
     Of { x: &'a Tensor, rows: &'a [u32] },
-    /// The batch's inputs, already gathered (augmented images), row after row.
-    Gathered(&'a [f32]),
+    /// The batch's inputs, already gathered (augmented images), row after row, with the
+    /// rows 0, 1, ... of them to read.
+    Gathered { x: &'a [f32], rows: &'a [u32] },
 }
 
 /// A step's samples, as the trainer hands them to a network.
@@ -193,16 +199,7 @@ pub trait Network: Send + Sync {
     /// in order (the network chooses their size); the default: [`Network::forward`] on
     /// 128 rows at a time.
     fn outputs(&self, x: &Tensor, each: &mut dyn FnMut(Tensor) -> Result<()>) -> Result<()> {
-        // candle's forward pass keeps every activation of a piece alive (the parameters
-        // are Vars, so it records the graph): a ResNet-20 on 1,024 CIFAR images would hold 4 GB.
-        let n = x.dim(0)?;
-        let mut start = 0;
-        while start < n {
-            let len = 128.min(n - start);
-            each(self.forward(&x.narrow(0, start, len)?, Mode::Eval)?.detach())?;
-            start += len;
-        }
-        Ok(())
+        eval_outputs(self, x, each)
     }
 
     /// The variables of [`Network::named`], in order.
@@ -221,6 +218,28 @@ pub trait Network: Send + Sync {
     }
 }
 
+/// [`Network::outputs`] by [`Network::forward`] on 128 rows at a time: candle's forward
+/// pass keeps every activation of a piece alive (the parameters are Vars, so it records
+/// the graph), and a ResNet-20 on 1,024 CIFAR images would hold 4 GB.
+pub fn eval_outputs<N: Network + ?Sized>(
+    net: &N,
+    x: &Tensor,
+    each: &mut dyn FnMut(Tensor) -> Result<()>,
+) -> Result<()> {
+    in_pieces(x.dim(0)?, 128, |start, len| each(net.forward(&x.narrow(0, start, len)?, Mode::Eval)?.detach()))
+}
+
+/// Calls `f(start, len)` for `n` rows in pieces of at most `size`, in order.
+pub fn in_pieces(n: usize, size: usize, mut f: impl FnMut(usize, usize) -> Result<()>) -> Result<()> {
+    let mut start = 0;
+    while start < n {
+        let len = size.min(n - start);
+        f(start, len)?;
+        start += len;
+    }
+    Ok(())
+}
+
 /// [`Network::loss_and_grads`] by candle's autograd: each `micro_batch` of the batch
 /// forward and backward, its gradient (of its share of the step's mean loss) added to the
 /// step's. With `split` and several threads, each micro-batch's parts go forward and
@@ -234,14 +253,16 @@ pub fn autograd_loss_and_grads<N: Network + ?Sized>(
     split: bool,
 ) -> Result<f64> {
     let n = batch.len();
-    let vars = net.vars();
+    let parts = split && step.threads > 1;
+    // The gradients of several parts are summed by parameter: only then are they needed.
+    let vars = if parts || step.micro_batch < n { net.vars() } else { Vec::new() };
     *grads = GradStore::default();
     let mut loss_value = 0f64;
     let mut start = 0;
     while start < n {
         let micro = start..(start + step.micro_batch.max(1)).min(n);
         start = micro.end;
-        if split && step.threads > 1 {
+        if parts {
             let len = micro.len();
             let piece = len.div_ceil(step.threads);
             let pieces: Vec<Range<usize>> =
@@ -305,7 +326,7 @@ pub fn add_grads(sum: &mut GradStore, part: &GradStore, vars: &[Var]) -> Result<
 /// The model's tensors as PyTorch's `state_dict()` holds them: (name, a copy in PyTorch's
 /// layout), in the model's order.
 pub fn state_dict(net: &dyn Network) -> Result<Vec<(String, Tensor)>> {
-    net.named().iter().map(|n| Ok((n.name.clone(), n.to_torch(&n.var.as_tensor().copy()?)?))).collect()
+    net.named().iter().map(|n| Ok((n.name.clone(), n.torch_copy()?))).collect()
 }
 
 /// Sets the model's tensors from `saved`: named as [`state_dict`] writes them, or (files of

@@ -2,7 +2,7 @@
 //! ops from the same initial weights: the same outputs, step-0 gradients and 20-step loss
 //! curve to float tolerance, at one and two threads.
 
-use super::network::{Batch, HostRows, Kernels, Loss, Mode, Step};
+use super::network::{Batch, HostRows, Kernels, Loss, Step};
 use super::{Activation, ModelSpec, Shortcut, Targets, build};
 use crate::model::transformer::DecayOn;
 use crate::optim::{Optimizer, OptimizerSpec};
@@ -17,6 +17,8 @@ struct Rows {
     x: Tensor,
     y: Tensor,
     values: Option<Vec<f32>>,
+    /// 0, 1, ...: the rows of `values`.
+    order: Vec<u32>,
     classes: Vec<u32>,
     features: usize,
 }
@@ -32,7 +34,8 @@ impl Batch for Rows {
     }
 
     fn host(&self) -> Option<(HostRows<'_>, Targets<'_>, usize)> {
-        Some((HostRows::Gathered(self.values.as_ref()?), Targets::Classes(&self.classes), self.features))
+        let x = self.values.as_ref()?;
+        Some((HostRows::Gathered { x, rows: &self.order }, Targets::Classes(&self.classes), self.features))
     }
 }
 
@@ -47,6 +50,7 @@ fn image_rows(n: usize, features: usize, classes: u32) -> Rows {
         x: Tensor::from_vec(v.clone(), (n, features), &Device::Cpu).unwrap(),
         y: Tensor::from_vec(c.clone(), n, &Device::Cpu).unwrap(),
         values: Some(v),
+        order: (0..n as u32).collect(),
         classes: c,
         features,
     }
@@ -60,6 +64,7 @@ fn token_rows(n: usize, t: usize, vocab: u32) -> Rows {
         x: Tensor::from_vec(x, (n, t), &Device::Cpu).unwrap(),
         y: Tensor::from_vec(y.clone(), n * t, &Device::Cpu).unwrap(),
         values: None,
+        order: Vec::new(),
         classes: y,
         features: t,
     }
@@ -97,7 +102,6 @@ fn curve(
             }
             optimizer.step(&grads, 0.02).unwrap();
         }
-        let _ = net.forward(&rows.x.narrow(0, 0, 1).unwrap(), Mode::Eval).unwrap();
         (outputs, first, losses)
     })
 }

@@ -4,8 +4,9 @@
 //! autograd over [`Stack::forward`]. Parameter names are those of a PyTorch module with
 //! `convs` and `dense` `nn.ModuleList`s (`convs.0.weight`, `dense.1.bias`, ...).
 
-use super::network::{Batch, HostRows, Kernels, Mode, Named, Network, Step, autograd_loss_and_grads};
-use super::{Activation, Init, ModelSpec, dropout, init_rng, max_pool2, uniform};
+use super::network::eval_outputs;
+use super::network::{Batch, HostRows, Kernels, Mode, Named, Network, Step, autograd_loss_and_grads, in_pieces};
+use super::{Activation, Init, ModelSpec, dropout, max_pool2, uniform};
 use crate::kernels::conv::ConvShape;
 use crate::kernels::{self, ConvLayer, Layer as DenseLayer, Net, Targets, with_values};
 use anyhow::{Result, bail};
@@ -14,43 +15,42 @@ use candle_core::{DType, Device, Storage, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
 /// A dense layer: `x @ w + b` with `w` stored (in, out).
-pub(crate) struct Dense {
-    pub(crate) w: Var,
-    pub(crate) b: Var,
+struct Dense {
+    w: Var,
+    b: Var,
 }
 
 /// A convolution with `out` filters of `k x k` over `in` channels, "same" padding.
-pub(crate) struct Conv {
-    pub(crate) w: Var,
-    pub(crate) b: Var,
-    pub(crate) pad: usize,
+struct Conv {
+    w: Var,
+    b: Var,
+    pad: usize,
 }
 
 /// Convolutions then dense layers: the mlp, linear and cnn kinds.
 pub struct Stack {
-    pub(crate) convs: Vec<Conv>,
+    convs: Vec<Conv>,
     /// (channels, height, width) the convolutions read.
-    pub(crate) image: Option<(usize, usize, usize)>,
-    pub(crate) pool: bool,
-    pub(crate) dense: Vec<Dense>,
-    pub(crate) activation: Activation,
-    pub(crate) dropout: f64,
+    image: Option<(usize, usize, usize)>,
+    pool: bool,
+    dense: Vec<Dense>,
+    activation: Activation,
+    dropout: f64,
     /// Whether the CPU kernels may train it.
-    pub(crate) kernels: Kernels,
+    kernels: Kernels,
 }
 
 impl Stack {
-    /// Builds `spec` for `features` inputs and `outputs` outputs, weights from `seed`.
+    /// Builds `spec` (checked by [`super::build`]) for `features` inputs and `outputs`
+    /// outputs, weights drawn from `rng`.
     pub fn new(
         spec: &ModelSpec,
         features: usize,
         outputs: usize,
         image: Option<(usize, usize, usize)>,
-        seed: u64,
+        rng: &mut ChaCha8Rng,
         kernels: Kernels,
     ) -> Result<Stack> {
-        spec.check(features, outputs, image).map_err(anyhow::Error::msg)?;
-        let mut rng = init_rng(seed);
         let (mut convs, mut width, mut conv_image) = (Vec::new(), features, None);
         if let ModelSpec::Cnn { channels, kernel_size, pool, .. } = spec {
             let Some((mut c, mut h, mut w)) = image else {
@@ -64,8 +64,8 @@ impl Stack {
                 let out = out as usize;
                 let fan_in = c * k * k;
                 convs.push(Conv {
-                    w: uniform(&mut rng, &[out, c, k, k], fan_in)?,
-                    b: uniform(&mut rng, &[out], fan_in)?,
+                    w: uniform(rng, &[out, c, k, k], fan_in)?,
+                    b: uniform(rng, &[out], fan_in)?,
                     pad: k / 2,
                 });
                 c = out;
@@ -96,7 +96,7 @@ impl Stack {
                 let zero = |shape: &[usize]| Var::zeros(shape, DType::F32, &Device::Cpu);
                 Dense { w: zero(&[width, out])?, b: zero(&[out])? }
             } else {
-                Dense { w: uniform(&mut rng, &[width, out], width)?, b: uniform(&mut rng, &[out], width)? }
+                Dense { w: uniform(rng, &[width, out], width)?, b: uniform(rng, &[out], width)? }
             });
             width = out;
         }
@@ -249,9 +249,7 @@ impl Stack {
     pub fn fused_outputs(&self, x: &[f32], features: usize) -> Result<Vec<f32>> {
         self.with_net(features, |net| Ok(net.outputs(x, features)))
     }
-}
 
-impl Stack {
     /// Whether the CPU kernels run this model (see [`Stack::fusable`]).
     fn kernels_apply(&self) -> bool {
         self.kernels == Kernels::Auto && self.fusable() && self.dense[0].w.device().is_cpu()
@@ -285,10 +283,7 @@ impl Network for Stack {
                 HostRows::Of { x, rows } => {
                     with_values(x, |all: &[f32]| self.fused_loss_and_grads(all, rows, features, targets, parts, grads))?
                 }
-                HostRows::Gathered(values) => {
-                    let rows: Vec<u32> = (0..batch.len() as u32).collect();
-                    self.fused_loss_and_grads(values, &rows, features, targets, parts, grads)
-                }
+                HostRows::Gathered { x, rows } => self.fused_loss_and_grads(x, rows, features, targets, parts, grads),
             };
         }
         autograd_loss_and_grads(self, batch, step, grads, false)
@@ -297,13 +292,7 @@ impl Network for Stack {
     fn outputs(&self, x: &Tensor, each: &mut dyn FnMut(Tensor) -> Result<()>) -> Result<()> {
         let n = x.dim(0)?;
         if !self.kernels_apply() || n == 0 || !x.device().is_cpu() {
-            let mut start = 0;
-            while start < n {
-                let len = 128.min(n - start);
-                each(Stack::forward(self, &x.narrow(0, start, len)?, None)?.detach())?;
-                start += len;
-            }
-            return Ok(());
+            return eval_outputs(self, x, each);
         }
         // The fused forward pass (the same as training's), in parallel, handed on in
         // pieces of 1,024 rows.
@@ -311,13 +300,7 @@ impl Network for Stack {
         let out = with_values(x, |x: &[f32]| self.fused_outputs(x, features))??;
         let width = out.len() / n;
         let all = Tensor::from_vec(out, (n, width), &Device::Cpu)?;
-        let mut start = 0;
-        while start < n {
-            let len = 1024.min(n - start);
-            each(all.narrow(0, start, len)?)?;
-            start += len;
-        }
-        Ok(())
+        in_pieces(n, 1024, |start, len| each(all.narrow(0, start, len)?))
     }
 }
 
@@ -345,7 +328,9 @@ mod tests {
         parts: usize,
     ) {
         let outputs = if classification { 4 } else { 1 };
-        let model = Stack::new(spec, features, outputs, image, 3, crate::model::Kernels::Auto).unwrap();
+        let model =
+            Stack::new(spec, features, outputs, image, &mut crate::model::init_rng(3), crate::model::Kernels::Auto)
+                .unwrap();
         assert!(model.fusable());
         let x: Vec<f32> = (0..n * features).map(|i| ((i * 7919 + 13) % 10_007) as f32 / 5003.5 - 1.0).collect();
         let classes: Vec<u32> = (0..n as u32).map(|i| i * 3 % outputs as u32).collect();
@@ -426,7 +411,8 @@ mod tests {
                 }
             });
         }
-        let model = Stack::new(&spec, 37, 4, None, 5, crate::model::Kernels::Auto).unwrap();
+        let model =
+            Stack::new(&spec, 37, 4, None, &mut crate::model::init_rng(5), crate::model::Kernels::Auto).unwrap();
         let x: Vec<f32> = (0..20 * 37).map(|i| ((i * 7919 + 13) % 10_007) as f32 / 5003.5 - 1.0).collect();
         let classes: Vec<u32> = (0..20).map(|i| i % 4).collect();
         let rows: Vec<u32> = (0..20).rev().collect();

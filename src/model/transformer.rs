@@ -191,7 +191,7 @@ impl Transformer {
         let hd = d / heads;
         let scale = 1.0 / (hd as f64).sqrt();
         let plain = self.plain || !x.device().is_cpu();
-        let norm = |x: &Tensor, n: &Norm| if plain { norm_plain(x, n) } else { norm(x, n) };
+        let normalise = |x: &Tensor, n: &Norm| if plain { norm_plain(x, n) } else { norm(x, n) };
         // Plain attention masks the future with -inf before candle's softmax.
         let mask = if plain {
             let future: Vec<f32> = (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
@@ -200,32 +200,31 @@ impl Transformer {
             None
         };
         for b in &self.blocks {
-            let qkv = b.attn.forward(&norm(&h, &b.ln1)?, plain)?;
-            let y = if let Some(mask) = &mask {
+            let qkv = b.attn.forward(&normalise(&h, &b.ln1)?, plain)?;
+            let y = if plain || dropping {
+                // The attention weights as a tensor: for dropout on them, or for candle's
+                // masked softmax.
                 let split = |i: usize| -> Result<Tensor> {
                     Ok(qkv.narrow(1, i * d, d)?.reshape((n, t, heads, hd))?.transpose(1, 2)?.contiguous()?)
                 };
                 let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-                let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(mask)?;
-                let att = drop(candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?)?;
-                att.matmul(&v)?.transpose(1, 2)?.reshape((n * t, d))?
-            } else if dropping {
-                // Dropout on the attention weights needs them as a tensor.
-                let split = |i: usize| -> Result<Tensor> {
-                    Ok(qkv.narrow(1, i * d, d)?.reshape((n, t, heads, hd))?.transpose(1, 2)?.contiguous()?)
+                let scores = q.matmul(&k.t()?)?;
+                let weights = match &mask {
+                    Some(mask) => {
+                        candle_nn::ops::softmax(&(scores * scale)?.broadcast_add(mask)?, candle_core::D::Minus1)?
+                    }
+                    None => causal_softmax(&scores, scale)?,
                 };
-                let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-                let att = drop(causal_softmax(&q.matmul(&k.t()?)?, scale)?)?;
-                att.matmul(&v)?.transpose(1, 2)?.reshape((n * t, d))?
+                drop(weights)?.matmul(&v)?.transpose(1, 2)?.reshape((n * t, d))?
             } else {
                 causal_self_attention(&qkv, n, heads)?
             };
             h = (h + drop(b.attn_proj.forward(&y, plain)?)?)?;
-            let z = b.fc.forward(&norm(&h, &b.ln2)?, plain)?;
+            let z = b.fc.forward(&normalise(&h, &b.ln2)?, plain)?;
             let m = if plain { z.gelu_erf()? } else { gelu(&z)? };
             h = (h + drop(b.mlp_proj.forward(&m, plain)?)?)?;
         }
-        Ok(norm(&h, &self.ln_f)?.matmul(&self.wte.as_tensor().t()?)?)
+        Ok(normalise(&h, &self.ln_f)?.matmul(&self.wte.as_tensor().t()?)?)
     }
 }
 

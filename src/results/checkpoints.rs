@@ -173,8 +173,10 @@ pub fn latest(run: &Path, config_hash: &str) -> Result<Option<Loaded>, Vec<Strin
 /// files: resuming cuts them back to those lengths, and must never pad them.
 fn fits(run: &Path, meta: &CheckpointMeta) -> Result<()> {
     let size = |path: &Path| fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let mut files = vec![("metrics.csv".to_string(), run.join("metrics.csv"), meta.metrics_bytes)];
-    files.push(("steps.csv".to_string(), run.join("steps.csv"), meta.steps_bytes));
+    let mut files = vec![
+        ("metrics.csv".to_string(), run.join("metrics.csv"), meta.metrics_bytes),
+        ("steps.csv".to_string(), run.join("steps.csv"), meta.steps_bytes),
+    ];
     if let (Some(events), Some(len)) = (super::tensorboard::find(run), meta.events_bytes) {
         let name = events.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         files.push((name, events, len));

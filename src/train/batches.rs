@@ -16,18 +16,22 @@ pub struct Batches<'a> {
     /// (channels, height, width) of images that are augmented.
     augment_shape: Option<(usize, usize, usize)>,
     augmented: Vec<f32>,
+    /// 0, 1, ...: the rows of the augmented images, in order.
+    in_order: Vec<u32>,
     classes: Vec<u32>,
     values: Vec<f32>,
 }
 
 impl<'a> Batches<'a> {
-    pub fn new(data: &'a Dataset, augment: &'a AugmentSpec, seed: u64) -> Batches<'a> {
+    /// `step_samples`: the most samples a step takes.
+    pub fn new(data: &'a Dataset, augment: &'a AugmentSpec, seed: u64, step_samples: usize) -> Batches<'a> {
         Batches {
             data,
             augment,
             seed,
             augment_shape: data.image.filter(|_| !augment.is_off()),
             augmented: Vec::new(),
+            in_order: (0..step_samples.min(data.train.len) as u32).collect(),
             classes: Vec::new(),
             values: Vec::new(),
         }
@@ -44,7 +48,7 @@ impl<'a> Batches<'a> {
                     let mut rng = crate::data::step_rng(seed, step);
                     crate::data::augment_rows(all, rows, shape, augment, &mut rng, out);
                 })?;
-                Some(&self.augmented[..])
+                Some((&self.augmented[..], &self.in_order[..rows.len()]))
             }
             None => None,
         };
@@ -69,7 +73,8 @@ impl<'a> Batches<'a> {
 pub struct StepBatch<'a> {
     data: &'a Dataset,
     rows: &'a [u32],
-    augmented: Option<&'a [f32]>,
+    /// The augmented images and the rows 0, 1, ... of them.
+    augmented: Option<(&'a [f32], &'a [u32])>,
     targets: Option<Targets<'a>>,
 }
 
@@ -87,7 +92,7 @@ impl Batch for StepBatch<'_> {
         let device = data.train.x.device();
         let idx = Tensor::from_slice(rows, rows.len(), device)?;
         let x = match self.augmented {
-            Some(all) => {
+            Some((all, _)) => {
                 let f = data.features;
                 Tensor::from_slice(&all[range.start * f..range.end * f], (rows.len(), f), device)?
             }
@@ -99,7 +104,7 @@ impl Batch for StepBatch<'_> {
     fn host(&self) -> Option<(HostRows<'_>, Targets<'_>, usize)> {
         let targets = self.targets?;
         let rows = match self.augmented {
-            Some(values) => HostRows::Gathered(values),
+            Some((x, rows)) => HostRows::Gathered { x, rows },
             None => HostRows::Of { x: &self.data.train.x, rows: self.rows },
         };
         Some((rows, targets, self.data.features))

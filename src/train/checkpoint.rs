@@ -75,7 +75,7 @@ pub fn named_tensors(
 ) -> Result<Vec<(String, Tensor)>> {
     let mut out = Vec::with_capacity(named.len() * 3);
     for n in named {
-        out.push((n.name.clone(), n.to_torch(&n.var.as_tensor().copy()?)?));
+        out.push((n.name.clone(), n.torch_copy()?));
     }
     for (key, t) in optimizer {
         let (slot, i) = split_key(&key)?;

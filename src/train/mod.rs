@@ -257,11 +257,11 @@ pub fn train_prepared(
     if let Some(ck) = resume {
         tr.restore(ck)?;
     }
-    let (evaluator, mut batches) = (Evaluator::new(spec, data), Batches::new(data, &spec.augment, t.seed));
+    let (evaluator, mut batches) = (Evaluator::new(spec, data), Batches::new(data, &spec.augment, t.seed, size));
     let mut checkpoints = Checkpointer::new(t, &run.ctx);
     let vars = tr.model.vars();
     // The step's gradients (the CPU kernels rewrite them in place step after step).
-    let (mut grads, mut rows, mut end) = (GradStore::default(), Vec::new(), End::Completed);
+    let (mut grads, mut end) = (GradStore::default(), End::Completed);
     'training: while tr.state.step < total {
         let skip = tr.begin_epoch(t.shuffle);
         for b in skip..tr.state.order.len().div_ceil(size) {
@@ -279,12 +279,15 @@ pub fn train_prepared(
             if !lr.is_finite() {
                 bail!("the schedule gives lr = {lr} at step {step}; a learning rate must be a finite number");
             }
-            rows.clear();
-            rows.extend_from_slice(&tr.state.order[b * size..((b + 1) * size).min(tr.state.order.len())]);
-            let batch = batches.batch(&rows, step)?;
-            let (micro_batch, threads) = (t.batch_size as usize, t.threads as usize);
-            let mut how = Step { loss: run.loss, micro_batch, threads, dropout: &mut tr.state.dropout_rng };
-            let loss = tr.model.loss_and_grads(&batch, &mut how, &mut grads)?;
+            // The batch borrows the epoch's order while the model and generator train.
+            let (loss, samples) = {
+                let order = &tr.state.order;
+                let rows = &order[b * size..((b + 1) * size).min(order.len())];
+                let batch = batches.batch(rows, step)?;
+                let (micro_batch, threads) = (t.batch_size as usize, t.threads as usize);
+                let mut how = Step { loss: run.loss, micro_batch, threads, dropout: &mut tr.state.dropout_rng };
+                (tr.model.loss_and_grads(&batch, &mut how, &mut grads)?, rows.len() as u64)
+            };
             let row = StepRow { step, lr, loss };
             if !loss.is_finite() {
                 recorder.on_step(&row, tr.state.epoch, true)?;
@@ -298,7 +301,7 @@ pub fn train_prepared(
             recorder.on_step(&row, tr.state.epoch, step % t.log_every == 0)?;
             let s = &mut tr.state;
             (s.loss_sum, s.loss_count, s.last_lr) = (s.loss_sum + loss, s.loss_count + 1, lr);
-            (s.samples, s.step) = (s.samples + rows.len() as u64, step + 1);
+            (s.samples, s.step) = (s.samples + samples, step + 1);
             if t.eval_every.map_or(s.step % steps_per_epoch == 0, |k| s.step % k == 0) {
                 let row = evaluator.row(&*tr.model, &mut tr.state, seconds())?;
                 recorder.on_eval(&row)?;

@@ -127,6 +127,18 @@ pub struct RunArgs {
     /// CPU threads of each run (default: the config's [train] threads, 1 unless set).
     #[arg(long, value_name = "M", value_parser = clap::value_parser!(u64).range(1..))]
     pub threads_per_run: Option<u64>,
+    /// Where to train: cpu, cuda (the first GPU) or cuda:N (default: the config's [train]
+    /// device, cpu unless set). Needs a runner built with `--features cuda` for a GPU.
+    #[arg(long, value_name = "DEVICE", value_parser = crate::device::DeviceSpec::parse)]
+    pub device: Option<crate::device::DeviceSpec>,
+    /// The GPUs a sweep's runs on `cuda` are placed on, e.g. `0,1,3` (default: every GPU
+    /// visible, after CUDA_VISIBLE_DEVICES).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', num_args = 1..)]
+    pub gpus: Option<Vec<usize>>,
+    /// Runs sharing each GPU at once (default 1): small models (a ResNet-20) leave most of
+    /// a large GPU idle. With --gpus, the sweep runs `GPUs x K` runs at a time.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub runs_per_gpu: Option<u64>,
     /// List the runs and what would happen to each, and exit.
     #[arg(long)]
     pub dry_run: bool,
@@ -191,6 +203,10 @@ pub struct SlurmArgs {
     /// CPUs of each run, which is also its thread count (default: [train] threads).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub cpus_per_task: Option<u64>,
+    /// GPUs of each run (`--gpus-per-task`; default 1 when the runs train on `cuda`). The
+    /// run trains on the GPU Slurm gives it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub gpus_per_task: Option<u64>,
     /// Memory of each run (`4G`).
     #[arg(long, value_parser = parse_mem)]
     pub mem: Option<String>,
@@ -223,6 +239,7 @@ impl SlurmArgs {
             partition: self.partition.clone(),
             time: self.time.clone(),
             cpus_per_task: self.cpus_per_task,
+            gpus_per_task: self.gpus_per_task,
             mem: self.mem.clone(),
             account: self.account.clone(),
             qos: self.qos.clone(),
@@ -268,6 +285,10 @@ pub struct RunOneArgs {
     /// CPU threads of the run (default: the planned config's [train] threads).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub threads: Option<u64>,
+    /// Where to train: cpu, cuda (the first GPU) or cuda:N (default: the config's [train]
+    /// device, cpu unless set). Needs a runner built with `--features cuda` for a GPU.
+    #[arg(long, value_name = "DEVICE", value_parser = crate::device::DeviceSpec::parse)]
+    pub device: Option<crate::device::DeviceSpec>,
     /// Rerun the run even if it finished earlier.
     #[arg(long)]
     pub force: bool,
@@ -298,6 +319,10 @@ pub struct EvalArgs {
     /// Which weights: the final ones, or the best evaluation's (runs with a monitored metric).
     #[arg(long, value_enum, default_value_t = Weights::Model)]
     pub weights: Weights,
+    /// Where to evaluate: cpu (default), cuda or cuda:N; a model trained on a GPU
+    /// evaluates on the CPU and the other way round.
+    #[arg(long, value_name = "DEVICE", value_parser = crate::device::DeviceSpec::parse)]
+    pub device: Option<crate::device::DeviceSpec>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -324,6 +349,9 @@ pub struct SampleArgs {
     /// Which weights: the final ones, or the best evaluation's.
     #[arg(long, value_enum, default_value_t = Weights::Model)]
     pub weights: Weights,
+    /// Where the model runs: cpu (default), cuda or cuda:N.
+    #[arg(long, value_name = "DEVICE", value_parser = crate::device::DeviceSpec::parse)]
+    pub device: Option<crate::device::DeviceSpec>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -347,6 +375,10 @@ pub struct LrFindArgs {
     /// Results go to DIR/<name>/lr_find/.
     #[arg(long, default_value = "experiments", value_name = "DIR")]
     pub out: PathBuf,
+    /// Where to train: cpu, cuda (the first GPU) or cuda:N (default: the config's [train]
+    /// device, cpu unless set). Needs a runner built with `--features cuda` for a GPU.
+    #[arg(long, value_name = "DEVICE", value_parser = crate::device::DeviceSpec::parse)]
+    pub device: Option<crate::device::DeviceSpec>,
 }
 
 /// The weights `runner eval` loads.

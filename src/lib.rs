@@ -18,6 +18,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod interrupt;
 pub mod kernels;

@@ -163,7 +163,9 @@ fn model_safetensors_load_into_the_pytorch_reference_models() {
     // ResNet-20 (option A) on CIFAR-shaped images, a little trained so batch norm's
     // running statistics are not the initial ones.
     let spec = ModelSpec::Resnet { depth: 20, width: 1, shortcut: Shortcut::A, weight_decay_bn: false };
-    let net = runner::model::build(&spec, 3 * 32 * 32, 10, Some((3, 32, 32)), 3, Kernels::Auto).unwrap();
+    let net =
+        runner::model::build(&spec, 3 * 32 * 32, 10, Some((3, 32, 32)), 3, Kernels::Auto, &candle_core::Device::Cpu)
+            .unwrap();
     let x: Vec<f32> = (0..4 * 3 * 32 * 32).map(|i| ((i * 7919 + 13) % 10_007) as f32 / 5003.5 - 1.0).collect();
     let x = Tensor::from_vec(x, (4, 3 * 32 * 32), &Device::Cpu).unwrap();
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
@@ -189,7 +191,7 @@ fn model_safetensors_load_into_the_pytorch_reference_models() {
         bias: true,
         weight_decay_on: DecayOn::Matrices,
     };
-    let net = runner::model::build(&spec, shape.3, shape.4, None, 5, Kernels::Auto).unwrap();
+    let net = runner::model::build(&spec, shape.3, shape.4, None, 5, Kernels::Auto, &candle_core::Device::Cpu).unwrap();
     let tokens: Vec<u32> = (0..3 * 16).map(|i| (i * 7 + 3) % 23).collect();
     let x = Tensor::from_vec(tokens, (3, 16), &Device::Cpu).unwrap();
     let file = dir.path().join("gpt.safetensors");

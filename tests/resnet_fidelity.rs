@@ -17,7 +17,16 @@ use runner::optim::{Optimizer, OptimizerSpec};
 
 fn build() -> Box<dyn Network> {
     let spec = ModelSpec::Resnet { depth: 20, width: 1, shortcut: Shortcut::A, weight_decay_bn: false };
-    runner::model::build(&spec, 3 * 32 * 32, 10, Some((3, 32, 32)), 7, runner::model::Kernels::Auto).unwrap()
+    runner::model::build(
+        &spec,
+        3 * 32 * 32,
+        10,
+        Some((3, 32, 32)),
+        7,
+        runner::model::Kernels::Auto,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap()
 }
 
 #[test]

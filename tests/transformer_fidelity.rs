@@ -28,7 +28,8 @@ fn build() -> Box<dyn Network> {
         bias: true,
         weight_decay_on: DecayOn::Matrices,
     };
-    runner::model::build(&spec, CONTEXT, VOCAB, None, 7, runner::model::Kernels::Auto).unwrap()
+    runner::model::build(&spec, CONTEXT, VOCAB, None, 7, runner::model::Kernels::Auto, &candle_core::Device::Cpu)
+        .unwrap()
 }
 
 /// A batch of windows of a token stream with structure (so training lowers the loss):

@@ -33,7 +33,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     };
     let data = data::Cache::default().get(&dataset)?;
     let what = format!("{}", dir.join(format!("{name}.safetensors")).display());
-    let result = train::evaluate_params(&run.run_spec(), &data, &params, &what)?;
+    let mut spec = run.run_spec();
+    spec.train.device = args.device.unwrap_or_default();
+    train::check_devices(&[spec.train.device]).map_err(|e| input_error(format!("--device: {e}")))?;
+    let result = train::evaluate_params(&spec, &data, &params, &what)?;
     let mut text = format!("{}: {name}.safetensors on {label} ({} samples)\n", dir.display(), result.samples);
     text.push_str(&format!("val_loss      {}\n", result.val_loss));
     if let Some(a) = result.val_accuracy {

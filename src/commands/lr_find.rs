@@ -25,7 +25,12 @@ pub fn run(args: &LrFindArgs) -> Result<()> {
     let cfg = super::pick_run(&args.file, &exp, args.run.as_deref())?;
     let data = cache.get(&cfg.dataset)?;
     let test = RangeTest { start: args.start, end: args.end, steps: args.steps, ..RangeTest::default() };
-    let finding = find(&cfg.run_spec(), &data, &test)?;
+    let mut spec = cfg.run_spec();
+    if let Some(d) = args.device {
+        spec.train.device = d;
+    }
+    crate::train::check_devices(&[spec.train.device]).map_err(UsageError)?;
+    let finding = find(&spec, &data, &test)?;
     let dir = args.out.join(&cfg.name).join("lr_find");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut csv = csv::Writer::from_writer(Vec::new());

@@ -37,6 +37,11 @@ pub fn load(args: &RunArgs) -> Result<(Experiment, data::Cache)> {
             r.config.train.threads = m;
         }
     }
+    if let Some(d) = args.device {
+        for r in &mut exp.runs {
+            r.config.train.device = d;
+        }
+    }
     Ok((exp, cache))
 }
 
@@ -47,7 +52,10 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
     let threads = selected.iter().map(|r| r.config.train.threads).max().unwrap_or(1);
     crate::train::check_threads(threads).map_err(input_error)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
-    let jobs = args.jobs.or(exp.jobs).unwrap_or((cores / threads).max(1)).min(selected.len().max(1) as u64);
+    let gpus = gpu_placement(args, &selected)?;
+    let per_gpu = args.runs_per_gpu.unwrap_or(1);
+    let default_jobs = if gpus.is_empty() { (cores / threads).max(1) } else { gpus.len() as u64 * per_gpu };
+    let jobs = args.jobs.or(exp.jobs).unwrap_or(default_jobs).min(selected.len().max(1) as u64);
     let dir = args.out.join(&exp.name);
     let prepared = check_schedules(&selected, &mut cache)?;
     if args.dry_run {
@@ -120,7 +128,7 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
     let tally = sweep::execute(
         &dir,
         &jobs_list,
-        Options { jobs: jobs as usize, threads: threads as usize, force: args.force },
+        Options { jobs: jobs as usize, threads: threads as usize, force: args.force, gpus: gpus.clone() },
         &board,
         stop,
         &refresh,
@@ -206,6 +214,38 @@ pub fn plan(exp: &Experiment) -> Plan {
             .map(|r| RunInfo { config_hash: Some(r.config.config_hash()), ..r.info.clone() })
             .collect(),
     }
+}
+
+/// The GPUs the runs on `cuda` (no number) are placed on, each job slot on one in turn:
+/// `--gpus`, else every visible GPU; none when no run is on a GPU. A run on `cuda:N` stays
+/// on GPU N. Refuses (before anything runs) a GPU run on a runner built without CUDA or
+/// on a machine without the GPUs named.
+fn gpu_placement(args: &RunArgs, runs: &[&PlannedRun]) -> Result<Vec<usize>> {
+    let devices: Vec<crate::device::DeviceSpec> = runs.iter().map(|r| r.config.train.device).collect();
+    if devices.iter().all(|d| d.is_cpu()) {
+        if args.gpus.is_some() || args.runs_per_gpu.is_some() {
+            return Err(input_error(
+                "--gpus and --runs-per-gpu place runs on GPUs, and these runs train on the CPU: \
+                 add --device cuda (or [train] device = \"cuda\")",
+            ));
+        }
+        return Ok(Vec::new());
+    }
+    let visible = crate::train::check_devices(&devices).map_err(input_error)?;
+    let gpus = match &args.gpus {
+        Some(list) => {
+            if let Some(bad) = list.iter().find(|&&g| g >= visible) {
+                return Err(input_error(format!(
+                    "--gpus names GPU {bad}, and {visible} {} visible (0 to {}; CUDA_VISIBLE_DEVICES renumbers them)",
+                    if visible == 1 { "is" } else { "are" },
+                    visible.saturating_sub(1)
+                )));
+            }
+            list.clone()
+        }
+        None => (0..visible).collect(),
+    };
+    Ok(gpus)
 }
 
 /// The indices of the runs of `shard` (all without one) that `filter` selects: a glob

@@ -36,6 +36,11 @@ pub fn run(args: &RunOneArgs) -> Result<()> {
     let mut config = config::load_with(&path, &overrides)?;
     let threads = args.threads.unwrap_or(config.train.threads);
     config.train.threads = threads;
+    // On a Slurm node with `gpus_per_task`, `cuda` is the GPU Slurm gave the task (it sets
+    // CUDA_VISIBLE_DEVICES).
+    if let Some(d) = args.device {
+        config.train.device = d;
+    }
     let task = match (std::env::var("SLURM_ARRAY_JOB_ID"), std::env::var("SLURM_ARRAY_TASK_ID")) {
         (Ok(job), Ok(task)) => format!(", Slurm task {job}_{task}"),
         _ => String::new(),
@@ -54,6 +59,7 @@ pub fn run(args: &RunOneArgs) -> Result<()> {
     let data = cache.get(&config.dataset)?;
     // What the config alone decides is refused before the run starts (exit 2).
     crate::train::check_threads(config.train.threads).map_err(|why| input_error(format!("{}: {why}", info.name)))?;
+    crate::train::check_devices(&[config.train.device]).map_err(|why| input_error(format!("{}: {why}", info.name)))?;
     let prepared = crate::train::Prepared::new(config.run_spec(), data)
         .map_err(|why| input_error(format!("{}: {why}", info.name)))?;
     // candle's matrix products take their thread count from here (see `runner run`).
@@ -65,7 +71,7 @@ pub fn run(args: &RunOneArgs) -> Result<()> {
     let tally = sweep::execute(
         dir,
         &[Job { run: &run, prepared }],
-        Options { jobs: 1, threads: threads as usize, force: args.force },
+        Options { jobs: 1, threads: threads as usize, force: args.force, gpus: Vec::new() },
         &board,
         stop,
         &|| {},

@@ -36,8 +36,11 @@ pub fn run(args: &SampleArgs) -> Result<()> {
     .with_context(|| format!("{} is not a vocabulary runner wrote", vocab_path.display()))?;
     let (name, params) = super::saved_weights(dir, args.weights)?;
     let spec = run.run_spec();
-    let model =
-        crate::model::build(&spec.model, *context as usize, vocab.len(), None, spec.train.seed, spec.train.kernels)?;
+    let device = args.device.unwrap_or_default();
+    crate::train::check_devices(&[device]).map_err(|e| input_error(format!("--device: {e}")))?;
+    let device = device.open().map_err(|e| input_error(format!("--device {device}: {e}")))?;
+    let t = &spec.train;
+    let model = crate::model::build(&spec.model, *context as usize, vocab.len(), None, t.seed, t.kernels, &device)?;
     load_state_dict(&*model, &params, &format!("{name}.safetensors in {}", dir.display()), "its vocabulary")
         .context("its config.toml changed since it trained?")?;
     let prompt = vocab.encode(&args.prompt).map_err(|why| {

@@ -47,12 +47,34 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
     if run_args.jobs.is_some() {
         return Err(input_error("--jobs is for local sweeps; with --backend slurm, use --max-parallel"));
     }
+    if run_args.gpus.is_some() || run_args.runs_per_gpu.is_some() {
+        return Err(input_error(
+            "--gpus and --runs-per-gpu place runs on this machine's GPUs; with --backend slurm, each task gets \
+             its own from Slurm (--gpus-per-task)",
+        ));
+    }
     let options = args.slurm.options().or(exp.slurm.clone());
     if let Some(problem) = options.signal_window_problem() {
         return Err(input_error(problem));
     }
     let threads = exp.runs.iter().map(|r| r.config.train.threads).max().unwrap_or(1);
     let cpus = options.cpus_per_task.unwrap_or(threads);
+    // Runs on a GPU get one each unless told; the nodes run this binary, so it must have
+    // been built for GPUs (whether the nodes have them is their run-one's to check).
+    let on_gpu = exp.runs.iter().any(|r| !r.config.train.device.is_cpu());
+    if on_gpu && !crate::device::CUDA_BUILT {
+        return Err(input_error(
+            "the runs train on device = \"cuda\", and this runner (which the nodes run) was built without GPU \
+             support: build it with `cargo build --release --features cuda`",
+        ));
+    }
+    if let Some(n) = exp.runs.iter().find_map(|r| r.config.train.device.ordinal().filter(|&n| n > 0)) {
+        return Err(input_error(format!(
+            "device = \"cuda:{n}\" names a GPU, and on Slurm each task trains on the GPU Slurm gives it: use \
+             device = \"cuda\" and gpus_per_task"
+        )));
+    }
+    let gpus = options.gpus_per_task.or(on_gpu.then_some(1));
     for r in &mut exp.runs {
         r.config.train.threads = cpus;
     }
@@ -73,6 +95,7 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
         workdir: &workdir,
         runner: &runner,
         cpus,
+        gpus,
         force: run_args.force,
         options: &options,
     });

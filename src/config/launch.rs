@@ -34,6 +34,10 @@ pub struct SlurmOptions {
     pub cpus_per_task: Option<u64>,
     /// `--mem`: memory per node (`500M`, `4G`).
     pub mem: Option<String>,
+    /// `--gpus-per-task`: GPUs of each task; its run trains on the first (`cuda`, the GPU
+    /// Slurm gives it through CUDA_VISIBLE_DEVICES). Default: 1 when the runs train on
+    /// `cuda`, none otherwise.
+    pub gpus_per_task: Option<u64>,
     /// `--account`.
     pub account: Option<String>,
     /// `--qos`.
@@ -74,6 +78,7 @@ impl SlurmOptions {
             time: self.time.or(fallback.time),
             cpus_per_task: self.cpus_per_task.or(fallback.cpus_per_task),
             mem: self.mem.or(fallback.mem),
+            gpus_per_task: self.gpus_per_task.or(fallback.gpus_per_task),
             account: self.account.or(fallback.account),
             qos: self.qos.or(fallback.qos),
             max_parallel: self.max_parallel.or(fallback.max_parallel),

@@ -342,6 +342,12 @@ fn read_slurm(r: &mut TableReader<'_>) -> Result<SlurmOptions, ConfigError> {
         account: text(r, "account", "the account to charge", None)?,
         qos: text(r, "qos", "the quality of service", None)?,
         cpus_per_task: r.optional_steps("cpus_per_task", 1, "[train] threads", "CPUs (and threads) of each run")?,
+        gpus_per_task: r.optional_steps(
+            "gpus_per_task",
+            1,
+            "1 when the runs train on cuda, else none",
+            "GPUs of each task (--gpus-per-task); its run trains on the GPU Slurm gives it",
+        )?,
         max_parallel: r.optional_steps("max_parallel", 1, "no limit", "array tasks at once")?,
         max_array_size: r.optional_steps(
             "max_array_size",

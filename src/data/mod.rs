@@ -66,6 +66,35 @@ pub struct Dataset {
     pub text: Option<text::TextData>,
 }
 
+impl Split {
+    /// The same samples on `device`.
+    pub fn to_device(&self, device: &Device) -> Result<Split> {
+        Ok(Split { x: self.x.to_device(device)?, y: self.y.to_device(device)?, len: self.len })
+    }
+}
+
+impl Dataset {
+    /// The device its tensors are on.
+    pub fn device(&self) -> &Device {
+        self.train.x.device()
+    }
+
+    /// The same data set with its tensors on `device` (one copy, made when a run starts
+    /// there; batches are then gathered on the device).
+    pub fn to_device(&self, device: &Device) -> Result<Dataset> {
+        Ok(Dataset {
+            name: self.name.clone(),
+            task: self.task,
+            features: self.features,
+            classes: self.classes,
+            image: self.image,
+            train: self.train.to_device(device)?,
+            validation: self.validation.to_device(device)?,
+            text: self.text.clone(),
+        })
+    }
+}
+
 /// The most classes a classification data set may have (one output each): a label of a
 /// million is far more likely a regression target or a wrong column than a class.
 pub const MAX_CLASSES: usize = 10_000;

@@ -102,7 +102,7 @@ impl Vocab {
 }
 
 /// A text data set's tokens, split by position.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TextData {
     pub vocab: Vocab,
     /// Window length: tokens a model reads to predict the next one at each position.
@@ -135,8 +135,9 @@ impl TextData {
     }
 
     /// The windows starting at `starts` as model input (n, context) and the tokens that
-    /// follow each position as targets (n * context,), both u32.
-    pub fn batch(&self, part: Part, starts: &[u32]) -> Result<(Tensor, Tensor)> {
+    /// follow each position as targets (n * context,), both u32, on `device` (gathered
+    /// here: a batch is a few kilobytes of tokens).
+    pub fn batch(&self, part: Part, starts: &[u32], device: &Device) -> Result<(Tensor, Tensor)> {
         let (tokens, t) = (self.tokens(part), self.context);
         let mut x = Vec::with_capacity(starts.len() * t);
         let mut y = Vec::with_capacity(starts.len() * t);
@@ -146,7 +147,7 @@ impl TextData {
             y.extend_from_slice(&tokens[s + 1..s + t + 1]);
         }
         let n = starts.len();
-        Ok((Tensor::from_vec(x, (n, t), &Device::Cpu)?, Tensor::from_vec(y, n * t, &Device::Cpu)?))
+        Ok((Tensor::from_vec(x, (n, t), device)?, Tensor::from_vec(y, n * t, device)?))
     }
 
     /// `count` validation window starts, the same for every run of this data set.
@@ -260,7 +261,7 @@ mod tests {
         assert_eq!(d.vocab.decode(&d.validation), "hij");
         assert_eq!(d.windows(Part::Train), 5);
         assert_eq!(d.windows(Part::Validation), 1);
-        let (x, y) = d.batch(Part::Train, &[0, 4]).unwrap();
+        let (x, y) = d.batch(Part::Train, &[0, 4], &Device::Cpu).unwrap();
         assert_eq!(x.to_vec2::<u32>().unwrap(), vec![vec![0, 1], vec![4, 5]]);
         assert_eq!(y.to_vec1::<u32>().unwrap(), vec![1, 2, 5, 6]);
     }

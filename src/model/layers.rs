@@ -10,17 +10,17 @@ use rand_distr::{Distribution, Normal};
 
 /// Kaiming (He) normal initialisation for ReLU networks, as PyTorch's
 /// `kaiming_normal_(w)` (fan in, gain sqrt 2): N(0, 2 / fan_in).
-pub fn kaiming_normal(rng: &mut ChaCha8Rng, shape: &[usize], fan_in: usize) -> Result<Var> {
+pub fn kaiming_normal(rng: &mut ChaCha8Rng, shape: &[usize], fan_in: usize, device: &Device) -> Result<Var> {
     let normal = Normal::new(0.0f32, (2.0 / fan_in as f32).sqrt())?;
     let values: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| normal.sample(rng)).collect();
-    Ok(Var::from_tensor(&Tensor::from_vec(values, shape, &Device::Cpu)?)?)
+    Ok(Var::from_tensor(&Tensor::from_vec(values, shape, device)?)?)
 }
 
 /// PyTorch's default bias of a layer with `fan_in` inputs: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-pub fn uniform_bias(rng: &mut ChaCha8Rng, n: usize, fan_in: usize) -> Result<Var> {
+pub fn uniform_bias(rng: &mut ChaCha8Rng, n: usize, fan_in: usize, device: &Device) -> Result<Var> {
     let bound = 1.0 / (fan_in as f32).sqrt();
     let values: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
-    Ok(Var::from_tensor(&Tensor::from_vec(values, n, &Device::Cpu)?)?)
+    Ok(Var::from_tensor(&Tensor::from_vec(values, n, device)?)?)
 }
 
 /// max(x, 0) with PyTorch's gradient: 1 where x > 0 and 0 elsewhere, at 0 too. candle's
@@ -60,9 +60,9 @@ const MOMENTUM: f64 = 0.1;
 
 impl BatchNorm2d {
     /// Scale 1, shift 0, running mean 0 and variance 1, as PyTorch starts.
-    pub fn new(channels: usize) -> Result<BatchNorm2d> {
-        let ones = || Var::ones(channels, DType::F32, &Device::Cpu);
-        let zeros = || Var::zeros(channels, DType::F32, &Device::Cpu);
+    pub fn new(channels: usize, device: &Device) -> Result<BatchNorm2d> {
+        let ones = || Var::ones(channels, DType::F32, device);
+        let zeros = || Var::zeros(channels, DType::F32, device);
         Ok(BatchNorm2d { gamma: ones()?, beta: zeros()?, running_mean: zeros()?, running_var: ones()? })
     }
 
@@ -136,8 +136,9 @@ impl BatchNorm2d {
             .zip(&old_var)
             .map(|(s, &o)| ((1.0 - MOMENTUM) * o as f64 + MOMENTUM * s.1 * unbias) as f32)
             .collect();
-        self.running_mean.set(&Tensor::from_vec(mean, c, &Device::Cpu)?)?;
-        self.running_var.set(&Tensor::from_vec(var, c, &Device::Cpu)?)?;
+        let device = self.running_mean.device();
+        self.running_mean.set(&Tensor::from_vec(mean, c, device)?)?;
+        self.running_var.set(&Tensor::from_vec(var, c, device)?)?;
         Ok(())
     }
 }
@@ -151,7 +152,7 @@ mod tests {
         // Channel 0 holds 1, 3, 5, 7 (mean 4, biased variance 5, unbiased 20/3), channel 1
         // holds 2 everywhere.
         let x = Tensor::from_vec(vec![1f32, 3.0, 2.0, 2.0, 5.0, 7.0, 2.0, 2.0], (2, 2, 1, 2), &Device::Cpu).unwrap();
-        let bn = BatchNorm2d::new(2).unwrap();
+        let bn = BatchNorm2d::new(2, &Device::Cpu).unwrap();
         bn.gamma.set(&Tensor::new(&[2f32, 1.0], &Device::Cpu).unwrap()).unwrap();
         bn.beta.set(&Tensor::new(&[0.5f32, -1.0], &Device::Cpu).unwrap()).unwrap();
         let y = bn.forward(&x, true).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -214,7 +215,7 @@ mod tests {
         // The normalised values of a channel sum to zero whatever x, so the gradient of
         // sum(y) with respect to x is zero; that of sum(y * x) is not.
         let x = Var::from_tensor(&Tensor::new(&[[[[1f32, 4.0]], [[2.0, 0.5]]]], &Device::Cpu).unwrap()).unwrap();
-        let bn = BatchNorm2d::new(2).unwrap();
+        let bn = BatchNorm2d::new(2, &Device::Cpu).unwrap();
         let y = bn.forward(x.as_tensor(), true).unwrap();
         let g = y.sum_all().unwrap().backward().unwrap();
         let dx = g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -240,7 +241,7 @@ mod tests {
         let dyv = draw(n * c * h * w);
         let x = Var::from_tensor(&Tensor::from_vec(xv.clone(), (n, c, h, w), &Device::Cpu).unwrap()).unwrap();
         let dy = Tensor::from_vec(dyv.clone(), (n, c, h, w), &Device::Cpu).unwrap();
-        let bn = BatchNorm2d::new(c).unwrap();
+        let bn = BatchNorm2d::new(c, &Device::Cpu).unwrap();
         let y = bn.forward(x.as_tensor(), true).unwrap();
         let g = (y * &dy).unwrap().sum_all().unwrap().backward().unwrap();
         let dx = g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();

@@ -15,7 +15,7 @@ mod stack;
 pub mod transformer;
 
 pub use crate::kernels::Targets;
-pub use network::{Batch, HostRows, KERNELS, Kernels, Loss, Mode, Named, Network, Step};
+pub use network::{Batch, HostRows, KERNELS, Kernels, Loss, Mode, Named, Network, Step, StepLoss};
 pub use resnet::Shortcut;
 pub use spec::{Activation, Init, MODELS, ModelSpec};
 pub use stack::Stack;
@@ -35,21 +35,23 @@ pub fn build(
     image: Option<(usize, usize, usize)>,
     seed: u64,
     kernels: Kernels,
+    device: &Device,
 ) -> Result<Box<dyn Network>> {
     spec.check(features, outputs, image).map_err(anyhow::Error::msg)?;
     let mut rng = init_rng(seed);
     Ok(match spec {
         ModelSpec::Mlp { .. } | ModelSpec::Linear { .. } | ModelSpec::Cnn { .. } => {
-            Box::new(Stack::new(spec, features, outputs, image, &mut rng, kernels)?)
+            Box::new(Stack::new(spec, features, outputs, image, &mut rng, kernels, device)?)
         }
         ModelSpec::Resnet { depth, width, shortcut, weight_decay_bn } => {
             let Some(image) = image else { bail!("the resnet model needs image data") };
-            let net = resnet::Resnet::new(*depth, *width, *shortcut, image, outputs, *weight_decay_bn, &mut rng)?;
+            let net =
+                resnet::Resnet::new((*depth, *width, *shortcut), (image, outputs), *weight_decay_bn, &mut rng, device)?;
             Box::new(net.with_kernels(kernels))
         }
         ModelSpec::Transformer { weight_decay_on, .. } => {
             let shape = spec.transformer_shape(features, outputs).expect("a transformer spec");
-            Box::new(transformer::Transformer::new(shape, *weight_decay_on, &mut rng)?.with_kernels(kernels))
+            Box::new(transformer::Transformer::new(shape, *weight_decay_on, &mut rng, device)?.with_kernels(kernels))
         }
     })
 }
@@ -60,12 +62,13 @@ pub(crate) fn init_rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed ^ 0x0DE1_u64.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
-/// PyTorch's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases.
-pub(crate) fn uniform(rng: &mut ChaCha8Rng, shape: &[usize], fan_in: usize) -> Result<Var> {
+/// PyTorch's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases,
+/// drawn on the host (the same values on every device) and placed on `device`.
+pub(crate) fn uniform(rng: &mut ChaCha8Rng, shape: &[usize], fan_in: usize, device: &Device) -> Result<Var> {
     let bound = 1.0 / (fan_in as f32).sqrt();
     let n: usize = shape.iter().product();
     let values: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
-    Ok(Var::from_tensor(&Tensor::from_vec(values, shape, &Device::Cpu)?)?)
+    Ok(Var::from_tensor(&Tensor::from_vec(values, shape, device)?)?)
 }
 
 /// 2x2 max-pooling with stride 2 (odd last rows and columns dropped), whose gradient goes to

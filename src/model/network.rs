@@ -166,6 +166,24 @@ pub trait Batch: Sync {
     fn host(&self) -> Option<(HostRows<'_>, Targets<'_>, usize)>;
 }
 
+/// A step's mean loss: its value, or on a GPU the scalar tensor that will hold it (reading
+/// it would make the host wait for the step; the trainer reads a window of them at once
+/// when it logs, evaluates or checkpoints).
+pub enum StepLoss {
+    Value(f64),
+    Pending(Tensor),
+}
+
+impl StepLoss {
+    /// The value, read from the device if need be.
+    pub fn value(self) -> Result<f64> {
+        Ok(match self {
+            StepLoss::Value(v) => v,
+            StepLoss::Pending(t) => t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?,
+        })
+    }
+}
+
 /// What one step needs besides its batch.
 pub struct Step<'a> {
     pub loss: Loss,
@@ -189,9 +207,10 @@ pub trait Network: Send + Sync {
 
     /// The step's mean loss over `batch`, the gradient of every parameter in `grads` (a
     /// store kept from step to step). A non-finite loss is returned as soon as it is seen,
-    /// the gradients then left as they are. The default: candle's autograd over
-    /// [`Network::forward`], one `micro_batch` at a time.
-    fn loss_and_grads(&self, batch: &dyn Batch, step: &mut Step<'_>, grads: &mut GradStore) -> Result<f64> {
+    /// the gradients then left as they are (on a GPU, where the loss is not read, a
+    /// non-finite one is found when the trainer reads it). The default: candle's autograd
+    /// over [`Network::forward`], one `micro_batch` at a time.
+    fn loss_and_grads(&self, batch: &dyn Batch, step: &mut Step<'_>, grads: &mut GradStore) -> Result<StepLoss> {
         autograd_loss_and_grads(self, batch, step, grads, false)
     }
 
@@ -242,16 +261,21 @@ pub fn in_pieces(n: usize, size: usize, mut f: impl FnMut(usize, usize) -> Resul
 
 /// [`Network::loss_and_grads`] by candle's autograd: each `micro_batch` of the batch
 /// forward and backward, its gradient (of its share of the step's mean loss) added to the
-/// step's. With `split` and several threads, each micro-batch's parts go forward and
-/// backward at once, one per thread, their gradients summed in part order (for models
-/// without batch statistics to share; dropout seeded per part from the step's generator).
+/// step's. With `split` and several threads (on the CPU), each micro-batch's parts go
+/// forward and backward at once, one per thread, their gradients summed in part order (for
+/// models without batch statistics to share; dropout seeded per part from the step's
+/// generator). On a GPU the loss stays there ([`StepLoss::Pending`]).
 pub fn autograd_loss_and_grads<N: Network + ?Sized>(
     net: &N,
     batch: &dyn Batch,
     step: &mut Step<'_>,
     grads: &mut GradStore,
     split: bool,
-) -> Result<f64> {
+) -> Result<StepLoss> {
+    let on_cpu = net.named().first().is_none_or(|p| p.var.device().is_cpu());
+    if !on_cpu {
+        return device_loss_and_grads(net, batch, step, grads);
+    }
     let n = batch.len();
     let parts = split && step.threads > 1;
     // The gradients of several parts are summed by parameter: only then are they needed.
@@ -307,7 +331,44 @@ pub fn autograd_loss_and_grads<N: Network + ?Sized>(
             add_grads(grads, &(loss * share)?.backward()?, &vars)?;
         }
     }
-    Ok(loss_value)
+    Ok(StepLoss::Value(loss_value))
+}
+
+/// [`autograd_loss_and_grads`] on a device other than the CPU: the micro-batches one after
+/// the other, the step's loss summed there and never read here.
+fn device_loss_and_grads<N: Network + ?Sized>(
+    net: &N,
+    batch: &dyn Batch,
+    step: &mut Step<'_>,
+    grads: &mut GradStore,
+) -> Result<StepLoss> {
+    let n = batch.len();
+    let vars = if step.micro_batch < n { net.vars() } else { Vec::new() };
+    *grads = GradStore::default();
+    let mut total: Option<Tensor> = None;
+    let mut start = 0;
+    while start < n {
+        let micro = start..(start + step.micro_batch.max(1)).min(n);
+        start = micro.end;
+        let (xb, yb) = batch.tensors(micro.clone())?;
+        let loss = step.loss.of(&net.forward(&xb, Mode::Train(step.dropout))?, &yb)?;
+        if micro.len() == n {
+            *grads = loss.backward()?;
+            total = Some(loss.detach());
+        } else {
+            let part = (loss * (micro.len() as f64 / n as f64))?;
+            add_grads(grads, &part.backward()?, &vars)?;
+            let part = part.detach();
+            total = Some(match total {
+                Some(t) => (t + part)?,
+                None => part,
+            });
+        }
+    }
+    match total {
+        Some(t) => Ok(StepLoss::Pending(t)),
+        None => Ok(StepLoss::Value(0.0)),
+    }
 }
 
 /// Adds the gradients of `vars` in `part` to those in `sum`.

@@ -80,7 +80,7 @@ fn curve(
 ) -> (Vec<f32>, Vec<Vec<f32>>, Vec<f64>) {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
-        let net = build(spec, io.0, io.1, io.2, 11, kernels).unwrap();
+        let net = build(spec, io.0, io.1, io.2, 11, kernels, &candle_core::Device::Cpu).unwrap();
         let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let mut outputs = Vec::new();
         net.outputs(&rows.x, &mut |t| {
@@ -95,7 +95,7 @@ fn curve(
         let (mut grads, mut losses, mut first) = (GradStore::default(), Vec::new(), Vec::new());
         for step in 0..20 {
             let mut how = Step { loss: Loss::CrossEntropy, micro_batch: rows.len(), threads, dropout: &mut rng };
-            losses.push(net.loss_and_grads(rows, &mut how, &mut grads).unwrap());
+            losses.push(net.loss_and_grads(rows, &mut how, &mut grads).unwrap().value().unwrap());
             if step == 0 {
                 let named = net.named();
                 first = named.iter().filter(|n| n.trainable).map(|n| flat(grads.get(&n.var).unwrap())).collect();

@@ -19,7 +19,7 @@ use crate::kernels::conv_bn::conv_bn;
 use crate::kernels::conv_op::conv2d;
 use crate::kernels::resnet_trunk::{BlockParams, resnet_trunk};
 use anyhow::{Result, bail};
-use candle_core::{Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
 /// A ResNet's shortcut where a block changes the shape (He et al. 2016, section 3.3).
@@ -40,10 +40,10 @@ struct ConvBn {
 }
 
 impl ConvBn {
-    fn new(rng: &mut ChaCha8Rng, c_in: usize, c_out: usize, k: usize, stride: usize) -> Result<ConvBn> {
+    fn new(rng: &mut ChaCha8Rng, c_in: usize, c_out: usize, k: usize, stride: usize, dev: &Device) -> Result<ConvBn> {
         Ok(ConvBn {
-            w: kaiming_normal(rng, &[c_out, c_in, k, k], c_in * k * k)?,
-            bn: BatchNorm2d::new(c_out)?,
+            w: kaiming_normal(rng, &[c_out, c_in, k, k], c_in * k * k, dev)?,
+            bn: BatchNorm2d::new(c_out, dev)?,
             stride,
             pad: k / 2,
         })
@@ -162,14 +162,14 @@ pub fn stage_widths(width: u64) -> [usize; 3] {
 }
 
 impl Resnet {
+    /// The ResNet of `depth` and `width` for `image`s and `outputs` classes, its weights
+    /// drawn from `rng` and placed on `dev`.
     pub fn new(
-        depth: u64,
-        width: u64,
-        shortcut: Shortcut,
-        image: (usize, usize, usize),
-        outputs: usize,
+        (depth, width, shortcut): (u64, u64, Shortcut),
+        (image, outputs): ((usize, usize, usize), usize),
         decay_bn: bool,
         rng: &mut ChaCha8Rng,
+        dev: &Device,
     ) -> Result<Resnet> {
         let n = blocks_per_stage(depth).map_err(anyhow::Error::msg)?;
         let (c0, h, w) = image;
@@ -177,28 +177,28 @@ impl Resnet {
             bail!("the resnet halves the {h}x{w} image twice: its sides must be multiples of 4 (CIFAR's 32x32)");
         }
         let widths = stage_widths(width);
-        let stem = ConvBn::new(rng, c0, widths[0], 3, 1)?;
+        let stem = ConvBn::new(rng, c0, widths[0], 3, 1, dev)?;
         let mut blocks = Vec::new();
         let mut c_in = widths[0];
         for (stage, &planes) in widths.iter().enumerate() {
             for i in 0..n {
                 let stride = if stage > 0 && i == 0 { 2 } else { 1 };
-                let a = ConvBn::new(rng, c_in, planes, 3, stride)?;
-                let b = ConvBn::new(rng, planes, planes, 3, 1)?;
+                let a = ConvBn::new(rng, c_in, planes, 3, stride, dev)?;
+                let b = ConvBn::new(rng, planes, planes, 3, 1, dev)?;
                 let skip = if stride == 1 && c_in == planes {
                     Skip::Identity
                 } else {
                     match shortcut {
                         Shortcut::A => Skip::Pad { pad: (planes - c_in) / 2 },
-                        Shortcut::B => Skip::Project(ConvBn::new(rng, c_in, planes, 1, stride)?),
+                        Shortcut::B => Skip::Project(ConvBn::new(rng, c_in, planes, 1, stride, dev)?),
                     }
                 };
                 blocks.push(Block { a, b, skip });
                 c_in = planes;
             }
         }
-        let fc_w = kaiming_normal(rng, &[c_in, outputs], c_in)?;
-        let fc_b = uniform_bias(rng, outputs, c_in)?;
+        let fc_w = kaiming_normal(rng, &[c_in, outputs], c_in, dev)?;
+        let fc_b = uniform_bias(rng, outputs, c_in, dev)?;
         Ok(Resnet { stem, blocks, fc_w, fc_b, image, decay_bn, plain: false })
     }
 
@@ -301,7 +301,9 @@ mod tests {
 
     fn params(depth: u64, width: u64, shortcut: Shortcut) -> usize {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        Resnet::new(depth, width, shortcut, (3, 32, 32), 10, false, &mut rng).unwrap().parameter_count()
+        Resnet::new((depth, width, shortcut), ((3, 32, 32), 10), false, &mut rng, &Device::Cpu)
+            .unwrap()
+            .parameter_count()
     }
 
     #[test]
@@ -328,7 +330,8 @@ mod tests {
             for shortcut in [Shortcut::A, Shortcut::B] {
                 for width in [1, 2] {
                     let mut rng = ChaCha8Rng::seed_from_u64(depth);
-                    let net = Resnet::new(depth, width, shortcut, (3, 32, 32), 7, false, &mut rng).unwrap();
+                    let net =
+                        Resnet::new((depth, width, shortcut), ((3, 32, 32), 7), false, &mut rng, &Device::Cpu).unwrap();
                     let x = Tensor::zeros((2, 3 * 32 * 32), candle_core::DType::F32, &Device::Cpu).unwrap();
                     for train in [true, false] {
                         assert_eq!(net.run(&x, train).unwrap().dims(), &[2, 7], "{depth} {shortcut:?} {width}");

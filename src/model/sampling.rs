@@ -29,10 +29,11 @@ pub fn generate(model: &dyn Network, context: usize, prompt: &[u32], how: &Sampl
         bail!("the temperature is {}; it must be 0 or more", how.temperature);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(how.seed);
+    let device = model.named().first().map_or(Device::Cpu, |n| n.var.device().clone());
     let mut out = prompt.to_vec();
     for _ in 0..how.tokens {
         let window = &out[out.len().saturating_sub(context)..];
-        let x = Tensor::from_slice(window, (1, window.len()), &Device::Cpu)?;
+        let x = Tensor::from_slice(window, (1, window.len()), &device)?;
         let logits = model.forward(&x, Mode::Eval)?.detach();
         let last = logits.get(window.len() - 1)?.to_vec1::<f32>()?;
         out.push(draw(&last, how, &mut rng) as u32);

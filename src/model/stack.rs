@@ -5,7 +5,9 @@
 //! `convs` and `dense` `nn.ModuleList`s (`convs.0.weight`, `dense.1.bias`, ...).
 
 use super::network::eval_outputs;
-use super::network::{Batch, HostRows, Kernels, Mode, Named, Network, Step, autograd_loss_and_grads, in_pieces};
+use super::network::{
+    Batch, HostRows, Kernels, Mode, Named, Network, Step, StepLoss, autograd_loss_and_grads, in_pieces,
+};
 use super::{Activation, Init, ModelSpec, dropout, max_pool2, uniform};
 use crate::kernels::conv::ConvShape;
 use crate::kernels::{self, ConvLayer, Layer as DenseLayer, Net, Targets, with_values};
@@ -50,6 +52,7 @@ impl Stack {
         image: Option<(usize, usize, usize)>,
         rng: &mut ChaCha8Rng,
         kernels: Kernels,
+        device: &Device,
     ) -> Result<Stack> {
         let (mut convs, mut width, mut conv_image) = (Vec::new(), features, None);
         if let ModelSpec::Cnn { channels, kernel_size, pool, .. } = spec {
@@ -64,8 +67,8 @@ impl Stack {
                 let out = out as usize;
                 let fan_in = c * k * k;
                 convs.push(Conv {
-                    w: uniform(rng, &[out, c, k, k], fan_in)?,
-                    b: uniform(rng, &[out], fan_in)?,
+                    w: uniform(rng, &[out, c, k, k], fan_in, device)?,
+                    b: uniform(rng, &[out], fan_in, device)?,
                     pad: k / 2,
                 });
                 c = out;
@@ -93,10 +96,10 @@ impl Stack {
         let zeros = matches!(spec, ModelSpec::Linear { init: Init::Zeros });
         for out in hidden.into_iter().chain([outputs]) {
             dense.push(if zeros {
-                let zero = |shape: &[usize]| Var::zeros(shape, DType::F32, &Device::Cpu);
+                let zero = |shape: &[usize]| Var::zeros(shape, DType::F32, device);
                 Dense { w: zero(&[width, out])?, b: zero(&[out])? }
             } else {
-                Dense { w: uniform(rng, &[width, out], width)?, b: uniform(rng, &[out], width)? }
+                Dense { w: uniform(rng, &[width, out], width, device)?, b: uniform(rng, &[out], width, device)? }
             });
             width = out;
         }
@@ -274,17 +277,19 @@ impl Network for Stack {
         Stack::forward(self, x, mode.rng())
     }
 
-    fn loss_and_grads(&self, batch: &dyn Batch, step: &mut Step<'_>, grads: &mut GradStore) -> Result<f64> {
+    fn loss_and_grads(&self, batch: &dyn Batch, step: &mut Step<'_>, grads: &mut GradStore) -> Result<StepLoss> {
         if self.kernels_apply()
             && let Some((rows, targets, features)) = batch.host()
         {
             let parts = step.threads.max(1);
-            return match rows {
-                HostRows::Of { x, rows } => {
-                    with_values(x, |all: &[f32]| self.fused_loss_and_grads(all, rows, features, targets, parts, grads))?
+            return Ok(StepLoss::Value(match rows {
+                HostRows::Of { x, rows } => with_values(x, |all: &[f32]| {
+                    self.fused_loss_and_grads(all, rows, features, targets, parts, grads)
+                })??,
+                HostRows::Gathered { x, rows } => {
+                    self.fused_loss_and_grads(x, rows, features, targets, parts, grads)?
                 }
-                HostRows::Gathered { x, rows } => self.fused_loss_and_grads(x, rows, features, targets, parts, grads),
-            };
+            }));
         }
         autograd_loss_and_grads(self, batch, step, grads, false)
     }
@@ -328,9 +333,16 @@ mod tests {
         parts: usize,
     ) {
         let outputs = if classification { 4 } else { 1 };
-        let model =
-            Stack::new(spec, features, outputs, image, &mut crate::model::init_rng(3), crate::model::Kernels::Auto)
-                .unwrap();
+        let model = Stack::new(
+            spec,
+            features,
+            outputs,
+            image,
+            &mut crate::model::init_rng(3),
+            crate::model::Kernels::Auto,
+            &Device::Cpu,
+        )
+        .unwrap();
         assert!(model.fusable());
         let x: Vec<f32> = (0..n * features).map(|i| ((i * 7919 + 13) % 10_007) as f32 / 5003.5 - 1.0).collect();
         let classes: Vec<u32> = (0..n as u32).map(|i| i * 3 % outputs as u32).collect();
@@ -412,7 +424,8 @@ mod tests {
             });
         }
         let model =
-            Stack::new(&spec, 37, 4, None, &mut crate::model::init_rng(5), crate::model::Kernels::Auto).unwrap();
+            Stack::new(&spec, 37, 4, None, &mut crate::model::init_rng(5), crate::model::Kernels::Auto, &Device::Cpu)
+                .unwrap();
         let x: Vec<f32> = (0..20 * 37).map(|i| ((i * 7919 + 13) % 10_007) as f32 / 5003.5 - 1.0).collect();
         let classes: Vec<u32> = (0..20).map(|i| i % 4).collect();
         let rows: Vec<u32> = (0..20).rev().collect();

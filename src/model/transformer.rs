@@ -8,7 +8,7 @@
 //! `blocks.0.attn.weight`, `ln_f.bias`), matrices saved (out, in) as PyTorch holds them.
 
 use super::layers::layer_norm;
-use super::network::{Batch, Kernels, Mode, Named, Network, Step, autograd_loss_and_grads};
+use super::network::{Batch, Kernels, Mode, Named, Network, Step, StepLoss, autograd_loss_and_grads};
 use crate::kernels::attention::causal_softmax;
 use crate::kernels::gelu::gelu;
 use crate::kernels::linear::linear;
@@ -105,34 +105,33 @@ pub struct Transformer {
 
 const STD: f32 = 0.02;
 
-fn normal(rng: &mut ChaCha8Rng, shape: &[usize], std: f32) -> Result<Var> {
+fn normal(rng: &mut ChaCha8Rng, shape: &[usize], std: f32, dev: &Device) -> Result<Var> {
     let normal = Normal::new(0.0f32, std)?;
     let values: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| normal.sample(rng)).collect();
-    Ok(Var::from_tensor(&Tensor::from_vec(values, shape, &Device::Cpu)?)?)
+    Ok(Var::from_tensor(&Tensor::from_vec(values, shape, dev)?)?)
 }
 
 impl Transformer {
-    pub fn new(shape: Shape, decay_on: DecayOn, rng: &mut ChaCha8Rng) -> Result<Transformer> {
+    pub fn new(shape: Shape, decay_on: DecayOn, rng: &mut ChaCha8Rng, dev: &Device) -> Result<Transformer> {
         let Shape { layers, heads, d_model: d, context, vocab, bias, .. } = shape;
         if heads == 0 || d % heads != 0 {
             bail!("d_model = {d} is not a multiple of heads = {heads}");
         }
-        let zeros = |n: usize| -> Result<Option<Var>> {
-            Ok(if bias { Some(Var::zeros(n, DType::F32, &Device::Cpu)?) } else { None })
-        };
-        let norm = || -> Result<Norm> { Ok(Norm { gamma: Var::ones(d, DType::F32, &Device::Cpu)?, beta: zeros(d)? }) };
+        let zeros =
+            |n: usize| -> Result<Option<Var>> { Ok(if bias { Some(Var::zeros(n, DType::F32, dev)?) } else { None }) };
+        let norm = || -> Result<Norm> { Ok(Norm { gamma: Var::ones(d, DType::F32, dev)?, beta: zeros(d)? }) };
         let residual_std = STD / (2.0 * layers as f32).sqrt();
-        let wte = normal(rng, &[vocab, d], STD)?;
-        let wpe = normal(rng, &[context, d], STD)?;
+        let wte = normal(rng, &[vocab, d], STD, dev)?;
+        let wpe = normal(rng, &[context, d], STD, dev)?;
         let mut blocks = Vec::with_capacity(layers);
         for _ in 0..layers {
             blocks.push(Block {
                 ln1: norm()?,
-                attn: Linear { w: normal(rng, &[d, 3 * d], STD)?, b: zeros(3 * d)? },
-                attn_proj: Linear { w: normal(rng, &[d, d], residual_std)?, b: zeros(d)? },
+                attn: Linear { w: normal(rng, &[d, 3 * d], STD, dev)?, b: zeros(3 * d)? },
+                attn_proj: Linear { w: normal(rng, &[d, d], residual_std, dev)?, b: zeros(d)? },
                 ln2: norm()?,
-                fc: Linear { w: normal(rng, &[d, 4 * d], STD)?, b: zeros(4 * d)? },
-                mlp_proj: Linear { w: normal(rng, &[4 * d, d], residual_std)?, b: zeros(d)? },
+                fc: Linear { w: normal(rng, &[d, 4 * d], STD, dev)?, b: zeros(4 * d)? },
+                mlp_proj: Linear { w: normal(rng, &[4 * d, d], residual_std, dev)?, b: zeros(d)? },
             });
         }
         Ok(Transformer { shape, wte, wpe, blocks, ln_f: norm()?, decay_on, plain: false })
@@ -258,7 +257,7 @@ impl Network for Transformer {
     }
 
     /// No batch statistics: a batch's parts may train at once on several threads.
-    fn loss_and_grads(&self, batch: &dyn Batch, step: &mut Step<'_>, grads: &mut GradStore) -> Result<f64> {
+    fn loss_and_grads(&self, batch: &dyn Batch, step: &mut Step<'_>, grads: &mut GradStore) -> Result<StepLoss> {
         autograd_loss_and_grads(self, batch, step, grads, true)
     }
 }
@@ -300,7 +299,7 @@ mod tests {
     }
 
     fn build_with(s: Shape, on: DecayOn) -> Transformer {
-        Transformer::new(s, on, &mut ChaCha8Rng::seed_from_u64(3)).unwrap()
+        Transformer::new(s, on, &mut ChaCha8Rng::seed_from_u64(3), &Device::Cpu).unwrap()
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Optimizers with PyTorch's update rules, over candle `Var`s: SGD (momentum, dampening,
 //! nesterov, weight decay), Adam, RMSprop and AdamW (candle-nn's AdamW, op for op, with its
 //! moments in the open so a checkpoint can keep them). The trainer sets the rate from the
-//! schedule before every step.
+//! schedule before every step. On the CPU, SGD and AdamW update the tensors in place (one
+//! pass over each tensor); elsewhere (a GPU) the same rules run as candle's tensor ops.
 
 mod spec;
 
@@ -80,8 +81,19 @@ impl Optimizer {
         }
     }
 
-    /// Restores what [`Optimizer::state`] gave.
+    /// Restores what [`Optimizer::state`] gave (read from a file onto the CPU: each tensor
+    /// goes to its parameter's device).
     pub fn restore(&mut self, tensors: &HashMap<String, Tensor>, t_saved: i64) -> Result<()> {
+        let (Optimizer::Sgd { vars, .. }
+        | Optimizer::Adam { vars, .. }
+        | Optimizer::RmsProp { vars, .. }
+        | Optimizer::AdamW { vars, .. }) = &*self;
+        let device = vars.first().map_or(candle_core::Device::Cpu, |v| v.device().clone());
+        let tensors: HashMap<&String, Tensor> = tensors
+            .iter()
+            .filter(|(k, _)| k.starts_with("optim."))
+            .map(|(k, t)| Ok((k, t.to_device(&device)?)))
+            .collect::<Result<_>>()?;
         let get = |name: String| -> Result<Tensor> {
             match tensors.get(&name) {
                 Some(t) => Ok(t.clone()),
@@ -109,8 +121,78 @@ impl Optimizer {
         Ok(())
     }
 
+    /// Whether the parameters are on the CPU (the in-place updates' home).
+    fn on_cpu(&self) -> bool {
+        let (Optimizer::Sgd { vars, .. }
+        | Optimizer::Adam { vars, .. }
+        | Optimizer::RmsProp { vars, .. }
+        | Optimizer::AdamW { vars, .. }) = self;
+        vars.first().is_none_or(|v| v.device().is_cpu())
+    }
+
+    /// [`Optimizer::step`] as candle's tensor ops, on any device: the rule of the in-place
+    /// CPU updates op for op (so the same values, bit for bit, on the CPU).
+    pub fn step_ops(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        match self {
+            Optimizer::Sgd {
+                spec: OptimizerSpec::Sgd { momentum, dampening, nesterov, weight_decay },
+                vars,
+                decay,
+                buffers,
+            } => {
+                // PyTorch's rule as tensor ops on the device.
+                for ((var, buf), &decays) in vars.iter().zip(buffers.iter_mut()).zip(decay.iter()) {
+                    let Some(g) = grads.get(var) else { continue };
+                    let w = var.as_tensor();
+                    let g = if *weight_decay != 0.0 && decays { (g + (w * *weight_decay)?)? } else { g.clone() };
+                    let step = if *momentum != 0.0 {
+                        let b = match buf.take() {
+                            None => g.copy()?,
+                            Some(b) => ((b * *momentum)? + (&g * (1.0 - *dampening))?)?,
+                        };
+                        let step = if *nesterov { (&g + (&b * *momentum)?)? } else { b.clone() };
+                        *buf = Some(b.detach());
+                        step
+                    } else {
+                        g
+                    };
+                    var.set(&(w - (step * lr)?)?)?;
+                }
+            }
+            Optimizer::AdamW {
+                spec: OptimizerSpec::AdamW { beta1, beta2, eps, weight_decay },
+                vars,
+                decay,
+                m,
+                v,
+                t,
+            } => {
+                // candle-nn's AdamW::step, op for op, on the device.
+                *t += 1;
+                let scale_m = 1f64 / (1f64 - beta1.powi(*t));
+                let scale_v = 1f64 / (1f64 - beta2.powi(*t));
+                for (((var, m), v), &decays) in vars.iter().zip(m.iter_mut()).zip(v.iter_mut()).zip(decay.iter()) {
+                    let Some(g) = grads.get(var) else { continue };
+                    let wd = if decays { *weight_decay } else { 0.0 };
+                    *m = ((&*m * *beta1)? + (g * (1.0 - *beta1))?)?.detach();
+                    *v = ((&*v * *beta2)? + (g.sqr()? * (1.0 - *beta2))?)?.detach();
+                    let adjusted = ((&*m * scale_m)? / ((&*v * scale_v)?.sqrt()? + *eps)?)?;
+                    let w = ((var.as_tensor() * (1.0 - lr * wd))? - (adjusted * lr)?)?;
+                    var.set(&w)?;
+                }
+            }
+            Optimizer::Adam { .. } | Optimizer::RmsProp { .. } => return self.step(grads, lr),
+            _ => unreachable!("each optimizer holds its own kind of spec"),
+        }
+        Ok(())
+    }
+
     /// One update with rate `lr` from the gradients in `grads`.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        // Adam and RMSprop are tensor ops everywhere; SGD and AdamW update in place on the CPU.
+        if !self.on_cpu() && matches!(self, Optimizer::Sgd { .. } | Optimizer::AdamW { .. }) {
+            return self.step_ops(grads, lr);
+        }
         match self {
             Optimizer::Sgd {
                 spec: OptimizerSpec::Sgd { momentum, dampening, nesterov, weight_decay },
@@ -315,8 +397,25 @@ fn in_place(
 }
 
 /// Scales all gradients so their global L2 norm is at most `max_norm` (PyTorch's
-/// `clip_grad_norm_`); returns the norm before clipping.
-pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
+/// `clip_grad_norm_`); returns the norm before clipping (on a GPU, `None`: the norm and
+/// the scale stay on the device, as PyTorch's, so the step does not wait for them).
+pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<Option<f64>> {
+    if vars.first().is_some_and(|v| !v.device().is_cpu()) {
+        let squares: Vec<Tensor> =
+            vars.iter().filter_map(|v| grads.get(v)).map(|g| g.sqr()?.sum_all()).collect::<candle_core::Result<_>>()?;
+        if squares.is_empty() {
+            return Ok(None);
+        }
+        let norm = Tensor::stack(&squares, 0)?.sum_all()?.sqrt()?;
+        // min(1, max_norm / (norm + 1e-6)), as PyTorch's clamped coefficient.
+        let scale = ((norm + 1e-6)?.recip()? * max_norm)?.clamp(0f32, 1f32)?;
+        for var in vars {
+            if let Some(g) = grads.remove(var) {
+                grads.insert(var, g.broadcast_mul(&scale)?);
+            }
+        }
+        return Ok(None);
+    }
     let mut total = 0f64;
     for var in vars {
         if let Some(g) = grads.get(var) {
@@ -332,7 +431,7 @@ pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Res
             }
         }
     }
-    Ok(norm)
+    Ok(Some(norm))
 }
 
 #[cfg(test)]
@@ -389,6 +488,45 @@ mod tests {
                 w[i] = ((&w[i] * (1.0 - lr * decay)).unwrap() - (adjusted * lr).unwrap()).unwrap();
                 let (ours, theirs) = (vars[i].as_tensor().to_vec1::<f32>().unwrap(), w[i].to_vec1::<f32>().unwrap());
                 assert!(ours == theirs, "tensor {i} differs at step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn tensor_ops_equal_the_in_place_updates_bit_for_bit() {
+        // What a GPU runs (step_ops) against the CPU's in-place updates, on the CPU: two
+        // tensors (one decayed, one not; the larger spans several pieces), 4 steps.
+        let values =
+            |n: usize, k: f32| -> Vec<f32> { (0..n).map(|i| ((i * 7919 % 1009) as f32 / 500.0 - 1.0) * k).collect() };
+        let shapes = [70_000usize, 9];
+        let specs = [
+            OptimizerSpec::Sgd { momentum: 0.9, dampening: 0.0, nesterov: false, weight_decay: 5e-4 },
+            OptimizerSpec::Sgd { momentum: 0.9, dampening: 0.1, nesterov: true, weight_decay: 1e-3 },
+            OptimizerSpec::Sgd { momentum: 0.0, dampening: 0.0, nesterov: false, weight_decay: 1e-2 },
+            OptimizerSpec::AdamW { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.1 },
+        ];
+        for spec in specs {
+            let vars = |_: ()| -> Vec<Var> {
+                shapes.iter().map(|&n| Var::new(values(n, 1.0), &Device::Cpu).unwrap()).collect()
+            };
+            let (a, b) = (vars(()), vars(()));
+            let mut in_place = Optimizer::new(&spec, a.clone()).unwrap().with_decay_mask(vec![true, false]).unwrap();
+            let mut ops = Optimizer::new(&spec, b.clone()).unwrap().with_decay_mask(vec![true, false]).unwrap();
+            for step in 1..=4 {
+                let lr = 0.05 / step as f64;
+                let (mut ga, mut gb) = (GradStore::default(), GradStore::default());
+                for (i, &n) in shapes.iter().enumerate() {
+                    let g = Tensor::new(values(n, 0.3 * step as f32 + i as f32), &Device::Cpu).unwrap();
+                    ga.insert(&a[i], g.clone());
+                    gb.insert(&b[i], g);
+                }
+                in_place.step(&ga, lr).unwrap();
+                ops.step_ops(&gb, lr).unwrap();
+                for i in 0..2 {
+                    let (x, y) =
+                        (a[i].as_tensor().to_vec1::<f32>().unwrap(), b[i].as_tensor().to_vec1::<f32>().unwrap());
+                    assert!(x == y, "{spec:?}: tensor {i} differs at step {step}");
+                }
             }
         }
     }

@@ -153,6 +153,7 @@ pub fn write_lost_summary(dir: &Path, experiment: &str, run: &str, seed: u64, er
         samples_per_second: 0.0,
         parameters: 0,
         validation_samples: 0,
+        device: String::new(),
     };
     let summary = RunSummary {
         experiment,
@@ -342,6 +343,7 @@ impl RunDir {
             samples_per_second: 0.0,
             parameters: 0,
             validation_samples: 0,
+            device: String::new(),
         }
     }
 

@@ -19,6 +19,8 @@ pub struct ScriptSpec<'a> {
     pub runner: &'a Path,
     /// CPUs of each task, and so the threads of each run.
     pub cpus: u64,
+    /// GPUs of each task; with some, each run trains on `cuda` (the task's first GPU).
+    pub gpus: Option<u64>,
     /// Rerun runs that finished earlier.
     pub force: bool,
     pub options: &'a SlurmOptions,
@@ -58,6 +60,9 @@ pub fn render(spec: &ScriptSpec<'_>) -> String {
     sbatch(format!("--chdir={}", spec.workdir.display()));
     sbatch("--ntasks=1".into());
     sbatch(format!("--cpus-per-task={}", spec.cpus));
+    if let Some(g) = spec.gpus {
+        sbatch(format!("--gpus-per-task={g}"));
+    }
     for (flag, value) in
         [("partition", &o.partition), ("time", &o.time), ("mem", &o.mem), ("account", &o.account), ("qos", &o.qos)]
     {
@@ -87,10 +92,11 @@ pub fn render(spec: &ScriptSpec<'_>) -> String {
     s.push_str("if [ \"$stop\" -eq 0 ]; then\n");
     let _ = writeln!(
         s,
-        "  {} run-one {} --index \"$(( offset + SLURM_ARRAY_TASK_ID ))\" --threads \"${{SLURM_CPUS_PER_TASK:-{}}}\"{} &",
+        "  {} run-one {} --index \"$(( offset + SLURM_ARRAY_TASK_ID ))\" --threads \"${{SLURM_CPUS_PER_TASK:-{}}}\"{}{} &",
         shell_quote(&spec.runner.to_string_lossy()),
         shell_quote(&spec.dir.to_string_lossy()),
         spec.cpus,
+        if spec.gpus.is_some() { " --device cuda" } else { "" },
         if spec.force { " --force" } else { "" }
     );
     s.push_str("  child=$!\n");
@@ -134,6 +140,7 @@ mod tests {
             sbatch: vec!["--gres=gpu:1".into(), "#SBATCH --exclusive".into()],
             setup: vec!["module load rust".into()],
             cpus_per_task: Some(2),
+            gpus_per_task: Some(1),
             signal_grace: None,
             requeue: true,
         };
@@ -144,10 +151,12 @@ mod tests {
             workdir: Path::new("/shared"),
             runner: Path::new("/opt/runner"),
             cpus: 2,
+            gpus: Some(1),
             force: false,
             options: &options,
         });
         for line in [
+            "#SBATCH --gpus-per-task=1",
             "#SBATCH --output=/shared/exp/sweep/slurm/logs/%A_%a.out",
             "#SBATCH --chdir=/shared",
             "#SBATCH --cpus-per-task=2",
@@ -160,7 +169,7 @@ mod tests {
             "#SBATCH --exclusive",
             "module load rust",
             "offset=\"${1:-0}\"",
-            "  /opt/runner run-one /shared/exp/sweep --index \"$(( offset + SLURM_ARRAY_TASK_ID ))\" --threads \"${SLURM_CPUS_PER_TASK:-2}\" &",
+            "  /opt/runner run-one /shared/exp/sweep --index \"$(( offset + SLURM_ARRAY_TASK_ID ))\" --threads \"${SLURM_CPUS_PER_TASK:-2}\" --device cuda &",
             "#SBATCH --open-mode=append",
             "#SBATCH --signal=B:TERM@60",
             "#SBATCH --requeue",

@@ -7,6 +7,7 @@
 //! which is what makes rerunning a sweep resume it. The sweep knows runs, not tensors.
 
 use crate::config::PlannedRun;
+use crate::device::DeviceSpec;
 use crate::progress::{Board, Tee};
 use crate::results::{self, RunDir, RunSummary};
 use crate::train::{self, Outcome, Prepared, Status};
@@ -55,7 +56,7 @@ impl std::str::FromStr for Shard {
 }
 
 /// How to run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Runs at once.
     pub jobs: usize,
@@ -63,6 +64,9 @@ pub struct Options {
     pub threads: usize,
     /// Rerun finished runs too.
     pub force: bool,
+    /// GPUs to place runs on `cuda` (no number) on: job slot `i` takes `gpus[i % len]`,
+    /// so `K` slots per GPU share each; empty: no placement.
+    pub gpus: Vec<usize>,
 }
 
 /// What happened to each run.
@@ -108,7 +112,8 @@ pub fn execute(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let refresh = Mutex::new(());
-    let worker = || {
+    let worker = |slot: usize| {
+        let gpu = (!opts.gpus.is_empty()).then(|| opts.gpus[slot % opts.gpus.len()]);
         loop {
             let i = next.fetch_add(1, Ordering::SeqCst);
             let Some(job) = jobs.get(i) else { break };
@@ -117,7 +122,7 @@ pub fn execute(
                 lock(&tally).not_started.push(name);
                 continue;
             }
-            let result = run_one(dir, job, opts.force, board, stop);
+            let result = run_one(dir, job, gpu, opts.force, board, stop);
             {
                 let mut t = lock(&tally);
                 match result {
@@ -138,8 +143,9 @@ pub fn execute(
         }
     };
     std::thread::scope(|s| {
-        for pool in &pools {
-            s.spawn(|| pool.install(worker));
+        for (slot, pool) in pools.iter().enumerate() {
+            let worker = &worker;
+            s.spawn(move || pool.install(|| worker(slot)));
         }
     });
     Ok(tally.into_inner().unwrap_or_else(|e| e.into_inner()))
@@ -149,10 +155,29 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Trains one run into `dir/<name>`; `None` when it was already finished. Errors are
-/// those of writing its files; a failure of the run itself is recorded in its summary.
-fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicBool) -> Result<Option<Status>> {
+/// Trains one run into `dir/<name>` (on GPU `gpu` when it is on `cuda` without a number);
+/// `None` when it was already finished. Errors are those of writing its files; a failure
+/// of the run itself is recorded in its summary.
+fn run_one(
+    dir: &Path,
+    job: &Job<'_>,
+    gpu: Option<usize>,
+    force: bool,
+    board: &Board,
+    stop: &AtomicBool,
+) -> Result<Option<Status>> {
     let run = job.run;
+    let placed;
+    let prepared = match (gpu, job.prepared.spec.train.device) {
+        (Some(g), DeviceSpec::Cuda(None)) => {
+            let mut p = job.prepared.clone();
+            p.spec.train.device = DeviceSpec::Cuda(Some(g));
+            placed = p;
+            &placed
+        }
+        _ => &job.prepared,
+    };
+    let device = prepared.spec.train.device;
     let run_path = dir.join(&run.info.name);
     let config_toml = run.config.to_toml();
     // One writer per run directory (a requeued Slurm task and the one it replaces, a
@@ -216,11 +241,22 @@ fn run_one(dir: &Path, job: &Job<'_>, force: bool, board: &Board, stop: &AtomicB
     let start = Instant::now();
     let started_at = results::unix_now();
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Outcome> {
-        train::train_prepared(&job.prepared, &mut Tee(&mut run_dir, &mut progress), stop, resume)
+        train::train_prepared(prepared, &mut Tee(&mut run_dir, &mut progress), stop, resume)
     }));
     let (outcome, error) = match result {
         Ok(Ok(outcome)) => (outcome, None),
-        Ok(Err(e)) => (run_dir.failed_outcome(total, start.elapsed().as_secs_f64()), Some(format!("{e:#}"))),
+        Ok(Err(e)) => {
+            let mut why = format!("{e:#}");
+            if why.contains("OUT_OF_MEMORY") {
+                why = format!(
+                    "out of GPU memory on {device}: the run's model, batch and data set (copied to the GPU) did not fit \
+                     beside the other runs there; lower --runs-per-gpu or train.batch_size ({why})"
+                );
+            }
+            let outcome =
+                Outcome { device: device.to_string(), ..run_dir.failed_outcome(total, start.elapsed().as_secs_f64()) };
+            (outcome, Some(why))
+        }
         Err(panic) => {
             let what = panic
                 .downcast_ref::<String>()

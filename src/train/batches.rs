@@ -1,6 +1,8 @@
 //! A step's samples as the trainer hands them to a model ([`crate::model::Batch`]): rows
 //! of the training set (token windows for text), their images augmented where the run
-//! augments, their targets gathered as host values for kernels that read them.
+//! augments, their targets gathered as host values for kernels that read them. On a GPU
+//! the rows are gathered from the data set's copy there; augmented images are cropped and
+//! flipped on the host, and only the batch is copied over.
 
 use crate::data::{AugmentSpec, Dataset, Task};
 use crate::kernels::{gather, with_values};
@@ -10,7 +12,11 @@ use candle_core::Tensor;
 
 /// The buffers a run's steps reuse.
 pub struct Batches<'a> {
+    /// The data set on the run's device.
     data: &'a Dataset,
+    /// The same on the CPU (the same value when the run is on the CPU), which augmentation
+    /// reads.
+    host: &'a Dataset,
     augment: &'a AugmentSpec,
     seed: u64,
     /// (channels, height, width) of images that are augmented.
@@ -23,10 +29,18 @@ pub struct Batches<'a> {
 }
 
 impl<'a> Batches<'a> {
-    /// `step_samples`: the most samples a step takes.
-    pub fn new(data: &'a Dataset, augment: &'a AugmentSpec, seed: u64, step_samples: usize) -> Batches<'a> {
+    /// `step_samples`: the most samples a step takes; `data` is on the run's device,
+    /// `host` the same data set on the CPU.
+    pub fn new(
+        data: &'a Dataset,
+        host: &'a Dataset,
+        augment: &'a AugmentSpec,
+        seed: u64,
+        step_samples: usize,
+    ) -> Batches<'a> {
         Batches {
             data,
+            host,
             augment,
             seed,
             augment_shape: data.image.filter(|_| !augment.is_off()),
@@ -44,7 +58,7 @@ impl<'a> Batches<'a> {
         let augmented = match self.augment_shape {
             Some(shape) => {
                 let (augment, seed, out) = (self.augment, self.seed, &mut self.augmented);
-                with_values(&data.train.x, |all: &[f32]| {
+                with_values(&self.host.train.x, |all: &[f32]| {
                     let mut rng = crate::data::step_rng(seed, step);
                     crate::data::augment_rows(all, rows, shape, augment, &mut rng, out);
                 })?;
@@ -54,6 +68,8 @@ impl<'a> Batches<'a> {
         };
         let targets = match (&data.text, data.task) {
             (Some(_), _) => None,
+            // Host targets are for the CPU kernels.
+            _ if !data.device().is_cpu() => None,
             (None, Task::Classification) => {
                 gather(&data.train.y, rows, &mut self.classes)?;
                 Some(Targets::Classes(&self.classes))
@@ -87,9 +103,9 @@ impl Batch for StepBatch<'_> {
         let data = self.data;
         let rows = &self.rows[range.clone()];
         if let Some(text) = &data.text {
-            return text.batch(crate::data::text::Part::Train, rows);
+            return text.batch(crate::data::text::Part::Train, rows, data.device());
         }
-        let device = data.train.x.device();
+        let device = data.device();
         let idx = Tensor::from_slice(rows, rows.len(), device)?;
         let x = match self.augmented {
             Some((all, _)) => {

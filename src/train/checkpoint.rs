@@ -151,19 +151,23 @@ impl Checkpointer {
         Checkpointer { policy, last: std::time::Instant::now(), cost: Duration::from_millis(5) }
     }
 
-    /// Hands `recorder` a checkpoint of `training` when one is due after its last step;
-    /// `seconds` is the time trained in this process.
-    pub fn after_step(
+    /// Whether a checkpoint is due after step `step` (asked once a step: the answer
+    /// depends on the clock).
+    pub fn due(&self, step: u64) -> bool {
+        self.policy.due(step, self.last.elapsed(), self.cost)
+    }
+
+    /// Hands `recorder` a checkpoint of `training` (one [`Checkpointer::due`] said was
+    /// due); `seconds` is the time trained in this process.
+    pub fn write(
         &mut self,
         training: &super::Training,
         recorder: &mut dyn super::Recorder,
         seconds: impl Fn() -> f64,
     ) -> Result<()> {
-        if self.policy.due(training.state.step, self.last.elapsed(), self.cost) {
-            let began = std::time::Instant::now();
-            recorder.checkpoint(&training.snapshot(seconds())?)?;
-            (self.last, self.cost) = (std::time::Instant::now(), began.elapsed());
-        }
+        let began = std::time::Instant::now();
+        recorder.checkpoint(&training.snapshot(seconds())?)?;
+        (self.last, self.cost) = (std::time::Instant::now(), began.elapsed());
         Ok(())
     }
 }

@@ -31,7 +31,7 @@ impl<'a> Evaluator<'a> {
         let data = self.data;
         let (val_loss, val_accuracy, samples) = match (&data.text, &self.starts) {
             (Some(text), Some(starts)) => {
-                let (loss, accuracy) = evaluate_text(model, text, starts, self.batch)?;
+                let (loss, accuracy) = evaluate_text(model, data.device(), text, starts, self.batch)?;
                 (loss, Some(accuracy), starts.len())
             }
             _ => {
@@ -127,22 +127,24 @@ pub fn evaluate_params(
     what: &str,
 ) -> Result<Evaluation> {
     let run = Prepared::new(spec.clone(), data.clone()).map_err(anyhow::Error::msg)?;
-    let model = run.build_model()?;
+    let (device, on_device) = run.open_device()?;
+    let model = run.build_model(&device)?;
     load_state_dict(&*model, params, what, &data.name)?;
-    Evaluator::new(spec, data).evaluate(&*model)
+    Evaluator::new(spec, &on_device).evaluate(&*model)
 }
 
 /// Mean loss per token and the fraction of tokens predicted right (the largest logit) over
 /// the text's validation windows at `starts`, in batches of `batch`, without dropout.
 fn evaluate_text(
     model: &dyn Network,
+    device: &candle_core::Device,
     text: &crate::data::text::TextData,
     starts: &[u32],
     batch: usize,
 ) -> Result<(f64, f64)> {
     let (mut loss, mut correct, mut tokens) = (0f64, 0f64, 0usize);
     for chunk in starts.chunks(batch.max(1)) {
-        let (x, y) = text.batch(crate::data::text::Part::Validation, chunk)?;
+        let (x, y) = text.batch(crate::data::text::Part::Validation, chunk, device)?;
         let out = model.forward(&x, Mode::Eval)?.detach();
         let logp = candle_nn::ops::log_softmax(&out, 1)?;
         let picked = logp.gather(&y.unsqueeze(1)?, 1)?.neg()?;

@@ -15,12 +15,12 @@ mod state;
 pub use checkpoint::{Checkpoint, Policy};
 pub use evaluate::{Evaluation, evaluate_params};
 pub use spec::{EarlyStopping, MAX_STEPS, TrainSpec};
-pub use state::{Prepared, RunState, THREADS_PER_CORE, Training, check_threads};
+pub use state::{Prepared, RunState, THREADS_PER_CORE, Training, check_devices, check_threads};
 
 use crate::data::{Dataset, Task};
 use crate::kernels::denormals;
 use crate::model::network::state_dict;
-use crate::model::{ModelSpec, Step};
+use crate::model::{ModelSpec, Step, StepLoss};
 use crate::optim::{OptimizerSpec, clip_grad_norm};
 use crate::schedule::ScheduleSpec;
 use anyhow::{Result, bail};
@@ -131,6 +131,10 @@ pub struct Outcome {
     /// fixed windows); 0 where unknown (results of earlier versions).
     #[serde(default)]
     pub validation_samples: usize,
+    /// Where it trained: `cpu`, or the GPU (`cuda:0 (NVIDIA H200, compute capability
+    /// 9.0)`); empty where unknown (a run that failed before it started, earlier versions).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device: String,
 }
 
 /// Receives what a run produces as it goes.
@@ -253,15 +257,21 @@ pub fn train_prepared(
     let (spec, data, t) = (&run.spec, &*run.data, &run.spec.train);
     denormals::set_for_run(t.flush_denormals);
     let (steps_per_epoch, total, size) = (run.ctx.steps_per_epoch, run.ctx.total_steps, t.step_samples() as usize);
-    let mut tr = Training::new(run)?;
+    // The data set on the run's device (itself on the CPU); augmentation reads `data`.
+    let (device, on_device) = run.open_device()?;
+    let mut tr = Training::new(run, &device)?;
     if let Some(ck) = resume {
         tr.restore(ck)?;
     }
-    let (evaluator, mut batches) = (Evaluator::new(spec, data), Batches::new(data, &spec.augment, t.seed, size));
+    let evaluator = Evaluator::new(spec, &on_device);
+    let mut batches = Batches::new(&on_device, data, &spec.augment, t.seed, size);
     let mut checkpoints = Checkpointer::new(t, &run.ctx);
     let vars = tr.model.vars();
     // The step's gradients (the CPU kernels rewrite them in place step after step).
     let (mut grads, mut end) = (GradStore::default(), End::Completed);
+    // Steps trained whose loss is not read yet (on a GPU: read every log_every steps, and
+    // before an evaluation, a checkpoint or the end; on the CPU: at once).
+    let mut unread: Vec<Unread> = Vec::new();
     'training: while tr.state.step < total {
         let skip = tr.begin_epoch(t.shuffle);
         for b in skip..tr.state.order.len().div_ceil(size) {
@@ -270,6 +280,10 @@ pub fn train_prepared(
                 break;
             }
             if stop.load(Ordering::Relaxed) {
+                if let Some(at) = settle(&mut unread, &mut tr.state, recorder, t.log_every)? {
+                    end = End::Diverged(at);
+                    break 'training;
+                }
                 // Saved before exiting: a rerun continues from here.
                 recorder.checkpoint(&tr.snapshot(seconds())?)?;
                 end = End::Interrupted;
@@ -288,9 +302,11 @@ pub fn train_prepared(
                 let mut how = Step { loss: run.loss, micro_batch, threads, dropout: &mut tr.state.dropout_rng };
                 (tr.model.loss_and_grads(&batch, &mut how, &mut grads)?, rows.len() as u64)
             };
-            let row = StepRow { step, lr, loss };
-            if !loss.is_finite() {
-                recorder.on_step(&row, tr.state.epoch, true)?;
+            let epoch = tr.state.epoch;
+            if let StepLoss::Value(loss) = loss
+                && !loss.is_finite()
+            {
+                recorder.on_step(&StepRow { step, lr, loss }, epoch, true)?;
                 end = End::Diverged(step);
                 break 'training;
             }
@@ -298,11 +314,18 @@ pub fn train_prepared(
                 clip_grad_norm(&mut grads, &vars, max)?;
             }
             tr.optimizer.step(&grads, lr)?;
-            recorder.on_step(&row, tr.state.epoch, step % t.log_every == 0)?;
             let s = &mut tr.state;
-            (s.loss_sum, s.loss_count, s.last_lr) = (s.loss_sum + loss, s.loss_count + 1, lr);
-            (s.samples, s.step) = (s.samples + samples, step + 1);
-            if t.eval_every.map_or(s.step % steps_per_epoch == 0, |k| s.step % k == 0) {
+            let read_now = matches!(loss, StepLoss::Value(_));
+            unread.push(Unread { step, lr, lr_before: s.last_lr, epoch, samples, loss });
+            (s.last_lr, s.samples, s.step) = (lr, s.samples + samples, step + 1);
+            let evaluate = t.eval_every.map_or(s.step % steps_per_epoch == 0, |k| s.step % k == 0);
+            if (read_now || evaluate || step % t.log_every == 0 || s.step >= total)
+                && let Some(at) = settle(&mut unread, s, recorder, t.log_every)?
+            {
+                end = End::Diverged(at);
+                break 'training;
+            }
+            if evaluate {
                 let row = evaluator.row(&*tr.model, &mut tr.state, seconds())?;
                 recorder.on_eval(&row)?;
                 if !row.val_loss.is_finite() {
@@ -316,12 +339,78 @@ pub fn train_prepared(
                     break 'training;
                 }
             }
-            if tr.state.step < total {
-                checkpoints.after_step(&tr, recorder, seconds)?;
+            if tr.state.step < total && checkpoints.due(tr.state.step) {
+                if let Some(at) = settle(&mut unread, &mut tr.state, recorder, t.log_every)? {
+                    end = End::Diverged(at);
+                    break 'training;
+                }
+                checkpoints.write(&tr, recorder, seconds)?;
             }
         }
     }
-    finish(run, tr, &evaluator, recorder, end, seconds)
+    if end != End::Interrupted
+        && let Some(at) = settle(&mut unread, &mut tr.state, recorder, t.log_every)?
+    {
+        end = End::Diverged(at);
+    }
+    let device = crate::device::describe(&device);
+    finish(run, tr, &evaluator, recorder, (end, device), seconds)
+}
+
+/// A step trained whose loss is not read yet.
+struct Unread {
+    step: u64,
+    lr: f64,
+    /// The run's last rate before this step.
+    lr_before: f64,
+    epoch: u64,
+    samples: u64,
+    loss: StepLoss,
+}
+
+/// Reads the losses of the steps in `unread` (one wait for the device for all of them)
+/// and records them in order. The first that is not a finite number ends the run as
+/// diverged at its step: the state goes back to that step (the steps after it, trained
+/// before their loss was read, are not counted). The step it diverged at, if it did.
+fn settle(
+    unread: &mut Vec<Unread>,
+    s: &mut RunState,
+    recorder: &mut dyn Recorder,
+    log_every: u64,
+) -> Result<Option<u64>> {
+    if unread.is_empty() {
+        return Ok(None);
+    }
+    let on_device: Vec<Tensor> = unread
+        .iter()
+        .filter_map(|u| match &u.loss {
+            StepLoss::Pending(t) => Some(t.to_dtype(candle_core::DType::F32).and_then(|t| t.reshape(1))),
+            StepLoss::Value(_) => None,
+        })
+        .collect::<candle_core::Result<_>>()?;
+    let mut read = match on_device.is_empty() {
+        true => Vec::new(),
+        false => Tensor::cat(&on_device, 0)?.to_vec1::<f32>()?,
+    }
+    .into_iter();
+    let entries: Vec<Unread> = std::mem::take(unread);
+    let mut entries = entries.into_iter();
+    while let Some(u) = entries.next() {
+        let loss = match u.loss {
+            StepLoss::Value(v) => v,
+            StepLoss::Pending(_) => read.next().map_or(f64::NAN, |v| v as f64),
+        };
+        let row = StepRow { step: u.step, lr: u.lr, loss };
+        if !loss.is_finite() {
+            recorder.on_step(&row, u.epoch, true)?;
+            let undone: u64 = u.samples + entries.map(|e| e.samples).sum::<u64>();
+            (s.step, s.epoch, s.last_lr, s.samples) = (u.step, u.epoch, u.lr_before, s.samples - undone);
+            return Ok(Some(u.step));
+        }
+        recorder.on_step(&row, u.epoch, u.step % log_every == 0)?;
+        (s.loss_sum, s.loss_count) = (s.loss_sum + loss, s.loss_count + 1);
+    }
+    Ok(None)
 }
 
 /// The end of a run: a last evaluation when it ended between evaluations, the best
@@ -331,7 +420,7 @@ fn finish(
     mut tr: Training,
     evaluator: &Evaluator<'_>,
     recorder: &mut dyn Recorder,
-    end: End,
+    (end, device): (End, String),
     seconds: impl Fn() -> f64,
 ) -> Result<Outcome> {
     let t = &run.spec.train;
@@ -375,12 +464,78 @@ fn finish(
         samples_per_second: s.samples as f64 / wall.max(1e-9),
         parameters: tr.model.parameter_count(),
         validation_samples: evaluator.samples(),
+        device,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records the rows it is handed.
+    #[derive(Default)]
+    struct Rows(Vec<(StepRow, u64, bool)>);
+
+    impl Recorder for Rows {
+        fn on_step(&mut self, row: &StepRow, epoch: u64, logged: bool) -> Result<()> {
+            self.0.push((*row, epoch, logged));
+            Ok(())
+        }
+        fn on_eval(&mut self, _row: &EvalRow) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn losses_read_late_are_recorded_in_order_and_a_nan_ends_the_run_at_its_step() {
+        // What a GPU run does: steps 3..=7 trained before their losses (on the device) are
+        // read; step 6's is NaN. The rows up to it are recorded (6 with its NaN, logged), the
+        // state goes back to step 6 (steps 6 and 7 not counted).
+        let data = crate::data::prepare(&crate::data::DatasetSpec::default()).unwrap();
+        let schedule = crate::schedule::ScheduleSpec {
+            kind: crate::schedule::KindSpec::ExponentialDecay(crate::schedule::ExponentialDecay {
+                learning_rate: 0.1,
+                decay_steps: crate::schedule::Horizon::Steps(10.0),
+                decay_rate: 0.5,
+                staircase: false,
+            }),
+            warmup: None,
+        };
+        let spec = RunSpec {
+            schedule,
+            model: ModelSpec::default(),
+            optimizer: OptimizerSpec::default(),
+            train: TrainSpec::default(),
+            augment: Default::default(),
+        };
+        let run = Prepared::new(spec, data).unwrap();
+        let mut tr = Training::new(&run, &candle_core::Device::Cpu).unwrap();
+        let s = &mut tr.state;
+        (s.step, s.epoch, s.samples, s.loss_sum, s.loss_count, s.last_lr) = (8, 1, 8 * 32, 1.0, 3, 0.7);
+        let pending = |v: f32| StepLoss::Pending(candle_core::Tensor::new(v, &candle_core::Device::Cpu).unwrap());
+        let mut unread: Vec<Unread> = [(3, pending(0.5)), (4, StepLoss::Value(0.25)), (5, pending(0.125))]
+            .into_iter()
+            .map(|(step, loss)| Unread { step, lr: step as f64 / 10.0, lr_before: 0.0, epoch: 1, samples: 32, loss })
+            .collect();
+        let mut rows = Rows::default();
+        assert_eq!(settle(&mut unread, s, &mut rows, 2).unwrap(), None);
+        assert!(unread.is_empty());
+        let got: Vec<(u64, f64, bool)> = rows.0.iter().map(|(r, _, logged)| (r.step, r.loss, *logged)).collect();
+        assert_eq!(got, vec![(3, 0.5, false), (4, 0.25, true), (5, 0.125, false)]);
+        assert_eq!((s.loss_sum, s.loss_count, s.step), (1.875, 6, 8));
+
+        let mut unread: Vec<Unread> = [(6, pending(f32::NAN)), (7, pending(0.1))]
+            .into_iter()
+            .map(|(step, loss)| Unread { step, lr: step as f64 / 10.0, lr_before: 0.5, epoch: 2, samples: 32, loss })
+            .collect();
+        let mut rows = Rows::default();
+        assert_eq!(settle(&mut unread, s, &mut rows, 2).unwrap(), Some(6));
+        assert_eq!(rows.0.len(), 1);
+        let (row, epoch, logged) = rows.0[0];
+        assert!(row.step == 6 && row.loss.is_nan() && epoch == 2 && logged);
+        assert_eq!((s.step, s.epoch, s.samples, s.last_lr), (6, 2, 8 * 32 - 64, 0.5));
+        assert_eq!((s.loss_sum, s.loss_count), (1.875, 6));
+    }
 
     #[test]
     fn status_names_are_the_serialised_ones() {

@@ -1,5 +1,6 @@
 //! The `[train]` table: how long, in what batches, how often to evaluate and log.
 
+use crate::device::{DEVICES, DeviceSpec};
 use crate::model::{KERNELS, Kernels};
 use crate::params::{ParamSource, Rule};
 use crate::schedule::{Context, Horizon};
@@ -57,6 +58,11 @@ pub struct TrainSpec {
     /// runner's CPU kernels where a model has them (auto), or plain candle ops only.
     #[serde(skip_serializing_if = "is_auto")]
     pub kernels: Kernels,
+    /// Where the run trains: the CPU or a GPU. Not part of the resolved config (nor of its
+    /// hash): where a run trains is how it is run, like a sweep's placement on its GPUs,
+    /// and a run checkpointed on one device resumes on another. summary.json records it.
+    #[serde(skip)]
+    pub device: DeviceSpec,
 }
 
 impl Default for TrainSpec {
@@ -79,6 +85,7 @@ impl Default for TrainSpec {
             keep_checkpoints: 2,
             flush_denormals: true,
             kernels: Kernels::Auto,
+            device: DeviceSpec::Cpu,
         }
     }
 }
@@ -154,6 +161,13 @@ impl TrainSpec {
                 Some("auto"),
                 "auto: runner's CPU kernels where the model has them; plain: candle's ops and autograd only (what other devices run)",
             )?),
+            device: match p.optional_text("device", "cpu", "where the run trains: cpu, cuda (the first GPU) or cuda:N")? {
+                None => DeviceSpec::Cpu,
+                Some(text) => match DeviceSpec::parse(&text) {
+                    Ok(d) => d,
+                    Err(_) => return Err(p.invalid("device", format!("\"{text}\" is not a device; give {DEVICES}"))),
+                },
+            },
         })
     }
 

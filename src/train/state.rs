@@ -13,7 +13,7 @@ use crate::model::{Loss, Network};
 use crate::optim::Optimizer;
 use crate::schedule::{Context, Schedule, larger_is_better as maximize};
 use anyhow::{Result, bail};
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -68,10 +68,25 @@ impl Prepared {
         })
     }
 
-    /// The model, built from the run's seed.
-    pub fn build_model(&self) -> Result<Box<dyn Network>> {
-        let (spec, data) = (&self.spec, &self.data);
-        crate::model::build(&spec.model, data.features, self.outputs, data.image, spec.train.seed, spec.train.kernels)
+    /// The model, built from the run's seed (the same initial weights on every device)
+    /// with its tensors on `device`.
+    pub fn build_model(&self, device: &Device) -> Result<Box<dyn Network>> {
+        let (spec, data, t) = (&self.spec, &self.data, &self.spec.train);
+        crate::model::build(&spec.model, data.features, self.outputs, data.image, t.seed, t.kernels, device)
+    }
+
+    /// Opens the run's device (`[train] device`) and puts its data set there: the data set
+    /// itself on the CPU, else a copy on the GPU (made once per run).
+    pub fn open_device(&self) -> Result<(Device, Arc<Dataset>)> {
+        let spec = self.spec.train.device;
+        let device = spec.open().map_err(|e| anyhow::anyhow!("device = \"{spec}\": {e}"))?;
+        if device.is_cpu() {
+            return Ok((device, self.data.clone()));
+        }
+        let data = self.data.to_device(&device).map_err(|e| {
+            anyhow::anyhow!("cannot copy the {} data set to {}: {e}", self.data.name, crate::device::describe(&device))
+        })?;
+        Ok((device, Arc::new(data)))
     }
 }
 
@@ -93,6 +108,28 @@ pub fn check_threads(threads: u64) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Refuses GPU devices this runner or this machine cannot open (built without CUDA, no
+/// driver, a GPU number beyond those visible), before any run starts; the number of GPUs
+/// visible (0 when every device is the CPU).
+pub fn check_devices(devices: &[crate::device::DeviceSpec]) -> Result<usize, String> {
+    if devices.iter().all(|d| d.is_cpu()) {
+        return Ok(0);
+    }
+    let visible = crate::device::gpu_count().map_err(|e| format!("device = \"cuda\": {e}"))?;
+    if visible == 0 {
+        return Err(
+            "device = \"cuda\": the NVIDIA driver sees no GPU (check `nvidia-smi` and CUDA_VISIBLE_DEVICES)".into()
+        );
+    }
+    if let Some(n) = devices.iter().filter_map(|d| d.ordinal()).find(|&n| n >= visible) {
+        return Err(format!(
+            "device = \"cuda:{n}\": there is no GPU {n}; {visible} visible (cuda:0 to cuda:{})",
+            visible - 1
+        ));
+    }
+    Ok(visible)
 }
 
 /// Everything about a run that moves as it trains, besides the model's and the
@@ -134,11 +171,11 @@ pub struct Training {
 }
 
 impl Training {
-    /// A run at its start: the model from the seed, a fresh optimizer, the generators of
-    /// shuffling and dropout seeded apart.
-    pub fn new(run: &Prepared) -> Result<Training> {
+    /// A run at its start on `device`: the model from the seed, a fresh optimizer, the
+    /// generators of shuffling and dropout seeded apart.
+    pub fn new(run: &Prepared, device: &Device) -> Result<Training> {
         let t = &run.spec.train;
-        let model = run.build_model()?;
+        let model = run.build_model(device)?;
         let optimizer = Optimizer::new(&run.spec.optimizer, model.vars())?.with_decay_mask(model.decay_mask())?;
         let schedule = run.spec.schedule.build(&run.ctx);
         let state = RunState {
@@ -204,13 +241,17 @@ impl Training {
             if saved.dims() != n.var.dims() {
                 bail!("the checkpoint's {} has shape {:?}, the model's is {:?}", n.name, saved.dims(), n.var.dims());
             }
-            n.var.set(saved)?;
+            // A checkpoint is read onto the CPU; the run may be on a GPU.
+            n.var.set(&saved.to_device(n.var.device())?)?;
         }
         self.optimizer.restore(&tensors, ck.optimizer_t)?;
         let s = &mut self.state;
         if self.keeps_best && tensors.contains_key("best.0") {
-            let best = named.iter().enumerate().map(|(i, n)| (n.name.clone(), tensors[&format!("best.{i}")].clone()));
-            s.best_params = Some(best.collect());
+            let best = named
+                .iter()
+                .enumerate()
+                .map(|(i, n)| Ok((n.name.clone(), tensors[&format!("best.{i}")].to_device(n.var.device())?)));
+            s.best_params = Some(best.collect::<Result<_>>()?);
         }
         if ck.order.len() != s.order.len() {
             bail!("the checkpoint's epoch order has {} samples, the data set {}", ck.order.len(), s.order.len());

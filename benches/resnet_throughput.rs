@@ -20,27 +20,10 @@ const LONG: usize = 26;
 const ROUNDS: usize = 3;
 
 fn main() {
-    use rand::{Rng, SeedableRng};
     println!("machine: {}", support::machine());
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cifar");
-    std::fs::create_dir(&data).unwrap();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    for (name, n) in [
-        ("data_batch_1.bin", 10_000),
-        ("data_batch_2.bin", 10_000),
-        ("data_batch_3.bin", 10_000),
-        ("data_batch_4.bin", 10_000),
-        ("data_batch_5.bin", 10_000),
-        ("test_batch.bin", 500),
-    ] {
-        let mut bytes = Vec::with_capacity(n * 3073);
-        for i in 0..n {
-            bytes.push((i % 10) as u8);
-            bytes.extend((0..3072).map(|_| rng.random::<u8>()));
-        }
-        std::fs::write(data.join(name), bytes).unwrap();
-    }
+    support::cifar_files(&data);
     let runner = env!("CARGO_BIN_EXE_runner");
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/cifar10_resnet20.toml");
     let python = support::torch_python();

@@ -336,7 +336,7 @@ pub fn autograd_loss_and_grads<N: Network + ?Sized>(
 
 /// [`autograd_loss_and_grads`] on a device other than the CPU: the micro-batches one after
 /// the other, the step's loss summed there and never read here.
-fn device_loss_and_grads<N: Network + ?Sized>(
+pub(crate) fn device_loss_and_grads<N: Network + ?Sized>(
     net: &N,
     batch: &dyn Batch,
     step: &mut Step<'_>,

@@ -171,3 +171,28 @@ fn the_transformer_fast_and_plain_agree() {
     };
     agree(&spec, (8, 13, None), &token_rows(4, 8, 13), 1e-4);
 }
+
+#[test]
+fn the_gpus_step_gives_the_cpus_loss_and_gradients() {
+    // What a GPU runs (the loss summed on the device and read later), here on the CPU,
+    // against the CPU's autograd step: whole batches and micro-batches (accumulation).
+    use super::network::{StepLoss, autograd_loss_and_grads, device_loss_and_grads};
+    let spec = ModelSpec::Mlp { hidden: vec![16], activation: Activation::Relu, dropout: 0.0 };
+    let rows = image_rows(24, 20, 5);
+    for micro_batch in [24, 10] {
+        let net = build(&spec, 20, 5, None, 11, Kernels::Plain, &Device::Cpu).unwrap();
+        let (mut a, mut b) = (GradStore::default(), GradStore::default());
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut how = Step { loss: Loss::CrossEntropy, micro_batch, threads: 1, dropout: &mut rng };
+        let host = autograd_loss_and_grads(&*net, &rows, &mut how, &mut a, false).unwrap();
+        let there = device_loss_and_grads(&*net, &rows, &mut how, &mut b).unwrap();
+        assert!(matches!(there, StepLoss::Pending(_)));
+        let (host, there) = (host.value().unwrap(), there.value().unwrap());
+        assert!((host - there).abs() <= 1e-6 * host.abs(), "micro-batch {micro_batch}: {host} vs {there}");
+        for var in net.vars() {
+            let (x, y) = (a.get(&var).unwrap(), b.get(&var).unwrap());
+            let diff = (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff <= 1e-6, "micro-batch {micro_batch}: a gradient differs by {diff}");
+        }
+    }
+}

@@ -101,6 +101,9 @@ pub struct Transformer {
     decay_on: DecayOn,
     /// Plain candle ops only (no CPU kernels).
     plain: bool,
+    /// The plain path's causal mask for windows of the length it was made for, kept on the
+    /// model's device (made once, not sent over every step).
+    mask: std::sync::Mutex<Option<Tensor>>,
 }
 
 const STD: f32 = 0.02;
@@ -134,7 +137,7 @@ impl Transformer {
                 mlp_proj: Linear { w: normal(rng, &[4 * d, d], residual_std, dev)?, b: zeros(d)? },
             });
         }
-        Ok(Transformer { shape, wte, wpe, blocks, ln_f: norm()?, decay_on, plain: false })
+        Ok(Transformer { shape, wte, wpe, blocks, ln_f: norm()?, decay_on, plain: false, mask: Default::default() })
     }
 
     /// Every parameter with its name and what it is (embedding, matrix or other: biases
@@ -193,8 +196,17 @@ impl Transformer {
         let normalise = |x: &Tensor, n: &Norm| if plain { norm_plain(x, n) } else { norm(x, n) };
         // Plain attention masks the future with -inf before candle's softmax.
         let mask = if plain {
-            let future: Vec<f32> = (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
-            Some(Tensor::from_vec(future, (t, t), x.device())?)
+            let mut kept = self.mask.lock().unwrap_or_else(|p| p.into_inner());
+            match &*kept {
+                Some(m) if m.dims() == [t, t] && m.device().same_device(x.device()) => Some(m.clone()),
+                _ => {
+                    let future: Vec<f32> =
+                        (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+                    let m = Tensor::from_vec(future, (t, t), x.device())?;
+                    *kept = Some(m.clone());
+                    Some(m)
+                }
+            }
         } else {
             None
         };

@@ -401,19 +401,7 @@ fn in_place(
 /// the scale stay on the device, as PyTorch's, so the step does not wait for them).
 pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<Option<f64>> {
     if vars.first().is_some_and(|v| !v.device().is_cpu()) {
-        let squares: Vec<Tensor> =
-            vars.iter().filter_map(|v| grads.get(v)).map(|g| g.sqr()?.sum_all()).collect::<candle_core::Result<_>>()?;
-        if squares.is_empty() {
-            return Ok(None);
-        }
-        let norm = Tensor::stack(&squares, 0)?.sum_all()?.sqrt()?;
-        // min(1, max_norm / (norm + 1e-6)), as PyTorch's clamped coefficient.
-        let scale = ((norm + 1e-6)?.recip()? * max_norm)?.clamp(0f32, 1f32)?;
-        for var in vars {
-            if let Some(g) = grads.remove(var) {
-                grads.insert(var, g.broadcast_mul(&scale)?);
-            }
-        }
+        clip_grad_norm_ops(grads, vars, max_norm)?;
         return Ok(None);
     }
     let mut total = 0f64;
@@ -432,6 +420,27 @@ pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Res
         }
     }
     Ok(Some(norm))
+}
+
+/// [`clip_grad_norm`] as tensor ops, reading nothing back (what a GPU runs).
+fn clip_grad_norm_ops(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<()> {
+    let squares: Vec<Tensor> =
+        vars.iter().filter_map(|v| grads.get(v)).map(|g| g.sqr()?.sum_all()).collect::<candle_core::Result<_>>()?;
+    if squares.is_empty() {
+        return Ok(());
+    }
+    let norm = Tensor::stack(&squares, 0)?.sum_all()?.sqrt()?;
+    // min(1, max_norm / (norm + 1e-6)), PyTorch's clamped coefficient, as 1 - relu(1 - c):
+    // affine ops take their constants as kernel arguments, where clamp would send
+    // scalar tensors over (a copy to the GPU waits for the queued work).
+    let coefficient = ((norm + 1e-6)?.recip()? * max_norm)?;
+    let scale = coefficient.affine(-1.0, 1.0)?.relu()?.affine(-1.0, 1.0)?;
+    for var in vars {
+        if let Some(g) = grads.remove(var) {
+            grads.insert(var, g.broadcast_mul(&scale)?);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -528,6 +537,33 @@ mod tests {
                     assert!(x == y, "{spec:?}: tensor {i} differs at step {step}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn clipping_by_tensor_ops_scales_as_the_host_does() {
+        // Norm 13 (5 and 12): clipped to 6.5 and to 1, and not clipped at 20.
+        for max_norm in [6.5, 1.0, 20.0] {
+            let vars = [Var::new(&[3f32, 4.0], &Device::Cpu).unwrap(), Var::new(&[12f32], &Device::Cpu).unwrap()];
+            let store = || {
+                let mut g = GradStore::default();
+                g.insert(&vars[0], Tensor::new(&[3f32, 4.0], &Device::Cpu).unwrap());
+                g.insert(&vars[1], Tensor::new(&[12f32], &Device::Cpu).unwrap());
+                g
+            };
+            let (mut host, mut ops) = (store(), store());
+            assert_eq!(clip_grad_norm(&mut host, &vars, max_norm).unwrap(), Some(13.0));
+            clip_grad_norm_ops(&mut ops, &vars, max_norm).unwrap();
+            for v in &vars {
+                let (a, b) =
+                    (host.get(v).unwrap().to_vec1::<f32>().unwrap(), ops.get(v).unwrap().to_vec1::<f32>().unwrap());
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "max_norm {max_norm}: {a:?} vs {b:?}");
+                }
+            }
+            let scaled = ops.get(&vars[1]).unwrap().to_vec1::<f32>().unwrap()[0];
+            let want = if max_norm < 13.0 { 12.0 * max_norm as f32 / 13.0 } else { 12.0 };
+            assert!((scaled - want).abs() < 1e-5, "{scaled} vs {want}");
         }
     }
 

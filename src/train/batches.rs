@@ -1,8 +1,10 @@
 //! A step's samples as the trainer hands them to a model ([`crate::model::Batch`]): rows
 //! of the training set (token windows for text), their images augmented where the run
 //! augments, their targets gathered as host values for kernels that read them. On a GPU
-//! the rows are gathered from the data set's copy there; augmented images are cropped and
-//! flipped on the host, and only the batch is copied over.
+//! the epoch's order is copied there once an epoch and each step's rows (a text's
+//! windows) are gathered from the data set's copy there, so a step sends nothing over
+//! (copying host memory to a GPU waits for the work queued before it); augmented images
+//! are cropped and flipped on the host, and that batch is copied over.
 
 use crate::data::{AugmentSpec, Dataset, Task};
 use crate::kernels::{gather, with_values};
@@ -26,6 +28,13 @@ pub struct Batches<'a> {
     in_order: Vec<u32>,
     classes: Vec<u32>,
     values: Vec<f32>,
+    /// Whether rows are gathered from the epoch's order on the device (off the CPU).
+    gather_there: bool,
+    /// Then: the epoch's order there, with the epoch it is of.
+    order_on_device: Option<(u64, Tensor)>,
+    /// On a GPU, for text: 0..context and 1..=context, a window's offsets from its start
+    /// (of its tokens, of the tokens it predicts).
+    offsets: Option<(Tensor, Tensor)>,
 }
 
 impl<'a> Batches<'a> {
@@ -48,13 +57,37 @@ impl<'a> Batches<'a> {
             in_order: (0..step_samples.min(data.train.len) as u32).collect(),
             classes: Vec::new(),
             values: Vec::new(),
+            gather_there: !data.device().is_cpu(),
+            order_on_device: None,
+            offsets: None,
         }
     }
 
-    /// Step `step`'s batch of the training rows `rows`: images cropped and flipped as drawn
-    /// from the seed and the step, targets gathered.
-    pub fn batch<'b>(&'b mut self, rows: &'b [u32], step: u64) -> Result<StepBatch<'b>> {
+    /// Step `step`'s batch: the rows `order[at]` of epoch `epoch`'s order, their images
+    /// cropped and flipped as drawn from the seed and the step, targets gathered.
+    pub fn batch<'b>(
+        &'b mut self,
+        order: &'b [u32],
+        at: std::ops::Range<usize>,
+        epoch: u64,
+        step: u64,
+    ) -> Result<StepBatch<'b>> {
         let data = self.data;
+        let rows = &order[at.clone()];
+        let device = data.device();
+        let on_device = if !self.gather_there {
+            None
+        } else {
+            if self.order_on_device.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                self.order_on_device = Some((epoch, Tensor::from_slice(order, order.len(), device)?));
+            }
+            if let (Some(text), None) = (&data.text, &self.offsets) {
+                let t = text.context as u32;
+                self.offsets = Some((Tensor::arange(0, t, device)?, Tensor::arange(1, t + 1, device)?));
+            }
+            let (_, all) = self.order_on_device.as_ref().expect("set above");
+            Some(all.narrow(0, at.start, at.len())?)
+        };
         let augmented = match self.augment_shape {
             Some(shape) => {
                 let (augment, seed, out) = (self.augment, self.seed, &mut self.augmented);
@@ -79,7 +112,7 @@ impl<'a> Batches<'a> {
                 Some(Targets::Values(&self.values))
             }
         };
-        Ok(StepBatch { data, rows, augmented, targets })
+        Ok(StepBatch { data, rows, augmented, targets, on_device, offsets: self.offsets.as_ref() })
     }
 }
 
@@ -92,6 +125,9 @@ pub struct StepBatch<'a> {
     /// The augmented images and the rows 0, 1, ... of them.
     augmented: Option<(&'a [f32], &'a [u32])>,
     targets: Option<Targets<'a>>,
+    /// On a GPU: `rows` there.
+    on_device: Option<Tensor>,
+    offsets: Option<&'a (Tensor, Tensor)>,
 }
 
 impl Batch for StepBatch<'_> {
@@ -102,11 +138,30 @@ impl Batch for StepBatch<'_> {
     fn tensors(&self, range: std::ops::Range<usize>) -> Result<(Tensor, Tensor)> {
         let data = self.data;
         let rows = &self.rows[range.clone()];
+        let on_device = match &self.on_device {
+            Some(all) => Some(all.narrow(0, range.start, range.len())?),
+            None => None,
+        };
         if let Some(text) = &data.text {
-            return text.batch(crate::data::text::Part::Train, rows, data.device());
+            return match (on_device, self.offsets) {
+                // The windows gathered from the tokens on the device (train.x holds them).
+                (Some(starts), Some((inputs, next))) => {
+                    let (n, t) = (rows.len(), text.context);
+                    let starts = starts.unsqueeze(1)?;
+                    let take = |offsets: &Tensor| -> Result<Tensor> {
+                        let idx = starts.broadcast_add(offsets)?.flatten_all()?;
+                        Ok(data.train.x.index_select(&idx, 0)?)
+                    };
+                    Ok((take(inputs)?.reshape((n, t))?, take(next)?))
+                }
+                _ => text.batch(crate::data::text::Part::Train, rows, data.device()),
+            };
         }
         let device = data.device();
-        let idx = Tensor::from_slice(rows, rows.len(), device)?;
+        let idx = match on_device {
+            Some(idx) => idx,
+            None => Tensor::from_slice(rows, rows.len(), device)?,
+        };
         let x = match self.augmented {
             Some((all, _)) => {
                 let f = data.features;
@@ -124,5 +179,42 @@ impl Batch for StepBatch<'_> {
             None => HostRows::Of { x: &self.data.train.x, rows: self.rows },
         };
         Some((rows, targets, self.data.features))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{DatasetSpec, SourceSpec, prepare};
+    use crate::model::Batch;
+
+    /// The rows a GPU gathers from the epoch's order on the device (here the CPU, asked
+    /// to), against those the CPU gathers: the same inputs and targets, for images and for
+    /// a text's windows.
+    #[test]
+    fn rows_gathered_from_the_order_on_the_device_are_the_host_ones() {
+        let text = DatasetSpec {
+            source: SourceSpec::Text { path: None, tokens: crate::data::text::Tokens::Char, context: 8 },
+            ..DatasetSpec::default()
+        };
+        for spec in [DatasetSpec::default(), text] {
+            let data = prepare(&spec).unwrap();
+            let augment = AugmentSpec::default();
+            let order: Vec<u32> = (0..40u32).map(|i| (i * 37 + 5) % data.train.len as u32).collect();
+            let mut host = Batches::new(&data, &data, &augment, 1, 16);
+            let mut there = Batches::new(&data, &data, &augment, 1, 16);
+            there.gather_there = true;
+            for (epoch, at) in [(1, 0..16), (1, 16..32), (2, 32..40)] {
+                let a = host.batch(&order, at.clone(), epoch, 0).unwrap();
+                let b = there.batch(&order, at.clone(), epoch, 0).unwrap();
+                for part in [0..at.len(), 2..at.len() - 1] {
+                    let ((xa, ya), (xb, yb)) = (a.tensors(part.clone()).unwrap(), b.tensors(part).unwrap());
+                    assert_eq!(xa.dims(), xb.dims());
+                    let flat = |t: &Tensor| t.flatten_all().unwrap().to_dtype(candle_core::DType::F32).unwrap();
+                    assert_eq!(flat(&xa).to_vec1::<f32>().unwrap(), flat(&xb).to_vec1::<f32>().unwrap());
+                    assert_eq!(flat(&ya).to_vec1::<f32>().unwrap(), flat(&yb).to_vec1::<f32>().unwrap());
+                }
+            }
+        }
     }
 }

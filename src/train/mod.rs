@@ -296,11 +296,12 @@ pub fn train_prepared(
             // The batch borrows the epoch's order while the model and generator train.
             let (loss, samples) = {
                 let order = &tr.state.order;
-                let rows = &order[b * size..((b + 1) * size).min(order.len())];
-                let batch = batches.batch(rows, step)?;
+                let at = b * size..((b + 1) * size).min(order.len());
+                let rows = at.len();
+                let batch = batches.batch(order, at, tr.state.epoch, step)?;
                 let (micro_batch, threads) = (t.batch_size as usize, t.threads as usize);
                 let mut how = Step { loss: run.loss, micro_batch, threads, dropout: &mut tr.state.dropout_rng };
-                (tr.model.loss_and_grads(&batch, &mut how, &mut grads)?, rows.len() as u64)
+                (tr.model.loss_and_grads(&batch, &mut how, &mut grads)?, rows as u64)
             };
             let epoch = tr.state.epoch;
             if let StepLoss::Value(loss) = loss

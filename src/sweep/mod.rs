@@ -249,8 +249,9 @@ fn run_one(
             let mut why = format!("{e:#}");
             if why.contains("OUT_OF_MEMORY") {
                 why = format!(
-                    "out of GPU memory on {device}: the run's model, batch and data set (copied to the GPU) did not fit \
-                     beside the other runs there; lower --runs-per-gpu or train.batch_size ({why})"
+                    "out of GPU memory on {device}: the run needed {} beside what the other runs there hold; \
+                     lower --runs-per-gpu or train.batch_size ({why})",
+                    prepared.memory()
                 );
             }
             let outcome =

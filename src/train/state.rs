@@ -75,6 +75,23 @@ impl Prepared {
         crate::model::build(&spec.model, data.features, self.outputs, data.image, t.seed, t.kernels, device)
     }
 
+    /// What the run keeps on its device besides a batch's activations, in words: its
+    /// parameters with their gradients and optimizer state (16 bytes each at most), and the
+    /// data set; for a message about memory.
+    pub fn memory(&self) -> String {
+        let data = &self.data;
+        let params = self.spec.model.check(data.features, self.outputs, data.image).unwrap_or(0);
+        let bytes = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
+        let set = bytes(&data.train.x) + bytes(&data.train.y) + bytes(&data.validation.x) + bytes(&data.validation.y);
+        format!(
+            "{params} parameters (up to {:.0} MB with their gradients and optimizer state), the data set ({:.0} MB) \
+             and a batch of {}'s activations",
+            params as f64 * 16.0 / 1e6,
+            set as f64 / 1e6,
+            self.spec.train.batch_size
+        )
+    }
+
     /// Opens the run's device (`[train] device`) and puts its data set there: the data set
     /// itself on the CPU, else a copy on the GPU (made once per run).
     pub fn open_device(&self) -> Result<(Device, Arc<Dataset>)> {

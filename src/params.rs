@@ -26,9 +26,13 @@ pub enum Rule {
 }
 
 impl Rule {
-    /// Whether `x` satisfies the rule.
+    /// Whether `x` satisfies the rule. Subnormal numbers (nonzero, below
+    /// [`f64::MIN_POSITIVE`], about 2.2e-308) satisfy none: training flushes them to 0
+    /// (`[train] flush_denormals`), so a schedule would compute with another value than
+    /// `runner schedule` shows (see [`SUBNORMAL`]).
     pub fn accepts(self, x: f64) -> bool {
         x.is_finite()
+            && !x.is_subnormal()
             && match self {
                 Rule::Any => true,
                 Rule::Positive => x > 0.0,
@@ -51,6 +55,10 @@ impl Rule {
         }
     }
 }
+
+/// Why a subnormal number is refused, after "is X, ".
+pub const SUBNORMAL: &str = "a subnormal number (nonzero and below 2.2e-308), which training flushes to 0 \
+                             (`train.flush_denormals`): give a normal number, at least 2.2e-308 (or 0 where 0 is accepted)";
 
 /// Where a component's parameters come from. `doc` texts are what the catalog shows.
 pub trait ParamSource {

@@ -549,3 +549,35 @@ fn absurd_thread_counts_are_refused_before_anything_runs() {
     assert!(err.contains("= 50000 is more than"), "{err}");
     assert!(!dir.path().join("out").exists(), "nothing is written");
 }
+
+#[test]
+fn schedules_that_cannot_be_computed_are_refused_alike_by_schedule_and_run() {
+    // A subnormal decay_steps (training flushes it to 0: NaN at step 0 in the run, while
+    // `runner schedule` printed 0.1), and values whose arithmetic overflows (a cosine of
+    // 2 pi x 1e308 periods): refused at load by both commands, exit 2, the key named, and
+    // the run writes nothing.
+    let dir = TempDir::new().unwrap();
+    let cases = [
+        (
+            "subnormal",
+            "[schedule]\nkind = \"inverse_time_decay\"\nlearning_rate = 0.1\ndecay_steps = 1e-320\ndecay_rate = 0.5\n",
+            "`schedule.decay_steps` is 1e-320, a subnormal number",
+        ),
+        (
+            "overflow",
+            "[schedule]\nkind = \"linear_cosine_decay\"\nlearning_rate = 0.1\nnum_periods = 1e308\n",
+            "num_periods = 1e308",
+        ),
+    ];
+    for (name, body, says) in cases {
+        let body = format!("name = \"{name}\"\n[train]\nepochs = 2\n{body}");
+        let (code, err) = run_file(dir.path(), name, &body);
+        assert_eq!(code, Some(2), "{name}: {err}");
+        assert!(err.contains(says), "{name}: {err}");
+        assert!(!dir.path().join("out").join(name).exists(), "{name}: the run wrote its directory");
+        let (code, err) =
+            run_limited(&["schedule", &format!("{name}.toml"), "--steps", "5"], dir.path(), Duration::from_secs(60));
+        assert_eq!(code, Some(2), "{name}: {err}");
+        assert!(err.contains(says), "{name}: {err}");
+    }
+}

@@ -326,9 +326,12 @@ pub fn check_schedules(runs: &[&PlannedRun], cache: &mut data::Cache) -> Result<
         if !done.contains(&r.info.variant.as_str()) {
             done.push(&r.info.variant);
             let ctx = &run.ctx;
-            if let Some((step, lr)) =
-                crate::schedule::first_bad_rate(&*r.config.schedule.build(ctx), ctx.total_steps.min(PRECHECK_STEPS))
-            {
+            // Checked as the run computes: with its threads' handling of denormals.
+            let mode = crate::kernels::denormals::scoped(r.config.train.flush_denormals);
+            let bad =
+                crate::schedule::first_bad_rate(&*r.config.schedule.build(ctx), ctx.total_steps.min(PRECHECK_STEPS));
+            drop(mode);
+            if let Some((step, lr)) = bad {
                 return Err(input_error(format!(
                     "{}: the schedule gives lr = {lr} at step {step}; a learning rate must be a finite number",
                     r.info.name

@@ -51,6 +51,8 @@ pub fn run(args: &ScheduleArgs) -> Result<()> {
     for w in crate::schedule::fit_warnings(&cfg.schedule, &ctx, "schedule") {
         say!("warning: {w}");
     }
+    // The rates as the run computes them: its threads flush denormals unless told not to.
+    let _mode = crate::kernels::denormals::scoped(cfg.train.flush_denormals);
     let mut schedule = cfg.schedule.build(&ctx);
     let kind = cfg.schedule.kind.kind();
 

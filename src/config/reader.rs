@@ -86,6 +86,9 @@ impl<'a> TableReader<'a> {
             Node::Float(f) => f,
             _ => return Err(self.wrong_type(key, v, rule.describe())),
         };
+        if x.is_subnormal() {
+            return Err(self.error_at(v.span.clone(), key, format!("is {x:e}, {}", crate::params::SUBNORMAL)));
+        }
         if rule.accepts(x) { Ok(x) } else { Err(self.wrong_type(key, v, rule.describe())) }
     }
 
@@ -230,6 +233,11 @@ impl ParamSource for TableReader<'_> {
             return default.ok_or_else(|| self.missing(key, &expected, doc));
         };
         let v = &e.value;
+        if let Node::Float(f) = v.value
+            && f.is_subnormal()
+        {
+            return Err(self.error_at(v.span.clone(), key, format!("is {f:e}, {}", crate::params::SUBNORMAL)));
+        }
         let h = match &v.value {
             Node::Str(word) => Horizon::parse_word(word),
             Node::Int(i) if *i > 0 => Some(Horizon::Steps(*i as f64)),

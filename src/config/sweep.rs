@@ -103,6 +103,11 @@ fn parse_experiment_with(
     let src = Source { file: path, text };
     let Some(sweep_entry) = table.get("sweep") else {
         let config = parse_table(path, text, &table)?;
+        // Without its data (`runner schedule --steps N --steps-per-epoch M` needs none), the
+        // run's length is not known here: the run checks its rates once it has the data.
+        if let Ok(len) = train_len(&config.dataset) {
+            check_rates(path, text, &table, &config, len)?;
+        }
         let info = RunInfo {
             name: config.run.clone(),
             variant: config.run.clone(),
@@ -738,7 +743,54 @@ fn variant_config(
         }
     }
     apply(&mut root, &schedule_overrides)?;
-    Ok(parse_table(path, text, &root)?)
+    let config = parse_table(path, text, &root)?;
+    check_rates(path, text, &root, &config, train_len(&config.dataset)?)?;
+    Ok(config)
+}
+
+/// Refuses a schedule whose rate is not a finite number at a step probed (0, 1, each
+/// power of 10 and the last of a run on `len` training samples), computed as the run
+/// computes it (denormals flushed as `[train]` says): a value too large or too small to
+/// compute with. The error points at the schedule table and lists its extreme values.
+fn check_rates(
+    path: &Path,
+    text: &str,
+    root: &Table,
+    config: &ExperimentConfig,
+    len: usize,
+) -> Result<(), ConfigError> {
+    let ctx = config.train.schedule_context(len);
+    let bad = {
+        let _mode = crate::kernels::denormals::scoped(config.train.flush_denormals);
+        crate::schedule::first_bad_probe(&*config.schedule.build(&ctx), ctx.total_steps)
+    };
+    let Some((step, lr)) = bad else { return Ok(()) };
+    let entry = root.get("schedule");
+    let mut extreme = Vec::new();
+    if let Some(Entry { value: Spanned { value: Node::Table(t), .. }, .. }) = entry {
+        for e in &t.entries {
+            let x = match e.value.value {
+                Node::Float(x) => x,
+                Node::Int(i) => i as f64,
+                _ => continue,
+            };
+            if x.abs() > 1e15 || (x != 0.0 && x.abs() < 1e-15) {
+                extreme.push(format!("{} = {x:e}", e.key));
+            }
+        }
+    }
+    let hint = if extreme.is_empty() {
+        "a value too large or too small to compute with".to_string()
+    } else {
+        format!("a value too large or too small to compute with: {}", extreme.join(", "))
+    };
+    Err(ConfigError::at(
+        path,
+        text,
+        entry.and_then(|e| e.key_span.clone().or(e.value.span.clone())),
+        Some("schedule".into()),
+        format!("gives lr = {lr} at step {step} of the run's {} ({hint})", ctx.total_steps),
+    ))
 }
 
 /// A schedule table made by the program.

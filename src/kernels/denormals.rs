@@ -47,6 +47,26 @@ pub fn set_environment(csr: u32) -> bool {
     }
 }
 
+/// [`set`] on the calling thread until the value returned is dropped (the environment
+/// before then restored): for computing on the main thread as a run's threads do, e.g. a
+/// schedule's rates, which a denormal input would make differ.
+pub fn scoped(flush: bool) -> Restore {
+    let before = environment();
+    set(flush);
+    Restore(before)
+}
+
+/// Restores the floating-point environment [`scoped`] changed, when dropped.
+pub struct Restore(Option<u32>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if let Some(csr) = self.0 {
+            set_environment(csr);
+        }
+    }
+}
+
 /// [`set`] on the calling thread and on every thread of the rayon pool it runs in (the
 /// run's threads, which do its matrix products).
 pub fn set_for_run(flush: bool) {

@@ -46,7 +46,7 @@ impl Horizon {
         }
         let n = w.strip_suffix("epochs").or_else(|| w.strip_suffix("epoch"))?.trim();
         let e: f64 = n.parse().ok()?;
-        (e.is_finite() && e > 0.0).then_some(Horizon::Epochs(e))
+        (e.is_finite() && e > 0.0 && !e.is_subnormal()).then_some(Horizon::Epochs(e))
     }
 }
 

@@ -91,6 +91,22 @@ pub fn first_bad_rate(s: &dyn Schedule, steps: u64) -> Option<(u64, f64)> {
     (0..steps).map(|step| (step, s.lr(step))).find(|(_, lr)| !lr.is_finite())
 }
 
+/// The first of the steps 0, 1, 10, 100, ... and the last of a run of `total` steps (and
+/// 64 steps spread evenly over it) where `s` gives a rate that is not a finite number: a
+/// check cheap enough for every run of a sweep at load.
+pub fn first_bad_probe(s: &dyn Schedule, total: u64) -> Option<(u64, f64)> {
+    let mut steps = vec![0, 1];
+    let mut k = 10u64;
+    while k < total {
+        steps.push(k);
+        k = k.saturating_mul(10);
+    }
+    steps.extend((1..=64).map(|i| (total.saturating_sub(1) as u128 * i / 64) as u64));
+    steps.sort_unstable();
+    steps.dedup();
+    steps.into_iter().filter(|&s| s < total.max(1)).map(|step| (step, s.lr(step))).find(|(_, lr)| !lr.is_finite())
+}
+
 /// What a schedule may depend on besides its own parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Context {

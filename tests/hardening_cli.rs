@@ -581,3 +581,26 @@ fn schedules_that_cannot_be_computed_are_refused_alike_by_schedule_and_run() {
         assert!(err.contains(says), "{name}: {err}");
     }
 }
+
+#[test]
+fn names_read_back_from_a_plan_are_checked_as_a_configs() {
+    // A runs.json edited (or forged) to name a run `../../X` made run-one delete and write
+    // outside the experiment; every name read back is now refused as a config's would be.
+    let dir = TempDir::new().unwrap();
+    config(dir.path(), "p", &format!("name = \"p\"\n[train]\nepochs = 1\n{CONSTANT}[sweep]\nseeds = [1, 2]\n"));
+    let (code, err) = run_limited(&["sweep", "p.toml", "--plan", "--out", "out"], dir.path(), Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{err}");
+    let plan_path = dir.path().join("out/p/runs.json");
+    let plan = fs::read_to_string(&plan_path).unwrap();
+    let victim = dir.path().join("victim");
+    fs::create_dir_all(victim.join("keep")).unwrap();
+    for forged in ["../../victim", "replaced", ".runner.lock"] {
+        fs::write(&plan_path, plan.replacen("\"constant-seed1\"", &format!("\"{forged}\""), 1)).unwrap();
+        for args in [&["run-one", "out/p", "--index", "0"][..], &["collect", "out/p"][..], &["report", "out/p"][..]] {
+            let (code, err) = run_limited(args, dir.path(), Duration::from_secs(60));
+            assert_eq!(code, Some(2), "{forged} {args:?}: {err}");
+            assert!(err.contains("runs.json names the run") && err.contains("not written by runner"), "{err}");
+        }
+        assert!(victim.join("keep").is_dir(), "{forged}: outside the experiment was touched");
+    }
+}

@@ -28,7 +28,21 @@ pub fn read_plan(dir: &Path) -> Result<Plan> {
             path.display()
         ))
     })?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a runs.json this runner wrote", path.display()))
+    let plan: Plan = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a runs.json this runner wrote", path.display()))?;
+    // Names become paths (run-one deletes and writes dir/<run>): checked as strictly as a
+    // config's, so an edited or forged plan cannot reach outside the experiment.
+    let bad = std::iter::once(("experiment", &plan.experiment, crate::config::check_name(&plan.experiment)))
+        .chain(plan.runs.iter().map(|r| ("run", &r.name, crate::config::check_run_name(&r.name))))
+        .find_map(|(what, name, check)| check.err().map(|why| (what, name, why)));
+    if let Some((what, name, why)) = bad {
+        return Err(input_error(format!(
+            "{} names the {what} \"{}\", which is refused ({why}): it was not written by runner; plan the sweep again",
+            path.display(),
+            name.escape_debug()
+        )));
+    }
+    Ok(plan)
 }
 
 /// Writes `dir/runs.json` atomically.
@@ -221,13 +235,12 @@ pub fn read_experiment(dir: &Path) -> Result<ExperimentView> {
         let name = read_summary(dir).map_or_else(|| file_name(parent), |s| s.experiment);
         return Ok(ExperimentView::new(name, dir.to_path_buf(), Vec::new(), vec![record(dir, info, live)]));
     }
-    let (name, columns, infos) = match fs::read_to_string(dir.join("runs.json")) {
-        Ok(text) => {
-            let plan: Plan = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a runs.json this runner wrote", dir.join("runs.json").display()))?;
+    let (name, columns, infos) = match dir.join("runs.json").exists() {
+        true => {
+            let plan = read_plan(dir)?;
             (plan.experiment, plan.columns, plan.runs)
         }
-        Err(_) => {
+        false => {
             let mut dirs: Vec<PathBuf> = fs::read_dir(dir)
                 .with_context(|| format!("cannot read {}", dir.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))

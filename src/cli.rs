@@ -333,9 +333,9 @@ pub struct SampleArgs {
     /// The text to continue (every character must be in the run's vocabulary).
     #[arg(long, default_value = "\n", allow_hyphen_values = true)]
     pub prompt: String,
-    /// Tokens to generate.
-    #[arg(long, default_value_t = 500)]
-    pub tokens: usize,
+    /// Tokens to generate (at most 1,000,000), printed as they are drawn.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub tokens: u64,
     /// Divides the logits: below 1 sharper, above 1 more varied; 0 always takes the most
     /// likely token.
     #[arg(long, default_value_t = 0.8)]

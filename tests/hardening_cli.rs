@@ -604,3 +604,33 @@ fn names_read_back_from_a_plan_are_checked_as_a_configs() {
         assert!(victim.join("keep").is_dir(), "{forged}: outside the experiment was touched");
     }
 }
+
+#[test]
+fn text_larger_than_the_limit_is_refused_plain_or_inflated() {
+    // A sparse 300 MiB file, and a gzip of 300 MiB of spaces (a few hundred kilobytes):
+    // refused with the limit, exit 2, where both used to be read whole (a gzip bomb
+    // aborted with `memory allocation of N bytes failed`).
+    let dir = TempDir::new().unwrap();
+    let big = fs::File::create(dir.path().join("big.txt")).unwrap();
+    big.set_len(300 << 20).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(
+        fs::File::create(dir.path().join("bomb.txt.gz")).unwrap(),
+        flate2::Compression::fast(),
+    );
+    let spaces = vec![b' '; 1 << 20];
+    for _ in 0..300 {
+        gz.write_all(&spaces).unwrap();
+    }
+    gz.finish().unwrap();
+    for (file, says) in
+        [("big.txt", "big.txt is larger than the 256 MiB"), ("bomb.txt.gz", "bomb.txt.gz, inflated, is larger")]
+    {
+        let body = format!(
+            "name = \"t\"\n[dataset]\nkind = \"text\"\npath = \"{file}\"\ncontext = 8\n[model]\nkind = \"transformer\"\n\
+             layers = 1\nheads = 1\nd_model = 8\n[train]\nsteps = 2\n{CONSTANT}"
+        );
+        let (code, err) = run_file(dir.path(), "t", &body);
+        assert_eq!(code, Some(2), "{file}: {err}");
+        assert!(err.contains(says), "{file}: {err}");
+    }
+}

@@ -347,3 +347,41 @@ fn the_shipped_configs_are_valid_and_the_sweeps_schedules_end_as_documented() {
         assert!((rows[1999].1 - end).abs() < 1e-6, "{run}: ends at {}", rows[1999].1);
     }
 }
+
+#[test]
+fn samples_stream_are_bounded_and_stop_when_nobody_reads() {
+    let (dir, cfg) = setup("");
+    let out = dir.path().join("out");
+    train(&cfg, &out);
+    let run = run_dir(&out);
+    // More than a million tokens is refused before anything is drawn.
+    runner()
+        .arg("sample")
+        .arg(&run)
+        .args(["--tokens", "1000001"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("1000001 is not in 0..=1000000"));
+    // A million tokens: the text comes as it is drawn, and closing the pipe after the first
+    // bytes ends it (exit 0) long before a million would be done.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("sample")
+        .arg(&run)
+        .args(["--tokens", "1000000", "--prompt", "To be"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 40];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    assert!(first.starts_with(b"To be"), "{}", String::from_utf8_lossy(&first));
+    drop(child.stdout.take());
+    let began = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(began.elapsed().as_secs() < 60, "sampling went on after its reader left");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}

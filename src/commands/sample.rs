@@ -10,7 +10,7 @@ use crate::data::text::Vocab;
 use crate::error::input_error;
 use crate::model::ModelSpec;
 use crate::model::network::load_state_dict;
-use crate::model::sampling::{Sampling, generate};
+use crate::model::sampling::{Sampling, generate_each};
 use anyhow::{Context as _, Result};
 
 pub fn run(args: &SampleArgs) -> Result<()> {
@@ -57,12 +57,90 @@ pub fn run(args: &SampleArgs) -> Result<()> {
     if args.top_k == Some(0) {
         return Err(input_error("--top-k 0: must be at least 1"));
     }
-    let how = Sampling { tokens: args.tokens, temperature: args.temperature, top_k: args.top_k, seed: args.seed };
-    let tokens = generate(&*model, *context as usize, &prompt, &how)?;
-    let mut text = vocab.decode(&tokens);
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
-    print(&text)?;
+    let how =
+        Sampling { tokens: args.tokens as usize, temperature: args.temperature, top_k: args.top_k, seed: args.seed };
+    // The text streams out as it is drawn: the prompt, then each token (a byte token once
+    // it completes a character), then a newline if the text did not end with one. A reader
+    // that goes away (`| head`) ends the sampling; nothing else depends on it.
+    let mut out = Stream { pending: Vec::new(), last: None, open: true };
+    out.write(&vocab, &prompt);
+    generate_each(&*model, *context as usize, &prompt, &how, &mut |token| {
+        out.write(&vocab, &[token]);
+        Ok(out.open)
+    })?;
+    out.finish();
     Ok(())
+}
+
+/// Decoded text written to stdout as tokens arrive.
+struct Stream {
+    /// Bytes of a character not yet complete (byte tokens).
+    pending: Vec<u8>,
+    /// The last character written.
+    last: Option<char>,
+    /// Whether stdout still takes text.
+    open: bool,
+}
+
+impl Stream {
+    fn write(&mut self, vocab: &Vocab, tokens: &[u32]) {
+        let text = match vocab.tokens {
+            crate::data::text::Tokens::Char => vocab.decode(tokens),
+            crate::data::text::Tokens::Byte => {
+                self.pending.extend(tokens.iter().map(|&t| t as u8));
+                self.complete(false)
+            }
+        };
+        self.emit(&text);
+    }
+
+    /// The pending bytes that make whole characters (invalid ones as U+FFFD, as
+    /// `String::from_utf8_lossy`); at the end, all of them.
+    fn complete(&mut self, end: bool) -> String {
+        let mut text = String::new();
+        loop {
+            match std::str::from_utf8(&self.pending) {
+                Ok(s) => {
+                    text.push_str(s);
+                    self.pending.clear();
+                    return text;
+                }
+                Err(e) => {
+                    let good = e.valid_up_to();
+                    text.push_str(std::str::from_utf8(&self.pending[..good]).expect("valid up to here"));
+                    match e.error_len() {
+                        Some(bad) => {
+                            text.push(char::REPLACEMENT_CHARACTER);
+                            self.pending.drain(..good + bad);
+                        }
+                        None if end => {
+                            text.push(char::REPLACEMENT_CHARACTER);
+                            self.pending.clear();
+                            return text;
+                        }
+                        None => {
+                            self.pending.drain(..good);
+                            return text;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, text: &str) {
+        if text.is_empty() || !self.open {
+            return;
+        }
+        self.last = text.chars().last();
+        self.open = print(text).is_ok();
+    }
+
+    fn finish(&mut self) {
+        let rest = self.complete(true);
+        self.emit(&rest);
+        if self.last != Some('\n') {
+            self.emit("\n");
+        }
+    }
 }

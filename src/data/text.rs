@@ -159,6 +159,17 @@ impl TextData {
 }
 
 /// Reads `path` (gzipped when it ends in .gz), or the embedded Shakespeare without one.
+/// The largest text a data set may hold, after decompression: 256 MiB (enwik8 is 100 MB).
+/// Its tokens take four bytes each, and the text is held while they are made.
+pub const MAX_TEXT_BYTES: u64 = 256 << 20;
+
+fn too_large(what: &str) -> anyhow::Error {
+    input_error(format!(
+        "{what} is larger than the {} MiB of text a data set may hold; use a part of it",
+        MAX_TEXT_BYTES >> 20
+    ))
+}
+
 pub fn read(path: Option<&Path>) -> Result<String> {
     let bytes = match path {
         None => {
@@ -169,17 +180,29 @@ pub fn read(path: Option<&Path>) -> Result<String> {
             out
         }
         Some(p) => {
-            let raw =
-                std::fs::read(p).map_err(|e| input_error(format!("cannot read the text file {}: {e}", p.display())))?;
+            let cannot = |e: std::io::Error| input_error(format!("cannot read the text file {}: {e}", p.display()));
+            let file = std::fs::File::open(p).map_err(cannot)?;
+            if file.metadata().map_err(cannot)?.len() > MAX_TEXT_BYTES {
+                return Err(too_large(&p.display().to_string()));
+            }
+            // Read (and inflated) through a bound one byte past the limit: a small gzip
+            // that inflates to gigabytes stops there.
+            let mut out = Vec::new();
             if p.extension().is_some_and(|e| e == "gz") {
-                let mut out = Vec::new();
-                flate2::read::GzDecoder::new(&raw[..])
+                flate2::read::GzDecoder::new(std::io::BufReader::new(file))
+                    .take(MAX_TEXT_BYTES + 1)
                     .read_to_end(&mut out)
                     .map_err(|e| input_error(format!("{} is not a valid gzip file: {e}", p.display())))?;
-                out
+                if out.len() as u64 > MAX_TEXT_BYTES {
+                    return Err(too_large(&format!("{}, inflated,", p.display())));
+                }
             } else {
-                raw
+                file.take(MAX_TEXT_BYTES + 1).read_to_end(&mut out).map_err(cannot)?;
+                if out.len() as u64 > MAX_TEXT_BYTES {
+                    return Err(too_large(&p.display().to_string()));
+                }
             }
+            out
         }
     };
     let name = path.map_or_else(|| "the embedded Shakespeare text".to_string(), |p| p.display().to_string());

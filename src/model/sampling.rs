@@ -22,6 +22,24 @@ pub struct Sampling {
 
 /// `prompt` continued by `how.tokens` tokens; the model reads at most the last `context`.
 pub fn generate(model: &dyn Network, context: usize, prompt: &[u32], how: &Sampling) -> Result<Vec<u32>> {
+    let mut out = prompt.to_vec();
+    generate_each(model, context, prompt, how, &mut |t| {
+        out.push(t);
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+/// [`generate`], each new token handed to `each` as it is drawn (the text streams); it
+/// stops early when `each` returns false (nobody reads the text any more). Only the last
+/// `context` tokens are kept: memory does not grow with `how.tokens`.
+pub fn generate_each(
+    model: &dyn Network,
+    context: usize,
+    prompt: &[u32],
+    how: &Sampling,
+    each: &mut dyn FnMut(u32) -> Result<bool>,
+) -> Result<()> {
     if prompt.is_empty() {
         bail!("the prompt is empty: a language model continues at least one token");
     }
@@ -30,15 +48,23 @@ pub fn generate(model: &dyn Network, context: usize, prompt: &[u32], how: &Sampl
     }
     let mut rng = ChaCha8Rng::seed_from_u64(how.seed);
     let device = model.named().first().map_or(Device::Cpu, |n| n.var.device().clone());
-    let mut out = prompt.to_vec();
+    let mut window: std::collections::VecDeque<u32> =
+        prompt[prompt.len().saturating_sub(context)..].iter().copied().collect();
     for _ in 0..how.tokens {
-        let window = &out[out.len().saturating_sub(context)..];
-        let x = Tensor::from_slice(window, (1, window.len()), &device)?;
+        let tokens: Vec<u32> = window.iter().copied().collect();
+        let x = Tensor::from_slice(&tokens, (1, tokens.len()), &device)?;
         let logits = model.forward(&x, Mode::Eval)?.detach();
-        let last = logits.get(window.len() - 1)?.to_vec1::<f32>()?;
-        out.push(draw(&last, how, &mut rng) as u32);
+        let last = logits.get(tokens.len() - 1)?.to_vec1::<f32>()?;
+        let next = draw(&last, how, &mut rng) as u32;
+        if window.len() == context.max(1) {
+            window.pop_front();
+        }
+        window.push_back(next);
+        if !each(next)? {
+            break;
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A token index from `logits` as `how` says.

@@ -634,3 +634,76 @@ fn text_larger_than_the_limit_is_refused_plain_or_inflated() {
         assert!(err.contains(says), "{file}: {err}");
     }
 }
+
+/// A pipe whose reader has already gone: writing to it fails with EPIPE.
+fn closed_pipe() -> std::process::Stdio {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe() fills the two descriptors; the read end is closed at once, the write
+    // end is owned by the Stdio handed to the child.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        libc::close(fds[0]);
+        std::process::Stdio::from_raw_fd(fds[1])
+    }
+}
+
+/// `runner collect DIR | true`, `runner report DIR | head -1`: stdout closed by its
+/// reader. The exit code and the files written are what they are with a reader (collect
+/// exited 0 over failed runs; report skipped its charts).
+#[test]
+fn a_closed_stdout_changes_neither_the_exit_code_nor_the_files() {
+    let dir = TempDir::new().unwrap();
+    let sweep =
+        config(dir.path(), "sweep", &format!("[sweep]\nseeds = [1, 2]\n{CONSTANT}[train]\nepochs = 2\nthreads = 1\n"));
+    let out = dir.path().join("out");
+    let with = |args: &[&std::ffi::OsStr], stdout: std::process::Stdio| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(args)
+            .stdout(stdout)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .code()
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let run = [os("run"), sweep.clone().into_os_string(), os("--out"), out.clone().into_os_string()];
+    let run: Vec<&std::ffi::OsStr> = run.iter().map(|s| s.as_os_str()).collect();
+    assert_eq!(with(&run, closed_pipe()), Some(0));
+    let exp = out.join("sweep");
+    assert!(exp.join("summary.csv").exists());
+    // One run recorded as failed: collect exits 1, read or not.
+    let summary = exp.join("constant-seed2/summary.json");
+    let text = fs::read_to_string(&summary).unwrap();
+    fs::write(&summary, text.replace("\"status\": \"completed\"", "\"status\": \"failed\"")).unwrap();
+    let collect = [os("collect"), exp.clone().into_os_string()];
+    let collect: Vec<&std::ffi::OsStr> = collect.iter().map(|s| s.as_os_str()).collect();
+    assert_eq!(with(&collect, std::process::Stdio::null()), Some(1));
+    assert_eq!(with(&collect, closed_pipe()), Some(1));
+    // report writes its charts whether or not its table is read.
+    let charts = |exp: &Path| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(exp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".png"))
+            .collect();
+        v.sort();
+        v
+    };
+    let report = [os("report"), exp.clone().into_os_string()];
+    let report: Vec<&std::ffi::OsStr> = report.iter().map(|s| s.as_os_str()).collect();
+    assert_eq!(with(&report, std::process::Stdio::null()), Some(0));
+    let drawn = charts(&exp);
+    assert!(!drawn.is_empty());
+    for c in &drawn {
+        fs::remove_file(exp.join(c)).unwrap();
+    }
+    assert_eq!(with(&report, closed_pipe()), Some(0));
+    assert_eq!(charts(&exp), drawn);
+    // schedule's rows into a closed pipe: exit 0, as with a reader.
+    let single = config(dir.path(), "single", &format!("{CONSTANT}[train]\nepochs = 2\n"));
+    let schedule = [os("schedule"), single.into_os_string()];
+    let schedule: Vec<&std::ffi::OsStr> = schedule.iter().map(|s| s.as_os_str()).collect();
+    assert_eq!(with(&schedule, closed_pipe()), Some(0));
+}

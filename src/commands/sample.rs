@@ -2,7 +2,6 @@
 //! [--seed S] [--weights model|best]`: text from a language model run's saved weights,
 //! printed to stdout (nothing is written).
 
-use super::print;
 use crate::cli::SampleArgs;
 use crate::config;
 use crate::data::SourceSpec;
@@ -133,7 +132,7 @@ impl Stream {
             return;
         }
         self.last = text.chars().last();
-        self.open = print(text).is_ok();
+        self.open = super::write_out(text).is_ok();
     }
 
     fn finish(&mut self) {

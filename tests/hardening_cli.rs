@@ -707,3 +707,25 @@ fn a_closed_stdout_changes_neither_the_exit_code_nor_the_files() {
     let schedule: Vec<&std::ffi::OsStr> = schedule.iter().map(|s| s.as_os_str()).collect();
     assert_eq!(with(&schedule, closed_pipe()), Some(0));
 }
+
+#[test]
+fn an_output_place_that_cannot_hold_the_runs_is_named_before_anything_runs() {
+    // A file where a run's directory goes said only "Not a directory (os error 20)"; a
+    // dangling symbolic link as --out said "File exists". Each now names the path, exit 2.
+    let dir = TempDir::new().unwrap();
+    config(dir.path(), "e", &format!("name = \"e\"\n[train]\nepochs = 1\n{CONSTANT}"));
+    fs::create_dir_all(dir.path().join("out/e")).unwrap();
+    fs::write(dir.path().join("out/e/constant"), "").unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", dir.path().join("dangling")).unwrap();
+    fs::write(dir.path().join("a-file"), "").unwrap();
+    for (out, says) in [
+        ("out", "out/e/constant is a file where run constant's directory goes"),
+        ("dangling", "--out dangling is a symbolic link to /nonexistent/target, which does not exist"),
+        ("a-file", "a-file is a file where the output directory (--out) goes"),
+    ] {
+        let (code, err) = run_limited(&["run", "e.toml", "--out", out, "--quiet"], dir.path(), Duration::from_secs(60));
+        assert_eq!(code, Some(2), "{out}: {err}");
+        assert!(err.contains(says), "{out}: {err}");
+    }
+    assert!(!dir.path().join("out/e/runs.json").exists(), "nothing is written");
+}

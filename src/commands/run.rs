@@ -67,6 +67,8 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
         );
     }
     // Every data set the runs need was loaded by the checks: a missing file stopped it all.
+    let names: Vec<&str> = selected.iter().map(|r| r.info.name.as_str()).collect();
+    results::check_out(&args.out, &exp.name, &names)?;
     let jobs_list: Vec<Job<'_>> = selected.iter().zip(prepared).map(|(run, prepared)| Job { run, prepared }).collect();
     let _lock = match shard {
         Some(s) => ExperimentLock::acquire_shard(&dir, s.index, s.count)?,

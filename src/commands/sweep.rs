@@ -81,6 +81,8 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
     let selected = select(&exp, run_args.filter.as_deref(), None)?;
     let chosen: Vec<&crate::config::PlannedRun> = selected.iter().map(|&i| &exp.runs[i]).collect();
     check_schedules(&chosen, &mut cache)?;
+    let names: Vec<&str> = chosen.iter().map(|r| r.info.name.as_str()).collect();
+    results::check_out(&run_args.out, &exp.name, &names)?;
     let dir = std::path::absolute(run_args.out.join(&exp.name)).context("cannot resolve the output directory")?;
     let finished = |i: usize| {
         let r = &exp.runs[i];

@@ -86,6 +86,39 @@ pub fn read_summary(dir: &Path) -> Option<StoredSummary> {
     serde_json::from_str(&text).ok()
 }
 
+/// Refuses, before anything is written, an output place that cannot hold the experiment:
+/// `--out` a file or a symbolic link to nothing, or a file where the experiment's or a
+/// run's directory goes (each said with its path, where the OS would say only "Not a
+/// directory" or "File exists").
+pub fn check_out(out: &Path, experiment: &str, runs: &[&str]) -> Result<()> {
+    if let Ok(meta) = fs::symlink_metadata(out)
+        && meta.file_type().is_symlink()
+        && !out.exists()
+    {
+        let target = fs::read_link(out).map_or_else(|_| "?".into(), |t| t.display().to_string());
+        return Err(crate::error::input_error(format!(
+            "--out {} is a symbolic link to {target}, which does not exist: create its target, or give another --out",
+            out.display()
+        )));
+    }
+    let file_at = |path: &Path, what: String| -> Result<()> {
+        if path.exists() && !path.is_dir() {
+            return Err(crate::error::input_error(format!(
+                "{} is a file where {what} goes: move it away, or give another --out",
+                path.display()
+            )));
+        }
+        Ok(())
+    };
+    file_at(out, "the output directory (--out)".into())?;
+    let dir = out.join(experiment);
+    file_at(&dir, format!("the experiment {experiment}'s directory"))?;
+    for run in runs {
+        file_at(&dir.join(run), format!("run {run}'s directory"))?;
+    }
+    Ok(())
+}
+
 /// Whether `dir` holds a finished run (completed or diverged) of exactly `config_toml`,
 /// which a resumed sweep keeps.
 pub fn is_finished(dir: &Path, config_toml: &str) -> bool {

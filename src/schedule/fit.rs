@@ -120,7 +120,7 @@ fn kind_warnings(kind: &KindSpec, ctx: &Context, offset: u64, path: &str, out: &
             if !past.is_empty() {
                 out.push(format!(
                     "`{path}.milestones` {} {} past the run's last step ({}{}): never reached",
-                    past.join(", "),
+                    listed(&past),
                     if past.len() == 1 { "is" } else { "are" },
                     t.saturating_sub(1),
                     after_warmup(offset)
@@ -134,7 +134,7 @@ fn kind_warnings(kind: &KindSpec, ctx: &Context, offset: u64, path: &str, out: &
             if !past.is_empty() {
                 out.push(format!(
                     "`{path}.boundaries` {} {} at or past the run's last step ({}{}): {} never used",
-                    past.join(", "),
+                    listed(&past),
                     if past.len() == 1 { "is" } else { "are" },
                     t.saturating_sub(1),
                     after_warmup(offset),
@@ -164,6 +164,21 @@ fn kind_warnings(kind: &KindSpec, ctx: &Context, offset: u64, path: &str, out: &
         }
         _ => {}
     }
+}
+
+/// Values for a message: all of a few, else the first five and how many more (a list of
+/// 500,000 boundaries made a 3.9 MB warning).
+fn listed(values: &[String]) -> String {
+    const SHOWN: usize = 5;
+    if values.len() <= SHOWN + 1 {
+        return values.join(", ");
+    }
+    format!(
+        "{}, ... and {} more (the last {})",
+        values[..SHOWN].join(", "),
+        values.len() - SHOWN,
+        values[values.len() - 1]
+    )
 }
 
 fn after_warmup(offset: u64) -> String {
@@ -307,5 +322,8 @@ mod tests {
         }));
         let w = fit_warnings(&pc, &ctx(1350), "schedule");
         assert!(w[0].starts_with("`schedule.boundaries` 1349 is at or past the run's last step (1349)"), "{w:?}");
+        let many: Vec<String> = (0..500_000).map(|i| (2000 + i).to_string()).collect();
+        assert_eq!(listed(&many), "2000, 2001, 2002, 2003, 2004, ... and 499995 more (the last 501999)");
+        assert_eq!(listed(&many[..6]), "2000, 2001, 2002, 2003, 2004, 2005");
     }
 }

@@ -729,3 +729,33 @@ fn an_output_place_that_cannot_hold_the_runs_is_named_before_anything_runs() {
     }
     assert!(!dir.path().join("out/e/runs.json").exists(), "nothing is written");
 }
+
+#[test]
+fn long_grids_are_counted_before_they_are_checked() {
+    // A grid of 1.5 million values was checked pairwise for repeats for minutes before the
+    // run count refused it; the repeats of a long valid grid too, and the check of each
+    // variant's schedule. Now: counted first, repeats found by hashing.
+    let dir = TempDir::new().unwrap();
+    let values = |n: usize| (0..n).map(|i| format!("{}", 0.001 + i as f64 * 1e-7)).collect::<Vec<_>>().join(", ");
+    let body = |n: usize| {
+        format!("name = \"g\"\n[train]\nepochs = 1\n{CONSTANT}[sweep]\n\"schedule.learning_rate\" = [{}]\n", values(n))
+    };
+    config(dir.path(), "huge", &body(1_500_000));
+    let (code, err) = run_limited(&["run", "huge.toml", "--dry-run"], dir.path(), Duration::from_secs(60));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("lists 1500000 values, more than the 100000 runs one sweep may hold"), "{err}");
+    let seeds = (0..1_500_000).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    config(dir.path(), "seeds", &format!("name = \"s\"\n{CONSTANT}[sweep]\nseeds = [{seeds}]\n"));
+    let (code, err) = run_limited(&["run", "seeds.toml", "--dry-run"], dir.path(), Duration::from_secs(60));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("lists 1500000 seeds"), "{err}");
+    // 30,000 variants: planned (a dry run) within the limit; a repeat among them is named.
+    config(dir.path(), "long", &body(30_000));
+    let (code, err) = run_limited(&["run", "long.toml", "--dry-run"], dir.path(), Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{err}");
+    let repeated = body(30_000).replacen("[0.001, ", "[0.001, 0.0010001, ", 1);
+    config(dir.path(), "repeat", &repeated);
+    let (code, err) = run_limited(&["run", "repeat.toml", "--dry-run"], dir.path(), Duration::from_secs(60));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("lists 0.0010001 twice"), "{err}");
+}

@@ -318,15 +318,14 @@ const PRECHECK_STEPS: u64 = 200_000;
 /// Negative rates are held at 0 and only warned about (see `fit_warnings`). The runs,
 /// checked and prepared for the trainer, in order.
 pub fn check_schedules(runs: &[&PlannedRun], cache: &mut data::Cache) -> Result<Vec<Prepared>> {
-    let mut done: Vec<&str> = Vec::new();
+    let mut done: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut prepared = Vec::with_capacity(runs.len());
     for r in runs {
         let data = cache.get(&r.config.dataset)?;
         let run =
             Prepared::new(r.config.run_spec(), data).map_err(|why| input_error(format!("{}: {why}", r.info.name)))?;
         // Seeds of a variant share its schedule and its run's length.
-        if !done.contains(&r.info.variant.as_str()) {
-            done.push(&r.info.variant);
+        if done.insert(&r.info.variant) {
             let ctx = &run.ctx;
             // Checked as the run computes: with its threads' handling of denormals.
             let mode = crate::kernels::denormals::scoped(r.config.train.flush_denormals);

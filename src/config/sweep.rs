@@ -250,7 +250,11 @@ impl SweepSpec {
             Some(_) => {
                 let seeds = r.counts("seeds", &[], 0, "training seeds; every variant runs once per seed")?;
                 r.check(!seeds.is_empty(), "seeds", || "must list at least one seed".into())?;
-                if let Some(i) = (1..seeds.len()).find(|&i| seeds[..i].contains(&seeds[i])) {
+                r.check(seeds.len() as u64 <= MAX_RUNS, "seeds", || {
+                    format!("lists {} seeds, more than the {MAX_RUNS} runs one sweep may hold", seeds.len())
+                })?;
+                let mut seen = std::collections::HashSet::with_capacity(seeds.len());
+                if let Some(i) = (0..seeds.len()).find(|&i| !seen.insert(seeds[i])) {
                     return Err(r.invalid(
                         "seeds",
                         format!("lists seed {} twice; each seed runs every variant once, so list it once", seeds[i]),
@@ -497,9 +501,18 @@ fn read_axis(path: String, e: &Entry, span: Option<Range<usize>>, src: Source<'_
     let usage = "must be a non-empty list of values, or a range: { log_uniform = [low, high] }, { uniform = [low, high] } or { choice = [a, b, ...] }";
     let values = match &e.value.value {
         Node::Array(items) if !items.is_empty() => {
+            // Counted before anything else is done with them (a list of millions was checked
+            // pairwise for minutes before the run count refused it).
+            if items.len() as u64 > MAX_RUNS {
+                return Err(err(
+                    e.value.span.clone(),
+                    format!("lists {} values, more than the {MAX_RUNS} runs one sweep may hold", items.len()),
+                ));
+            }
             // The same value twice would run the same runs twice under one name.
-            for (i, item) in items.iter().enumerate() {
-                if items[..i].iter().any(|earlier| earlier.value == item.value) {
+            let mut seen = std::collections::HashSet::with_capacity(items.len());
+            for item in items {
+                if !seen.insert(value_key(&item.value)) {
                     return Err(err(
                         item.span.clone(),
                         format!("lists {} twice; every value of a grid must differ", value_text(&item.value, false)),
@@ -908,6 +921,29 @@ fn short_names(columns: &[String]) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// A value as a key that equal values share (`==` on nodes, spans aside): for finding
+/// repeats in a grid by hashing.
+fn value_key(n: &Node) -> String {
+    match n {
+        // 0.0 == -0.0, and both are one key.
+        Node::Float(x) if *x == 0.0 => "f0".into(),
+        Node::Float(x) => format!("f{x:?}"),
+        Node::Int(i) => format!("i{i}"),
+        Node::Str(s) => format!("s{s:?}"),
+        Node::Bool(b) => format!("b{b}"),
+        Node::Datetime(d) => format!("d{d:?}"),
+        Node::Array(items) => format!("[{}]", items.iter().map(|i| value_key(&i.value)).collect::<Vec<_>>().join(",")),
+        Node::Table(t) => format!(
+            "{{{}}}",
+            t.entries
+                .iter()
+                .map(|e| format!("{:?}={}", e.key, value_key(&e.value.value)))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    }
 }
 
 /// Makes run names unique by numbering repeats (`name`, `name-2`, ...).

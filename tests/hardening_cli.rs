@@ -759,3 +759,75 @@ fn long_grids_are_counted_before_they_are_checked() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("lists 0.0010001 twice"), "{err}");
 }
+
+#[test]
+fn shards_and_whole_experiment_writers_exclude_each_other() {
+    // `runner sweep A --shard 0/1` and `runner run B` with the same name into one --out
+    // both ran, and runs.json ended up listing one of them. Now one lock discipline: a
+    // writer of the whole experiment excludes shards and the other way round; shards of one
+    // sweep share it; a shard of another sweep with the same name is refused.
+    let dir = TempDir::new().unwrap();
+    let long = "[train]\nepochs = 400\n";
+    config(dir.path(), "a", &format!("name = \"same\"\n{CONSTANT}{long}[sweep]\nseeds = [1, 2]\n"));
+    config(dir.path(), "b", &format!("name = \"same\"\n{CONSTANT}{long}"));
+    config(dir.path(), "c", &format!("name = \"same\"\n{CONSTANT}{long}[sweep]\nseeds = [3, 4]\n"));
+    let spawn = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(args)
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let exp = dir.path().join("out/same");
+    let wait_for = |file: &str| {
+        let began = Instant::now();
+        while !exp.join(file).exists() {
+            assert!(began.elapsed() < Duration::from_secs(60), "{file} never appeared");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    // A shard runs: the whole-experiment writer and a shard of another sweep are refused,
+    // the other shard of the same sweep is not.
+    let mut shard = spawn(&["sweep", "a.toml", "--shard", "0/2", "--out", "out", "--quiet"]);
+    wait_for("runs.json");
+    let (code, err) = run_limited(&["run", "b.toml", "--out", "out", "--quiet"], dir.path(), Duration::from_secs(60));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is being written by another runner") && err.contains("a shard of a sweep"), "{err}");
+    let (code, err) = run_limited(
+        &["sweep", "c.toml", "--shard", "1/2", "--out", "out", "--quiet"],
+        dir.path(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is being written by shards of another sweep named same"), "{err}");
+    let mut other = spawn(&["sweep", "a.toml", "--shard", "1/2", "--out", "out", "--quiet"]);
+    let began = Instant::now();
+    while !exp.join(".runner.shard-1-of-2.lock").exists() && other.try_wait().unwrap().is_none() {
+        assert!(began.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(other.try_wait().unwrap().is_none(), "the other shard of the same sweep was refused");
+    for c in [&mut shard, &mut other] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    // The whole experiment being written: a shard is refused.
+    let mut whole = spawn(&["run", "b.toml", "--out", "out", "--quiet", "--force"]);
+    // The shards left the shared lock's file (empty) behind: wait for the holder's id in it.
+    let began = Instant::now();
+    while fs::read_to_string(exp.join(".runner.lock")).unwrap_or_default().trim().is_empty() {
+        assert!(began.elapsed() < Duration::from_secs(60), "runner run never took the lock");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (code, err) = run_limited(
+        &["sweep", "a.toml", "--shard", "0/2", "--out", "out", "--quiet"],
+        dir.path(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is being written by another runner"), "{err}");
+    let _ = whole.kill();
+    let _ = whole.wait();
+}

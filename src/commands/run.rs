@@ -89,7 +89,27 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
         }
     }
     announce_replaced(&dir, &selected, args.quiet);
-    results::write_plan(&dir, &plan(exp))?;
+    let ours = plan(exp);
+    // Shards of one sweep share its plan; a shard of another sweep with the same name would
+    // replace the plan under the ones running (their runs would vanish from the listing).
+    if let Some(s) = shard
+        && dir.join("runs.json").exists()
+        && ExperimentLock::shards_running(&dir, &format!(".runner.shard-{}-of-{}.lock", s.index, s.count))
+    {
+        let theirs = results::read_plan(&dir)?;
+        let key = |p: &Plan| -> Vec<(String, Option<String>)> {
+            p.runs.iter().map(|r| (r.name.clone(), r.config_hash.clone())).collect()
+        };
+        if key(&theirs) != key(&ours) {
+            return Err(input_error(format!(
+                "{} is being written by shards of another sweep named {} (its runs.json lists other runs or configs); \
+                 wait for them, or give this sweep another name or --out",
+                dir.display(),
+                exp.name
+            )));
+        }
+    }
+    results::write_plan(&dir, &ours)?;
     // candle's matrix products take their thread count from here; each run's own pool
     // then bounds it. Set before the signal handler's thread exists.
     // SAFETY: no other thread of this process reads the environment concurrently.

@@ -349,22 +349,41 @@ pub fn csv_problems(dir: &Path) -> Vec<String> {
 /// who holds it (process id and host), for the refusal message.
 pub struct ExperimentLock {
     path: PathBuf,
+    /// Whether the file goes when the lock does (not a shared lock: others may hold it).
+    remove: bool,
     // Declared after `path`: dropped (unlocked) after the file is removed in `drop`.
     _file: fs::File,
+    /// A shard's hold on the experiment's lock, taken before its own.
+    _experiment: Option<Box<ExperimentLock>>,
 }
 
 const LOCK: &str = ".runner.lock";
 
 impl ExperimentLock {
-    /// Creates `dir` if needed and locks it; refuses when a live process holds the lock.
+    /// Creates `dir` if needed and locks it; refuses when a live process holds the lock
+    /// (another runner of the whole experiment, or shards of one).
     pub fn acquire(dir: &Path) -> Result<ExperimentLock> {
-        Self::acquire_named(dir, LOCK)
+        Self::acquire_named(dir, LOCK, false)
     }
 
     /// Locks `dir` for shard `index` of `count`: shards write different runs, so each
-    /// has its own lock and they may run at once (two copies of one shard may not).
+    /// has its own lock and they may run at once (two copies of one shard may not). Each
+    /// also holds the experiment's lock shared: a writer of the whole experiment (`runner
+    /// run` of another config with the same name) is refused while shards run, and a shard
+    /// while it runs.
     pub fn acquire_shard(dir: &Path, index: u64, count: u64) -> Result<ExperimentLock> {
-        Self::acquire_named(dir, &format!(".runner.shard-{index}-of-{count}.lock"))
+        let shared = Self::acquire_named(dir, LOCK, true)?;
+        let mut own = Self::acquire_named(dir, &format!(".runner.shard-{index}-of-{count}.lock"), false)?;
+        own._experiment = Some(Box::new(shared));
+        Ok(own)
+    }
+
+    /// Whether a live process holds a shard's lock of `dir` (other than the caller's own).
+    pub fn shards_running(dir: &Path, except: &str) -> bool {
+        fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(".runner.shard-") && name != except && Self::lock_holder(&e.path()).is_some()
+        })
     }
 
     /// Locks run `run` of the experiment in `dir`: one writer per run directory, whether a
@@ -372,10 +391,12 @@ impl ExperimentLock {
     /// a resumed run. The lock file sits beside the run (`.runner.run-<run>.lock`), since a
     /// restarted run's directory is replaced.
     pub fn acquire_run(dir: &Path, run: &str) -> Result<ExperimentLock> {
-        Self::acquire_named(dir, &format!(".runner.run-{run}.lock"))
+        Self::acquire_named(dir, &format!(".runner.run-{run}.lock"), false)
     }
 
-    fn acquire_named(dir: &Path, name: &str) -> Result<ExperimentLock> {
+    /// Locks `dir/name`, exclusively, or `shared` with other shared holders (who write
+    /// nothing in it, and leave it in place).
+    fn acquire_named(dir: &Path, name: &str, shared: bool) -> Result<ExperimentLock> {
         use std::fs::TryLockError;
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(name);
@@ -388,12 +409,16 @@ impl ExperimentLock {
                 .truncate(false)
                 .open(&path)
                 .with_context(|| format!("cannot create the lock {}", path.display()))?;
-            match file.try_lock() {
+            let taken = if shared { file.try_lock_shared() } else { file.try_lock() };
+            match taken {
                 Ok(()) => {
                     // The holder we raced may have removed the file before unlocking it:
                     // only a lock on the file the path names now counts.
                     if !same_file(&file, &path) {
                         continue;
+                    }
+                    if shared {
+                        return Ok(ExperimentLock { path, remove: false, _file: file, _experiment: None });
                     }
                     // A full disk shows here first (the lock is a run's first file):
                     // the error names the file, as every write's does.
@@ -405,7 +430,7 @@ impl ExperimentLock {
                         let _ = fs::remove_file(&path);
                         return Err(e).with_context(|| format!("cannot write {}", path.display()));
                     }
-                    return Ok(ExperimentLock { path, _file: file });
+                    return Ok(ExperimentLock { path, remove: true, _file: file, _experiment: None });
                 }
                 // A reader's brief look (`holder`) or a holder on its way out: try again
                 // for a moment before refusing.
@@ -414,10 +439,22 @@ impl ExperimentLock {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 Err(TryLockError::WouldBlock) => {
-                    let who = fs::read_to_string(&path).unwrap_or_default();
-                    let mut parts = who.split_whitespace();
-                    let pid = parts.next().unwrap_or("?");
-                    let host = parts.next().map_or(String::new(), |h| format!(" on {h}"));
+                    let mut who = fs::read_to_string(&path).unwrap_or_default();
+                    // Shards hold the experiment's lock shared and write their ids in their own.
+                    if who.trim().is_empty() && name == LOCK {
+                        who = fs::read_dir(dir)
+                            .into_iter()
+                            .flatten()
+                            .flatten()
+                            .filter(|e| e.file_name().to_string_lossy().starts_with(".runner.shard-"))
+                            .find(|e| Self::lock_holder(&e.path()).is_some())
+                            .and_then(|e| fs::read_to_string(e.path()).ok())
+                            .map(|t| format!("{} (a shard of a sweep)", t.trim()))
+                            .unwrap_or_default();
+                    }
+                    let mut parts = who.trim().splitn(2, char::is_whitespace);
+                    let pid = parts.next().filter(|p| !p.is_empty()).unwrap_or("?");
+                    let host = parts.next().map_or(String::new(), |h| format!(" on {}", h.trim()));
                     let what = match name.strip_prefix(".runner.run-").and_then(|n| n.strip_suffix(".lock")) {
                         Some(run) => format!("run {run} of {}", dir.display()),
                         None => dir.display().to_string(),
@@ -484,7 +521,9 @@ fn same_file(file: &fs::File, path: &Path) -> bool {
 
 impl Drop for ExperimentLock {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        if self.remove {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 

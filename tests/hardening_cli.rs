@@ -719,7 +719,7 @@ fn an_output_place_that_cannot_hold_the_runs_is_named_before_anything_runs() {
     std::os::unix::fs::symlink("/nonexistent/target", dir.path().join("dangling")).unwrap();
     fs::write(dir.path().join("a-file"), "").unwrap();
     for (out, says) in [
-        ("out", "out/e/constant is a file where run constant's directory goes"),
+        ("out", "out/e/constant is a file where the run's directory goes"),
         ("dangling", "--out dangling is a symbolic link to /nonexistent/target, which does not exist"),
         ("a-file", "a-file is a file where the output directory (--out) goes"),
     ] {

@@ -324,6 +324,25 @@ fn an_output_directory_that_cannot_be_written_is_refused_before_submitting() {
         .arg(&file)
         .assert()
         .code(2)
+        .stderr(predicate::str::contains("a-file is a file where the output directory (--out) goes"));
+    // A directory it cannot write to: said with what the nodes need.
+    let locked = dir.path().join("locked");
+    fs::create_dir(&locked).unwrap();
+    let mut perms = fs::metadata(&locked).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o555);
+    fs::set_permissions(&locked, perms).unwrap();
+    if fs::write(locked.join("probe"), "").is_ok() {
+        eprintln!("skipped the unwritable --out case: this user (root) writes anywhere");
+        return;
+    }
+    runner()
+        .env("PATH", dir.path())
+        .args(["sweep", "--backend", "slurm"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&locked)
+        .assert()
+        .code(2)
         .stderr(predicate::str::contains("cannot write to").and(predicate::str::contains("file system every node")));
 }
 
@@ -569,6 +588,17 @@ fn a_refused_submission_shows_slurms_message() {
         );
     assert!(!dir.path().join("out/four/slurm/jobs.json").exists());
     assert!(!dir.path().join("out/four").exists(), "a refused submission left files behind");
+    // --out (and folders above it) that the submission made are gone too.
+    assert!(!dir.path().join("out").exists(), "a refused submission left the --out it created");
+    let deep = dir.path().join("a/b/c");
+    runner()
+        .args(["sweep", "--backend", "slurm", "--partition", "no-such-partition"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&deep)
+        .assert()
+        .code(1);
+    assert!(!dir.path().join("a").exists(), "a refused submission left the folders it created");
 }
 
 #[test]
@@ -998,4 +1028,44 @@ fn wait_shows_why_tasks_are_pending_and_stops_on_tasks_that_can_never_start() {
     );
     assert!(err.contains("scancel 4242") && err.contains("--cpus-per-task"), "{err}");
     assert_eq!(out.status.code(), Some(1), "{err}");
+}
+
+#[test]
+fn collect_after_a_job_that_ended_reports_never_started_runs_as_a_failure() {
+    // The job ended (squeue lists nothing) with its tasks cancelled before they started,
+    // scontrol showing them as one range (`ArrayTaskId=0-3%1 JobState=CANCELLED`): collect
+    // named each as "no longer listed" and exited 0 over runs that will never start; now it
+    // reads the range and exits 1, as --wait does.
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    let path = fake_slurm_commands(
+        dir.path(),
+        &[
+            ("sbatch", "echo 4242\n"),
+            ("squeue", "exit 0\n"),
+            ("sacct", "exit 1\n"),
+            (
+                "scontrol",
+                "case \"$*\" in *config*) echo 'MaxArraySize = 1001';; \
+                 *) echo 'JobId=4242 ArrayJobId=4242 ArrayTaskId=0-3%1 JobState=CANCELLED Reason=None';; esac\n",
+            ),
+        ],
+    );
+    let exp = dir.path().join("out/four");
+    let submitted = runner()
+        .env("PATH", &path)
+        .args(["sweep", "--backend", "slurm"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert!(submitted.status.success(), "{}", String::from_utf8_lossy(&submitted.stderr));
+    let out = runner().env("PATH", &path).arg("collect").arg(&exp).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("4 runs never started (pending again)"), "{err}");
+    assert!(err.contains("Slurm ended its task 4242_0 as CANCELLED before it started"), "{err}");
+    assert!(!err.contains("no longer lists"), "{err}");
+    assert!(err.contains("4 of 4 runs did not finish"), "{err}");
 }

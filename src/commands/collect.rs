@@ -40,12 +40,16 @@ pub fn run(args: &CollectArgs) -> Result<()> {
     }
     let mut slurm_note = None;
     let mut queued = BTreeMap::new();
+    // Whether the experiment's latest Slurm job has ended: nothing of it is queued or
+    // running, so a run still pending will not start by itself.
+    let mut job_ended = false;
     if dir.join("slurm").join("jobs.json").exists() {
         match slurm::latest_job(dir) {
             Ok(Some(status)) => {
                 let plan = results::read_plan(dir)?;
                 let settled = slurm::settle(dir, &plan.experiment, &plan.runs, &status)?;
                 let (lost, never) = (&settled.lost, &settled.never_started);
+                job_ended = status.ended();
                 slurm_note = Some(if status.ended() {
                     format!(
                         "Slurm job{} {} {} ended{}{}",
@@ -55,7 +59,7 @@ pub fn run(args: &CollectArgs) -> Result<()> {
                         if lost.is_empty() {
                             String::new()
                         } else {
-                            format!("; {} run{} left no result: {}", lost.len(), plural(lost.len()), lost.join(", "))
+                            format!("; {} run{} left no result: {}", lost.len(), plural(lost.len()), listed(lost, dir))
                         },
                         if never.is_empty() {
                             String::new()
@@ -64,7 +68,7 @@ pub fn run(args: &CollectArgs) -> Result<()> {
                                 "; {} run{} never started (pending again): {}",
                                 never.len(),
                                 plural(never.len()),
-                                never.join(", ")
+                                listed(never, dir)
                             )
                         }
                     )
@@ -105,11 +109,15 @@ pub fn run(args: &CollectArgs) -> Result<()> {
     }
     // Runs that ended without finishing (failed, interrupted, or lost: a partial
     // metrics.csv with nobody training it) make collect fail, as `sweep --wait` does;
-    // pending and running runs are still to come.
+    // pending and running runs are still to come, unless the job has ended: then a
+    // pending run will not start by itself (cancelled before it started, a submission
+    // refused halfway), and is a failure to report as `--wait` reports it.
     let unfinished: Vec<String> = view
         .runs
         .iter()
-        .filter(|r| matches!(r.status.as_str(), "failed" | "interrupted" | "incomplete"))
+        .filter(|r| {
+            matches!(r.status.as_str(), "failed" | "interrupted" | "incomplete") || (job_ended && r.status == "pending")
+        })
         .map(|r| format!("{} ({})", r.info.name, r.status))
         .collect();
     if !unfinished.is_empty() && refused.is_empty() {
@@ -117,7 +125,7 @@ pub fn run(args: &CollectArgs) -> Result<()> {
             "{} of {} runs did not finish: {} (each run's summary.json or log says why; run or submit the sweep again to train them)",
             unfinished.len(),
             view.runs.len(),
-            unfinished.join(", ")
+            listed(&unfinished, dir)
         );
     }
     if !refused.is_empty() {
@@ -132,6 +140,21 @@ pub fn run(args: &CollectArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Names for a message: all of a few, else the first five, how many more, and where the
+/// whole list is (150 never-started runs made one 13 kB line).
+fn listed(names: &[String], dir: &Path) -> String {
+    const SHOWN: usize = 5;
+    if names.len() <= SHOWN + 1 {
+        return names.join(", ");
+    }
+    format!(
+        "{}, ... and {} more (summary.csv in {} lists every run's status)",
+        names[..SHOWN].join(", "),
+        names.len() - SHOWN,
+        dir.display()
+    )
 }
 
 /// The config hash the plan of `dir` expects of run `name`: its `plan/<run>.toml`, else its

@@ -67,8 +67,7 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
         );
     }
     // Every data set the runs need was loaded by the checks: a missing file stopped it all.
-    let names: Vec<&str> = selected.iter().map(|r| r.info.name.as_str()).collect();
-    results::check_out(&args.out, &exp.name, &names)?;
+    results::check_out(&args.out, &exp.name)?;
     let jobs_list: Vec<Job<'_>> = selected.iter().zip(prepared).map(|(run, prepared)| Job { run, prepared }).collect();
     let _lock = match shard {
         Some(s) => ExperimentLock::acquire_shard(&dir, s.index, s.count)?,
@@ -81,6 +80,12 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
         // checkpoint; finished results, or another config's, are not touched without a flag.
         let resumable = std::fs::read_to_string(run_dir.join("config.toml")).is_ok_and(|c| c == toml)
             && !results::is_finished(&run_dir, &toml);
+        if run_dir.exists() && !run_dir.is_dir() {
+            return Err(input_error(format!(
+                "{} is a file where the run's directory goes: move it away, or give another --out",
+                run_dir.display()
+            )));
+        }
         if !resumable && run_dir.exists() && std::fs::read_dir(&run_dir)?.next().is_some() {
             return Err(input_error(format!(
                 "{} already holds results of an earlier run; pass --force to replace them, --resume to keep them if that run finished with this config, or --out DIR to write elsewhere",

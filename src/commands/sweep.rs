@@ -81,8 +81,7 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
     let selected = select(&exp, run_args.filter.as_deref(), None)?;
     let chosen: Vec<&crate::config::PlannedRun> = selected.iter().map(|&i| &exp.runs[i]).collect();
     check_schedules(&chosen, &mut cache)?;
-    let names: Vec<&str> = chosen.iter().map(|r| r.info.name.as_str()).collect();
-    results::check_out(&run_args.out, &exp.name, &names)?;
+    results::check_out(&run_args.out, &exp.name)?;
     let dir = std::path::absolute(run_args.out.join(&exp.name)).context("cannot resolve the output directory")?;
     let finished = |i: usize| {
         let r = &exp.runs[i];
@@ -173,6 +172,14 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
         // plan/ holds each run's config: those of an earlier submission stay.
         created.retain(|p| !p.starts_with(dir.join("plan")));
     }
+    // The folders above it that this submission creates (--out itself, when new), innermost
+    // first: removed too when empty, so a refused submission leaves nothing behind.
+    let new_parents: Vec<PathBuf> = dir
+        .ancestors()
+        .skip(1)
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .map(Path::to_path_buf)
+        .collect();
     check_writable(&dir)?;
     std::fs::create_dir_all(dir.join("slurm").join("logs")).context("cannot create the Slurm log directory")?;
     let _lock = ExperimentLock::acquire(&dir)?;
@@ -202,6 +209,10 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
             Err(e) if jobs.is_empty() => {
                 drop(_lock);
                 remove_created(&dir, &created);
+                for parent in &new_parents {
+                    // Only if empty: remove_dir refuses otherwise.
+                    let _ = std::fs::remove_dir(parent);
+                }
                 return Err(e);
             }
             Err(e) => {
@@ -444,13 +455,24 @@ fn wait(
                         .is_none_or(|s| s.started_at.unwrap_or(0.0) < submitted_at - 5.0)
             })
             .count();
+        // A task still listed whose run has written its result since the submission is
+        // finishing (its process exiting): counted as finished, not as running as well.
+        let done_since = |i: usize| {
+            infos
+                .get(i)
+                .and_then(|r| results::read_summary(&dir.join(&r.name)))
+                .is_some_and(|s| s.started_at.unwrap_or(0.0) >= submitted_at - 5.0)
+        };
+        let listed_as = |states: &[&str]| {
+            status.queued.iter().filter(|(i, s)| states.contains(&s.as_str()) && !done_since(**i)).count()
+        };
         let line = format!(
             "{job_word} {ids}: {}/{} finished ({}), {} running, {} pending{}{}",
             counts.values().sum::<usize>(),
             runs.len(),
             describe(&counts),
-            status.count("RUNNING") + status.count("COMPLETING"),
-            status.count("PENDING"),
+            listed_as(&["RUNNING", "COMPLETING"]),
+            listed_as(&["PENDING"]),
             if why.is_empty() {
                 String::new()
             } else {
@@ -516,7 +538,13 @@ fn count(dir: &Path, infos: &[RunInfo], runs: &[usize], since: Option<f64>) -> B
     for &i in runs {
         let summary = infos.get(i).and_then(|r| results::read_summary(&dir.join(&r.name)));
         if let Some(s) = summary.filter(|s| since.is_none_or(|t| s.started_at.unwrap_or(0.0) >= t - 5.0)) {
-            *counts.entry(s.outcome.status.name().to_string()).or_default() += 1;
+            // collect's and report's words: a completed run flagged as collapsed is one.
+            let status = if s.collapsed.is_some() && s.outcome.status == crate::train::Status::Completed {
+                "collapsed"
+            } else {
+                s.outcome.status.name()
+            };
+            *counts.entry(status.to_string()).or_default() += 1;
         }
     }
     counts
@@ -524,7 +552,7 @@ fn count(dir: &Path, infos: &[RunInfo], runs: &[usize], since: Option<f64>) -> B
 
 /// `3 completed, 1 failed` (`none yet` when empty).
 fn describe(counts: &BTreeMap<String, usize>) -> String {
-    let order = ["completed", "diverged", "failed", "interrupted"];
+    let order = ["completed", "collapsed", "diverged", "failed", "interrupted"];
     let parts: Vec<String> =
         order.iter().filter_map(|s| counts.get(*s).filter(|n| **n > 0).map(|n| format!("{n} {s}"))).collect();
     if parts.is_empty() { "none yet".into() } else { parts.join(", ") }

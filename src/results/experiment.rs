@@ -226,11 +226,10 @@ pub fn read_experiment(dir: &Path) -> Result<ExperimentView> {
             dir.display()
         )));
     }
-    let live = ExperimentLock::holder(dir).is_some();
     if dir.join("metrics.csv").exists() && !dir.join("runs.json").exists() {
         // A single run's directory.
         let parent = dir.parent().unwrap_or(Path::new("."));
-        let live = ExperimentLock::holder(parent).is_some();
+        let live = ExperimentLock::run_holder(parent, &file_name(dir)).is_some();
         let info = discovered_info(dir);
         let name = read_summary(dir).map_or_else(|| file_name(parent), |s| s.experiment);
         return Ok(ExperimentView::new(name, dir.to_path_buf(), Vec::new(), vec![record(dir, info, live)]));
@@ -256,7 +255,15 @@ pub fn read_experiment(dir: &Path) -> Result<ExperimentView> {
             dir.display()
         )));
     }
-    let runs = infos.into_iter().map(|info| record(&dir.join(&info.name), info, live)).collect();
+    // Running: a run whose own lock a live process holds (a local sweep's job, a Slurm
+    // task's run-one); another run of a live experiment whose process died is not.
+    let runs = infos
+        .into_iter()
+        .map(|info| {
+            let live = ExperimentLock::run_holder(dir, &info.name).is_some();
+            record(&dir.join(&info.name), info, live)
+        })
+        .collect();
     Ok(ExperimentView::new(name, dir.to_path_buf(), columns, runs))
 }
 
@@ -477,6 +484,11 @@ impl ExperimentLock {
             }
         }
         Err(input_error(format!("cannot lock {}: other runners keep taking it", dir.display())))
+    }
+
+    /// The process id of a live process training run `run` of `dir` (holding its lock).
+    pub fn run_holder(dir: &Path, run: &str) -> Option<u32> {
+        Self::lock_holder(&dir.join(format!(".runner.run-{run}.lock")))
     }
 
     /// The process id of a live process holding a lock of `dir` (the experiment's or a

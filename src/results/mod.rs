@@ -87,10 +87,11 @@ pub fn read_summary(dir: &Path) -> Option<StoredSummary> {
 }
 
 /// Refuses, before anything is written, an output place that cannot hold the experiment:
-/// `--out` a file or a symbolic link to nothing, or a file where the experiment's or a
-/// run's directory goes (each said with its path, where the OS would say only "Not a
-/// directory" or "File exists").
-pub fn check_out(out: &Path, experiment: &str, runs: &[&str]) -> Result<()> {
+/// `--out` a file or a symbolic link to nothing, or a file where the experiment's
+/// directory goes (each said with its path, where the OS would say only "Not a
+/// directory" or "File exists"). A file where one run's directory goes fails that run
+/// alone, naming it, and the others go on.
+pub fn check_out(out: &Path, experiment: &str) -> Result<()> {
     if let Ok(meta) = fs::symlink_metadata(out)
         && meta.file_type().is_symlink()
         && !out.exists()
@@ -111,12 +112,7 @@ pub fn check_out(out: &Path, experiment: &str, runs: &[&str]) -> Result<()> {
         Ok(())
     };
     file_at(out, "the output directory (--out)".into())?;
-    let dir = out.join(experiment);
-    file_at(&dir, format!("the experiment {experiment}'s directory"))?;
-    for run in runs {
-        file_at(&dir.join(run), format!("run {run}'s directory"))?;
-    }
-    Ok(())
+    file_at(&out.join(experiment), format!("the experiment {experiment}'s directory"))
 }
 
 /// Whether `dir` holds a finished run (completed or diverged) of exactly `config_toml`,

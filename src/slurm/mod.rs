@@ -41,6 +41,11 @@ impl JobRecord {
     pub fn task_name(&self, run: usize) -> String {
         format!("{}_{}", self.job_id, run - self.offset)
     }
+
+    /// One past its last task id (its runs' largest index less the offset).
+    pub fn task_limit(&self) -> usize {
+        self.runs.iter().max().map_or(0, |&m| m.saturating_sub(self.offset) + 1)
+    }
 }
 
 /// Where the plan's configs are: `<dir>/plan/<run>.toml`.

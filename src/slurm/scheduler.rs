@@ -124,11 +124,40 @@ fn parse_tasks(text: &str, jobs: &[JobRecord]) -> BTreeMap<usize, String> {
         let (Some(id), Some(state)) = (fields.next(), fields.next()) else { continue };
         let Some((j, task)) = id.split_once('_') else { continue };
         let Some(job) = jobs.iter().find(|job| job.job_id == j) else { continue };
-        if let Ok(t) = task.parse::<usize>() {
-            tasks.insert(job.offset + t, state.split_whitespace().next().unwrap_or("").to_string());
+        let state = state.split_whitespace().next().unwrap_or("").to_string();
+        // One task (`12_3`), or tasks not yet split out of their array (`12_[3-5%1]`).
+        let task = task.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(task);
+        for t in task_ids(task, job.task_limit()) {
+            tasks.insert(job.offset + t, state.clone());
         }
     }
     tasks
+}
+
+/// The task ids of an array spec as Slurm writes them: `3`, `0-298:2%1`, `1,4-6` (the
+/// `%N` bound aside); ids from `limit` on (past the array's last task: a spec read back
+/// cannot hold them) are left out, so a malformed one cannot make a list of billions.
+fn task_ids(spec: &str, limit: usize) -> Vec<usize> {
+    let spec = spec.split('%').next().unwrap_or("");
+    let mut ids = Vec::new();
+    for part in spec.split(',') {
+        let (range, step) = match part.split_once(':') {
+            Some((r, s)) => (r, s.parse::<usize>().ok().filter(|&s| s > 0)),
+            None => (part, Some(1)),
+        };
+        let Some(step) = step else { continue };
+        let (lo, hi) = match range.split_once('-') {
+            Some((a, b)) => (a.parse::<usize>(), b.parse::<usize>()),
+            None => (range.parse::<usize>(), range.parse::<usize>()),
+        };
+        if let (Ok(lo), Ok(hi)) = (lo, hi) {
+            let hi = hi.min(limit.saturating_sub(1));
+            if lo <= hi {
+                ids.extend((lo..=hi).step_by(step));
+            }
+        }
+    }
+    ids
 }
 
 /// How the ended tasks of `jobs` ended (COMPLETED, FAILED, TIMEOUT, CANCELLED, NODE_FAIL,
@@ -155,10 +184,12 @@ pub fn final_states(jobs: &[JobRecord]) -> BTreeMap<usize, String> {
             let field = |name: &str| {
                 line.split_whitespace().find_map(|w| w.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
             };
-            if let (Some(task), Some(state)) = (field("ArrayTaskId"), field("JobState"))
-                && let Ok(t) = task.parse::<usize>()
-            {
-                tasks.insert(job.offset + t, state.to_string());
+            // One task, or a range of tasks never split out of the array
+            // (`ArrayTaskId=0-298:2%1 JobState=CANCELLED`).
+            if let (Some(task), Some(state)) = (field("ArrayTaskId"), field("JobState")) {
+                for t in task_ids(task, job.task_limit()) {
+                    tasks.insert(job.offset + t, state.to_string());
+                }
             }
         }
     }
@@ -170,7 +201,7 @@ mod tests {
     use super::*;
 
     fn job(id: &str, offset: usize) -> JobRecord {
-        JobRecord { job_id: id.into(), runs: Vec::new(), submitted_at: 0.0, offset }
+        JobRecord { job_id: id.into(), runs: (offset..offset + 100).collect(), submitted_at: 0.0, offset }
     }
 
     #[test]
@@ -185,6 +216,22 @@ mod tests {
         assert_eq!(tasks.keys().copied().collect::<Vec<_>>(), vec![0, 3, 66]);
         // sacct writes "CANCELLED by 0".
         assert_eq!(parse_tasks("5_2|CANCELLED by 0", &[job("5", 0)])[&2], "CANCELLED");
+        // Tasks never split out of their array.
+        let mut j = job("7", 10);
+        j.runs = (10..20).collect();
+        let tasks = parse_tasks("7_[2-4%1]|PENDING\n7_[6,8]|CANCELLED", &[j]);
+        assert_eq!(tasks.keys().copied().collect::<Vec<_>>(), vec![12, 13, 14, 16, 18]);
+        assert_eq!(tasks[&16], "CANCELLED");
+    }
+
+    #[test]
+    fn array_task_specs_expand_within_the_array() {
+        assert_eq!(task_ids("3", 10), vec![3]);
+        assert_eq!(task_ids("0-298:2%1", 300).len(), 150);
+        assert_eq!(task_ids("0-8:2", 300), vec![0, 2, 4, 6, 8]);
+        assert_eq!(task_ids("1,4-6", 10), vec![1, 4, 5, 6]);
+        assert_eq!(task_ids("0-4294967295", 5), vec![0, 1, 2, 3, 4]);
+        assert!(task_ids("x-y,:0", 10).is_empty());
     }
 
     #[test]

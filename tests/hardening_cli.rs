@@ -831,3 +831,30 @@ fn shards_and_whole_experiment_writers_exclude_each_other() {
     let _ = whole.kill();
     let _ = whole.wait();
 }
+
+#[test]
+fn a_warning_about_half_a_million_values_stays_short() {
+    // A piecewise schedule with 500,000 boundaries past the run printed a 3.9 MB warning;
+    // now five values and how many more.
+    let dir = TempDir::new().unwrap();
+    let n = 500_000;
+    let boundaries: Vec<String> = (0..n).map(|i| (10_000 + i).to_string()).collect();
+    let values: Vec<String> = (0..=n).map(|i| format!("{}", 0.1 / (1.0 + i as f64))).collect();
+    config(
+        dir.path(),
+        "pw",
+        &format!(
+            "name = \"pw\"\n[train]\nepochs = 1\n[schedule]\nkind = \"piecewise_constant\"\nboundaries = [{}]\nvalues = [{}]\n",
+            boundaries.join(", "),
+            values.join(", ")
+        ),
+    );
+    let (code, err) = run_limited(&["run", "pw.toml", "--dry-run"], dir.path(), Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{}", &err[..err.len().min(2000)]);
+    assert!(
+        err.contains("10000, 10001, 10002, 10003, 10004, ... and 499995 more (the last 509999)"),
+        "{}",
+        &err[..err.len().min(2000)]
+    );
+    assert!(err.len() < 10_000, "{} bytes of messages", err.len());
+}

@@ -3,8 +3,9 @@
 //! augments, their targets gathered as host values for kernels that read them. On a GPU
 //! the epoch's order is copied there once an epoch and each step's rows (a text's
 //! windows) are gathered from the data set's copy there, so a step sends nothing over
-//! (copying host memory to a GPU waits for the work queued before it); augmented images
-//! are cropped and flipped on the host, and that batch is copied over.
+//! (copying host memory to a GPU waits for the work queued before it). Augmentation there
+//! is a gather from the zero-padded batch: the epoch's draws (the same the CPU draws, from
+//! the seed and each step) go over once an epoch as each sample's flip and offset.
 
 use crate::data::{AugmentSpec, Dataset, Task};
 use crate::kernels::{gather, with_values};
@@ -35,6 +36,28 @@ pub struct Batches<'a> {
     /// On a GPU, for text: 0..context and 1..=context, a window's offsets from its start
     /// (of its tokens, of the tokens it predicts).
     offsets: Option<(Tensor, Tensor)>,
+    /// On a GPU, augmenting: the epoch's draws there (see [`DeviceAugment`]).
+    augment_on_device: Option<DeviceAugment>,
+    /// The most samples a step takes.
+    step_samples: usize,
+}
+
+/// Augmentation as a gather on the device. An output pixel (c, y, x) of a sample with
+/// draws (flip, dy, dx) reads the zero-padded image (c, H', W') = (c, h + 2p, w + 2p) at
+/// row y + dy + p and column (flip ? w - 1 - (x + dx) : x + dx) + p, which is what
+/// [`crate::data::augment_rows`] computes. As indices into the flattened padded image:
+/// `base[flip][c, y, x] + offset`, with `offset = dy * W' + (flip ? -dx : dx) + K` and
+/// `K = p * W' + p` taken out of the bases so that every term is a u32.
+struct DeviceAugment {
+    epoch: u64,
+    /// Per position of the epoch's order: 1 where the sample is mirrored, (len, 1) u8.
+    flips: Tensor,
+    /// Per position: the sample's offset, (len, 1) u32.
+    shifts: Tensor,
+    /// The bases, (1, c * h * w) u32: unmirrored and mirrored.
+    base: Tensor,
+    base_mirrored: Tensor,
+    pad: usize,
 }
 
 impl<'a> Batches<'a> {
@@ -60,7 +83,61 @@ impl<'a> Batches<'a> {
             gather_there: !data.device().is_cpu(),
             order_on_device: None,
             offsets: None,
+            augment_on_device: None,
+            step_samples: step_samples.max(1),
         }
+    }
+
+    /// The draws of the epoch `epoch` whose order is `order` (position `at` is in step
+    /// `step`), made as the CPU makes them, on the device as [`DeviceAugment`].
+    fn draw_epoch(
+        &self,
+        (c, h, w): (usize, usize, usize),
+        order: &[u32],
+        (at, epoch, step): (usize, u64, u64),
+    ) -> Result<DeviceAugment> {
+        use rand::Rng;
+        let device = self.data.device();
+        let (p, size) = (self.augment.crop_padding as usize, self.step_samples);
+        let (hp, wp) = (h + 2 * p, w + 2 * p);
+        let k = (p * wp + p) as i64;
+        let first = step.saturating_sub((at / size) as u64);
+        let (mut flips, mut shifts) = (Vec::with_capacity(order.len()), Vec::with_capacity(order.len()));
+        for (b, batch) in order.chunks(size).enumerate() {
+            // The draws of augment_rows, in its order: per image, the flip, then dy and dx.
+            let mut rng = crate::data::step_rng(self.seed, first + b as u64);
+            for _ in batch {
+                let flip = self.augment.flip && rng.random_bool(0.5);
+                let (dy, dx) = if p > 0 {
+                    let pad = p as i64;
+                    let dy = rng.random_range(0..=2 * pad) - pad;
+                    (dy, rng.random_range(0..=2 * pad) - pad)
+                } else {
+                    (0, 0)
+                };
+                flips.push(flip as u8);
+                shifts.push((dy * wp as i64 + if flip { -dx } else { dx } + k) as u32);
+            }
+        }
+        let (mut base, mut mirrored) = (Vec::with_capacity(c * h * w), Vec::with_capacity(c * h * w));
+        for ch in 0..c {
+            for y in 0..h {
+                for x in 0..w {
+                    let row = (ch * hp * wp + (y + p) * wp) as i64;
+                    base.push((row + (x + p) as i64 - k) as u32);
+                    mirrored.push((row + (w - 1 - x + p) as i64 - k) as u32);
+                }
+            }
+        }
+        let n = order.len();
+        Ok(DeviceAugment {
+            epoch,
+            flips: Tensor::from_vec(flips, (n, 1), device)?,
+            shifts: Tensor::from_vec(shifts, (n, 1), device)?,
+            base: Tensor::from_vec(base, (1, c * h * w), device)?,
+            base_mirrored: Tensor::from_vec(mirrored, (1, c * h * w), device)?,
+            pad: p,
+        })
     }
 
     /// Step `step`'s batch: the rows `order[at]` of epoch `epoch`'s order, their images
@@ -75,6 +152,12 @@ impl<'a> Batches<'a> {
         let data = self.data;
         let rows = &order[at.clone()];
         let device = data.device();
+        if self.gather_there
+            && let Some(shape) = self.augment_shape
+            && self.augment_on_device.as_ref().is_none_or(|a| a.epoch != epoch)
+        {
+            self.augment_on_device = Some(self.draw_epoch(shape, order, (at.start, epoch, step))?);
+        }
         let on_device = if !self.gather_there {
             None
         } else {
@@ -89,6 +172,7 @@ impl<'a> Batches<'a> {
             Some(all.narrow(0, at.start, at.len())?)
         };
         let augmented = match self.augment_shape {
+            Some(_) if self.gather_there => None,
             Some(shape) => {
                 let (augment, seed, out) = (self.augment, self.seed, &mut self.augmented);
                 with_values(&self.host.train.x, |all: &[f32]| {
@@ -112,7 +196,18 @@ impl<'a> Batches<'a> {
                 Some(Targets::Values(&self.values))
             }
         };
-        Ok(StepBatch { data, rows, augmented, targets, on_device, offsets: self.offsets.as_ref() })
+        let draws = match &self.augment_on_device {
+            Some(a) if self.gather_there => Some(DeviceDraws {
+                flips: a.flips.narrow(0, at.start, at.len())?,
+                shifts: a.shifts.narrow(0, at.start, at.len())?,
+                base: &a.base,
+                base_mirrored: &a.base_mirrored,
+                pad: a.pad,
+                shape: self.augment_shape.expect("augmenting"),
+            }),
+            _ => None,
+        };
+        Ok(StepBatch { data, rows, augmented, targets, on_device, offsets: self.offsets.as_ref(), draws })
     }
 }
 
@@ -128,6 +223,31 @@ pub struct StepBatch<'a> {
     /// On a GPU: `rows` there.
     on_device: Option<Tensor>,
     offsets: Option<&'a (Tensor, Tensor)>,
+    /// On a GPU, augmenting: this batch's draws there.
+    draws: Option<DeviceDraws<'a>>,
+}
+
+/// A batch's part of [`DeviceAugment`].
+struct DeviceDraws<'a> {
+    flips: Tensor,
+    shifts: Tensor,
+    base: &'a Tensor,
+    base_mirrored: &'a Tensor,
+    pad: usize,
+    shape: (usize, usize, usize),
+}
+
+impl DeviceDraws<'_> {
+    /// Rows `range` of the batch, `x` (n, c * h * w) as gathered, cropped and flipped.
+    fn apply(&self, x: &Tensor, range: std::ops::Range<usize>) -> Result<Tensor> {
+        let ((c, h, w), p, n) = (self.shape, self.pad, range.len());
+        let padded = x.reshape((n, c, h, w))?.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?.flatten_from(1)?;
+        let d = c * h * w;
+        let flips = self.flips.narrow(0, range.start, n)?.broadcast_as((n, d))?;
+        let base = flips.where_cond(&self.base_mirrored.broadcast_as((n, d))?, &self.base.broadcast_as((n, d))?)?;
+        let idx = base.broadcast_add(&self.shifts.narrow(0, range.start, n)?)?;
+        Ok(padded.contiguous()?.gather(&idx.contiguous()?, 1)?)
+    }
 }
 
 impl Batch for StepBatch<'_> {
@@ -162,12 +282,13 @@ impl Batch for StepBatch<'_> {
             Some(idx) => idx,
             None => Tensor::from_slice(rows, rows.len(), device)?,
         };
-        let x = match self.augmented {
-            Some((all, _)) => {
+        let x = match (self.augmented, &self.draws) {
+            (Some((all, _)), _) => {
                 let f = data.features;
                 Tensor::from_slice(&all[range.start * f..range.end * f], (rows.len(), f), device)?
             }
-            None => data.train.x.index_select(&idx, 0)?,
+            (None, Some(draws)) => draws.apply(&data.train.x.index_select(&idx, 0)?, range.clone())?,
+            (None, None) => data.train.x.index_select(&idx, 0)?,
         };
         Ok((x, data.train.y.index_select(&idx, 0)?))
     }
@@ -189,24 +310,32 @@ mod tests {
     use crate::model::Batch;
 
     /// The rows a GPU gathers from the epoch's order on the device (here the CPU, asked
-    /// to), against those the CPU gathers: the same inputs and targets, for images and for
-    /// a text's windows.
+    /// to), against those the CPU gathers: the same inputs and targets, for images (as
+    /// they are, cropped, mirrored, both, drawn as the CPU draws) and for a text's windows.
     #[test]
     fn rows_gathered_from_the_order_on_the_device_are_the_host_ones() {
         let text = DatasetSpec {
             source: SourceSpec::Text { path: None, tokens: crate::data::text::Tokens::Char, context: 8 },
             ..DatasetSpec::default()
         };
-        for spec in [DatasetSpec::default(), text] {
+        let augments = [
+            AugmentSpec::default(),
+            AugmentSpec { crop_padding: 2, flip: true },
+            AugmentSpec { crop_padding: 0, flip: true },
+            AugmentSpec { crop_padding: 3, flip: false },
+        ];
+        let cases = augments.iter().map(|a| (DatasetSpec::default(), *a)).chain([(text, AugmentSpec::default())]);
+        for (spec, augment) in cases {
             let data = prepare(&spec).unwrap();
-            let augment = AugmentSpec::default();
             let order: Vec<u32> = (0..40u32).map(|i| (i * 37 + 5) % data.train.len as u32).collect();
             let mut host = Batches::new(&data, &data, &augment, 1, 16);
             let mut there = Batches::new(&data, &data, &augment, 1, 16);
             there.gather_there = true;
-            for (epoch, at) in [(1, 0..16), (1, 16..32), (2, 32..40)] {
-                let a = host.batch(&order, at.clone(), epoch, 0).unwrap();
-                let b = there.batch(&order, at.clone(), epoch, 0).unwrap();
+            // Epoch 1 entered mid-way (a resumed run), then epoch 2 from its start: steps
+            // 3 and 4, then 5, 6 and 7 (the last batch short).
+            for (epoch, at, step) in [(1, 16..32, 4), (1, 32..40, 5), (2, 0..16, 5), (2, 16..32, 6), (2, 32..40, 7)] {
+                let a = host.batch(&order, at.clone(), epoch, step).unwrap();
+                let b = there.batch(&order, at.clone(), epoch, step).unwrap();
                 for part in [0..at.len(), 2..at.len() - 1] {
                     let ((xa, ya), (xb, yb)) = (a.tensors(part.clone()).unwrap(), b.tensors(part).unwrap());
                     assert_eq!(xa.dims(), xb.dims());

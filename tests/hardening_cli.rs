@@ -858,3 +858,28 @@ fn a_warning_about_half_a_million_values_stays_short() {
     );
     assert!(err.len() < 10_000, "{} bytes of messages", err.len());
 }
+
+#[test]
+fn a_run_counts_as_running_only_while_its_own_lock_is_held() {
+    // Two runs that wrote metrics and no summary (killed, or still training); a live
+    // process holds the lock of one of them. collect said both were running (any lock of
+    // the experiment made every unfinished run "running"); now the other is incomplete.
+    let dir = TempDir::new().unwrap();
+    config(dir.path(), "s", &format!("name = \"s\"\n{CONSTANT}[train]\nepochs = 2\n[sweep]\nseeds = [1, 2]\n"));
+    let (code, err) = run_limited(&["run", "s.toml", "--out", "out", "--quiet"], dir.path(), Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{err}");
+    let exp = dir.path().join("out/s");
+    for run in ["constant-seed1", "constant-seed2"] {
+        fs::remove_file(exp.join(run).join("summary.json")).unwrap();
+    }
+    let lock = fs::File::create(exp.join(".runner.run-constant-seed1.lock")).unwrap();
+    lock.lock().unwrap();
+    // (collect exits 1 over the incomplete run.)
+    let (code, err) = run_limited(&["collect", "out/s"], dir.path(), Duration::from_secs(60));
+    assert_eq!(code, Some(1), "{err}");
+    let rows = common::csv_rows(&exp.join("summary.csv"));
+    let mut status = common::column(&rows, "status");
+    status.sort();
+    assert_eq!(status, ["incomplete", "running"], "{err}");
+    drop(lock);
+}

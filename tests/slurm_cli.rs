@@ -1069,3 +1069,46 @@ fn collect_after_a_job_that_ended_reports_never_started_runs_as_a_failure() {
     assert!(!err.contains("no longer lists"), "{err}");
     assert!(err.contains("4 of 4 runs did not finish"), "{err}");
 }
+
+#[test]
+fn wait_counts_a_finished_runs_lingering_task_as_finished_not_running() {
+    // Run 0 finished (its task still listed RUNNING while its process exits): --wait said
+    // "1/1 finished (1 completed), 1 running". The fake sbatch trains run 0 at once.
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "four", FOUR);
+    let exp = dir.path().join("out/four");
+    let path = fake_slurm_commands(
+        dir.path(),
+        &[
+            ("sbatch", "\"$RUNNER_BIN\" run-one \"$EXP\" --index 0 --quiet >/dev/null 2>&1\necho 4242\n"),
+            (
+                "squeue",
+                "case \"$*\" in *states=PENDING*) exit 0;; esac\n\
+                 n=$(cat $CALLS 2>/dev/null || echo 0)\necho $((n + 1)) > $CALLS\n\
+                 if [ \"$n\" -lt 2 ]; then echo '4242_0|RUNNING'; fi\nexit 0\n",
+            ),
+            ("sacct", "exit 1\n"),
+            (
+                "scontrol",
+                "case \"$*\" in *config*) echo 'MaxArraySize = 1001';; \
+                 *) echo 'JobId=4242 ArrayJobId=4242 ArrayTaskId=1-3 JobState=CANCELLED Reason=None';; esac\n",
+            ),
+        ],
+    );
+    let out = runner()
+        .env("PATH", &path)
+        .env("RUNNER_BIN", assert_cmd::cargo::cargo_bin("runner"))
+        .env("EXP", &exp)
+        .args(["sweep", "--backend", "slurm", "--wait", "--poll", "0.1"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1/4 finished (1 completed), 0 running"), "{err}");
+    assert!(!err.contains("finished (1 completed), 1 running"), "{err}");
+    assert!(err.contains("never started"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+}

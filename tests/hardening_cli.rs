@@ -702,6 +702,19 @@ fn a_closed_stdout_changes_neither_the_exit_code_nor_the_files() {
     assert_eq!(with(&report, closed_pipe()), Some(0));
     assert_eq!(charts(&exp), drawn);
     // schedule's rows into a closed pipe: exit 0, as with a reader.
+    // A local sweep with both streams closed: its runs and exit code as with readers.
+    let swept = dir.path().join("swept");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("sweep")
+        .arg(&sweep)
+        .arg("--out")
+        .arg(&swept)
+        .stdout(closed_pipe())
+        .stderr(closed_pipe())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(swept.join("sweep/summary.csv").exists());
     let single = config(dir.path(), "single", &format!("{CONSTANT}[train]\nepochs = 2\n"));
     let schedule = [os("schedule"), single.into_os_string()];
     let schedule: Vec<&std::ffi::OsStr> = schedule.iter().map(|s| s.as_os_str()).collect();

@@ -1111,4 +1111,32 @@ fn wait_counts_a_finished_runs_lingering_task_as_finished_not_running() {
     assert!(!err.contains("finished (1 completed), 1 running"), "{err}");
     assert!(err.contains("never started"), "{err}");
     assert_eq!(out.status.code(), Some(1), "{err}");
+    // The same wait with stdout and stderr closed by their readers: the same exit code and
+    // the same summary.csv.
+    let summary = fs::read_to_string(exp.join("summary.csv")).unwrap();
+    fs::remove_file(exp.join("summary.csv")).unwrap();
+    let closed = || {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe() fills the two descriptors; the read end is closed at once.
+        unsafe {
+            assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+            libc::close(fds[0]);
+            std::process::Stdio::from_raw_fd(fds[1])
+        }
+    };
+    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .env("PATH", &path)
+        .env("RUNNER_BIN", assert_cmd::cargo::cargo_bin("runner"))
+        .env("EXP", &exp)
+        .args(["sweep", "--backend", "slurm", "--wait", "--poll", "0.1", "--force"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .stdout(closed())
+        .stderr(closed())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(fs::read_to_string(exp.join("summary.csv")).unwrap().lines().count(), summary.lines().count());
 }

@@ -264,3 +264,20 @@ fn copy_run(src: &Path, dest: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lists_of_runs_show_five_and_say_where_the_rest_are() {
+        let names: Vec<String> = (0..150).map(|i| format!("run-{i}")).collect();
+        let text = listed(&names, Path::new("experiments/x"));
+        assert_eq!(
+            text,
+            "run-0, run-1, run-2, run-3, run-4, ... and 145 more (summary.csv in experiments/x lists every run's status)"
+        );
+        assert!(text.len() < 200);
+        assert_eq!(listed(&names[..6], Path::new("x")), "run-0, run-1, run-2, run-3, run-4, run-5");
+    }
+}

@@ -98,18 +98,8 @@ fn main() {
         (path("configs/cifar10_resnet20.toml"), path("configs/shakespeare_char.toml"), path("data/shakespeare.txt.gz"));
     let (resnet_peer, text_peer) = (path("bench/pytorch_resnet_peer.py"), path("bench/pytorch_transformer_peer.py"));
     let dataset = format!("dataset.dir={}", data.display());
-    let resnet_args = [
-        "--set",
-        &dataset,
-        "--set",
-        "dataset.augment.crop_padding=0",
-        "--set",
-        "dataset.augment.flip=false",
-        "--set",
-        "train.eval_every=100000",
-        "--device",
-        "cuda",
-    ];
+    let mut resnet_args = vec!["--set", &dataset, "--device", "cuda"];
+    resnet_args.extend(support::RESNET_PLAIN);
     let text_args = [
         "--set",
         "train.batch_size=64",
@@ -152,7 +142,7 @@ fn main() {
         let sweep_out = out.join("sweep");
         let mut args = vec!["sweep", sweep.to_str().unwrap(), "--quiet", "--out", sweep_out.to_str().unwrap()];
         args.extend(["--set", &steps, "--runs-per-gpu", "8"]);
-        args.extend(resnet_args);
+        args.extend(&resnet_args);
         let start = std::time::Instant::now();
         support::run_measured(&runner, &args).unwrap_or_else(|e| panic!("runner sweep failed: {e}"));
         rows[2].ours.push((SWEEP_RUNS * LONG * 128) as f64 / start.elapsed().as_secs_f64());

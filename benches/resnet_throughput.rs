@@ -33,18 +33,8 @@ fn main() {
     );
     for threads in [1usize, 2] {
         let (dataset, threads_arg) = (format!("dataset.dir={}", data.display()), format!("train.threads={threads}"));
-        let args = [
-            "--set",
-            &dataset,
-            "--set",
-            "dataset.augment.crop_padding=0",
-            "--set",
-            "dataset.augment.flip=false",
-            "--set",
-            &threads_arg,
-            "--set",
-            "train.eval_every=100000",
-        ];
+        let mut args = vec!["--set", &dataset, "--set", &threads_arg];
+        args.extend(support::RESNET_PLAIN);
         let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         let (mut peak, mut their_peak, mut failure) = (0f64, 0f64, None);
         for round in 0..ROUNDS {

@@ -1,4 +1,16 @@
-//! "Did you mean ...?" for misspelt keys, kinds and names.
+//! Words for messages: "did you mean ...?" for misspelt keys, kinds and names, and long
+//! lists cut short.
+
+/// `items` for a message: all of a few, else the first five and how many more, with
+/// `more` (where the rest are, which is last) in brackets (a list of 500,000 boundaries
+/// made a 3.9 MB warning, 150 runs a 13 kB line).
+pub fn first_few(items: &[String], more: impl FnOnce() -> String) -> String {
+    const SHOWN: usize = 5;
+    if items.len() <= SHOWN + 1 {
+        return items.join(", ");
+    }
+    format!("{}, ... and {} more ({})", items[..SHOWN].join(", "), items.len() - SHOWN, more())
+}
 
 /// The closest of `candidates` to `word`, if any is close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {

@@ -1,7 +1,8 @@
 //! The device option through the real binary, on a machine without a GPU (what CI has):
 //! `[train] device` and `--device` are read and checked, a GPU that cannot be used is
 //! refused before anything runs or is written (exit 2) with what to do, `cpu` trains as
-//! before and says so in summary.json, and the Slurm script asks for GPUs. What needs a
+//! before and says so in summary.json, and a Slurm sweep on GPUs is refused where it cannot work (the script's
+//! `--gpus-per-task` is checked in src/slurm/script.rs). What needs a
 //! GPU is in tests/gpu.rs.
 
 mod common;
@@ -94,7 +95,7 @@ fn the_cpu_device_trains_as_before_and_is_recorded() {
 }
 
 #[test]
-fn a_slurm_sweep_on_gpus_asks_for_one_per_task() {
+fn a_slurm_sweep_on_gpus_is_refused_without_gpu_support_or_with_local_placement() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "exp", &format!("{BODY}[sweep]\nseeds = [1, 2]\n"));
     let out = dir.path().join("out");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{config, runner};
+use common::{closed_pipe, config, runner};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -488,18 +488,7 @@ fn runs_named_like_runners_own_files_are_refused_at_load() {
 /// work and the exit code are what they would be (they were a panic's 101).
 #[test]
 fn a_closed_stderr_changes_neither_the_work_nor_the_exit_code() {
-    use std::os::fd::FromRawFd;
     let dir = TempDir::new().unwrap();
-    let closed_stderr = || {
-        let mut fds = [0i32; 2];
-        // SAFETY: pipe() fills the two descriptors; the read end is closed at once, the
-        // write end is owned by the Stdio handed to the child.
-        unsafe {
-            assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
-            libc::close(fds[0]);
-            std::process::Stdio::from_raw_fd(fds[1])
-        }
-    };
     let ok = config(dir.path(), "ok", &format!("{CONSTANT}[train]\nepochs = 2\n"));
     let bad = config(dir.path(), "bad", "[schedule]\nkind = \"constant\"\n");
     let sweep =
@@ -512,7 +501,7 @@ fn a_closed_stderr_changes_neither_the_work_nor_the_exit_code() {
             .arg("--out")
             .arg(&out)
             .stdout(std::process::Stdio::null())
-            .stderr(closed_stderr())
+            .stderr(closed_pipe())
             .status()
             .unwrap();
         assert_eq!(status.code(), Some(want), "{}", cfg.display());
@@ -524,7 +513,7 @@ fn a_closed_stderr_changes_neither_the_work_nor_the_exit_code() {
         .args(["schedule"])
         .arg(&bad)
         .stdout(std::process::Stdio::null())
-        .stderr(closed_stderr())
+        .stderr(closed_pipe())
         .status()
         .unwrap();
     assert_eq!(status.code(), Some(2));
@@ -632,19 +621,6 @@ fn text_larger_than_the_limit_is_refused_plain_or_inflated() {
         let (code, err) = run_file(dir.path(), "t", &body);
         assert_eq!(code, Some(2), "{file}: {err}");
         assert!(err.contains(says), "{file}: {err}");
-    }
-}
-
-/// A pipe whose reader has already gone: writing to it fails with EPIPE.
-fn closed_pipe() -> std::process::Stdio {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe() fills the two descriptors; the read end is closed at once, the write
-    // end is owned by the Stdio handed to the child.
-    unsafe {
-        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
-        libc::close(fds[0]);
-        std::process::Stdio::from_raw_fd(fds[1])
     }
 }
 

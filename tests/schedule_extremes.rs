@@ -13,7 +13,7 @@ use runner::config::parse_experiment;
 use runner::schedule::catalog::{KindDoc, kinds};
 use std::path::Path;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const NUMBERS: &[&str] = &[
     "0",
@@ -157,7 +157,6 @@ fn every_accepted_schedule_answers_every_step_with_a_finite_rate_in_bounded_time
                 });
                 let _ = tx.send(result.map_err(|e| format!("{e:#}")));
             });
-            let started = Instant::now();
             match rx.recv_timeout(Duration::from_secs(10)) {
                 Err(_) => panic!("no answer in 10 s (a hang) for:\n{text}"),
                 Ok(Err(_)) => refused.set(refused.get() + 1),
@@ -165,7 +164,6 @@ fn every_accepted_schedule_answers_every_step_with_a_finite_rate_in_bounded_time
                     for (step, lr) in rates {
                         assert!(lr.is_finite(), "lr({step}) = {lr} for an accepted schedule:\n{text}");
                     }
-                    assert!(started.elapsed() < Duration::from_secs(10));
                     accepted.set(accepted.get() + 1);
                     per_kind.borrow_mut()[k] += 1;
                 }

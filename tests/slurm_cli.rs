@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{column, config, csv_rows, results_without_clock, runner};
+use common::{closed_pipe, column, config, csv_rows, results_without_clock, runner};
 use predicates::prelude::*;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -316,32 +316,13 @@ fn an_output_directory_that_cannot_be_written_is_refused_before_submitting() {
     let cfg = config(dir.path(), "four", FOUR);
     let file = dir.path().join("a-file");
     fs::write(&file, "").unwrap();
-    runner()
-        .env("PATH", dir.path())
-        .args(["sweep", "--backend", "slurm"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&file)
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("a-file is a file where the output directory (--out) goes"));
-    // A directory it cannot write to: said with what the nodes need.
-    let locked = dir.path().join("locked");
-    fs::create_dir(&locked).unwrap();
-    let mut perms = fs::metadata(&locked).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o555);
-    fs::set_permissions(&locked, perms).unwrap();
-    if fs::write(locked.join("probe"), "").is_ok() {
-        eprintln!("skipped the unwritable --out case: this user (root) writes anywhere");
-        return;
-    }
-    runner()
-        .env("PATH", dir.path())
-        .args(["sweep", "--backend", "slurm"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&locked)
-        .assert()
+    let submit = |out: &Path| {
+        runner().env("PATH", dir.path()).args(["sweep", "--backend", "slurm"]).arg(&cfg).arg("--out").arg(out).assert()
+    };
+    submit(&file).code(2).stderr(predicate::str::contains("a-file is a file where the output directory (--out) goes"));
+    // A directory that cannot be made (under a file, refused even to root): said with what
+    // the nodes need.
+    submit(&file.join("sub"))
         .code(2)
         .stderr(predicate::str::contains("cannot write to").and(predicate::str::contains("file system every node")));
 }
@@ -1030,6 +1011,16 @@ fn wait_shows_why_tasks_are_pending_and_stops_on_tasks_that_can_never_start() {
     assert_eq!(out.status.code(), Some(1), "{err}");
 }
 
+/// Fake Slurm for job 4242: `sbatch` and `squeue` as given, no accounting (sacct fails),
+/// and scontrol showing the array's tasks `cancelled` (a range) as CANCELLED.
+fn fake_ended_job(dir: &Path, sbatch: &str, squeue: &str, cancelled: &str) -> String {
+    let scontrol = format!(
+        "case \"$*\" in *config*) echo 'MaxArraySize = 1001';; \
+         *) echo 'JobId=4242 ArrayJobId=4242 ArrayTaskId={cancelled} JobState=CANCELLED Reason=None';; esac\n"
+    );
+    fake_slurm_commands(dir, &[("sbatch", sbatch), ("squeue", squeue), ("sacct", "exit 1\n"), ("scontrol", &scontrol)])
+}
+
 #[test]
 fn collect_after_a_job_that_ended_reports_never_started_runs_as_a_failure() {
     // The job ended (squeue lists nothing) with its tasks cancelled before they started,
@@ -1038,19 +1029,7 @@ fn collect_after_a_job_that_ended_reports_never_started_runs_as_a_failure() {
     // reads the range and exits 1, as --wait does.
     let dir = TempDir::new().unwrap();
     let cfg = config(dir.path(), "four", FOUR);
-    let path = fake_slurm_commands(
-        dir.path(),
-        &[
-            ("sbatch", "echo 4242\n"),
-            ("squeue", "exit 0\n"),
-            ("sacct", "exit 1\n"),
-            (
-                "scontrol",
-                "case \"$*\" in *config*) echo 'MaxArraySize = 1001';; \
-                 *) echo 'JobId=4242 ArrayJobId=4242 ArrayTaskId=0-3%1 JobState=CANCELLED Reason=None';; esac\n",
-            ),
-        ],
-    );
+    let path = fake_ended_job(dir.path(), "echo 4242\n", "exit 0\n", "0-3%1");
     let exp = dir.path().join("out/four");
     let submitted = runner()
         .env("PATH", &path)
@@ -1077,23 +1056,13 @@ fn wait_counts_a_finished_runs_lingering_task_as_finished_not_running() {
     let dir = TempDir::new().unwrap();
     let cfg = config(dir.path(), "four", FOUR);
     let exp = dir.path().join("out/four");
-    let path = fake_slurm_commands(
+    let path = fake_ended_job(
         dir.path(),
-        &[
-            ("sbatch", "\"$RUNNER_BIN\" run-one \"$EXP\" --index 0 --quiet >/dev/null 2>&1\necho 4242\n"),
-            (
-                "squeue",
-                "case \"$*\" in *states=PENDING*) exit 0;; esac\n\
-                 n=$(cat $CALLS 2>/dev/null || echo 0)\necho $((n + 1)) > $CALLS\n\
-                 if [ \"$n\" -lt 2 ]; then echo '4242_0|RUNNING'; fi\nexit 0\n",
-            ),
-            ("sacct", "exit 1\n"),
-            (
-                "scontrol",
-                "case \"$*\" in *config*) echo 'MaxArraySize = 1001';; \
-                 *) echo 'JobId=4242 ArrayJobId=4242 ArrayTaskId=1-3 JobState=CANCELLED Reason=None';; esac\n",
-            ),
-        ],
+        "\"$RUNNER_BIN\" run-one \"$EXP\" --index 0 --quiet >/dev/null 2>&1\necho 4242\n",
+        "case \"$*\" in *states=PENDING*) exit 0;; esac\n\
+         n=$(cat $CALLS 2>/dev/null || echo 0)\necho $((n + 1)) > $CALLS\n\
+         if [ \"$n\" -lt 2 ]; then echo '4242_0|RUNNING'; fi\nexit 0\n",
+        "1-3",
     );
     let out = runner()
         .env("PATH", &path)
@@ -1115,16 +1084,6 @@ fn wait_counts_a_finished_runs_lingering_task_as_finished_not_running() {
     // the same summary.csv.
     let summary = fs::read_to_string(exp.join("summary.csv")).unwrap();
     fs::remove_file(exp.join("summary.csv")).unwrap();
-    let closed = || {
-        use std::os::fd::FromRawFd;
-        let mut fds = [0i32; 2];
-        // SAFETY: pipe() fills the two descriptors; the read end is closed at once.
-        unsafe {
-            assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
-            libc::close(fds[0]);
-            std::process::Stdio::from_raw_fd(fds[1])
-        }
-    };
     let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
         .env("PATH", &path)
         .env("RUNNER_BIN", assert_cmd::cargo::cargo_bin("runner"))
@@ -1133,8 +1092,8 @@ fn wait_counts_a_finished_runs_lingering_task_as_finished_not_running() {
         .arg(&cfg)
         .arg("--out")
         .arg(dir.path().join("out"))
-        .stdout(closed())
-        .stderr(closed())
+        .stdout(closed_pipe())
+        .stderr(closed_pipe())
         .status()
         .unwrap();
     assert_eq!(status.code(), Some(1));

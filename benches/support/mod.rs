@@ -108,6 +108,17 @@ pub fn seconds_per_step(
     ((times[1] - times[0]) / (long - short) as f64, peak)
 }
 
+/// The ResNet benches' settings for `runner run` on configs/cifar10_resnet20.toml: no
+/// augmentation, no evaluation before the end (what the PyTorch peer does).
+pub const RESNET_PLAIN: [&str; 6] = [
+    "--set",
+    "dataset.augment.crop_padding=0",
+    "--set",
+    "dataset.augment.flip=false",
+    "--set",
+    "train.eval_every=100000",
+];
+
 /// CIFAR-10's binary files in `data` with 50,000 random training images (the speed does
 /// not depend on what is learnt) and 500 test images.
 pub fn cifar_files(data: &Path) {

@@ -9,6 +9,7 @@ use crate::cli::CollectArgs;
 use crate::error::input_error;
 use crate::results::{self, ExperimentView};
 use crate::slurm;
+use crate::suggest::first_few;
 use anyhow::{Context as _, Result};
 use std::collections::BTreeMap;
 use std::fs;
@@ -142,19 +143,9 @@ pub fn run(args: &CollectArgs) -> Result<()> {
     Ok(())
 }
 
-/// Names for a message: all of a few, else the first five, how many more, and where the
-/// whole list is (150 never-started runs made one 13 kB line).
+/// Names for a message: the first few, and where the whole list is (see [`first_few`]).
 fn listed(names: &[String], dir: &Path) -> String {
-    const SHOWN: usize = 5;
-    if names.len() <= SHOWN + 1 {
-        return names.join(", ");
-    }
-    format!(
-        "{}, ... and {} more (summary.csv in {} lists every run's status)",
-        names[..SHOWN].join(", "),
-        names.len() - SHOWN,
-        dir.display()
-    )
+    first_few(names, || format!("summary.csv in {} lists every run's status", dir.display()))
 }
 
 /// The config hash the plan of `dir` expects of run `name`: its `plan/<run>.toml`, else its

@@ -161,6 +161,8 @@ pub trait Batch: Sync {
     }
     /// Samples `range` (positions in the batch) as (inputs, targets) tensors.
     fn tensors(&self, range: Range<usize>) -> Result<(Tensor, Tensor)>;
+    /// The device those tensors are on.
+    fn device(&self) -> &candle_core::Device;
     /// The inputs as CPU rows with the targets as host values, where the data are plain
     /// rows of numbers on the CPU (not token windows); `features` values a row.
     fn host(&self) -> Option<(HostRows<'_>, Targets<'_>, usize)>;
@@ -272,8 +274,7 @@ pub fn autograd_loss_and_grads<N: Network + ?Sized>(
     grads: &mut GradStore,
     split: bool,
 ) -> Result<StepLoss> {
-    let on_cpu = net.named().first().is_none_or(|p| p.var.device().is_cpu());
-    if !on_cpu {
+    if !batch.device().is_cpu() {
         return device_loss_and_grads(net, batch, step, grads);
     }
     let n = batch.len();

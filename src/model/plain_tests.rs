@@ -33,6 +33,10 @@ impl Batch for Rows {
         Ok((self.x.narrow(0, range.start, range.len())?, self.y.narrow(0, range.start * per, range.len() * per)?))
     }
 
+    fn device(&self) -> &Device {
+        self.x.device()
+    }
+
     fn host(&self) -> Option<(HostRows<'_>, Targets<'_>, usize)> {
         let x = self.values.as_ref()?;
         Some((HostRows::Gathered { x, rows: &self.order }, Targets::Classes(&self.classes), self.features))

@@ -4,6 +4,7 @@
 //! rate on purpose, but a comparison whose schedules do not span the run compares nothing.
 
 use super::{Context, KindSpec, ScheduleSpec};
+use crate::suggest::first_few;
 
 /// What share of the way from its end value back to its start a decay may still be at
 /// the last step before it counts as "ending far above its floor".
@@ -166,19 +167,9 @@ fn kind_warnings(kind: &KindSpec, ctx: &Context, offset: u64, path: &str, out: &
     }
 }
 
-/// Values for a message: all of a few, else the first five and how many more (a list of
-/// 500,000 boundaries made a 3.9 MB warning).
+/// Values for a message: the first few, and the last (see [`first_few`]).
 fn listed(values: &[String]) -> String {
-    const SHOWN: usize = 5;
-    if values.len() <= SHOWN + 1 {
-        return values.join(", ");
-    }
-    format!(
-        "{}, ... and {} more (the last {})",
-        values[..SHOWN].join(", "),
-        values.len() - SHOWN,
-        values[values.len() - 1]
-    )
+    first_few(values, || format!("the last {}", values[values.len() - 1]))
 }
 
 fn after_warmup(offset: u64) -> String {

@@ -293,6 +293,10 @@ impl Batch for StepBatch<'_> {
         Ok((x, data.train.y.index_select(&idx, 0)?))
     }
 
+    fn device(&self) -> &candle_core::Device {
+        self.data.device()
+    }
+
     fn host(&self) -> Option<(HostRows<'_>, Targets<'_>, usize)> {
         let targets = self.targets?;
         let rows = match self.augmented {

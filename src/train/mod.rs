@@ -394,8 +394,8 @@ fn settle(
         false => Tensor::cat(&on_device, 0)?.to_vec1::<f32>()?,
     }
     .into_iter();
-    let entries: Vec<Unread> = std::mem::take(unread);
-    let mut entries = entries.into_iter();
+    // Drained, not taken: the buffer is kept for the next window (no allocation a step).
+    let mut entries = unread.drain(..);
     while let Some(u) = entries.next() {
         let loss = match u.loss {
             StepLoss::Value(v) => v,

@@ -11,6 +11,20 @@ pub fn runner() -> Command {
     Command::cargo_bin("runner").unwrap()
 }
 
+/// A pipe whose reader has already gone, for a child's stdout or stderr: writing to it
+/// fails with EPIPE (`runner ... | head -1` once head has read its line).
+pub fn closed_pipe() -> std::process::Stdio {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe() fills the two descriptors; the read end is closed at once, the write
+    // end is owned by the Stdio handed to the child.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        libc::close(fds[0]);
+        std::process::Stdio::from_raw_fd(fds[1])
+    }
+}
+
 /// Writes `body` as `dir/NAME.toml` and returns its path.
 pub fn config(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));

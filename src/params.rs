@@ -5,8 +5,9 @@
 //! point at a file, line and key), and the catalog implements it to list every parameter
 //! with its default. Components therefore know nothing of TOML, and the documented defaults
 //! are the ones actually used.
-
-use crate::schedule::{Horizon, Phase};
+//!
+//! A leaf: it imports nothing of the crate. [`Horizon`] lives here because it is a value a
+//! parameter may take; [`crate::schedule`] resolves it against a run.
 
 /// The values a number parameter accepts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -160,8 +161,22 @@ pub trait ParamSource {
     /// A required, non-empty list of `[x, y]` pairs.
     fn pairs(&mut self, key: &'static str, doc: &'static str) -> Result<Vec<(f64, f64)>, Self::Error>;
 
-    /// A required, non-empty list of phases, each a schedule table with a `steps` key.
-    fn phases(&mut self, key: &'static str, doc: &'static str) -> Result<Vec<Phase>, Self::Error>;
+    /// The `kind` of a table of `what` (`"schedule"`): one of `kinds`, required.
+    fn kind(&mut self, what: &'static str, kinds: &'static [&'static str]) -> Result<&'static str, Self::Error>;
+
+    /// A required, non-empty list of tables (`[[key]]`, each an `item`: "schedule table"),
+    /// each read by `read` from a source of its own, given its index and the list's length. A
+    /// key of a table that `read` does not ask for is refused. A source that only describes
+    /// parameters (the catalog) reads none.
+    fn tables<T>(
+        &mut self,
+        key: &'static str,
+        item: &'static str,
+        doc: &'static str,
+        read: &mut dyn FnMut(&mut Self, usize, usize) -> Result<T, Self::Error>,
+    ) -> Result<Vec<T>, Self::Error>
+    where
+        Self: Sized;
 
     /// An error about `key` (its value, or the table when the key is absent).
     fn invalid(&mut self, key: &str, message: String) -> Self::Error;
@@ -169,5 +184,56 @@ pub trait ParamSource {
     /// Refuses with `message` about `key` unless `ok`.
     fn check(&mut self, ok: bool, key: &str, message: impl FnOnce() -> String) -> Result<(), Self::Error> {
         if ok { Ok(()) } else { Err(self.invalid(key, message())) }
+    }
+}
+
+/// A schedule length, resolved against the run when the schedule is built.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Horizon {
+    /// Exactly this many steps.
+    Steps(f64),
+    /// The steps the schedule runs for (the run's total steps after warmup).
+    Run,
+    /// This many epochs of the run.
+    Epochs(f64),
+}
+
+/// What a horizon accepts, in words (for errors and `runner schedules`).
+pub const HORIZON_ACCEPTS: &str = "a number of steps > 0, \"run\" (the run's steps after warmup) or \"N epochs\"";
+
+impl Horizon {
+    /// Reads the word forms: `"run"`, `"N epochs"` (or `"N epoch"`).
+    pub fn parse_word(word: &str) -> Option<Horizon> {
+        let w = word.trim();
+        if w == "run" {
+            return Some(Horizon::Run);
+        }
+        let n = w.strip_suffix("epochs").or_else(|| w.strip_suffix("epoch"))?.trim();
+        let e: f64 = n.parse().ok()?;
+        (e.is_finite() && e > 0.0 && !e.is_subnormal()).then_some(Horizon::Epochs(e))
+    }
+}
+
+impl std::fmt::Display for Horizon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Horizon::Steps(n) => write!(f, "{n}"),
+            Horizon::Run => write!(f, "\"run\""),
+            Horizon::Epochs(e) if *e == 1.0 => write!(f, "\"1 epoch\""),
+            Horizon::Epochs(e) => write!(f, "\"{e} epochs\""),
+        }
+    }
+}
+
+impl serde::Serialize for Horizon {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            // Whole step counts read best (and read back) as integers.
+            Horizon::Steps(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => s.serialize_i64(n as i64),
+            Horizon::Steps(n) => s.serialize_f64(n),
+            Horizon::Run => s.serialize_str("run"),
+            Horizon::Epochs(1.0) => s.serialize_str("1 epoch"),
+            Horizon::Epochs(e) => s.serialize_str(&format!("{e} epochs")),
+        }
     }
 }

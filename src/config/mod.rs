@@ -12,7 +12,7 @@ mod tree;
 
 pub use error::ConfigError;
 pub use overrides::Override;
-pub use reader::{Source, TableReader, read_schedule};
+pub use reader::{Source, TableReader};
 pub use sweep::{Experiment, PlannedRun, RunInfo, load_experiment, load_experiment_with, parse_experiment};
 pub use tree::{Entry, Node, Spanned, Table};
 
@@ -196,7 +196,7 @@ fn parse_table(path: &Path, text: &str, table: &Table) -> Result<ExperimentConfi
             "has no [schedule] table; add one, e.g.\n\n[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.1\ndecay_steps = 2000\n\n(`runner schedules` lists every kind)".into(),
         ));
     };
-    let schedule = read_schedule(&mut schedule_table)?;
+    let schedule = ScheduleSpec::read_table(&mut schedule_table)?;
     schedule_table.finish()?;
     let run = match top.string("run", "a string", "the run's directory name")? {
         Some((run, span)) => {

@@ -3,7 +3,7 @@
 
 use super::error::ConfigError;
 use super::tree::{Entry, Node, Spanned, Table};
-use crate::schedule::{HORIZON_ACCEPTS, Horizon, KINDS, ParamSource, Phase, Rule, ScheduleSpec};
+use crate::params::{HORIZON_ACCEPTS, Horizon, ParamSource, Rule};
 use crate::suggest::did_you_mean;
 use std::ops::Range;
 use std::path::Path;
@@ -150,22 +150,6 @@ impl<'a> TableReader<'a> {
         }
         message.push_str(&format!(" Accepted: {}", self.asked.join(", ")));
         Err(self.error_at(unknown.key_span.clone(), &unknown.key, message))
-    }
-}
-
-/// Reads a schedule table: its `kind`, then that kind's parameters and the warmup keys.
-pub fn read_schedule(r: &mut TableReader<'_>) -> Result<ScheduleSpec, ConfigError> {
-    let accepted = || KINDS.join(", ");
-    let Some((kind, span)) = r.string("kind", "a schedule kind", "see `runner schedules`")? else {
-        return Err(r.missing("kind", "the schedule kind", &format!("one of {}", accepted())));
-    };
-    match ScheduleSpec::read(&kind, r) {
-        Some(spec) => spec,
-        None => {
-            let hint = did_you_mean(&kind, KINDS.iter().copied())
-                .map_or(String::new(), |s| format!("; did you mean \"{s}\"?"));
-            Err(r.error_at(span, "kind", format!("unknown schedule kind \"{kind}\"{hint} Accepted: {}", accepted())))
-        }
     }
 }
 
@@ -346,29 +330,40 @@ impl ParamSource for TableReader<'_> {
             .collect()
     }
 
-    fn phases(&mut self, key: &'static str, doc: &'static str) -> Result<Vec<Phase>, ConfigError> {
-        let expected = "a non-empty list of schedule tables ([[schedule.phases]])";
-        let items = self.non_empty_array(key, expected, doc)?;
+    fn kind(&mut self, what: &'static str, kinds: &'static [&'static str]) -> Result<&'static str, ConfigError> {
+        let accepted = || kinds.join(", ");
+        let Some((kind, span)) = self.string("kind", &format!("a {what} kind"), &format!("see `runner {what}s`"))?
+        else {
+            return Err(self.missing("kind", &format!("the {what} kind"), &format!("one of {}", accepted())));
+        };
+        if let Some(k) = kinds.iter().find(|k| **k == kind) {
+            return Ok(k);
+        }
+        let hint =
+            did_you_mean(&kind, kinds.iter().copied()).map_or(String::new(), |s| format!("; did you mean \"{s}\"?"));
+        Err(self.error_at(span, "kind", format!("unknown {what} kind \"{kind}\"{hint} Accepted: {}", accepted())))
+    }
+
+    fn tables<T>(
+        &mut self,
+        key: &'static str,
+        item: &'static str,
+        doc: &'static str,
+        read: &mut dyn FnMut(&mut Self, usize, usize) -> Result<T, ConfigError>,
+    ) -> Result<Vec<T>, ConfigError> {
+        let expected = format!("a non-empty list of {item}s ([[{}]])", self.key_path(key));
+        let items = self.non_empty_array(key, &expected, doc)?;
         let n = items.len();
+        let item_expected = format!("a {item}");
         items
             .iter()
             .enumerate()
             .map(|(i, item)| {
-                let Node::Table(t) = &item.value else { return Err(self.wrong_type(key, item, "a schedule table")) };
+                let Node::Table(t) = &item.value else { return Err(self.wrong_type(key, item, &item_expected)) };
                 let mut r = TableReader::new(t, item.span.clone(), format!("{}[{i}]", self.key_path(key)), self.src);
-                let schedule = read_schedule(&mut r)?;
-                let steps = if i + 1 < n {
-                    Some(r.steps(
-                        "steps",
-                        None,
-                        1,
-                        "how many steps this phase runs; only the last phase may leave it out",
-                    )?)
-                } else {
-                    r.optional_steps("steps", 1, "", "")?
-                };
+                let value = read(&mut r, i, n)?;
                 r.finish()?;
-                Ok(Phase { steps, schedule })
+                Ok(value)
             })
             .collect()
     }

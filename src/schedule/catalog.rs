@@ -1,7 +1,7 @@
 //! Every schedule kind with its parameters, defaults and description, read from the same
 //! code that reads configs (see [`ParamSource`]), for `runner schedules` and the docs.
 
-use super::{Horizon, Phase};
+use super::Horizon;
 use super::{KindSpec, Warmup, summaries};
 use crate::params::{ParamSource, Rule};
 
@@ -181,8 +181,19 @@ impl ParamSource for Describer {
         Ok(vec![])
     }
 
-    fn phases(&mut self, key: &'static str, doc: &'static str) -> Result<Vec<Phase>, Never> {
-        self.add(key, "required".into(), "a list of schedule tables", doc);
+    fn kind(&mut self, what: &'static str, kinds: &'static [&'static str]) -> Result<&'static str, Never> {
+        self.add("kind", "required".into(), format!("a {what} kind"), "");
+        Ok(kinds.first().copied().unwrap_or(""))
+    }
+
+    fn tables<T>(
+        &mut self,
+        key: &'static str,
+        item: &'static str,
+        doc: &'static str,
+        _read: &mut dyn FnMut(&mut Self, usize, usize) -> Result<T, Never>,
+    ) -> Result<Vec<T>, Never> {
+        self.add(key, "required".into(), format!("a list of {item}s"), doc);
         Ok(vec![])
     }
 

@@ -4,22 +4,9 @@
 //! as `epochs * steps_per_epoch` and Lightning calls `estimated_stepping_batches`) or
 //! `"N epochs"` (N times the run's steps per epoch).
 
-use super::{Context, Schedule};
+use super::{Context, Horizon, Schedule};
 
-/// A schedule length, resolved against the run when the schedule is built.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Horizon {
-    /// Exactly this many steps.
-    Steps(f64),
-    /// The steps the schedule runs for (the run's total steps after warmup).
-    Run,
-    /// This many epochs of the run.
-    Epochs(f64),
-}
-
-/// What a horizon accepts, in words (for errors and `runner schedules`).
-pub const HORIZON_ACCEPTS: &str = "a number of steps > 0, \"run\" (the run's steps after warmup) or \"N epochs\"";
-
+/// Resolving a [`Horizon`] (a plain value of [`crate::params`]) against the run.
 impl Horizon {
     /// The number of steps this horizon stands for in the run `ctx` describes (whose
     /// `total_steps` already excludes a warmup). At least 1.
@@ -36,41 +23,6 @@ impl Horizon {
         let x = self.resolve(ctx).round();
         // Saturates for absurd values instead of wrapping.
         (if x >= u64::MAX as f64 { u64::MAX } else { x as u64 }).max(min)
-    }
-
-    /// Reads the word forms: `"run"`, `"N epochs"` (or `"N epoch"`).
-    pub fn parse_word(word: &str) -> Option<Horizon> {
-        let w = word.trim();
-        if w == "run" {
-            return Some(Horizon::Run);
-        }
-        let n = w.strip_suffix("epochs").or_else(|| w.strip_suffix("epoch"))?.trim();
-        let e: f64 = n.parse().ok()?;
-        (e.is_finite() && e > 0.0 && !e.is_subnormal()).then_some(Horizon::Epochs(e))
-    }
-}
-
-impl std::fmt::Display for Horizon {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Horizon::Steps(n) => write!(f, "{n}"),
-            Horizon::Run => write!(f, "\"run\""),
-            Horizon::Epochs(e) if *e == 1.0 => write!(f, "\"1 epoch\""),
-            Horizon::Epochs(e) => write!(f, "\"{e} epochs\""),
-        }
-    }
-}
-
-impl serde::Serialize for Horizon {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match *self {
-            // Whole step counts read best (and read back) as integers.
-            Horizon::Steps(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => s.serialize_i64(n as i64),
-            Horizon::Steps(n) => s.serialize_f64(n),
-            Horizon::Run => s.serialize_str("run"),
-            Horizon::Epochs(1.0) => s.serialize_str("1 epoch"),
-            Horizon::Epochs(e) => s.serialize_str(&format!("{e} epochs")),
-        }
     }
 }
 

@@ -32,6 +32,7 @@ mod step;
 mod warmup;
 mod warmup_stable_decay;
 
+pub use crate::params::{HORIZON_ACCEPTS, Horizon};
 pub use crate::params::{ParamSource, Rule};
 pub use constant::Constant;
 pub use cosine::CosineDecay;
@@ -42,7 +43,6 @@ pub use exponential::ExponentialDecay;
 pub use expression::Expression;
 pub use fair::{FairValue, fair_params, fair_rule};
 pub use fit::fit_warnings;
-pub use horizon::{HORIZON_ACCEPTS, Horizon};
 pub(crate) use horizon::{OneHorizon, Resolved};
 pub use inverse_time::InverseTimeDecay;
 pub use linear::Linear;
@@ -225,6 +225,16 @@ impl ScheduleSpec {
             Err(e) => return Some(Err(e)),
         };
         Some(Warmup::read(p).map(|warmup| ScheduleSpec { kind, warmup }))
+    }
+
+    /// Reads a schedule table: its `kind`, then that kind's parameters and the warmup keys.
+    pub fn read_table<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
+        let kind = p.kind("schedule", KINDS)?;
+        match ScheduleSpec::read(kind, p) {
+            Some(spec) => spec,
+            // KINDS and the readers come from the same list.
+            None => Err(p.invalid("kind", format!("has no reader for \"{kind}\""))),
+        }
     }
 
     /// Builds the schedule for a run described by `ctx`. A rate below zero (TF's noisy

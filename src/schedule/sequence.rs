@@ -26,7 +26,25 @@ impl Kind for Sequence {
 
     fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
         Ok(Sequence {
-            phases: p.phases("phases", "[[schedule.phases]] tables: a schedule plus steps (optional on the last)")?,
+            phases: p.tables(
+                "phases",
+                "schedule table",
+                "[[schedule.phases]] tables: a schedule plus steps (optional on the last)",
+                &mut |r, i, n| {
+                    let schedule = ScheduleSpec::read_table(r)?;
+                    let steps = if i + 1 < n {
+                        Some(r.steps(
+                            "steps",
+                            None,
+                            1,
+                            "how many steps this phase runs; only the last phase may leave it out",
+                        )?)
+                    } else {
+                        r.optional_steps("steps", 1, "", "")?
+                    };
+                    Ok(Phase { steps, schedule })
+                },
+            )?,
         })
     }
 

@@ -61,6 +61,10 @@ impl Rule {
 pub const SUBNORMAL: &str = "a subnormal number (nonzero and below 2.2e-308), which training flushes to 0 \
                              (`train.flush_denormals`): give a normal number, at least 2.2e-308 (or 0 where 0 is accepted)";
 
+/// How [`ParamSource::tables`] reads one table of a list: from its own source, given its
+/// index and the list's length.
+pub type ReadTable<'f, S, T> = dyn FnMut(&mut S, usize, usize) -> Result<T, <S as ParamSource>::Error> + 'f;
+
 /// Where a component's parameters come from. `doc` texts are what the catalog shows.
 pub trait ParamSource {
     type Error;
@@ -173,7 +177,7 @@ pub trait ParamSource {
         key: &'static str,
         item: &'static str,
         doc: &'static str,
-        read: &mut dyn FnMut(&mut Self, usize, usize) -> Result<T, Self::Error>,
+        read: &mut ReadTable<'_, Self, T>,
     ) -> Result<Vec<T>, Self::Error>
     where
         Self: Sized;

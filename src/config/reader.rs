@@ -3,7 +3,7 @@
 
 use super::error::ConfigError;
 use super::tree::{Entry, Node, Spanned, Table};
-use crate::params::{HORIZON_ACCEPTS, Horizon, ParamSource, Rule};
+use crate::params::{HORIZON_ACCEPTS, Horizon, ParamSource, ReadTable, Rule};
 use crate::suggest::did_you_mean;
 use std::ops::Range;
 use std::path::Path;
@@ -349,7 +349,7 @@ impl ParamSource for TableReader<'_> {
         key: &'static str,
         item: &'static str,
         doc: &'static str,
-        read: &mut dyn FnMut(&mut Self, usize, usize) -> Result<T, ConfigError>,
+        read: &mut ReadTable<'_, Self, T>,
     ) -> Result<Vec<T>, ConfigError> {
         let expected = format!("a non-empty list of {item}s ([[{}]])", self.key_path(key));
         let items = self.non_empty_array(key, &expected, doc)?;

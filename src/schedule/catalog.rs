@@ -3,7 +3,7 @@
 
 use super::Horizon;
 use super::{KindSpec, Warmup, summaries};
-use crate::params::{ParamSource, Rule};
+use crate::params::{ParamSource, ReadTable, Rule};
 
 /// One parameter as documented.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -191,7 +191,7 @@ impl ParamSource for Describer {
         key: &'static str,
         item: &'static str,
         doc: &'static str,
-        _read: &mut dyn FnMut(&mut Self, usize, usize) -> Result<T, Never>,
+        _read: &mut ReadTable<'_, Self, T>,
     ) -> Result<Vec<T>, Never> {
         self.add(key, "required".into(), format!("a list of {item}s"), doc);
         Ok(vec![])

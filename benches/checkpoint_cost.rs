@@ -11,7 +11,7 @@ mod support;
 use runner::config;
 use runner::data;
 use runner::progress::{Progress, Tee};
-use runner::results::RunDir;
+use runner::store::RunDir;
 use runner::train;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;

@@ -31,6 +31,7 @@ pub mod report;
 pub mod results;
 pub mod schedule;
 pub mod slurm;
+pub mod store;
 pub mod suggest;
 pub mod sweep;
 pub mod train;

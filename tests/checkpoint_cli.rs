@@ -27,11 +27,11 @@ fn results(run: &Path) -> (String, String, String, Vec<u8>) {
         serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
     let mut last = summary["final_metrics"].clone();
     last.as_object_mut().unwrap().remove("seconds");
-    let events = runner::results::tensorboard::read(&runner::results::tensorboard::find(run).unwrap()).unwrap();
+    let events = runner::store::tensorboard::read(&runner::store::tensorboard::find(run).unwrap()).unwrap();
     let scalars: Vec<String> = events
         .iter()
         .filter_map(|e| match &e.what {
-            Some(runner::results::tensorboard::What::Summary(s)) => Some((e.step, s)),
+            Some(runner::store::tensorboard::What::Summary(s)) => Some((e.step, s)),
             _ => None,
         })
         .flat_map(|(step, s)| s.value.iter().map(move |v| format!("{step} {} {:?}", v.tag, v.simple_value)))

@@ -171,12 +171,8 @@ fn model_safetensors_load_into_the_pytorch_reference_models() {
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
     net.forward(&x, Mode::Train(&mut rng)).unwrap();
     let file = dir.path().join("resnet.safetensors");
-    runner::results::checkpoints::write_model(
-        dir.path(),
-        "resnet",
-        &runner::model::network::state_dict(&*net).unwrap(),
-    )
-    .unwrap();
+    runner::store::checkpoints::write_model(dir.path(), "resnet", &runner::model::network::state_dict(&*net).unwrap())
+        .unwrap();
     tensors.push(("resnet.x".to_string(), x.clone()));
     tensors.push(("resnet.logits".to_string(), logits(&*net, &x)));
     cases.push(serde_json::json!({"name": "resnet", "kind": "resnet", "depth": 20, "classes": 10, "file": file}));
@@ -195,7 +191,7 @@ fn model_safetensors_load_into_the_pytorch_reference_models() {
     let tokens: Vec<u32> = (0..3 * 16).map(|i| (i * 7 + 3) % 23).collect();
     let x = Tensor::from_vec(tokens, (3, 16), &Device::Cpu).unwrap();
     let file = dir.path().join("gpt.safetensors");
-    runner::results::checkpoints::write_model(dir.path(), "gpt", &runner::model::network::state_dict(&*net).unwrap())
+    runner::store::checkpoints::write_model(dir.path(), "gpt", &runner::model::network::state_dict(&*net).unwrap())
         .unwrap();
     tensors.push(("gpt.x".to_string(), x.to_dtype(candle_core::DType::F32).unwrap()));
     tensors.push(("gpt.logits".to_string(), logits(&*net, &x)));

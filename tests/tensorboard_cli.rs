@@ -8,7 +8,7 @@
 mod common;
 
 use common::{column, config, csv_rows, runner};
-use runner::results::tensorboard::{find, read, scalar_series};
+use runner::store::tensorboard::{find, read, scalar_series};
 use std::fs;
 use std::process::Command;
 use tempfile::TempDir;

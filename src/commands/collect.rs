@@ -9,6 +9,7 @@ use crate::cli::CollectArgs;
 use crate::error::input_error;
 use crate::results::{self, ExperimentView};
 use crate::slurm;
+use crate::store;
 use crate::suggest::first_few;
 use anyhow::{Context as _, Result};
 use std::collections::BTreeMap;
@@ -204,10 +205,10 @@ fn merge(dir: &Path, other: &Path, refused: &mut Vec<String>) -> Result<usize> {
         .collect();
     entries.sort();
     for src in entries {
-        let Some(theirs) = results::read_summary(&src) else { continue };
+        let Some(theirs) = store::read_summary(&src) else { continue };
         let Some(name) = src.file_name() else { continue };
         let dest = dir.join(name);
-        let take = match results::read_summary(&dest) {
+        let take = match store::read_summary(&dest) {
             None => true,
             Some(ours) => !ours.outcome.status.is_final() && theirs.outcome.status.is_final(),
         };

@@ -7,7 +7,7 @@ use crate::cli::EvalArgs;
 use crate::config;
 use crate::data;
 use crate::error::input_error;
-use crate::results::write_json_atomic;
+use crate::store::write_json_atomic;
 use crate::train;
 use anyhow::Result;
 

@@ -5,7 +5,8 @@
 use super::{UsageError, print};
 use crate::cli::LrFindArgs;
 use crate::lr_find::{RangeTest, find};
-use crate::{chart, config, data, results};
+use crate::store;
+use crate::{chart, config, data};
 use anyhow::{Context as _, Result};
 
 pub fn run(args: &LrFindArgs) -> Result<()> {
@@ -37,7 +38,7 @@ pub fn run(args: &LrFindArgs) -> Result<()> {
     for p in &finding.points {
         csv.serialize(p)?;
     }
-    results::write_atomic(&dir.join("lr_find.csv"), &csv.into_inner()?)?;
+    store::write_atomic(&dir.join("lr_find.csv"), &csv.into_inner()?)?;
     let points: Vec<(f64, f64, f64)> = finding.points.iter().map(|p| (p.lr, p.loss, p.smoothed_loss)).collect();
     let title = format!("{}: learning-rate range test", cfg.name);
     chart::write_lr_find_chart(&dir.join("lr_find.png"), &points, finding.steepest, &title)?;

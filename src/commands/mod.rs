@@ -74,7 +74,7 @@ fn saved_weights(
             }
         )));
     }
-    Ok((name, crate::results::checkpoints::read_model(dir, name)?))
+    Ok((name, crate::store::checkpoints::read_model(dir, name)?))
 }
 
 /// The run of `exp` (read from `file`) that `run` names, or its only run.

@@ -8,7 +8,8 @@ use crate::data;
 use crate::error::{Interrupted, input_error};
 use crate::progress::Board;
 use crate::report::table::render_text;
-use crate::results::{self, ExperimentLock, Plan};
+use crate::results::{self, Plan};
+use crate::store::{self, ExperimentLock};
 use crate::sweep::{self, Job, Options, Shard};
 use crate::train::Prepared;
 use anyhow::{Result, bail};
@@ -67,7 +68,7 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
         );
     }
     // Every data set the runs need was loaded by the checks: a missing file stopped it all.
-    results::check_out(&args.out, &exp.name)?;
+    store::check_out(&args.out, &exp.name)?;
     let jobs_list: Vec<Job<'_>> = selected.iter().zip(prepared).map(|(run, prepared)| Job { run, prepared }).collect();
     let _lock = match shard {
         Some(s) => ExperimentLock::acquire_shard(&dir, s.index, s.count)?,
@@ -79,7 +80,7 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
         // An interrupted, failed or killed run of this same config continues from its
         // checkpoint; finished results, or another config's, are not touched without a flag.
         let resumable = std::fs::read_to_string(run_dir.join("config.toml")).is_ok_and(|c| c == toml)
-            && !results::is_finished(&run_dir, &toml);
+            && !store::is_finished(&run_dir, &toml);
         if run_dir.exists() && !run_dir.is_dir() {
             return Err(input_error(format!(
                 "{} is a file where the run's directory goes: move it away, or give another --out",
@@ -216,7 +217,7 @@ pub fn run_local(args: &RunArgs, exp: &Experiment, mut cache: data::Cache, shard
             .failed
             .iter()
             .map(|name| {
-                let recorded = results::read_summary(&dir.join(name)).and_then(|s| s.error);
+                let recorded = store::read_summary(&dir.join(name)).and_then(|s| s.error);
                 let unrecorded = tally.unrecorded.iter().find(|(n, _)| n == name).map(|(_, e)| e.clone());
                 format!("\n  {name}: {}", recorded.or(unrecorded).unwrap_or_else(|| "see its summary.json".into()))
             })
@@ -307,7 +308,7 @@ pub fn select(exp: &Experiment, filter: Option<&str>, shard: Option<Shard>) -> R
 fn replaced(dir: &Path, runs: &[&PlannedRun]) -> Vec<(String, String)> {
     runs.iter()
         .filter_map(|r| {
-            let old = results::finished_with_other_config(&dir.join(&r.info.name), &r.config.to_toml())?;
+            let old = store::finished_with_other_config(&dir.join(&r.info.name), &r.config.to_toml())?;
             let keys = config::changed_keys(&old, &r.config.to_toml());
             Some((r.info.name.clone(), if keys.is_empty() { "config changed".into() } else { keys.join(", ") }))
         })
@@ -389,7 +390,7 @@ fn dry_run(
     let changed = replaced(dir, runs);
     for r in runs {
         let steps = r.config.train.total_steps(cache.get(&r.config.dataset)?.train.len);
-        let finished = results::is_finished(&dir.join(&r.info.name), &r.config.to_toml());
+        let finished = store::is_finished(&dir.join(&r.info.name), &r.config.to_toml());
         let mut row = vec![r.info.name.clone(), r.info.schedule.clone()];
         row.extend(r.info.params.iter().cloned());
         row.extend([

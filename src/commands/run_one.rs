@@ -9,6 +9,7 @@ use crate::error::{Interrupted, input_error};
 use crate::progress::Board;
 use crate::results;
 use crate::slurm;
+use crate::store;
 use crate::sweep::{self, Job, Options};
 use anyhow::{Result, bail};
 
@@ -51,7 +52,7 @@ pub fn run(args: &RunOneArgs) -> Result<()> {
             info.name,
             args.index,
             plan.runs.len(),
-            results::host_name(),
+            store::host_name(),
             if threads == 1 { "" } else { "s" }
         );
     }

@@ -7,8 +7,10 @@ use crate::cli::SweepArgs;
 use crate::config::{Experiment, RunInfo};
 use crate::data;
 use crate::error::{Interrupted, input_error};
-use crate::results::{self, ExperimentLock};
+use crate::results;
+
 use crate::slurm::{self, JobRecord, JobStatus, ScriptSpec};
+use crate::store::{self, ExperimentLock};
 use crate::sweep::Backend;
 use anyhow::{Context as _, Result, bail};
 use std::collections::BTreeMap;
@@ -81,11 +83,11 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
     let selected = select(&exp, run_args.filter.as_deref(), None)?;
     let chosen: Vec<&crate::config::PlannedRun> = selected.iter().map(|&i| &exp.runs[i]).collect();
     check_schedules(&chosen, &mut cache)?;
-    results::check_out(&run_args.out, &exp.name)?;
+    store::check_out(&run_args.out, &exp.name)?;
     let dir = std::path::absolute(run_args.out.join(&exp.name)).context("cannot resolve the output directory")?;
     let finished = |i: usize| {
         let r = &exp.runs[i];
-        !run_args.force && results::is_finished(&dir.join(&r.info.name), &r.config.to_toml())
+        !run_args.force && store::is_finished(&dir.join(&r.info.name), &r.config.to_toml())
     };
     let todo: Vec<usize> = selected.iter().copied().filter(|&i| !finished(i)).collect();
     let workdir = std::env::current_dir().context("cannot read the current directory")?;
@@ -195,8 +197,8 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
         );
         return Ok(());
     }
-    results::write_atomic(&script_path, script.as_bytes())?;
-    let submitted_at = results::unix_now();
+    store::write_atomic(&script_path, script.as_bytes())?;
+    let submitted_at = store::unix_now();
     let mut jobs: Vec<JobRecord> = Vec::with_capacity(arrays.len());
     for (k, a) in arrays.iter().enumerate() {
         let after = if chained { jobs.last().map(|j| j.job_id.as_str()) } else { None };
@@ -307,7 +309,7 @@ fn refuse_while_queued(dir: &Path, then: &str) -> Result<()> {
 fn write_plan_files(dir: &Path, exp: &Experiment) -> Result<()> {
     results::write_plan(dir, &plan(exp))?;
     for r in &exp.runs {
-        results::write_atomic(&slurm::plan_config(dir, &r.info.name), r.config.to_toml().as_bytes())?;
+        store::write_atomic(&slurm::plan_config(dir, &r.info.name), r.config.to_toml().as_bytes())?;
     }
     Ok(())
 }
@@ -451,7 +453,7 @@ fn wait(
                 !status.queued.contains_key(&i)
                     && infos
                         .get(i)
-                        .and_then(|r| results::read_summary(&dir.join(&r.name)))
+                        .and_then(|r| store::read_summary(&dir.join(&r.name)))
                         .is_none_or(|s| s.started_at.unwrap_or(0.0) < submitted_at - 5.0)
             })
             .count();
@@ -460,7 +462,7 @@ fn wait(
         let done_since = |i: usize| {
             infos
                 .get(i)
-                .and_then(|r| results::read_summary(&dir.join(&r.name)))
+                .and_then(|r| store::read_summary(&dir.join(&r.name)))
                 .is_some_and(|s| s.started_at.unwrap_or(0.0) >= submitted_at - 5.0)
         };
         let listed_as = |states: &[&str]| {
@@ -508,7 +510,7 @@ fn wait(
     );
     let unfinished: Vec<&str> = runs
         .iter()
-        .filter(|&&i| results::read_summary(&dir.join(&infos[i].name)).is_none_or(|s| !s.outcome.status.is_final()))
+        .filter(|&&i| store::read_summary(&dir.join(&infos[i].name)).is_none_or(|s| !s.outcome.status.is_final()))
         .map(|&i| infos[i].name.as_str())
         .collect();
     if !unfinished.is_empty() {
@@ -536,7 +538,7 @@ fn wait(
 fn count(dir: &Path, infos: &[RunInfo], runs: &[usize], since: Option<f64>) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for &i in runs {
-        let summary = infos.get(i).and_then(|r| results::read_summary(&dir.join(&r.name)));
+        let summary = infos.get(i).and_then(|r| store::read_summary(&dir.join(&r.name)));
         if let Some(s) = summary.filter(|s| since.is_none_or(|t| s.started_at.unwrap_or(0.0) >= t - 5.0)) {
             // collect's and report's words: a completed run flagged as collapsed is one.
             let status = if s.collapsed.is_some() && s.outcome.status == crate::train::Status::Completed {

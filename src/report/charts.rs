@@ -10,7 +10,8 @@
 
 use super::{bits_metric, final_metric, validation_samples, variant_groups};
 use crate::chart::{Labels, Series, Style, YRange, write_bar_chart, write_heat_map, write_line_chart_styled};
-use crate::results::{ExperimentView, RunRecord, read_metrics, read_steps};
+use crate::results::{ExperimentView, RunRecord};
+use crate::store::{read_metrics, read_steps};
 use crate::train::EvalRow;
 use anyhow::Result;
 use std::collections::HashMap;

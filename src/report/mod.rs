@@ -270,7 +270,7 @@ pub fn notes(view: &ExperimentView, (header, rows): (&[String], &[Vec<String>]))
     }
     // Every run's CSV files are read through: on all cores, for sweeps of thousands.
     use rayon::prelude::*;
-    let problems: Vec<Vec<String>> = view.runs.par_iter().map(|r| crate::results::csv_problems(&r.dir)).collect();
+    let problems: Vec<Vec<String>> = view.runs.par_iter().map(|r| crate::store::csv_problems(&r.dir)).collect();
     for (r, problems) in view.runs.iter().zip(problems) {
         for p in problems {
             let live = if r.status == "running" { " (it is still being written)" } else { "" };

@@ -1,7 +1,7 @@
 //! `summary.csv`: one row per run of an experiment, best first by its metric.
 
 use super::experiment::ExperimentView;
-use super::{opt, write_atomic};
+use crate::store::{opt, write_atomic};
 use anyhow::Result;
 
 /// The header and rows of summary.csv, best first.

@@ -18,7 +18,8 @@ pub use scheduler::{NEVER_RUNS, cancel, final_states, max_array_size, pending_re
 pub use script::{ScriptSpec, render, shell_quote};
 
 use crate::config::RunInfo;
-use crate::results::{self, write_json_atomic};
+use crate::store;
+use crate::store::write_json_atomic;
 use anyhow::{Context as _, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -170,7 +171,7 @@ pub fn settle(dir: &Path, experiment: &str, runs: &[RunInfo], status: &JobStatus
             continue;
         }
         let error = format!("the run ended without writing its result: {how}; its log: {}", log.display());
-        results::write_lost_summary(&dir.join(&run.name), experiment, &run.name, run.seed, &error)?;
+        store::write_lost_summary(&dir.join(&run.name), experiment, &run.name, run.seed, &error)?;
         settled.lost.push(run.name.clone());
     }
     Ok(settled)

@@ -9,7 +9,10 @@
 use crate::config::PlannedRun;
 use crate::device::DeviceSpec;
 use crate::progress::{Board, Tee};
-use crate::results::{self, RunDir, RunSummary};
+use crate::store;
+use crate::store::{RunDir, RunSummary};
+
+mod collapse;
 use crate::train::{self, Outcome, Prepared, Status};
 use anyhow::Result;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -182,8 +185,8 @@ fn run_one(
     let config_toml = run.config.to_toml();
     // One writer per run directory (a requeued Slurm task and the one it replaces, a
     // local sweep and a run-one): the other is refused and this run recorded as failed.
-    let _run_lock = results::ExperimentLock::acquire_run(dir, &run.info.name)?;
-    if !force && results::is_finished(&run_path, &config_toml) {
+    let _run_lock = store::ExperimentLock::acquire_run(dir, &run.info.name)?;
+    if !force && store::is_finished(&run_path, &config_toml) {
         board.finish(crate::progress::Progress::Quiet, &format!("{}: finished earlier, kept", run.info.name), false);
         return Ok(None);
     }
@@ -194,7 +197,7 @@ fn run_one(
     let resume = if force || !same_config {
         None
     } else {
-        match results::checkpoints::latest(&run_path, &config_hash) {
+        match store::checkpoints::latest(&run_path, &config_hash) {
             Ok(found) => found,
             Err(skipped) => {
                 for why in &skipped {
@@ -211,7 +214,7 @@ fn run_one(
     if !force
         && !same_config
         && run_path.join("checkpoints").is_dir()
-        && results::finished_with_other_config(&run_path, &config_toml).is_none()
+        && store::finished_with_other_config(&run_path, &config_toml).is_none()
     {
         board.note(&format!(
             "{}: its config changed since it stopped, so it starts over (its checkpoints are of the old config)",
@@ -234,12 +237,12 @@ fn run_one(
     };
     // A language model's vocabulary, for `runner sample` to turn tokens back into text.
     if let Some(text) = &job.prepared.data.text {
-        results::write_json_atomic(&run_path.join("vocab.json"), &text.vocab)?;
+        store::write_json_atomic(&run_path.join("vocab.json"), &text.vocab)?;
     }
     let total = run.config.train.total_steps(job.prepared.data.train.len);
     let mut progress = board.start(&run.info.name, total);
     let start = Instant::now();
-    let started_at = results::unix_now();
+    let started_at = store::unix_now();
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Outcome> {
         train::train_prepared(prepared, &mut Tee(&mut run_dir, &mut progress), stop, resume)
     }));
@@ -274,7 +277,7 @@ fn run_one(
         && job.prepared.data.task == crate::data::Task::Classification
     {
         run_dir.flush()?;
-        results::read_metrics(run_dir.path()).ok().and_then(|rows| results::collapse(&rows, job.prepared.data.classes))
+        store::read_metrics(run_dir.path()).ok().and_then(|rows| collapse::collapse(&rows, job.prepared.data.classes))
     } else {
         None
     };
@@ -285,7 +288,7 @@ fn run_one(
         seed: run.config.train.seed,
         threads: run.config.train.threads,
         runner_version: env!("CARGO_PKG_VERSION"),
-        host: &results::host_name(),
+        host: &store::host_name(),
         started_at,
         error: error.as_deref(),
         stop_reason: stop_reason.as_deref(),

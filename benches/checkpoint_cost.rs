@@ -8,8 +8,8 @@
 
 #[path = "support/mod.rs"]
 mod support;
-use runner::config;
 use runner::data;
+use runner::plan;
 use runner::progress::{Progress, Tee};
 use runner::store::RunDir;
 use runner::train;
@@ -21,7 +21,7 @@ use support::{machine, median};
 /// Seconds to train `text` into a fresh run directory under `dir`, and the bytes of its
 /// largest checkpoint (0 when none was written).
 fn train_once(text: &str, dir: &Path) -> (f64, u64) {
-    let cfg = config::parse(Path::new("bench.toml"), text).unwrap();
+    let cfg = plan::parse(Path::new("bench.toml"), text).unwrap();
     let data = data::Cache::default().get(&cfg.dataset).unwrap();
     let run = dir.join("run");
     let mut run_dir = RunDir::create(&run, &cfg.to_toml()).unwrap();

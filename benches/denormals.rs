@@ -6,8 +6,8 @@
 
 #[path = "support/mod.rs"]
 mod support;
-use runner::config;
 use runner::data;
+use runner::plan;
 use runner::train;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -16,7 +16,7 @@ use support::{Nothing, machine, median};
 
 /// Microseconds per step of the run `text` describes, and its final validation accuracy.
 fn per_step(text: &str, pool: &rayon::ThreadPool) -> (f64, f64) {
-    let cfg = config::parse(Path::new("bench.toml"), text).unwrap();
+    let cfg = plan::parse(Path::new("bench.toml"), text).unwrap();
     let data = data::Cache::default().get(&cfg.dataset).unwrap();
     let start = Instant::now();
     let outcome = pool.install(|| train::train(&cfg.run_spec(), &data, &mut Nothing, &AtomicBool::new(false))).unwrap();

@@ -53,7 +53,7 @@ fn per_kind(c: &mut Criterion) {
     let ctx = Context { total_steps: 1000, steps_per_epoch: 10, seed: 1 };
     let mut group = c.benchmark_group("lr(step)");
     for (kind, table) in KINDS {
-        let cfg = runner::config::parse(Path::new("bench.toml"), &format!("[schedule]\n{table}\n"))
+        let cfg = runner::plan::parse(Path::new("bench.toml"), &format!("[schedule]\n{table}\n"))
             .expect("valid bench config");
         assert_eq!(cfg.schedule.kind.kind(), *kind);
         let schedule = cfg.schedule.build(&ctx);

@@ -5,8 +5,8 @@
 
 #[path = "support/mod.rs"]
 mod support;
-use runner::config;
 use runner::data;
+use runner::plan;
 use runner::progress::{Progress, Tee};
 use runner::store::RunDir;
 use runner::train;
@@ -64,7 +64,7 @@ fn main() {
         median(times) * 1e3
     );
 
-    let cfg = config::load(Path::new("configs/cosine.toml")).unwrap();
+    let cfg = plan::load(Path::new("configs/cosine.toml")).unwrap();
     let data = std::sync::Arc::new(data::prepare(&cfg.dataset).unwrap());
     let spec = cfg.run_spec();
     let stop = AtomicBool::new(false);

@@ -26,6 +26,7 @@ pub mod lr_find;
 pub mod model;
 pub mod optim;
 pub mod params;
+pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod results;

@@ -10,7 +10,8 @@ mod common;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRng, TestRunner};
-use runner::config::{ConfigError, parse_experiment};
+use runner::config::ConfigError;
+use runner::plan::parse_experiment;
 use std::path::Path;
 
 /// Tokens that have broken config readers: huge, negative and special numbers, words that

@@ -9,7 +9,7 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRng, TestRunner};
-use runner::config::parse_experiment;
+use runner::plan::parse_experiment;
 use runner::schedule::catalog::{KindDoc, kinds};
 use std::path::Path;
 use std::sync::mpsc;

@@ -4,9 +4,9 @@
 
 use super::print;
 use crate::cli::EvalArgs;
-use crate::config;
 use crate::data;
 use crate::error::input_error;
+use crate::plan;
 use crate::store::write_json_atomic;
 use crate::train;
 use anyhow::Result;
@@ -20,12 +20,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             dir.display()
         )));
     }
-    let run = config::load(&config_path)?;
+    let run = plan::load(&config_path)?;
     let (name, params) = super::saved_weights(dir, args.weights)?;
     let (dataset, label, file) = match &args.data {
         None => (run.dataset.clone(), "its validation data".to_string(), "eval.json".to_string()),
         Some(path) => {
-            let other = config::load_experiment(path, &mut |_| Ok(1))?;
+            let other = plan::load_experiment(path, &mut |_| Ok(1))?;
             let spec = other.runs[0].config.dataset.clone();
             let stem = path.file_stem().map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned());
             (spec, format!("the data of {}", path.display()), format!("eval-{stem}.json"))

@@ -5,8 +5,9 @@
 use super::{UsageError, print};
 use crate::cli::LrFindArgs;
 use crate::lr_find::{RangeTest, find};
+use crate::plan;
 use crate::store;
-use crate::{chart, config, data};
+use crate::{chart, data};
 use anyhow::{Context as _, Result};
 
 pub fn run(args: &LrFindArgs) -> Result<()> {
@@ -22,7 +23,7 @@ pub fn run(args: &LrFindArgs) -> Result<()> {
     }
     let mut cache = data::Cache::default();
     let overrides = args.overrides.overrides().map_err(UsageError)?;
-    let exp = config::load_experiment_with(&args.file, &overrides, &mut |spec| Ok(cache.get(spec)?.train.len))?;
+    let exp = plan::load_experiment_with(&args.file, &overrides, &mut |spec| Ok(cache.get(spec)?.train.len))?;
     let cfg = super::pick_run(&args.file, &exp, args.run.as_deref())?;
     let data = cache.get(&cfg.dataset)?;
     let test = RangeTest { start: args.start, end: args.end, steps: args.steps, ..RangeTest::default() };

@@ -80,9 +80,9 @@ fn saved_weights(
 /// The run of `exp` (read from `file`) that `run` names, or its only run.
 fn pick_run<'a>(
     file: &std::path::Path,
-    exp: &'a crate::config::Experiment,
+    exp: &'a crate::plan::Experiment,
     run: Option<&str>,
-) -> anyhow::Result<&'a crate::config::ExperimentConfig> {
+) -> anyhow::Result<&'a crate::plan::ExperimentConfig> {
     let names = || exp.runs.iter().map(|r| r.info.name.as_str()).collect::<Vec<_>>().join(", ");
     match (run, exp.runs.as_slice()) {
         (None, [only]) => Ok(&only.config),

@@ -3,15 +3,16 @@
 //! `<out>/<name>/<run>/`, with `runs.json` and `summary.csv` beside them.
 
 use crate::cli::RunArgs;
-use crate::config::{self, Experiment, PlannedRun, RunInfo};
 use crate::data;
 use crate::error::{Interrupted, input_error};
+use crate::plan::{Experiment, PlannedRun, RunInfo};
 use crate::progress::Board;
 use crate::report::table::render_text;
 use crate::results::{self, Plan};
 use crate::store::{self, ExperimentLock};
 use crate::sweep::{self, Job, Options, Shard};
 use crate::train::Prepared;
+use crate::{config, plan};
 use anyhow::{Result, bail};
 use std::path::Path;
 use std::time::Instant;
@@ -32,7 +33,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
 pub fn load(args: &RunArgs) -> Result<(Experiment, data::Cache)> {
     let mut cache = data::Cache::default();
     let overrides = args.overrides.overrides().map_err(input_error)?;
-    let mut exp = config::load_experiment_with(&args.file, &overrides, &mut |spec| Ok(cache.get(spec)?.train.len))?;
+    let mut exp = plan::load_experiment_with(&args.file, &overrides, &mut |spec| Ok(cache.get(spec)?.train.len))?;
     if let Some(m) = args.threads_per_run.or(exp.threads_per_run) {
         for r in &mut exp.runs {
             r.config.train.threads = m;

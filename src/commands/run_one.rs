@@ -3,9 +3,10 @@
 //! directory. A run that finished earlier with the same config is kept.
 
 use crate::cli::RunOneArgs;
-use crate::config::{self, PlannedRun};
 use crate::data;
 use crate::error::{Interrupted, input_error};
+use crate::plan;
+use crate::plan::PlannedRun;
 use crate::progress::Board;
 use crate::results;
 use crate::slurm;
@@ -34,7 +35,7 @@ pub fn run(args: &RunOneArgs) -> Result<()> {
         )));
     }
     let overrides = args.overrides.overrides().map_err(input_error)?;
-    let mut config = config::load_with(&path, &overrides)?;
+    let mut config = plan::load_with(&path, &overrides)?;
     let threads = args.threads.unwrap_or(config.train.threads);
     config.train.threads = threads;
     // On a Slurm node with `gpus_per_task`, `cuda` is the GPU Slurm gave the task (it sets

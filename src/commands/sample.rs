@@ -3,13 +3,13 @@
 //! printed to stdout (nothing is written).
 
 use crate::cli::SampleArgs;
-use crate::config;
 use crate::data::SourceSpec;
 use crate::data::text::Vocab;
 use crate::error::input_error;
 use crate::model::ModelSpec;
 use crate::model::network::load_state_dict;
 use crate::model::sampling::{Sampling, generate_each};
+use crate::plan;
 use anyhow::{Context as _, Result};
 
 pub fn run(args: &SampleArgs) -> Result<()> {
@@ -21,7 +21,7 @@ pub fn run(args: &SampleArgs) -> Result<()> {
             dir.display()
         )));
     }
-    let run = config::load(&config_path)?;
+    let run = plan::load(&config_path)?;
     let (SourceSpec::Text { context, .. }, ModelSpec::Transformer { .. }) = (&run.dataset.source, &run.model) else {
         return Err(input_error(format!(
             "{} is not a language model run: sampling needs a transformer trained on a text data set ([dataset] kind = \"text\")",

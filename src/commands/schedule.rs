@@ -4,8 +4,8 @@
 use super::{UsageError, print};
 use crate::chart::{Labels, Series, terminal_chart, write_line_chart};
 use crate::cli::ScheduleArgs;
-use crate::config;
 use crate::data;
+use crate::plan;
 use crate::schedule::Context;
 use anyhow::Result;
 use std::fmt::Write as _;
@@ -24,7 +24,7 @@ pub fn run(args: &ScheduleArgs) -> Result<()> {
     }
     let mut cache = data::Cache::default();
     let overrides = args.overrides.overrides().map_err(UsageError)?;
-    let exp = config::load_experiment_with(&args.file, &overrides, &mut |spec| Ok(cache.get(spec)?.train.len))?;
+    let exp = plan::load_experiment_with(&args.file, &overrides, &mut |spec| Ok(cache.get(spec)?.train.len))?;
     let cfg = super::pick_run(&args.file, &exp, args.run.as_deref())?;
     // The run's own length (what "run" horizons span) and epoch size need the data set's
     // size; with both --steps and --steps-per-epoch given, the data is optional.

@@ -4,9 +4,9 @@
 
 use super::run::{check_schedules, load, plan, run_local, select};
 use crate::cli::SweepArgs;
-use crate::config::{Experiment, RunInfo};
 use crate::data;
 use crate::error::{Interrupted, input_error};
+use crate::plan::{Experiment, RunInfo};
 use crate::results;
 
 use crate::slurm::{self, JobRecord, JobStatus, ScriptSpec};
@@ -81,7 +81,7 @@ fn submit(args: &SweepArgs, mut exp: Experiment, mut cache: data::Cache) -> Resu
         r.config.train.threads = cpus;
     }
     let selected = select(&exp, run_args.filter.as_deref(), None)?;
-    let chosen: Vec<&crate::config::PlannedRun> = selected.iter().map(|&i| &exp.runs[i]).collect();
+    let chosen: Vec<&crate::plan::PlannedRun> = selected.iter().map(|&i| &exp.runs[i]).collect();
     check_schedules(&chosen, &mut cache)?;
     store::check_out(&run_args.out, &exp.name)?;
     let dir = std::path::absolute(run_args.out.join(&exp.name)).context("cannot resolve the output directory")?;

@@ -1,8 +1,8 @@
 //! An experiment directory read back: its plan (`runs.json`), every run's state and
 //! curves, and the lock that keeps two sweeps from writing into it at once.
 
-use crate::config::RunInfo;
 use crate::error::input_error;
+use crate::plan::RunInfo;
 use crate::store::{ExperimentLock, StoredSummary, read_metrics, read_summary, write_json_atomic};
 use crate::train::EvalRow;
 use anyhow::{Context as _, Result};

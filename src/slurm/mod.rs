@@ -17,7 +17,7 @@ pub use arrays::{ArrayPlan, DEFAULT_MAX_ARRAY_SIZE, array_spec, shown_spec, spli
 pub use scheduler::{NEVER_RUNS, cancel, final_states, max_array_size, pending_reasons, queued, submit};
 pub use script::{ScriptSpec, render, shell_quote};
 
-use crate::config::RunInfo;
+use crate::plan::RunInfo;
 use crate::store;
 use crate::store::write_json_atomic;
 use anyhow::{Context as _, Result};

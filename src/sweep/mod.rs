@@ -6,8 +6,8 @@
 //! Finished runs (completed or diverged, same resolved config) are skipped unless forced,
 //! which is what makes rerunning a sweep resume it. The sweep knows runs, not tensors.
 
-use crate::config::PlannedRun;
 use crate::device::DeviceSpec;
+use crate::plan::PlannedRun;
 use crate::progress::{Board, Tee};
 use crate::store;
 use crate::store::{RunDir, RunSummary};

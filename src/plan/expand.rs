@@ -3,10 +3,12 @@
 //! every variant is validated by the same reader as a single experiment and its errors
 //! point into the file: at the grid value or schedule table that made the variant.
 
-use super::launch::{Backend, SlurmOptions, check_mem, check_time};
-use super::reader::{Source, TableReader};
-use super::tree::{Entry, Node, Spanned, Table};
-use super::{ConfigError, ExperimentConfig, Override, check_run_name, default_name, parse_table, parse_tree};
+use super::{ExperimentConfig, default_name, parse_table};
+use crate::config::launch::{Backend, SlurmOptions, check_mem, check_time};
+use crate::config::{
+    ConfigError, Entry, Node, Override, Source, Spanned, Table, TableReader, apply_overrides, check_run_name,
+    parse_tree, read_text,
+};
 use crate::data::DatasetSpec;
 use crate::params::{ParamSource, Rule};
 use crate::schedule::{FairValue, KINDS, SEED_DECAYS, fair_params};
@@ -67,7 +69,7 @@ pub struct RunInfo {
 /// Reads the experiment file at `path` and expands it. `train_len` gives the training-set
 /// size of a data set (needed only for `schedules = "all"`, whose variants span the run).
 pub fn load_experiment(path: &Path, train_len: &mut dyn FnMut(&DatasetSpec) -> Result<usize>) -> Result<Experiment> {
-    let text = super::read_text(path)?;
+    let text = read_text(path)?;
     parse_experiment(path, &text, train_len)
 }
 
@@ -78,7 +80,7 @@ pub fn load_experiment_with(
     overrides: &[Override],
     train_len: &mut dyn FnMut(&DatasetSpec) -> Result<usize>,
 ) -> Result<Experiment> {
-    let text = super::read_text(path)?;
+    let text = read_text(path)?;
     parse_experiment_with(path, &text, overrides, train_len)
 }
 
@@ -98,7 +100,7 @@ fn parse_experiment_with(
     train_len: &mut dyn FnMut(&DatasetSpec) -> Result<usize>,
 ) -> Result<Experiment> {
     let mut table = parse_tree(path, text)?;
-    let combined = super::overrides::apply(path, text, &mut table, overrides)?;
+    let combined = apply_overrides(path, text, &mut table, overrides)?;
     let text = combined.as_str();
     let src = Source { file: path, text };
     let Some(sweep_entry) = table.get("sweep") else {

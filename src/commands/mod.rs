@@ -12,7 +12,8 @@ mod schedules;
 mod sweep;
 
 use crate::cli::{Cli, Command};
-use std::io::{self, Write};
+use crate::output::{print, write_out};
+use std::io;
 
 pub use crate::error::InputError as UsageError;
 
@@ -35,22 +36,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Err(e) if e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe) => Ok(()),
         other => other,
     }
-}
-
-/// Writes `text` to stdout; a closed stdout (`runner collect DIR | true`) drops it, and the
-/// command goes on to do its work and give its exit code, whoever reads (or does not).
-fn print(text: &str) -> io::Result<()> {
-    match write_out(text) {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
-    }
-}
-
-/// Writes `text` to stdout, saying when nobody reads it any more (BrokenPipe).
-fn write_out(text: &str) -> io::Result<()> {
-    let mut out = io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()
 }
 
 /// A finished run's saved weights (`--weights model|best`): the file's name and tensors,

@@ -8,7 +8,7 @@
 //! checks themselves on a machine without a GPU (what they compare is then trivially equal).
 
 use candle_core::{Device, Tensor};
-use runner::model::{Kernels, Mode, ModelSpec, Network, Shortcut, cross_entropy};
+use runner::model::{Kernels, Mode, ModelSpec, Network, ResnetSpec, Shortcut, TransformerSpec, cross_entropy};
 use runner::optim::{Optimizer, OptimizerSpec};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -85,7 +85,7 @@ fn follows(what: &str, cpu: &[f64], gpu: &[f64]) {
 fn gpu_resnet20_and_transformer_follow_the_cpu() {
     let device = gpu();
     // ResNet-20, option A, batches of 32 random images.
-    let spec = ModelSpec::Resnet { depth: 20, width: 1, shortcut: Shortcut::A, weight_decay_bn: false };
+    let spec = ModelSpec::Resnet(ResnetSpec { depth: 20, width: 1, shortcut: Shortcut::A, weight_decay_bn: false });
     let build =
         |d: &Device| runner::model::build(&spec, 3 * 32 * 32, 10, Some((3, 32, 32)), 7, Kernels::Plain, d).unwrap();
     let batches = |d: &Device| -> Vec<(Tensor, Tensor)> {
@@ -101,7 +101,7 @@ fn gpu_resnet20_and_transformer_follow_the_cpu() {
     follows("resnet20", &losses(&*on_cpu, &batches(&Device::Cpu), 0.05), &losses(&*on_gpu, &batches(&device), 0.05));
 
     // The Shakespeare transformer's shape (4 layers, 4 heads, 128 wide, windows of 64).
-    let spec = ModelSpec::Transformer {
+    let spec = ModelSpec::Transformer(TransformerSpec {
         layers: 4,
         heads: 4,
         d_model: 128,
@@ -109,7 +109,7 @@ fn gpu_resnet20_and_transformer_follow_the_cpu() {
         dropout: 0.0,
         bias: true,
         weight_decay_on: runner::model::transformer::DecayOn::Matrices,
-    };
+    });
     let (context, vocab) = (64usize, 65usize);
     let build = |d: &Device| runner::model::build(&spec, context, vocab, None, 7, Kernels::Plain, d).unwrap();
     let batches = |d: &Device| -> Vec<(Tensor, Tensor)> {

@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use common::fidelity::{check_with_pytorch, torch_python};
 use common::{config, copy_dir, fixture, runner};
 use runner::model::transformer::DecayOn;
-use runner::model::{Kernels, Mode, ModelSpec, Shortcut};
+use runner::model::{Kernels, Mode, ModelSpec, ResnetSpec, Shortcut, TransformerSpec};
 use std::fs;
 use std::path::Path;
 use tempfile::TempDir;
@@ -162,7 +162,7 @@ fn model_safetensors_load_into_the_pytorch_reference_models() {
     let mut cases = Vec::new();
     // ResNet-20 (option A) on CIFAR-shaped images, a little trained so batch norm's
     // running statistics are not the initial ones.
-    let spec = ModelSpec::Resnet { depth: 20, width: 1, shortcut: Shortcut::A, weight_decay_bn: false };
+    let spec = ModelSpec::Resnet(ResnetSpec { depth: 20, width: 1, shortcut: Shortcut::A, weight_decay_bn: false });
     let net =
         runner::model::build(&spec, 3 * 32 * 32, 10, Some((3, 32, 32)), 3, Kernels::Auto, &candle_core::Device::Cpu)
             .unwrap();
@@ -178,7 +178,7 @@ fn model_safetensors_load_into_the_pytorch_reference_models() {
     cases.push(serde_json::json!({"name": "resnet", "kind": "resnet", "depth": 20, "classes": 10, "file": file}));
     // The transformer of the fidelity check.
     let shape = (2, 4, 32, 16, 23);
-    let spec = ModelSpec::Transformer {
+    let spec = ModelSpec::Transformer(TransformerSpec {
         layers: shape.0,
         heads: shape.1,
         d_model: shape.2,
@@ -186,7 +186,7 @@ fn model_safetensors_load_into_the_pytorch_reference_models() {
         dropout: 0.0,
         bias: true,
         weight_decay_on: DecayOn::Matrices,
-    };
+    });
     let net = runner::model::build(&spec, shape.3, shape.4, None, 5, Kernels::Auto, &candle_core::Device::Cpu).unwrap();
     let tokens: Vec<u32> = (0..3 * 16).map(|i| (i * 7 + 3) % 23).collect();
     let x = Tensor::from_vec(tokens, (3, 16), &Device::Cpu).unwrap();

@@ -12,11 +12,11 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use common::fidelity::{check_with_pytorch, torch_python};
-use runner::model::{Mode, ModelSpec, Network, Shortcut, cross_entropy};
+use runner::model::{Mode, ModelSpec, Network, ResnetSpec, Shortcut, cross_entropy};
 use runner::optim::{Optimizer, OptimizerSpec};
 
 fn build() -> Box<dyn Network> {
-    let spec = ModelSpec::Resnet { depth: 20, width: 1, shortcut: Shortcut::A, weight_decay_bn: false };
+    let spec = ModelSpec::Resnet(ResnetSpec { depth: 20, width: 1, shortcut: Shortcut::A, weight_decay_bn: false });
     runner::model::build(
         &spec,
         3 * 32 * 32,

@@ -11,7 +11,7 @@ mod common;
 use candle_core::{Device, Tensor};
 use common::fidelity::{check_with_pytorch, torch_python};
 use runner::model::transformer::DecayOn;
-use runner::model::{Mode, ModelSpec, Network, cross_entropy};
+use runner::model::{Mode, ModelSpec, Network, TransformerSpec, cross_entropy};
 use runner::optim::{Optimizer, OptimizerSpec};
 
 const VOCAB: usize = 23;
@@ -19,7 +19,7 @@ const CONTEXT: usize = 16;
 const BATCH: usize = 6;
 
 fn build() -> Box<dyn Network> {
-    let spec = ModelSpec::Transformer {
+    let spec = ModelSpec::Transformer(TransformerSpec {
         layers: 2,
         heads: 4,
         d_model: 32,
@@ -27,7 +27,7 @@ fn build() -> Box<dyn Network> {
         dropout: 0.0,
         bias: true,
         weight_decay_on: DecayOn::Matrices,
-    };
+    });
     runner::model::build(&spec, CONTEXT, VOCAB, None, 7, runner::model::Kernels::Auto, &candle_core::Device::Cpu)
         .unwrap()
 }

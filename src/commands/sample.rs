@@ -6,7 +6,6 @@ use crate::cli::SampleArgs;
 use crate::data::SourceSpec;
 use crate::data::text::Vocab;
 use crate::error::input_error;
-use crate::model::ModelSpec;
 use crate::model::network::load_state_dict;
 use crate::model::sampling::{Sampling, generate_each};
 use crate::plan;
@@ -22,7 +21,7 @@ pub fn run(args: &SampleArgs) -> Result<()> {
         )));
     }
     let run = plan::load(&config_path)?;
-    let (SourceSpec::Text { context, .. }, ModelSpec::Transformer { .. }) = (&run.dataset.source, &run.model) else {
+    let (SourceSpec::Text { context, .. }, true) = (&run.dataset.source, run.model.reads_tokens()) else {
         return Err(input_error(format!(
             "{} is not a language model run: sampling needs a transformer trained on a text data set ([dataset] kind = \"text\")",
             dir.display()

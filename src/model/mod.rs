@@ -2,7 +2,7 @@
 //! interface of [`network::Network`] (named parameters, forward, a step's loss and
 //! gradients) in a file of its own: the stack of convolutions and dense layers
 //! (`stack.rs`: the mlp, linear and cnn kinds), the CIFAR ResNet (`resnet.rs`) and the
-//! GPT-style transformer (`transformer.rs`). [`build`] is where kinds are registered.
+//! GPT-style transformer (`transformer.rs`). `models!` below is where kinds are registered.
 //! Every model runs through plain candle ops; runner's CPU kernels ([`crate::kernels`])
 //! are an acceleration a model uses where its tensors are on the CPU.
 
@@ -16,18 +16,114 @@ pub mod transformer;
 
 pub use crate::kernels::Targets;
 pub use network::{Batch, HostRows, KERNELS, Kernels, Loss, Mode, Named, Network, Step, StepLoss};
-pub use resnet::Shortcut;
-pub use spec::{Activation, Init, MODELS, ModelSpec};
-pub use stack::Stack;
+pub use resnet::{ResnetSpec, Shortcut};
+pub use spec::{Activation, Init, MAX_PARAMETERS};
+pub use stack::{CnnSpec, LinearSpec, MlpSpec, Stack};
+pub use transformer::TransformerSpec;
 
-use anyhow::{Result, bail};
+use crate::params::ParamSource;
+use anyhow::Result;
 use candle_core::{D, DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// What a model is built for: the data's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataShape {
+    /// Inputs of a sample (a text data set: tokens of a window).
+    pub features: usize,
+    /// Outputs: classes, 1 for a regression, the vocabulary of a text data set.
+    pub outputs: usize,
+    /// (channels, height, width) where the samples are images.
+    pub image: Option<(usize, usize, usize)>,
+}
+
+/// One model kind: its `kind` word in configs, how it reads its `[model]` options, its
+/// size for the data, and how it builds. A new architecture is a file with a type that
+/// implements this (and a network that implements [`Network`]), and one line in
+/// `models!` below.
+pub trait Kind: Sized {
+    /// The `kind = "..."` word.
+    const KIND: &'static str;
+    /// Whether it reads windows of tokens (a text data set) rather than features.
+    const READS_TOKENS: bool = false;
+    /// Reads (and validates) the options.
+    fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error>;
+    /// The parameter count for `data`, or why it cannot be built for it (shapes only).
+    fn check(&self, data: DataShape) -> Result<u128, String>;
+    /// The model for `data` (checked), its weights drawn from `rng`, on `device`.
+    fn build(
+        &self,
+        data: DataShape,
+        rng: &mut ChaCha8Rng,
+        kernels: Kernels,
+        device: &Device,
+    ) -> Result<Box<dyn Network>>;
+}
+
+macro_rules! models {
+    ($($variant:ident($ty:ty)),* $(,)?) => {
+        /// A validated `[model]` table: one of the kinds with its options.
+        #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        pub enum ModelSpec {
+            $(#[doc = concat!("`", stringify!($variant), "`")] $variant($ty),)*
+        }
+
+        /// Every `kind` word.
+        pub const MODELS: &[&str] = &[$(<$ty as Kind>::KIND),*];
+
+        impl ModelSpec {
+            /// Reads model `kind`; `None` for an unknown kind.
+            pub fn read<P: ParamSource>(kind: &str, p: &mut P) -> Option<Result<Self, P::Error>> {
+                match kind {
+                    $(<$ty as Kind>::KIND => Some(<$ty as Kind>::read(p).map(ModelSpec::$variant)),)*
+                    _ => None,
+                }
+            }
+
+            /// The `kind` word.
+            pub fn kind(&self) -> &'static str {
+                match self { $(ModelSpec::$variant(_) => <$ty as Kind>::KIND,)* }
+            }
+
+            /// Whether the model reads windows of tokens (a text data set).
+            pub fn reads_tokens(&self) -> bool {
+                match self { $(ModelSpec::$variant(_) => <$ty as Kind>::READS_TOKENS,)* }
+            }
+
+            /// The parameter count of this model for `features` inputs, `outputs` outputs
+            /// and the data's image shape, or why it cannot be built (a cnn on data that
+            /// are not images, more than [`MAX_PARAMETERS`] with the memory that would
+            /// need, ...). Computes shapes only.
+            pub fn check(&self, features: usize, outputs: usize, image: Option<(usize, usize, usize)>) -> Result<u128, String> {
+                let data = DataShape { features, outputs, image };
+                match self { $(ModelSpec::$variant(k) => k.check(data),)* }
+            }
+
+            fn build_kind(&self, data: DataShape, rng: &mut ChaCha8Rng, kernels: Kernels, device: &Device) -> Result<Box<dyn Network>> {
+                match self { $(ModelSpec::$variant(k) => k.build(data, rng, kernels, device),)* }
+            }
+        }
+    };
+}
+
+models! {
+    Mlp(MlpSpec),
+    Linear(LinearSpec),
+    Cnn(CnnSpec),
+    Resnet(ResnetSpec),
+    Transformer(TransformerSpec),
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        ModelSpec::Mlp(MlpSpec { hidden: vec![128, 64], activation: Activation::Relu, dropout: 0.0 })
+    }
+}
+
 /// Builds the model `spec` describes for `features` inputs and `outputs` outputs (an image
-/// shape where the data are images), its weights drawn from `seed`, running on `kernels`:
-/// one line per kind.
+/// shape where the data are images), its weights drawn from `seed`, running on `kernels`.
 pub fn build(
     spec: &ModelSpec,
     features: usize,
@@ -39,21 +135,7 @@ pub fn build(
 ) -> Result<Box<dyn Network>> {
     spec.check(features, outputs, image).map_err(anyhow::Error::msg)?;
     let mut rng = init_rng(seed);
-    Ok(match spec {
-        ModelSpec::Mlp { .. } | ModelSpec::Linear { .. } | ModelSpec::Cnn { .. } => {
-            Box::new(Stack::new(spec, features, outputs, image, &mut rng, kernels, device)?)
-        }
-        ModelSpec::Resnet { depth, width, shortcut, weight_decay_bn } => {
-            let Some(image) = image else { bail!("the resnet model needs image data") };
-            let net =
-                resnet::Resnet::new((*depth, *width, *shortcut), (image, outputs), *weight_decay_bn, &mut rng, device)?;
-            Box::new(net.with_kernels(kernels))
-        }
-        ModelSpec::Transformer { weight_decay_on, .. } => {
-            let shape = spec.transformer_shape(features, outputs).expect("a transformer spec");
-            Box::new(transformer::Transformer::new(shape, *weight_decay_on, &mut rng, device)?.with_kernels(kernels))
-        }
-    })
+    spec.build_kind(DataShape { features, outputs, image }, &mut rng, kernels, device)
 }
 
 /// The generator of a model's initial weights for the run's `seed` (apart from the

@@ -3,7 +3,7 @@
 //! curve to float tolerance, at one and two threads.
 
 use super::network::{Batch, HostRows, Kernels, Loss, Step};
-use super::{Activation, ModelSpec, Shortcut, Targets, build};
+use super::{Activation, CnnSpec, MlpSpec, ModelSpec, ResnetSpec, Shortcut, Targets, TransformerSpec, build};
 use crate::model::transformer::DecayOn;
 use crate::optim::{Optimizer, OptimizerSpec};
 use candle_core::backprop::GradStore;
@@ -137,34 +137,34 @@ fn agree(spec: &ModelSpec, io: (usize, usize, Option<(usize, usize, usize)>), ro
 
 #[test]
 fn the_mlp_fast_and_plain_agree() {
-    let spec = ModelSpec::Mlp { hidden: vec![16, 12], activation: Activation::Relu, dropout: 0.0 };
+    let spec = ModelSpec::Mlp(MlpSpec { hidden: vec![16, 12], activation: Activation::Relu, dropout: 0.0 });
     agree(&spec, (20, 5, None), &image_rows(24, 20, 5), 1e-4);
 }
 
 #[test]
 fn the_cnn_fast_and_plain_agree() {
-    let spec = ModelSpec::Cnn {
+    let spec = ModelSpec::Cnn(CnnSpec {
         channels: vec![4, 6],
         kernel_size: 3,
         pool: true,
         hidden: vec![10],
         activation: Activation::Relu,
         dropout: 0.0,
-    };
+    });
     agree(&spec, (64, 4, Some((1, 8, 8))), &image_rows(12, 64, 4), 1e-4);
 }
 
 #[test]
 fn resnets_with_either_shortcut_fast_and_plain_agree() {
     for shortcut in [Shortcut::A, Shortcut::B] {
-        let spec = ModelSpec::Resnet { depth: 8, width: 1, shortcut, weight_decay_bn: false };
+        let spec = ModelSpec::Resnet(ResnetSpec { depth: 8, width: 1, shortcut, weight_decay_bn: false });
         agree(&spec, (3 * 8 * 8, 10, Some((3, 8, 8))), &image_rows(6, 3 * 8 * 8, 10), 1e-3);
     }
 }
 
 #[test]
 fn the_transformer_fast_and_plain_agree() {
-    let spec = ModelSpec::Transformer {
+    let spec = ModelSpec::Transformer(TransformerSpec {
         layers: 2,
         heads: 2,
         d_model: 16,
@@ -172,7 +172,7 @@ fn the_transformer_fast_and_plain_agree() {
         dropout: 0.0,
         bias: true,
         weight_decay_on: DecayOn::Matrices,
-    };
+    });
     agree(&spec, (8, 13, None), &token_rows(4, 8, 13), 1e-4);
 }
 
@@ -181,7 +181,7 @@ fn the_gpus_step_gives_the_cpus_loss_and_gradients() {
     // What a GPU runs (the loss summed on the device and read later), here on the CPU,
     // against the CPU's autograd step: whole batches and micro-batches (accumulation).
     use super::network::{StepLoss, autograd_loss_and_grads, device_loss_and_grads};
-    let spec = ModelSpec::Mlp { hidden: vec![16], activation: Activation::Relu, dropout: 0.0 };
+    let spec = ModelSpec::Mlp(MlpSpec { hidden: vec![16], activation: Activation::Relu, dropout: 0.0 });
     let rows = image_rows(24, 20, 5);
     for micro_batch in [24, 10] {
         let net = build(&spec, 20, 5, None, 11, Kernels::Plain, &Device::Cpu).unwrap();

@@ -13,11 +13,14 @@
 use super::layers::{BatchNorm2d, EPS, kaiming_normal, relu, uniform_bias};
 use super::network::Kernels;
 use super::network::{Mode, Named, Network};
+use super::spec::too_many;
+use super::{DataShape, Kind};
 use crate::kernels::add_relu::add_relu;
 use crate::kernels::basic_block::{ConvBnParams, basic_block};
 use crate::kernels::conv_bn::conv_bn;
 use crate::kernels::conv_op::conv2d;
 use crate::kernels::resnet_trunk::{BlockParams, resnet_trunk};
+use crate::params::ParamSource;
 use anyhow::{Result, bail};
 use candle_core::{Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
@@ -146,6 +149,84 @@ pub struct Resnet {
     decay_bn: bool,
     /// Plain candle ops only (no CPU kernels).
     plain: bool,
+}
+
+/// `kind = "resnet"`: the CIFAR ResNet of `depth` 6n + 2.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ResnetSpec {
+    pub depth: u64,
+    pub width: u64,
+    pub shortcut: Shortcut,
+    pub weight_decay_bn: bool,
+}
+
+impl Kind for ResnetSpec {
+    const KIND: &'static str = "resnet";
+
+    fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
+        let depth = p.steps("depth", Some(20), 8, "6n + 2 layers: 20, 32, 44, 56, 110 (8 for a quick try)")?;
+        if let Err(why) = blocks_per_stage(depth) {
+            return Err(p.invalid("depth", why));
+        }
+        let width = p.steps("width", Some(1), 1, "channel multiplier of the 16/32/64 stages (wide ResNets)")?;
+        let shortcut = match p.choice(
+            "shortcut",
+            &["A", "B"],
+            Some("A"),
+            "where a block changes shape: A pads with zero channels (the paper's CIFAR choice), B projects with a 1x1 convolution",
+        )? {
+            "B" => Shortcut::B,
+            _ => Shortcut::A,
+        };
+        let weight_decay_bn = p.flag(
+            "weight_decay_bn",
+            false,
+            "apply the optimizer's weight decay to batch norm's scale and shift and the biases too",
+        )?;
+        Ok(ResnetSpec { depth, width, shortcut, weight_decay_bn })
+    }
+
+    fn check(&self, data: DataShape) -> Result<u128, String> {
+        let Some((c0, h, w)) = data.image else {
+            return Err("the resnet model needs image data (digits, mnist, cifar10, cifar100); use mlp or linear for this data set".into());
+        };
+        let n = blocks_per_stage(self.depth).map_err(|e| format!("`depth` {e}"))? as u128;
+        if h % 4 != 0 || w % 4 != 0 {
+            return Err(format!(
+                "the resnet halves the {h}x{w} image twice: its sides must be multiples of 4 (CIFAR's 32x32, MNIST's 28x28)"
+            ));
+        }
+        let [a, b, c] = stage_widths(self.width).map(|c| c as u128);
+        let conv_bn = |c_in: u128, c_out: u128, k: u128| {
+            c_in.saturating_mul(c_out).saturating_mul(k * k).saturating_add(2 * c_out)
+        };
+        let mut params = conv_bn(c0 as u128, a, 3);
+        params = params.saturating_add((2 * n).saturating_mul(conv_bn(a, a, 3)));
+        for (c_in, planes) in [(a, b), (b, c)] {
+            params = params
+                .saturating_add(conv_bn(c_in, planes, 3))
+                .saturating_add((2 * n - 1).saturating_mul(conv_bn(planes, planes, 3)));
+            if self.shortcut == Shortcut::B {
+                params = params.saturating_add(conv_bn(c_in, planes, 1));
+            }
+        }
+        let outputs = data.outputs as u128;
+        params = params.saturating_add(c.saturating_mul(outputs)).saturating_add(outputs);
+        too_many(params, "use a smaller depth or width")
+    }
+
+    fn build(
+        &self,
+        data: DataShape,
+        rng: &mut ChaCha8Rng,
+        kernels: Kernels,
+        device: &Device,
+    ) -> Result<Box<dyn Network>> {
+        let Some(image) = data.image else { bail!("the resnet model needs image data") };
+        let shape = (self.depth, self.width, self.shortcut);
+        let net = Resnet::new(shape, (image, data.outputs), self.weight_decay_bn, rng, device)?;
+        Ok(Box::new(net.with_kernels(kernels)))
+    }
 }
 
 /// The blocks of each stage for depth `depth` (6n + 2), or why there is none.

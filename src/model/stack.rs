@@ -8,9 +8,11 @@ use super::network::eval_outputs;
 use super::network::{
     Batch, HostRows, Kernels, Mode, Named, Network, Step, StepLoss, autograd_loss_and_grads, in_pieces,
 };
-use super::{Activation, Init, ModelSpec, dropout, max_pool2, uniform};
+use super::spec::{activation_and_dropout, too_many};
+use super::{Activation, DataShape, Init, Kind, dropout, max_pool2, uniform};
 use crate::kernels::conv::ConvShape;
 use crate::kernels::{self, ConvLayer, Layer as DenseLayer, Net, Targets, with_values};
+use crate::params::ParamSource;
 use anyhow::{Result, bail};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Storage, Tensor, Var};
@@ -42,11 +44,204 @@ pub struct Stack {
     kernels: Kernels,
 }
 
+/// `kind = "mlp"`: dense layers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MlpSpec {
+    pub hidden: Vec<u64>,
+    pub activation: Activation,
+    pub dropout: f64,
+}
+
+/// `kind = "linear"`: one dense layer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LinearSpec {
+    pub init: Init,
+}
+
+/// `kind = "cnn"`: convolutions (each perhaps pooled), then dense layers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CnnSpec {
+    pub channels: Vec<u64>,
+    pub kernel_size: u64,
+    pub pool: bool,
+    pub hidden: Vec<u64>,
+    pub activation: Activation,
+    pub dropout: f64,
+}
+
+/// What a stack is made of, from the mlp, linear or cnn options.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout<'a> {
+    /// Output channels of each convolution, their kernel size, and whether each is pooled.
+    convs: Option<(&'a [u64], u64, bool)>,
+    hidden: &'a [u64],
+    activation: Activation,
+    dropout: f64,
+    /// Every parameter starts at 0.
+    zeros: bool,
+}
+
+impl Layout<'_> {
+    /// The parameter count for `data`, or why the stack cannot be built for it.
+    fn parameters(&self, data: DataShape) -> Result<u128, String> {
+        let (features, outputs, image) = (data.features, data.outputs, data.image);
+        let mut params: u128 = 0;
+        let mut width = features as u128;
+        if let Some((channels, kernel_size, pool)) = self.convs {
+            let Some((c, h, w)) = image else {
+                return Err(
+                    "the cnn model needs image data (digits, mnist, cifar10, cifar100); use mlp or linear for this data set".into()
+                );
+            };
+            let (mut c, mut h, mut w) = (c as u128, h as u128, w as u128);
+            let k = kernel_size as u128;
+            for (i, &out) in channels.iter().enumerate() {
+                let out = out as u128;
+                params = params
+                    .saturating_add(out.saturating_mul(c).saturating_mul(k).saturating_mul(k))
+                    .saturating_add(out);
+                c = out;
+                (h, w) = (h + 2 * (k / 2) + 1 - k, w + 2 * (k / 2) + 1 - k);
+                if pool {
+                    if h < 2 || w < 2 {
+                        return Err(format!(
+                            "the {}x{} image is too small for {} pooled convolutions: it is {h}x{w} after {i}; use fewer channels entries or pool = false",
+                            image.map_or(0, |i| i.1),
+                            image.map_or(0, |i| i.2),
+                            channels.len()
+                        ));
+                    }
+                    (h, w) = (h / 2, w / 2);
+                }
+            }
+            width = c.saturating_mul(h).saturating_mul(w);
+        }
+        for out in self.hidden.iter().map(|&h| h as u128).chain([outputs as u128]) {
+            params = params.saturating_add(width.saturating_mul(out)).saturating_add(out);
+            width = out;
+        }
+        too_many(params, "use smaller hidden layers or fewer channels")
+    }
+
+    fn build(
+        self,
+        data: DataShape,
+        rng: &mut ChaCha8Rng,
+        kernels: Kernels,
+        device: &Device,
+    ) -> Result<Box<dyn Network>> {
+        Ok(Box::new(Stack::new(self, data.features, data.outputs, data.image, rng, kernels, device)?))
+    }
+}
+
+impl MlpSpec {
+    pub(crate) fn layout(&self) -> Layout<'_> {
+        Layout { convs: None, hidden: &self.hidden, activation: self.activation, dropout: self.dropout, zeros: false }
+    }
+}
+
+impl LinearSpec {
+    pub(crate) fn layout(&self) -> Layout<'_> {
+        Layout { convs: None, hidden: &[], activation: Activation::Relu, dropout: 0.0, zeros: self.init == Init::Zeros }
+    }
+}
+
+impl CnnSpec {
+    pub(crate) fn layout(&self) -> Layout<'_> {
+        Layout {
+            convs: Some((&self.channels, self.kernel_size, self.pool)),
+            hidden: &self.hidden,
+            activation: self.activation,
+            dropout: self.dropout,
+            zeros: false,
+        }
+    }
+}
+
+impl Kind for MlpSpec {
+    const KIND: &'static str = "mlp";
+
+    fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
+        let hidden = p.counts("hidden", &[128, 64], 1, "sizes of the hidden layers")?;
+        let (activation, dropout) = activation_and_dropout(p)?;
+        Ok(MlpSpec { hidden, activation, dropout })
+    }
+
+    fn check(&self, data: DataShape) -> Result<u128, String> {
+        self.layout().parameters(data)
+    }
+
+    fn build(
+        &self,
+        data: DataShape,
+        rng: &mut ChaCha8Rng,
+        kernels: Kernels,
+        device: &Device,
+    ) -> Result<Box<dyn Network>> {
+        self.layout().build(data, rng, kernels, device)
+    }
+}
+
+impl Kind for LinearSpec {
+    const KIND: &'static str = "linear";
+
+    fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
+        let init = p.choice(
+            "init",
+            &["uniform", "zeros"],
+            Some("uniform"),
+            "initial weights: PyTorch's U(-1/sqrt(in), 1/sqrt(in)), or all zeros (a known start, for checks)",
+        )?;
+        Ok(LinearSpec { init: if init == "zeros" { Init::Zeros } else { Init::Uniform } })
+    }
+
+    fn check(&self, data: DataShape) -> Result<u128, String> {
+        self.layout().parameters(data)
+    }
+
+    fn build(
+        &self,
+        data: DataShape,
+        rng: &mut ChaCha8Rng,
+        kernels: Kernels,
+        device: &Device,
+    ) -> Result<Box<dyn Network>> {
+        self.layout().build(data, rng, kernels, device)
+    }
+}
+
+impl Kind for CnnSpec {
+    const KIND: &'static str = "cnn";
+
+    fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
+        let channels = p.counts("channels", &[16, 32], 1, "output channels of each convolution")?;
+        let kernel_size = p.steps("kernel_size", Some(3), 1, "convolution kernel size (odd keeps the size)")?;
+        let pool = p.flag("pool", true, "2x2 max-pooling after each convolution")?;
+        let hidden = p.counts("hidden", &[64], 1, "sizes of the dense layers after the convolutions")?;
+        let (activation, dropout) = activation_and_dropout(p)?;
+        Ok(CnnSpec { channels, kernel_size, pool, hidden, activation, dropout })
+    }
+
+    fn check(&self, data: DataShape) -> Result<u128, String> {
+        self.layout().parameters(data)
+    }
+
+    fn build(
+        &self,
+        data: DataShape,
+        rng: &mut ChaCha8Rng,
+        kernels: Kernels,
+        device: &Device,
+    ) -> Result<Box<dyn Network>> {
+        self.layout().build(data, rng, kernels, device)
+    }
+}
+
 impl Stack {
-    /// Builds `spec` (checked by [`super::build`]) for `features` inputs and `outputs`
-    /// outputs, weights drawn from `rng`.
-    pub fn new(
-        spec: &ModelSpec,
+    /// Builds `layout` (checked by [`Layout::parameters`]) for `features` inputs and
+    /// `outputs` outputs, weights drawn from `rng`.
+    pub(crate) fn new(
+        layout: Layout<'_>,
         features: usize,
         outputs: usize,
         image: Option<(usize, usize, usize)>,
@@ -55,14 +250,14 @@ impl Stack {
         device: &Device,
     ) -> Result<Stack> {
         let (mut convs, mut width, mut conv_image) = (Vec::new(), features, None);
-        if let ModelSpec::Cnn { channels, kernel_size, pool, .. } = spec {
+        if let Some((channels, kernel_size, pool)) = layout.convs {
             let Some((mut c, mut h, mut w)) = image else {
                 bail!(
                     "the cnn model needs image data (digits, mnist, cifar10, cifar100); use mlp or linear for this data set"
                 )
             };
             conv_image = image;
-            let k = *kernel_size as usize;
+            let k = kernel_size as usize;
             for &out in channels {
                 let out = out as usize;
                 let fan_in = c * k * k;
@@ -74,7 +269,7 @@ impl Stack {
                 c = out;
                 // "Same" padding k / 2: an even kernel makes the image one pixel larger.
                 (h, w) = (h + 2 * (k / 2) + 1 - k, w + 2 * (k / 2) + 1 - k);
-                if *pool {
+                if pool {
                     if h < 2 || w < 2 {
                         bail!(
                             "the image is too small for {} pooled convolutions; use fewer channels entries or pool = false",
@@ -86,14 +281,9 @@ impl Stack {
             }
             width = c * h * w;
         }
-        let hidden: Vec<usize> = match spec {
-            ModelSpec::Mlp { hidden, .. } | ModelSpec::Cnn { hidden, .. } => {
-                hidden.iter().map(|&h| h as usize).collect()
-            }
-            ModelSpec::Linear { .. } | ModelSpec::Resnet { .. } | ModelSpec::Transformer { .. } => Vec::new(),
-        };
+        let hidden: Vec<usize> = layout.hidden.iter().map(|&h| h as usize).collect();
         let mut dense = Vec::new();
-        let zeros = matches!(spec, ModelSpec::Linear { init: Init::Zeros });
+        let zeros = layout.zeros;
         for out in hidden.into_iter().chain([outputs]) {
             dense.push(if zeros {
                 let zero = |shape: &[usize]| Var::zeros(shape, DType::F32, device);
@@ -103,13 +293,8 @@ impl Stack {
             });
             width = out;
         }
-        let (activation, dropout, pool) = match spec {
-            ModelSpec::Mlp { activation, dropout, .. } => (*activation, *dropout, false),
-            ModelSpec::Cnn { activation, dropout, pool, .. } => (*activation, *dropout, *pool),
-            ModelSpec::Linear { .. } | ModelSpec::Resnet { .. } | ModelSpec::Transformer { .. } => {
-                (Activation::Relu, 0.0, false)
-            }
-        };
+        let (activation, dropout) = (layout.activation, layout.dropout);
+        let pool = layout.convs.is_some_and(|(_, _, pool)| pool);
         Ok(Stack { convs, image: conv_image, pool, dense, activation, dropout, kernels })
     }
 
@@ -319,12 +504,12 @@ mod tests {
 
     /// The fused gradients against candle's autograd on the same model and batch.
     fn compare(activation: Activation, classification: bool, parts: usize) {
-        let spec = ModelSpec::Mlp { hidden: vec![7, 5], activation, dropout: 0.0 };
-        compare_model(&spec, 6, None, 9, activation, classification, parts);
+        let spec = MlpSpec { hidden: vec![7, 5], activation, dropout: 0.0 };
+        compare_model(spec.layout(), 6, None, 9, activation, classification, parts);
     }
 
     fn compare_model(
-        spec: &ModelSpec,
+        spec: Layout<'_>,
         features: usize,
         image: Option<(usize, usize, usize)>,
         n: usize,
@@ -400,11 +585,10 @@ mod tests {
             (Activation::Sigmoid, true, 2, (1, 7, 7), 2, 2),
             (Activation::Relu, true, 3, (1, 6, 6), 300, 2), // several evaluation pieces of 128 rows
         ] {
-            let spec =
-                ModelSpec::Cnn { channels: vec![3, 4], kernel_size, pool, hidden: vec![6], activation, dropout: 0.0 };
+            let spec = CnnSpec { channels: vec![3, 4], kernel_size, pool, hidden: vec![6], activation, dropout: 0.0 };
             let features = image.0 * image.1 * image.2;
             for classification in [true, false] {
-                compare_model(&spec, features, Some(image), n, activation, classification, parts);
+                compare_model(spec.layout(), features, Some(image), n, activation, classification, parts);
             }
         }
     }
@@ -414,18 +598,25 @@ mod tests {
     /// gradients, and one thread's loss and gradients to float rounding.
     #[test]
     fn lockstep_dense_steps_match_candle_and_one_thread() {
-        let spec = ModelSpec::Mlp { hidden: vec![40, 33], activation: Activation::Tanh, dropout: 0.0 };
+        let spec = MlpSpec { hidden: vec![40, 33], activation: Activation::Tanh, dropout: 0.0 };
         for threads in [2, 3] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
                 for classification in [true, false] {
-                    compare_model(&spec, 37, None, 11, Activation::Tanh, classification, threads);
+                    compare_model(spec.layout(), 37, None, 11, Activation::Tanh, classification, threads);
                 }
             });
         }
-        let model =
-            Stack::new(&spec, 37, 4, None, &mut crate::model::init_rng(5), crate::model::Kernels::Auto, &Device::Cpu)
-                .unwrap();
+        let model = Stack::new(
+            spec.layout(),
+            37,
+            4,
+            None,
+            &mut crate::model::init_rng(5),
+            crate::model::Kernels::Auto,
+            &Device::Cpu,
+        )
+        .unwrap();
         let x: Vec<f32> = (0..20 * 37).map(|i| ((i * 7919 + 13) % 10_007) as f32 / 5003.5 - 1.0).collect();
         let classes: Vec<u32> = (0..20).map(|i| i % 4).collect();
         let rows: Vec<u32> = (0..20).rev().collect();

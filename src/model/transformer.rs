@@ -9,10 +9,13 @@
 
 use super::layers::layer_norm;
 use super::network::{Batch, Kernels, Mode, Named, Network, Step, StepLoss, autograd_loss_and_grads};
+use super::spec::too_many;
+use super::{DataShape, Kind};
 use crate::kernels::attention::causal_softmax;
 use crate::kernels::gelu::gelu;
 use crate::kernels::linear::linear;
 use crate::kernels::self_attention::causal_self_attention;
+use crate::params::{ParamSource, Rule};
 use anyhow::{Result, bail};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
@@ -29,6 +32,100 @@ pub enum DecayOn {
     MatricesAndEmbeddings,
     /// Every parameter, biases and layer norms too (PyTorch's AdamW on model.parameters()).
     All,
+}
+
+/// `kind = "transformer"`: a GPT-style language model over windows of tokens.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TransformerSpec {
+    pub layers: u64,
+    pub heads: u64,
+    pub d_model: u64,
+    /// Positions with an embedding; the data set's context when not given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<u64>,
+    pub dropout: f64,
+    pub bias: bool,
+    pub weight_decay_on: DecayOn,
+}
+
+impl TransformerSpec {
+    /// The shape for windows of `features` tokens and a vocabulary of `outputs`.
+    pub fn shape(&self, features: usize, outputs: usize) -> Shape {
+        Shape {
+            layers: self.layers as usize,
+            heads: self.heads as usize,
+            d_model: self.d_model as usize,
+            context: self.context.map_or(features, |c| c as usize),
+            vocab: outputs,
+            dropout: self.dropout,
+            bias: self.bias,
+        }
+    }
+}
+
+impl Kind for TransformerSpec {
+    const KIND: &'static str = "transformer";
+    const READS_TOKENS: bool = true;
+
+    fn read<P: ParamSource>(p: &mut P) -> Result<Self, P::Error> {
+        let layers = p.steps("layers", Some(4), 1, "transformer blocks")?;
+        let heads = p.steps("heads", Some(4), 1, "attention heads per block (d_model must be a multiple)")?;
+        let d_model = p.steps("d_model", Some(128), 1, "width of the residual stream")?;
+        if d_model % heads != 0 {
+            return Err(p.invalid(
+                "d_model",
+                format!("= {d_model} is not a multiple of heads = {heads}: each head gets d_model / heads dimensions"),
+            ));
+        }
+        let context = p.optional_steps(
+            "context",
+            1,
+            "the data set's context",
+            "positions with an embedding (at least the data's windows)",
+        )?;
+        let dropout = p.number(
+            "dropout",
+            Some(0.0),
+            Rule::UnitInterval,
+            "dropout on embeddings, attention weights and residual branches while training",
+        )?;
+        p.check(dropout < 1.0, "dropout", || "must be below 1 (1 drops everything)".to_string())?;
+        let bias = p.flag("bias", true, "biases in the linear layers and layer norms (GPT-2 has them)")?;
+        let weight_decay_on = match p.choice(
+            "weight_decay_on",
+            &["matrices", "matrices_and_embeddings", "all"],
+            Some("matrices"),
+            "what the optimizer's weight decay applies to: the linear layers' weights; those and the embeddings (nanoGPT); every parameter",
+        )? {
+            "all" => DecayOn::All,
+            "matrices_and_embeddings" => DecayOn::MatricesAndEmbeddings,
+            _ => DecayOn::Matrices,
+        };
+        Ok(TransformerSpec { layers, heads, d_model, context, dropout, bias, weight_decay_on })
+    }
+
+    fn check(&self, data: DataShape) -> Result<u128, String> {
+        let shape = self.shape(data.features, data.outputs);
+        if shape.context < data.features {
+            return Err(format!(
+                "the model's context = {} is shorter than the data's windows of {} tokens (dataset.context); \
+                 leave model.context out to use the data's",
+                shape.context, data.features
+            ));
+        }
+        too_many(shape.parameters(), "use fewer layers or a smaller d_model")
+    }
+
+    fn build(
+        &self,
+        data: DataShape,
+        rng: &mut ChaCha8Rng,
+        kernels: Kernels,
+        device: &Device,
+    ) -> Result<Box<dyn Network>> {
+        let shape = self.shape(data.features, data.outputs);
+        Ok(Box::new(Transformer::new(shape, self.weight_decay_on, rng, device)?.with_kernels(kernels)))
+    }
 }
 
 /// The shape of a transformer, as the `[model]` table gives it.

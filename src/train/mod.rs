@@ -190,11 +190,11 @@ fn check_monitors(spec: &RunSpec, data: &Dataset, schedule_monitor: Option<&str>
             ));
         }
     }
-    let transformer = matches!(spec.model, ModelSpec::Transformer { .. });
-    match (&data.text, transformer) {
+    match (&data.text, spec.model.reads_tokens()) {
         (None, true) => {
             return Err(format!(
-                "the transformer model reads windows of tokens: it needs a text data set ([dataset] kind = \"text\"), not {}",
+                "the {} model reads windows of tokens: it needs a text data set ([dataset] kind = \"text\"), not {}",
+                spec.model.kind(),
                 data.name
             ));
         }

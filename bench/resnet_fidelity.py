@@ -38,27 +38,36 @@ class ConvBn(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, c_in, planes, stride):
+    def __init__(self, c_in, planes, stride, shortcut="A"):
         super().__init__()
         self.a = ConvBn(c_in, planes, 3, stride)
         self.b = ConvBn(planes, planes, 3, 1)
-        self.pad = (planes - c_in) // 2 if (stride != 1 or c_in != planes) else None
+        changes = stride != 1 or c_in != planes
+        self.pad = (planes - c_in) // 2 if changes and shortcut == "A" else None
+        # Option B: a strided 1x1 convolution and batch norm where the shape changes.
+        if changes and shortcut == "B":
+            self.shortcut = ConvBn(c_in, planes, 1, stride)
 
     def forward(self, x):
         h = self.b(F.relu(self.a(x)))
-        skip = x if self.pad is None else F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+        if hasattr(self, "shortcut"):
+            skip = self.shortcut(x)
+        elif self.pad is not None:
+            skip = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+        else:
+            skip = x
         return F.relu(h + skip)
 
 
 class Resnet(nn.Module):
-    def __init__(self, depth, classes):
+    def __init__(self, depth, classes, shortcut="A"):
         super().__init__()
         n = (depth - 2) // 6
         self.stem = ConvBn(3, 16, 3, 1)
         blocks, c_in = [], 16
         for stage, planes in enumerate([16, 32, 64]):
             for i in range(n):
-                blocks.append(Block(c_in, planes, 2 if stage > 0 and i == 0 else 1))
+                blocks.append(Block(c_in, planes, 2 if stage > 0 and i == 0 else 1, shortcut))
                 c_in = planes
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(64, classes)

@@ -35,22 +35,7 @@ fn build() -> Box<dyn Network> {
 /// A batch of windows of a token stream with structure (so training lowers the loss):
 /// (BATCH, CONTEXT) inputs and the next tokens, flattened.
 fn batch(k: u64) -> (Tensor, Tensor) {
-    let mut state = 12345 + k;
-    let mut next = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (state >> 33) as u32
-    };
-    let stream: Vec<u32> = (0..BATCH * (CONTEXT + 1))
-        .scan(0u32, |prev, _| {
-            *prev = if next() % 4 == 0 { next() % VOCAB as u32 } else { (*prev * 3 + 1) % VOCAB as u32 };
-            Some(*prev)
-        })
-        .collect();
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    for w in stream.chunks(CONTEXT + 1) {
-        x.extend_from_slice(&w[..CONTEXT]);
-        y.extend_from_slice(&w[1..]);
-    }
+    let (x, y) = common::token_windows(BATCH, CONTEXT, VOCAB as u32, 12345 + k);
     (
         Tensor::from_vec(x, (BATCH, CONTEXT), &Device::Cpu).unwrap(),
         Tensor::from_vec(y, BATCH * CONTEXT, &Device::Cpu).unwrap(),

@@ -15,7 +15,7 @@ mod stack;
 pub mod transformer;
 
 pub use crate::kernels::Targets;
-pub use network::{Batch, HostRows, KERNELS, Kernels, Loss, Mode, Named, Network, Step, StepLoss};
+pub use network::{Batch, HostRows, InMemory, KERNELS, Kernels, Loss, Mode, Named, Network, Step, StepLoss};
 pub use resnet::{ResnetSpec, Shortcut};
 pub use spec::{Activation, Init, MAX_PARAMETERS};
 pub use stack::{CnnSpec, LinearSpec, MlpSpec, Stack};

@@ -168,6 +168,77 @@ pub trait Batch: Sync {
     fn host(&self) -> Option<(HostRows<'_>, Targets<'_>, usize)>;
 }
 
+/// A batch held in memory on the CPU: rows of f32 features with class targets, or windows
+/// of tokens with a target for each position. For loops of one's own over a model (the
+/// tests against the plain path and PyTorch use it); the trainer's batches are drawn from
+/// a data set.
+pub struct InMemory {
+    x: Tensor,
+    y: Tensor,
+    values: Option<Vec<f32>>,
+    /// 0, 1, ...: the rows of `values`.
+    order: Vec<u32>,
+    classes: Vec<u32>,
+    features: usize,
+}
+
+impl InMemory {
+    /// `values.len() / features` rows of `features` values, with their classes.
+    pub fn rows(values: Vec<f32>, features: usize, classes: Vec<u32>) -> Result<InMemory> {
+        let n = classes.len();
+        Ok(InMemory {
+            x: Tensor::from_vec(values.clone(), (n, features), &candle_core::Device::Cpu)?,
+            y: Tensor::from_vec(classes.clone(), n, &candle_core::Device::Cpu)?,
+            values: Some(values),
+            order: (0..n as u32).collect(),
+            classes,
+            features,
+        })
+    }
+
+    /// `windows` windows of `t` tokens (`x`, row after row) and the token after each position.
+    pub fn tokens(x: Vec<u32>, next: Vec<u32>, windows: usize, t: usize) -> Result<InMemory> {
+        Ok(InMemory {
+            x: Tensor::from_vec(x, (windows, t), &candle_core::Device::Cpu)?,
+            y: Tensor::from_vec(next.clone(), windows * t, &candle_core::Device::Cpu)?,
+            values: None,
+            order: Vec::new(),
+            classes: next,
+            features: t,
+        })
+    }
+
+    /// The inputs: (rows, features) f32 or (windows, t) u32.
+    pub fn x(&self) -> &Tensor {
+        &self.x
+    }
+
+    /// The targets: a class for each row, or the next token for each position.
+    pub fn y(&self) -> &Tensor {
+        &self.y
+    }
+}
+
+impl Batch for InMemory {
+    fn len(&self) -> usize {
+        self.x.dims()[0]
+    }
+
+    fn tensors(&self, range: Range<usize>) -> Result<(Tensor, Tensor)> {
+        let per = self.y.dim(0)? / self.len();
+        Ok((self.x.narrow(0, range.start, range.len())?, self.y.narrow(0, range.start * per, range.len() * per)?))
+    }
+
+    fn device(&self) -> &candle_core::Device {
+        self.x.device()
+    }
+
+    fn host(&self) -> Option<(HostRows<'_>, Targets<'_>, usize)> {
+        let x = self.values.as_ref()?;
+        Some((HostRows::Gathered { x, rows: &self.order }, Targets::Classes(&self.classes), self.features))
+    }
+}
+
 /// A step's mean loss: its value, or on a GPU the scalar tensor that will hold it (reading
 /// it would make the host wait for the step; the trainer reads a window of them at once
 /// when it logs, evaluates or checkpoints).

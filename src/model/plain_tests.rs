@@ -2,8 +2,8 @@
 //! ops from the same initial weights: the same outputs, step-0 gradients and 20-step loss
 //! curve to float tolerance, at one and two threads.
 
-use super::network::{Batch, HostRows, Kernels, Loss, Step};
-use super::{Activation, CnnSpec, MlpSpec, ModelSpec, ResnetSpec, Shortcut, Targets, TransformerSpec, build};
+use super::network::{Batch, InMemory, Kernels, Loss, Step};
+use super::{Activation, CnnSpec, MlpSpec, ModelSpec, ResnetSpec, Shortcut, TransformerSpec, build};
 use crate::model::transformer::DecayOn;
 use crate::optim::{Optimizer, OptimizerSpec};
 use candle_core::backprop::GradStore;
@@ -11,67 +11,22 @@ use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-/// A fixed batch: rows of f32 inputs with class targets, or token windows (n, t) of u32
-/// with a target for every position.
-struct Rows {
-    x: Tensor,
-    y: Tensor,
-    values: Option<Vec<f32>>,
-    /// 0, 1, ...: the rows of `values`.
-    order: Vec<u32>,
-    classes: Vec<u32>,
-    features: usize,
-}
-
-impl Batch for Rows {
-    fn len(&self) -> usize {
-        self.x.dim(0).unwrap()
-    }
-
-    fn tensors(&self, range: std::ops::Range<usize>) -> anyhow::Result<(Tensor, Tensor)> {
-        let per = self.y.dim(0)? / self.len();
-        Ok((self.x.narrow(0, range.start, range.len())?, self.y.narrow(0, range.start * per, range.len() * per)?))
-    }
-
-    fn device(&self) -> &Device {
-        self.x.device()
-    }
-
-    fn host(&self) -> Option<(HostRows<'_>, Targets<'_>, usize)> {
-        let x = self.values.as_ref()?;
-        Some((HostRows::Gathered { x, rows: &self.order }, Targets::Classes(&self.classes), self.features))
-    }
-}
+type Rows = InMemory;
 
 fn values(n: usize, seed: usize) -> Vec<f32> {
     (0..n).map(|i| (((i + seed) * 7919 + 13) % 10_007) as f32 / 5003.5 - 1.0).collect()
 }
 
 fn image_rows(n: usize, features: usize, classes: u32) -> Rows {
-    let v = values(n * features, 1);
     let c: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 3) % classes).collect();
-    Rows {
-        x: Tensor::from_vec(v.clone(), (n, features), &Device::Cpu).unwrap(),
-        y: Tensor::from_vec(c.clone(), n, &Device::Cpu).unwrap(),
-        values: Some(v),
-        order: (0..n as u32).collect(),
-        classes: c,
-        features,
-    }
+    InMemory::rows(values(n * features, 1), features, c).unwrap()
 }
 
 fn token_rows(n: usize, t: usize, vocab: u32) -> Rows {
     let tokens: Vec<u32> = (0..n * (t + 1)).map(|i| ((i * 31 + 7) % 97) as u32 % vocab).collect();
     let x: Vec<u32> = (0..n).flat_map(|r| tokens[r * (t + 1)..r * (t + 1) + t].to_vec()).collect();
     let y: Vec<u32> = (0..n).flat_map(|r| tokens[r * (t + 1) + 1..(r + 1) * (t + 1)].to_vec()).collect();
-    Rows {
-        x: Tensor::from_vec(x, (n, t), &Device::Cpu).unwrap(),
-        y: Tensor::from_vec(y.clone(), n * t, &Device::Cpu).unwrap(),
-        values: None,
-        order: Vec::new(),
-        classes: y,
-        features: t,
-    }
+    InMemory::tokens(x, y, n, t).unwrap()
 }
 
 /// (evaluation outputs, step-0 gradients, 20 losses) of `spec` on `kernels`.
@@ -87,7 +42,7 @@ fn curve(
         let net = build(spec, io.0, io.1, io.2, 11, kernels, &candle_core::Device::Cpu).unwrap();
         let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let mut outputs = Vec::new();
-        net.outputs(&rows.x, &mut |t| {
+        net.outputs(rows.x(), &mut |t| {
             outputs.extend(flat(&t));
             Ok(())
         })

@@ -25,7 +25,7 @@ pub fn torch_python() -> Option<String> {
 
 /// Appends `tensors` to one little-endian f32 blob (fidelity.bin), with a JSON index of
 /// names, shapes and offsets and the `config` (fidelity.json).
-fn write_all(dir: &Path, tensors: &[(String, Tensor)], config: serde_json::Value) {
+pub fn write_tensors(dir: &Path, tensors: &[(String, Tensor)], config: serde_json::Value) {
     let mut blob = std::io::BufWriter::new(std::fs::File::create(dir.join("fidelity.bin")).unwrap());
     let mut index = serde_json::Map::new();
     let mut offset = 0usize;
@@ -53,7 +53,7 @@ pub fn check_with_pytorch(python: &str, script: &str, tensors: &[(String, Tensor
         }
         Err(_) => temp.path().to_path_buf(),
     };
-    write_all(&dir, tensors, config);
+    write_tensors(&dir, tensors, config);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench").join(script);
     let result =
         Command::new(python).arg(&script).arg(&dir).args(std::env::var("FIDELITY_STEPS").ok()).output().unwrap();

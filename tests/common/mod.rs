@@ -118,3 +118,25 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `n` windows of `t` tokens of a stream with structure (so that training lowers the loss),
+/// drawn from `seed`, and the token after each position: (inputs, next), row after row.
+pub fn token_windows(n: usize, t: usize, vocab: u32, seed: u64) -> (Vec<u32>, Vec<u32>) {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as u32
+    };
+    let stream: Vec<u32> = (0..n * (t + 1))
+        .scan(0u32, |prev, _| {
+            *prev = if next() % 4 == 0 { next() % vocab } else { (*prev * 3 + 1) % vocab };
+            Some(*prev)
+        })
+        .collect();
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for w in stream.chunks(t + 1) {
+        x.extend_from_slice(&w[..t]);
+        y.extend_from_slice(&w[1..]);
+    }
+    (x, y)
+}

@@ -1,8 +1,13 @@
 //! `runner`: learning-rate-schedule experiments with candle.
 //!
-//! Modules follow the data's path: [`config`] reads a TOML experiment into plain data,
-//! [`schedule`] computes learning rates, [`chart`] draws them, and [`commands`] are what
-//! each subcommand of the [`cli`] does.
+//! Modules follow the data's path, each importing only those before it (checked by
+//! `tests/architecture.rs`): [`config`] reads TOML into checked values; [`schedule`],
+//! [`data`], [`model`] and [`optim`] read their own options through [`params`] and do the
+//! work; [`train`] trains any [`model::Network`]; [`plan`] puts an experiment file together
+//! and [`store`] writes what a run leaves; [`sweep`] and [`slurm`] run runs; [`results`]
+//! reads an experiment back and [`report`] shows it; [`launch`] is the use cases behind
+//! `runner run` and `runner sweep`, and [`commands`] what each subcommand of the [`cli`]
+//! does. [`kernels`] (runner's CPU kernels) and [`device`] are leaves.
 
 /// `eprintln!` that never panics: a closed stderr (`runner run ... 2>&1 | head -1`) drops
 /// the message and leaves the command's work and exit code as they are.

@@ -111,7 +111,18 @@ impl Recorder for Progress {
 
     fn on_eval(&mut self, row: &EvalRow) -> Result<()> {
         match self {
-            Progress::Bar(_, last_eval) | Progress::Lines { last_eval, .. } => *last_eval = eval_text(row),
+            // Shown at once: the bar would otherwise show the evaluation before this one
+            // until its next update (and for good after the last).
+            Progress::Bar(bar, last_eval) => {
+                *last_eval = eval_text(row);
+                bar.set_message(format!(
+                    "epoch {} loss {} lr {:.3e}{last_eval}",
+                    row.epoch,
+                    readable(row.train_loss),
+                    row.lr
+                ));
+            }
+            Progress::Lines { last_eval, .. } => *last_eval = eval_text(row),
             Progress::Quiet => {}
         }
         Ok(())

@@ -434,3 +434,47 @@ fn adam_takes_pytorchs_betas_or_keras_beta1_and_beta2_not_both() {
         "`optimizer.betas` takes two numbers, [beta1, beta2] (e.g. [0.9, 0.99]); found 3",
     ));
 }
+
+/// steps.csv is written while a run trains (with each evaluation and every few seconds
+/// between), not held in a buffer until the run ends: `tail -f`, pandas and TensorBoard
+/// follow a run live. The transformer on the bundled text logs every step and evaluates
+/// only at the end: a buffer of 8 KiB would hold its first hundreds of rows back.
+#[test]
+fn steps_csv_fills_while_the_run_trains() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("out");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/shakespeare_char.toml");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["run", config, "--quiet", "--out"])
+        .arg(&out)
+        .args([
+            "train.steps=100000",
+            "train.log_every=1",
+            "train.eval_every=100000",
+            "train.checkpoint_every=100000",
+            "train.checkpoint_minutes=1000",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let steps = out.join("shakespeare_char").join("cosine_decay").join("steps.csv");
+    let started = std::time::Instant::now();
+    let first = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the run ended ({status}) before steps.csv was written: {err}");
+        }
+        let len = fs::metadata(&steps).map_or(0, |m| m.len());
+        if len > 0 {
+            break len;
+        }
+        assert!(started.elapsed().as_secs() < 600, "steps.csv still empty after 10 minutes of training");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = fs::read_to_string(&steps).unwrap();
+    assert!(text.starts_with("step,lr,loss\n"), "{text}");
+    assert!(first < 8192, "steps.csv appeared only when a full buffer of {first} bytes was written");
+}

@@ -246,10 +246,15 @@ pub struct RunDir {
     events: tensorboard::EventWriter,
 }
 
-/// metrics.csv is flushed with an evaluation unless it was flushed less than this many
+/// The files are flushed with an evaluation unless they were flushed less than this many
 /// seconds before: `runner report` on a live run sees every evaluation of a run whose
 /// evaluations are further apart, and a short run does not write once per evaluation.
 const FLUSH_SECONDS: f64 = 0.5;
+
+/// Between evaluations, steps.csv and the TensorBoard events are flushed with the first
+/// logged step this many seconds after the last flush: `tail -f`, pandas and TensorBoard
+/// follow a run live.
+const LIVE_SECONDS: f64 = 2.0;
 
 impl RunDir {
     /// Creates `dir` with the resolved config, removing whatever an earlier attempt left
@@ -378,7 +383,9 @@ impl RunDir {
         let (metrics, steps) = (self.path.join("metrics.csv"), self.path.join("steps.csv"));
         self.metrics.flush().with_context(|| format!("cannot write {}", metrics.display()))?;
         self.steps.flush().with_context(|| format!("cannot write {}", steps.display()))?;
-        self.events.flush()
+        self.events.flush()?;
+        self.flushed = std::time::Instant::now();
+        Ok(())
     }
 
     /// The run's directory.
@@ -423,6 +430,11 @@ impl Recorder for RunDir {
                 .write_record([row.step.to_string(), row.lr.to_string(), row.loss.to_string()])
                 .with_context(|| format!("cannot write {}", self.path.join("steps.csv").display()))?;
             self.events.scalars(row.step, &[("lr", row.lr), ("train_loss", row.loss)])?;
+            // See LIVE_SECONDS (a logged step at most every log_every steps: the clock is
+            // read that often, not every step).
+            if self.flushed.elapsed().as_secs_f64() >= LIVE_SECONDS {
+                self.flush()?;
+            }
         }
         Ok(())
     }
@@ -459,9 +471,7 @@ impl Recorder for RunDir {
         self.events.scalars(r.step, &scalars)?;
         // See FLUSH_SECONDS; whatever is left is flushed by `finish`.
         if self.flushed.elapsed().as_secs_f64() >= FLUSH_SECONDS {
-            self.metrics.flush().with_context(file)?;
-            self.events.flush()?;
-            self.flushed = std::time::Instant::now();
+            self.flush()?;
         }
         Ok(())
     }

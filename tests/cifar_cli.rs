@@ -207,3 +207,39 @@ fn augmentation_is_reproducible_from_the_seed_and_never_touches_evaluation() {
         .expect("eval prints val_loss");
     assert!((evaluated - reported).abs() <= 1e-6 * reported.abs().max(1.0), "eval {evaluated} vs reported {reported}");
 }
+
+/// scripts/cifar-sample.py writes files of CIFAR's binary format that runner trains on (to
+/// try the CIFAR configs without the download), and refuses to overwrite files.
+#[test]
+fn the_sample_script_writes_files_runner_reads() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("cifar");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cifar-sample.py");
+    let write = |extra: &[&str]| {
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(&data)
+            .args(["--images", "52", "--test-images", "9"])
+            .args(extra)
+            .output()
+            .expect("python3 runs (this machine kind has Python 3.11)")
+    };
+    let o = write(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sizes: Vec<u64> = ["data_batch_1.bin", "data_batch_5.bin", "test_batch.bin"]
+        .iter()
+        .map(|f| fs::metadata(data.join(f)).unwrap().len())
+        .collect();
+    assert_eq!(sizes, vec![11 * 3073, 10 * 3073, 9 * 3073]);
+    let test = fs::read(data.join("test_batch.bin")).unwrap();
+    assert!(test.chunks(3073).all(|r| r[0] < 10), "labels of CIFAR-10 are below 10");
+    assert!(fs::read_to_string(data.join("SAMPLE.txt")).unwrap().contains("not CIFAR"));
+    // Files there are kept.
+    let again = write(&[]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds data_batch_1.bin"));
+    let cfg = config(dir.path(), "c", &body("cifar10", &data, ""));
+    run_ok(&cfg, &dir.path().join("out"));
+    let s = summary(&dir.path().join("out/c/cosine_decay"));
+    assert_eq!(s["status"], "completed", "{s}");
+}

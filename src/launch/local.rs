@@ -313,7 +313,11 @@ fn show_dry_run(
             match changed.iter().find(|(n, _)| *n == r.info.name) {
                 Some((_, what)) => format!("replace ({what})"),
                 None if finished && !force => "keep (finished)".into(),
-                None => "run".to_string(),
+                None if force => "run".to_string(),
+                None => match resume_step(&dir.join(&r.info.name), &r.config.to_toml()) {
+                    Some(step) => format!("resume from step {step}"),
+                    None => "run".to_string(),
+                },
             },
         ]);
         rows.push(row);
@@ -328,4 +332,15 @@ fn show_dry_run(
     );
     print(&(head + &render_text(&header, &rows)))?;
     Ok(())
+}
+
+/// The step an unfinished run of this same config would resume from: its latest usable
+/// checkpoint's, as the sweep picks it (`None`: it starts from step 0).
+fn resume_step(run: &Path, config_toml: &str) -> Option<u64> {
+    let same_config = std::fs::read_to_string(run.join("config.toml")).is_ok_and(|c| c == config_toml);
+    if !same_config {
+        return None;
+    }
+    let found = store::checkpoints::latest(run, &config::hash_text(config_toml)).ok()??;
+    Some(found.meta.step)
 }

@@ -381,6 +381,19 @@ fn a_run_whose_network_collapsed_is_flagged_not_just_ranked_last() {
     assert!(header.ends_with(",status,final_val_loss,best_val_loss,best_epoch,steps,seconds"), "{header}");
     assert!(!header.contains("final_val_accuracy"), "{header}");
     assert!(text.lines().nth(1).unwrap().contains(&column(&rows, "run")[0]), "{text}");
+    // The runs keep their best evaluation by accuracy; ranked by val_loss, the best columns
+    // are the best val_loss of each run's metrics.csv, not blank.
+    let cells: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    let at = |name: &str| cells[0].iter().position(|c| *c == name).unwrap();
+    for row in &cells[1..] {
+        let metrics = csv_rows(&exp.join(row[at("run")]).join("metrics.csv"));
+        let losses: Vec<f64> = column(&metrics, "val_loss").iter().map(|v| v.parse().unwrap()).collect();
+        let (epoch, lowest) =
+            losses.iter().enumerate().fold((0, f64::INFINITY), |b, (i, &v)| if v < b.1 { (i, v) } else { b });
+        let shown: f64 = row[at("best_val_loss")].parse().unwrap_or_else(|_| panic!("blank best: {text}"));
+        assert!((shown - lowest).abs() < 1e-4, "{shown} vs {lowest}: {text}");
+        assert_eq!(row[at("best_epoch")], column(&metrics, "epoch")[epoch], "{text}");
+    }
     runner()
         .arg("report")
         .arg(&exp)

@@ -27,15 +27,27 @@ fn num(v: Option<f64>) -> String {
     v.filter(|x| x.is_finite()).map_or_else(String::new, |x| format!("{x:.4}"))
 }
 
-/// The best value of the experiment's metric a run reached, and at which epoch (the run
-/// keeps its best evaluation by one metric: blank when ranking by another).
+/// The best value of the experiment's metric a run reached, and at which epoch: the
+/// evaluation its summary keeps as best where that is by this metric, else the best of
+/// its metrics.csv (a run keeps its best evaluation by the metric it watches, e.g. the
+/// val_loss a plateau schedule monitors, while the report may rank by accuracy).
 fn best(view: &ExperimentView, r: &RunRecord) -> (Option<f64>, Option<u64>) {
     let Some(s) = r.summary.as_ref() else { return (None, None) };
-    let Some(b) = s.outcome.best_metrics else { return (None, None) };
-    if !s.outcome.best_by.is_empty() && s.outcome.best_by != view.metric_name() {
-        return (None, None);
+    let metric = view.metric();
+    if let Some(b) = s.outcome.best_metrics
+        && (s.outcome.best_by.is_empty() || s.outcome.best_by == view.metric_name())
+    {
+        return (metric.value(&b), Some(b.epoch));
     }
-    (view.metric().value(&b), Some(b.epoch))
+    let rows = crate::store::read_metrics(&r.dir).unwrap_or_default();
+    let better = |a: f64, b: f64| if metric.higher_is_better { a > b } else { a < b };
+    rows.iter()
+        .filter_map(|row| Some((metric.value(row).filter(|v| v.is_finite())?, row.epoch)))
+        .fold(None, |acc: Option<(f64, u64)>, (v, e)| match acc {
+            Some((bv, _)) if !better(v, bv) => acc,
+            _ => Some((v, e)),
+        })
+        .map_or((None, None), |(v, e)| (Some(v), Some(e)))
 }
 
 fn final_metric(view: &ExperimentView, r: &RunRecord) -> Option<f64> {

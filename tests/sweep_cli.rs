@@ -231,6 +231,42 @@ fn interrupt_then_resume_gives_the_results_of_an_uninterrupted_sweep() {
     assert_eq!(results_without_clock(&exp), results_without_clock(&whole.join("slow")));
 }
 
+/// A sweep stopped part-way ends with its best runs; a run that did not finish shows its
+/// last evaluation, marked as such, and the count says how many are unfinished.
+#[test]
+fn the_best_of_line_after_a_stop_marks_partial_results() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "slow", SLOW);
+    let out = dir.path().join("cut");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("run")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .args(["--jobs", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exp = out.join("slow");
+    let second = exp.join("cosine_decay-lr0.03").join("metrics.csv");
+    let start = Instant::now();
+    while !(finished_runs(&exp) >= 1 && fs::read_to_string(&second).is_ok_and(|t| t.lines().count() >= 2)) {
+        assert!(child.try_wait().unwrap().is_none(), "the sweep ended before it could be stopped");
+        assert!(start.elapsed() < Duration::from_secs(120), "the sweep never got going");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(&child, "-TERM");
+    let mut said = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut said).unwrap();
+    child.wait().unwrap();
+    let line = said.lines().find(|l| l.starts_with("best of 4 by val_accuracy")).unwrap_or_else(|| panic!("{said}"));
+    assert!(line.starts_with("best of 4 by val_accuracy (3 unfinished): "), "{line}");
+    assert!(line.contains("cosine_decay-lr0.03 ") && line.contains(" (interrupted: its last evaluation)"), "{line}");
+    let finished = line.split(": ").nth(1).unwrap().split("; ").find(|p| p.starts_with("cosine_decay-lr0.05 "));
+    assert!(finished.is_some_and(|p| !p.contains("interrupted")), "{line}");
+}
+
 #[test]
 fn kill_9_mid_run_then_resume_reruns_the_half_written_run() {
     let dir = TempDir::new().unwrap();

@@ -70,16 +70,31 @@ pub fn top_line(view: &ExperimentView, k: usize) -> Option<String> {
     let m = view.metric_name();
     let value = header.iter().position(|h| *h == format!("mean_final_{m}") || *h == format!("final_{m}"))?;
     let verdict = header.iter().position(|h| h == "vs_best");
+    // A run that has not finished (interrupted, still running) shows its last evaluation:
+    // said so beside it and in the count.
+    let status = header.iter().position(|h| h == "status");
+    let partial = |r: &Vec<String>| {
+        status.is_some_and(|s| ["interrupted", "incomplete", "running", "pending"].iter().any(|w| r[s].contains(w)))
+    };
     let shown: Vec<String> = rows
         .iter()
         .filter(|r| !r[value].is_empty())
         .take(k)
         .map(|r| {
             let tied = verdict.is_some_and(|v| r[v] == "tied");
-            format!("{} {}{}", r[1], r[value], if tied { " (tied with the best)" } else { "" })
+            let unfinished = match status {
+                Some(s) if partial(r) => format!(" ({}: its last evaluation)", r[s]),
+                _ => String::new(),
+            };
+            format!("{} {}{}{unfinished}", r[1], r[value], if tied { " (tied with the best)" } else { "" })
         })
         .collect();
-    (!shown.is_empty()).then(|| format!("best of {} by {m}: {}", rows.len(), shown.join("; ")))
+    let unfinished = rows.iter().filter(|r| partial(r)).count();
+    let of = match unfinished {
+        0 => String::new(),
+        n => format!(" ({n} unfinished)"),
+    };
+    (!shown.is_empty()).then(|| format!("best of {} by {m}{of}: {}", rows.len(), shown.join("; ")))
 }
 
 /// A language model experiment's bits per char (or per byte), shown beside its loss.

@@ -55,6 +55,11 @@ pub struct OverrideArgs {
     /// The same as `--set`, written after the file as Hydra users type them: `train.epochs=5`.
     #[arg(value_name = "KEY=VALUE")]
     pub bare: Vec<String>,
+    /// A grid axis, as Hydra's multirun: `--sweep schedule.learning_rate=0.03,0.1,0.3
+    /// --sweep train.batch_size=32,64` runs every combination as a sweep (the same as a
+    /// [sweep] table's `"schedule.learning_rate" = [0.03, 0.1, 0.3]`; repeatable).
+    #[arg(long = "sweep", value_name = "KEY=V1,V2,...")]
+    pub sweep: Vec<String>,
 }
 
 impl OverrideArgs {
@@ -62,7 +67,8 @@ impl OverrideArgs {
     pub fn overrides(&self) -> Result<Vec<crate::config::Override>, String> {
         let set = self.set.iter().map(|a| crate::config::Override::parse(a, "--set"));
         let bare = self.bare.iter().map(|a| crate::config::Override::parse(a, ""));
-        set.chain(bare).collect()
+        let sweep = self.sweep.iter().map(|a| crate::config::Override::sweep(a));
+        set.chain(bare).chain(sweep).collect()
     }
 }
 

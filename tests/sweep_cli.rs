@@ -740,3 +740,43 @@ fn two_experiments_side_by_side_say_which_differences_are_real() {
         assert_eq!(row[6], expected, "{row:?}");
     }
 }
+
+/// `--sweep KEY=V1,V2,...` (Hydra's multirun) is a [sweep] grid axis given on the command
+/// line: the same runs as the table, bare words as strings, errors that name the flag.
+#[test]
+fn sweep_axes_from_the_command_line_are_the_table_s() {
+    let dir = TempDir::new().unwrap();
+    let base = "name = \"grid\"\n[schedule]\nkind = \"cosine_decay\"\nlearning_rate = 0.1\ndecay_steps = 100\n";
+    let plain = config(dir.path(), "plain", base);
+    let table = config(
+        dir.path(),
+        "table",
+        &format!(
+            "{base}[sweep]\n\"schedule.learning_rate\" = [0.03, 0.1]\n\"model.activation\" = [\"relu\", \"tanh\"]\n"
+        ),
+    );
+    let listing = |cfg: &Path, extra: &[&str]| {
+        let o = runner().arg("run").arg(cfg).arg("--dry-run").args(extra).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let from_flags =
+        listing(&plain, &["--sweep", "schedule.learning_rate=0.03,0.1", "--sweep", "model.activation=relu,tanh"]);
+    assert_eq!(from_flags, listing(&table, &[]));
+    assert!(from_flags.starts_with("grid: 4 runs"), "{from_flags}");
+    assert!(from_flags.contains("cosine_decay-lr0.1-activationtanh"), "{from_flags}");
+    runner()
+        .arg("run")
+        .arg(&plain)
+        .args(["--dry-run", "--sweep", "schedule.learning_rate"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("`--sweep schedule.learning_rate`: no '=' between the key and its values"));
+    runner()
+        .arg("run")
+        .arg(&plain)
+        .args(["--dry-run", "--sweep", "schedule.learning_rate=0.03,fast"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("`schedule.learning_rate` must be a number >= 0, found the string \"fast\""));
+}

@@ -28,6 +28,45 @@ pub struct Override {
 
 impl Override {
     /// Reads `KEY=VALUE`; `flag` is how it was given (`--set`, or empty for a bare argument).
+    /// `--sweep KEY=V1,V2,...`: a grid axis over the values, as Hydra's multirun writes it,
+    /// read as the override `sweep.KEY=[V1, V2, ...]` (so a file without `[sweep]` becomes a
+    /// sweep, and one with it gains an axis). Each value is TOML, a bare word a string;
+    /// commas inside brackets or quotes do not split.
+    pub fn sweep(arg: &str) -> Result<Override, String> {
+        let bad = |why: &str| {
+            format!("`--sweep {arg}`: {why}; write KEY=V1,V2,... e.g. --sweep schedule.learning_rate=0.03,0.1,0.3")
+        };
+        let Some((key, values)) = arg.split_once('=') else { return Err(bad("no '=' between the key and its values")) };
+        let (mut items, mut depth, mut quote, mut start) = (Vec::new(), 0i32, None, 0);
+        for (i, c) in values.char_indices() {
+            match (c, quote) {
+                ('"' | '\'', None) => quote = Some(c),
+                (q, Some(open)) if q == open => quote = None,
+                ('[' | '{', None) => depth += 1,
+                (']' | '}', None) => depth -= 1,
+                (',', None) if depth == 0 => {
+                    items.push(&values[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        items.push(&values[start..]);
+        if items.iter().any(|v| v.trim().is_empty()) {
+            return Err(bad("an empty value"));
+        }
+        let toml_item = |v: &str| {
+            let v = v.trim();
+            if format!("v = {v}").parse::<toml::Table>().is_ok() {
+                v.to_string()
+            } else {
+                toml::Value::from(v).to_string()
+            }
+        };
+        let array = items.iter().map(|v| toml_item(v)).collect::<Vec<_>>().join(", ");
+        Override::parse(&format!("sweep.{}=[{array}]", key.trim()), &format!("--sweep {arg}, read as"))
+    }
+
     pub fn parse(arg: &str, flag: &str) -> Result<Override, String> {
         let origin = if flag.is_empty() { arg.to_string() } else { format!("{flag} {arg}") };
         let Some((raw_key, raw_value)) = arg.split_once('=') else {
@@ -157,6 +196,16 @@ mod tests {
         }
         let Node::Table(inner) = &e.value.value else { panic!("not a table") };
         get(inner, &path[1..])
+    }
+
+    #[test]
+    fn sweep_axes_split_at_top_level_commas_and_quote_bare_words() {
+        let o = Override::sweep("model.hidden=[64, 32],[128],x").unwrap();
+        assert_eq!((o.key.as_str(), o.value.as_str()), ("sweep.model.hidden", "[[64, 32], [128], \"x\"]"));
+        let o = Override::sweep("run= \"a,b\" ,c").unwrap();
+        assert_eq!(o.value, "[\"a,b\", \"c\"]");
+        assert!(Override::sweep("train.epochs=1,,2").unwrap_err().contains("an empty value"));
+        assert!(Override::sweep("train.epochs").unwrap_err().contains("no '='"));
     }
 
     #[test]

@@ -171,6 +171,9 @@ where
     Ok(())
 }
 
+/// What a log-scale chart says when it draws rates of 0 (or below) on its floor.
+pub const ZERO_ON_FLOOR: &str = "  rates of 0 are drawn on the bottom edge (a log axis has no 0)";
+
 fn draw<DB: DrawingBackend>(
     area: DrawingArea<DB, plotters::coord::Shift>,
     series: &[Series],
@@ -191,15 +194,27 @@ where
         (area.clone(), None)
     };
     // A log axis draws log10(y) on a linear one, labelled with y: values of 0 and below
-    // have no place on it and are left out.
+    // have no place on it, so they are drawn on the axis floor (a warmup from 0 stays
+    // visible) and the chart says so.
     let log = style.log_y;
     let map = |y: f64| if log { if y > 0.0 { y.log10() } else { f64::NAN } } else { y };
+    let floored = log && series.iter().any(|s| s.points.iter().any(|&(x, y)| x.is_finite() && y <= 0.0));
     let points = series.iter().flat_map(|s| {
         s.points.iter().map(|&(x, y)| (x, y)).chain(s.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]))
     });
     let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
-    for (x, y) in points.map(|(x, y)| (x, map(y))).filter(|(x, y)| x.is_finite() && y.is_finite()) {
-        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    for (x, y) in points {
+        let y = map(y);
+        if x.is_finite() && y.is_finite() {
+            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+        } else if x.is_finite() && floored {
+            // A rate of 0 drawn on the floor still takes its place along x.
+            (x0, x1) = (x0.min(x), x1.max(x));
+        }
+    }
+    if floored && !y0.is_finite() {
+        // Only zeros: a decade of axis for them to lie on.
+        (y0, y1) = (-1.0, 0.0);
     }
     if !x0.is_finite() {
         (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
@@ -235,7 +250,8 @@ where
     let (lo_clip, hi_clip) = (y0 - pad, y1 + pad);
     let clip = |y: f64| y.clamp(lo_clip, hi_clip);
     let finite = |s: &Series| -> Vec<(f64, f64)> {
-        s.points.iter().map(|&(x, y)| (x, map(y))).filter(|(x, y)| x.is_finite() && y.is_finite()).collect()
+        let floor = |y: f64| if log && y <= 0.0 { lo_clip } else { map(y) };
+        s.points.iter().map(|&(x, y)| (x, floor(y))).filter(|(x, y)| x.is_finite() && y.is_finite()).collect()
     };
     for s in series.iter().skip(style.legend) {
         let grey = ShapeStyle { color: REST.to_rgba(), filled: false, stroke_width: 1 };
@@ -263,6 +279,10 @@ where
             chart.draw_series(std::iter::once(Circle::new((x, clip(y)), 4, color(i).filled()))).map_err(plot_err)?;
         }
         chart.draw_series(LineSeries::new(points.into_iter().map(|(x, y)| (x, clip(y))), line)).map_err(plot_err)?;
+    }
+    if floored {
+        let note = Text::new(ZERO_ON_FLOOR, (x0, lo_clip + (hi_clip - lo_clip) * 0.03), ("sans-serif", 14).into_font());
+        chart.draw_series(std::iter::once(note)).map_err(plot_err)?;
     }
     if let Some(legend_area) = legend_area {
         let names: Vec<&str> = series.iter().take(style.legend).map(|s| s.name.as_str()).collect();
@@ -595,5 +615,58 @@ fn significant(y: f32) -> String {
         let decimals = (2 - a.log10().floor() as i32).max(0) as usize;
         let s = format!("{y:.decimals$}");
         if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// The vertices of the SVG's polylines drawn in `colour` (plotters writes
+    /// `<polyline fill="none" opacity="1" stroke="#RRGGBB" ... points="x,y x,y ..."/>`).
+    fn vertices(svg: &str, colour: &str) -> Vec<(f64, f64)> {
+        svg.split("<polyline")
+            .skip(1)
+            .filter(|p| p.contains(&format!("stroke=\"{colour}\"")))
+            .flat_map(|p| {
+                let pts = p.split("points=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+                pts.split_whitespace()
+                    .map(|xy| {
+                        let (x, y) = xy.split_once(',').unwrap();
+                        (x.parse().unwrap(), y.parse().unwrap())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// A warmup from 0 on a log-scale rate chart: the 0 is drawn on the floor, not left out,
+    /// and the chart says so; a chart without a 0 says nothing of it.
+    #[test]
+    fn zeros_on_a_log_axis_are_drawn_on_the_floor_and_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels = Labels { title: "lr", x: "step", y: "learning rate" };
+        let style = Style { log_y: true, ..Style::default() };
+        let warmup: Vec<(f64, f64)> = (0..=10).map(|i| (i as f64, 0.1 * i as f64 / 10.0)).collect();
+        let path = dir.path().join("lr.svg");
+        write_line_chart_styled(&path, &[Series::line("warmup", warmup.clone())], &labels, style).unwrap();
+        let svg = fs::read_to_string(&path).unwrap();
+        let c = color(0);
+        let line = vertices(&svg, &format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2));
+        assert_eq!(line.len(), warmup.len(), "every point drawn: {line:?}");
+        // The 0 at step 0 lies lowest (largest SVG y), below the first positive rate.
+        let lowest = line.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+        assert_eq!(line[0].1, lowest);
+        assert!(line[0].1 > line[1].1);
+        assert!(svg.contains(ZERO_ON_FLOOR.trim()), "the chart says where the 0 is");
+        let positive: Vec<(f64, f64)> = warmup.iter().skip(1).copied().collect();
+        write_line_chart_styled(&path, &[Series::line("warmup", positive)], &labels, style).unwrap();
+        let svg = fs::read_to_string(&path).unwrap();
+        assert!(!svg.contains(ZERO_ON_FLOOR.trim()));
+        // Step 0 takes its place along x: step 1 lies right of where it starts a chart of
+        // the positive rates alone (the left edge).
+        let alone = vertices(&svg, &format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2));
+        assert!(line[1].0 > alone[0].0 + 1.0, "{line:?} {alone:?}");
     }
 }

@@ -278,7 +278,10 @@ where
         if let [(x, y)] = points[..] {
             chart.draw_series(std::iter::once(Circle::new((x, clip(y)), 4, color(i).filled()))).map_err(plot_err)?;
         }
-        chart.draw_series(LineSeries::new(points.into_iter().map(|(x, y)| (x, clip(y))), line)).map_err(plot_err)?;
+        // Segment by segment: a 2-pixel polyline is drawn with mitred joins, which on a
+        // noisy curve's sharp turns stick out as spikes far past the points (and the frame).
+        let clipped: Vec<(f64, f64)> = points.into_iter().map(|(x, y)| (x, clip(y))).collect();
+        chart.draw_series(clipped.windows(2).map(|w| PathElement::new(vec![w[0], w[1]], line))).map_err(plot_err)?;
     }
     if floored {
         let note = Text::new(ZERO_ON_FLOOR, (x0, lo_clip + (hi_clip - lo_clip) * 0.03), ("sans-serif", 14).into_font());

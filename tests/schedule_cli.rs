@@ -514,3 +514,53 @@ fn a_schedule_that_does_not_fit_its_run_is_warned_about() {
     let e = schedule_stderr(&format!("{head}kind = \"cosine_decay\"\nlearning_rate = 0.1\ndecay_steps = 1350\n"));
     assert!(e.is_empty(), "{e}");
 }
+
+/// The noisy schedule's chart keeps its curve inside the frame: a thick polyline's mitred
+/// joins on the noise's sharp turns once stuck out as spikes past the top and below 0.
+#[test]
+fn a_noisy_curve_stays_inside_its_chart_frame() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let png_path = dir.path().join("noisy.png");
+    runner().args(["schedule", "configs/noisy_linear_cosine.toml", "--out"]).arg(&png_path).assert().success();
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png_path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let (w, h, px) = (info.width as usize, info.height as usize, info.color_type.samples());
+    let at = |x: usize, y: usize| &buf[(y * w + x) * px..(y * w + x) * px + 3];
+    // The frame: the y axis, the column with the longest run of black pixels.
+    let longest_run = |x: usize| {
+        let (mut best, mut start) = ((0, 0), None);
+        for y in 0..=h {
+            match (y < h && at(x, y) == [0, 0, 0], start) {
+                (true, None) => start = Some(y),
+                (false, Some(s)) => {
+                    if y - s > best.1 - best.0 {
+                        best = (s, y);
+                    }
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        best
+    };
+    // The axis: the column with the longest black run; its ends: its first and last black
+    // rows (the curve, drawn after it, may cover parts of it).
+    let axis = (0..w / 3).max_by_key(|&x| longest_run(x).1 - longest_run(x).0).unwrap();
+    let black: Vec<usize> = (0..h).filter(|&y| at(axis, y) == [0, 0, 0]).collect();
+    let (top, bottom) = (black[0], black[black.len() - 1]);
+    assert!(bottom - top > h / 2, "no frame found: axis {axis}, rows {top}-{bottom}");
+    // The curve's colour (Tableau's blue, anti-aliased: any saturated pixel; text and grid
+    // are grey) nowhere above or below it.
+    let blue = |p: &[u8]| p.iter().max().unwrap() - p.iter().min().unwrap() > 25;
+    let outside: Vec<(usize, usize)> = (axis + 1..w)
+        .flat_map(|x| (0..top).chain(bottom + 1..h).map(move |y| (x, y)))
+        .filter(|&(x, y)| blue(at(x, y)))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "curve pixels outside the frame rows {top}-{bottom}: {:?}",
+        &outside[..outside.len().min(5)]
+    );
+}

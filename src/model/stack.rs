@@ -158,6 +158,25 @@ impl CnnSpec {
     }
 }
 
+/// A stack kind's `check` and `build`: its [`Layout`]'s.
+macro_rules! layout_check_and_build {
+    () => {
+        fn check(&self, data: DataShape) -> Result<u128, String> {
+            self.layout().parameters(data)
+        }
+
+        fn build(
+            &self,
+            data: DataShape,
+            rng: &mut ChaCha8Rng,
+            kernels: Kernels,
+            device: &Device,
+        ) -> Result<Box<dyn Network>> {
+            self.layout().build(data, rng, kernels, device)
+        }
+    };
+}
+
 impl Kind for MlpSpec {
     const KIND: &'static str = "mlp";
 
@@ -167,19 +186,7 @@ impl Kind for MlpSpec {
         Ok(MlpSpec { hidden, activation, dropout })
     }
 
-    fn check(&self, data: DataShape) -> Result<u128, String> {
-        self.layout().parameters(data)
-    }
-
-    fn build(
-        &self,
-        data: DataShape,
-        rng: &mut ChaCha8Rng,
-        kernels: Kernels,
-        device: &Device,
-    ) -> Result<Box<dyn Network>> {
-        self.layout().build(data, rng, kernels, device)
-    }
+    layout_check_and_build!();
 }
 
 impl Kind for LinearSpec {
@@ -195,19 +202,7 @@ impl Kind for LinearSpec {
         Ok(LinearSpec { init: if init == "zeros" { Init::Zeros } else { Init::Uniform } })
     }
 
-    fn check(&self, data: DataShape) -> Result<u128, String> {
-        self.layout().parameters(data)
-    }
-
-    fn build(
-        &self,
-        data: DataShape,
-        rng: &mut ChaCha8Rng,
-        kernels: Kernels,
-        device: &Device,
-    ) -> Result<Box<dyn Network>> {
-        self.layout().build(data, rng, kernels, device)
-    }
+    layout_check_and_build!();
 }
 
 impl Kind for CnnSpec {
@@ -222,19 +217,7 @@ impl Kind for CnnSpec {
         Ok(CnnSpec { channels, kernel_size, pool, hidden, activation, dropout })
     }
 
-    fn check(&self, data: DataShape) -> Result<u128, String> {
-        self.layout().parameters(data)
-    }
-
-    fn build(
-        &self,
-        data: DataShape,
-        rng: &mut ChaCha8Rng,
-        kernels: Kernels,
-        device: &Device,
-    ) -> Result<Box<dyn Network>> {
-        self.layout().build(data, rng, kernels, device)
-    }
+    layout_check_and_build!();
 }
 
 impl Stack {

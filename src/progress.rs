@@ -41,6 +41,11 @@ fn eval_text(row: &EvalRow) -> String {
     }
 }
 
+/// A run's bar message: where it is and the last evaluation's metric.
+fn bar_message(epoch: u64, loss: f64, lr: f64, last_eval: &str) -> String {
+    format!("epoch {epoch} loss {} lr {lr:.3e}{last_eval}", readable(loss))
+}
+
 fn run_bar(label: &str, total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
@@ -89,7 +94,7 @@ impl Recorder for Progress {
             Progress::Bar(bar, last_eval) => {
                 bar.set_position(row.step + 1);
                 if row.step.is_multiple_of(10) {
-                    bar.set_message(format!("epoch {epoch} loss {} lr {:.3e}{last_eval}", readable(row.loss), row.lr));
+                    bar.set_message(bar_message(epoch, row.loss, row.lr, last_eval));
                 }
             }
             Progress::Lines { total, next_percent, label, last_eval } => {
@@ -115,12 +120,7 @@ impl Recorder for Progress {
             // until its next update (and for good after the last).
             Progress::Bar(bar, last_eval) => {
                 *last_eval = eval_text(row);
-                bar.set_message(format!(
-                    "epoch {} loss {} lr {:.3e}{last_eval}",
-                    row.epoch,
-                    readable(row.train_loss),
-                    row.lr
-                ));
+                bar.set_message(bar_message(row.epoch, row.train_loss, row.lr, last_eval));
             }
             Progress::Lines { last_eval, .. } => *last_eval = eval_text(row),
             Progress::Quiet => {}

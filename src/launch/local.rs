@@ -73,8 +73,7 @@ impl Local {
             let toml = exp.runs[0].config.to_toml();
             // An interrupted, failed or killed run of this same config continues from its
             // checkpoint; finished results, or another config's, are not touched without a flag.
-            let resumable = std::fs::read_to_string(run_dir.join("config.toml")).is_ok_and(|c| c == toml)
-                && !store::is_finished(&run_dir, &toml);
+            let resumable = store::holds_config(&run_dir, &toml) && !store::is_finished(&run_dir, &toml);
             if run_dir.exists() && !run_dir.is_dir() {
                 return Err(input_error(format!(
                     "{} is a file where the run's directory goes: move it away, or give another --out",
@@ -314,9 +313,10 @@ fn show_dry_run(
                 Some((_, what)) => format!("replace ({what})"),
                 None if finished && !force => "keep (finished)".into(),
                 None if force => "run".to_string(),
-                None => match resume_step(&dir.join(&r.info.name), &r.config.to_toml()) {
-                    Some(step) => format!("resume from step {step}"),
-                    None => "run".to_string(),
+                // The checkpoint the sweep will take up (the latest usable one).
+                None => match store::resume_point(&dir.join(&r.info.name), &r.config.to_toml()) {
+                    Ok(Some(found)) => format!("resume from step {}", found.meta.step),
+                    _ => "run".to_string(),
                 },
             },
         ]);
@@ -332,15 +332,4 @@ fn show_dry_run(
     );
     print(&(head + &render_text(&header, &rows)))?;
     Ok(())
-}
-
-/// The step an unfinished run of this same config would resume from: its latest usable
-/// checkpoint's, as the sweep picks it (`None`: it starts from step 0).
-fn resume_step(run: &Path, config_toml: &str) -> Option<u64> {
-    let same_config = std::fs::read_to_string(run.join("config.toml")).is_ok_and(|c| c == config_toml);
-    if !same_config {
-        return None;
-    }
-    let found = store::checkpoints::latest(run, &config::hash_text(config_toml)).ok()??;
-    Some(found.meta.step)
 }

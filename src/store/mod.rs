@@ -115,7 +115,22 @@ pub fn check_out(out: &Path, experiment: &str) -> Result<()> {
 /// which a resumed sweep keeps.
 pub fn is_finished(dir: &Path, config_toml: &str) -> bool {
     let finished = read_summary(dir).is_some_and(|s| s.outcome.status.is_final());
-    finished && fs::read_to_string(dir.join("config.toml")).is_ok_and(|c| c == config_toml)
+    finished && holds_config(dir, config_toml)
+}
+
+/// Whether the run directory `dir` was written by a run of exactly `config_toml`.
+pub fn holds_config(dir: &Path, config_toml: &str) -> bool {
+    fs::read_to_string(dir.join("config.toml")).is_ok_and(|c| c == config_toml)
+}
+
+/// Where a run of `config_toml` in `dir` would continue: the latest usable checkpoint of
+/// that same config (`Ok(None)`: none, or another config's directory; `Err`: checkpoints
+/// there, none usable, and why each was skipped).
+pub fn resume_point(dir: &Path, config_toml: &str) -> Result<Option<checkpoints::Loaded>, Vec<String>> {
+    if !holds_config(dir, config_toml) {
+        return Ok(None);
+    }
+    checkpoints::latest(dir, &crate::config::hash_text(config_toml))
 }
 
 /// The config of the finished run (completed or diverged) `dir` holds, when it differs

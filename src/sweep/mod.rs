@@ -193,11 +193,11 @@ fn run_one(
     // An interrupted or failed attempt of the same config continues from its latest
     // checkpoint (--force starts over); anything else an earlier attempt left is replaced.
     let config_hash = crate::config::hash_text(&config_toml);
-    let same_config = std::fs::read_to_string(run_path.join("config.toml")).is_ok_and(|c| c == config_toml);
-    let resume = if force || !same_config {
+    let same_config = store::holds_config(&run_path, &config_toml);
+    let resume = if force {
         None
     } else {
-        match store::checkpoints::latest(&run_path, &config_hash) {
+        match store::resume_point(&run_path, &config_toml) {
             Ok(found) => found,
             Err(skipped) => {
                 for why in &skipped {

@@ -404,6 +404,11 @@ pub struct ReportArgs {
     /// (with two, the second's difference from the first and whether it is real).
     #[arg(value_name = "MORE")]
     pub more: Vec<PathBuf>,
+    /// With two directories whose variants are named differently: compare variant A of the
+    /// first with variant B of the second (repeat, or separate pairs with commas). Two
+    /// directories of a single variant each (two run directories) are paired without it.
+    #[arg(long, value_name = "A=B", value_delimiter = ',')]
+    pub pair: Vec<String>,
     /// How to print the ranking.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,

@@ -780,3 +780,133 @@ fn sweep_axes_from_the_command_line_are_the_table_s() {
         .code(2)
         .stderr(predicate::str::contains("`schedule.learning_rate` must be a number >= 0, found the string \"fast\""));
 }
+
+/// Runs launched one after another into one experiment are all kept: runs.json and
+/// summary.csv list each (with its own config hash), a later sweep adds its runs and its
+/// columns, and `report A B` compares two runs, or two experiments pair by pair.
+#[test]
+fn runs_launched_one_after_another_into_one_experiment_are_all_listed_and_compared() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("out");
+    let base = "name = \"cmp\"\n[train]\nepochs = 1\n[schedule]\nlearning_rate = 0.1\n";
+    let exp_cfg =
+        config(dir.path(), "exp", &format!("{base}kind = \"exponential_decay\"\ndecay_steps = 50\ndecay_rate = 0.5\n"));
+    let cos_cfg = config(dir.path(), "cos", &format!("{base}kind = \"cosine_decay\"\ndecay_steps = 50\n"));
+    sweep(&exp_cfg, &out).arg("--quiet").assert().success();
+    sweep(&cos_cfg, &out).arg("--quiet").assert().success();
+    let exp = out.join("cmp");
+    let plan: serde_json::Value = serde_json::from_str(&fs::read_to_string(exp.join("runs.json")).unwrap()).unwrap();
+    let names: Vec<&str> = plan["runs"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    // The latest launch first (a Slurm task trains run OFFSET + T of its launch), then the kept runs.
+    assert_eq!(names, ["cosine_decay", "exponential_decay"]);
+    let rows = csv_rows(&exp.join("summary.csv"));
+    let mut listed = column(&rows, "run");
+    listed.sort();
+    assert_eq!(listed, ["cosine_decay", "exponential_decay"]);
+    let hashes = column(&rows, "config_hash");
+    assert!(hashes.iter().all(|h| h.len() == 16) && hashes[0] != hashes[1], "{hashes:?}");
+    let report = runner().arg("report").arg(&exp).arg("--no-plots").output().unwrap();
+    let text = String::from_utf8(report.stdout).unwrap();
+    assert!(text.starts_with("cmp: 2 runs, ranked by final val_accuracy"), "{text}");
+
+    // A sweep into it adds its runs and its swept key; the single runs keep their rows,
+    // blank under the key they did not sweep.
+    let grid = config(
+        dir.path(),
+        "grid",
+        &format!("{base}kind = \"constant\"\n[sweep]\n\"schedule.learning_rate\" = [0.1, 0.03]\n"),
+    );
+    sweep(&grid, &out).arg("--quiet").assert().success();
+    let plan: serde_json::Value = serde_json::from_str(&fs::read_to_string(exp.join("runs.json")).unwrap()).unwrap();
+    assert_eq!(plan["columns"], serde_json::json!(["schedule.learning_rate"]));
+    let runs: Vec<(String, serde_json::Value)> = plan["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap().to_string(), r["params"].clone()))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("constant-lr0.1".to_string(), serde_json::json!(["0.1"])),
+            ("constant-lr0.03".to_string(), serde_json::json!(["0.03"])),
+            ("cosine_decay".to_string(), serde_json::json!([""])),
+            ("exponential_decay".to_string(), serde_json::json!([""])),
+        ]
+    );
+    assert_eq!(csv_rows(&exp.join("summary.csv")).len(), 5);
+
+    // A runs.json that lists one run only (as runner wrote before) still shows every run
+    // directory of the experiment.
+    let one = serde_json::json!({"experiment": "cmp", "columns": [], "runs": [plan["runs"][2].clone()]});
+    fs::write(exp.join("runs.json"), one.to_string()).unwrap();
+    runner().arg("collect").arg(&exp).arg("--quiet").assert().success();
+    assert_eq!(csv_rows(&exp.join("summary.csv")).len(), 5);
+
+    // Two run directories side by side: one pair, named by run.
+    let o = runner()
+        .arg("report")
+        .arg(exp.join("exponential_decay"))
+        .arg(exp.join("cosine_decay"))
+        .args(["--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "variant,cmp/exponential_decay: seeds,cmp/exponential_decay: mean_final_val_accuracy,cmp/cosine_decay: seeds,\
+         cmp/cosine_decay: mean_final_val_accuracy,difference_95,better"
+    );
+    assert_eq!(lines.len(), 2, "{text}");
+    let summary = csv_rows(&exp.join("summary.csv"));
+    let accuracy = |run: &str| {
+        let i = summary[0].iter().position(|h| h == "final_val_accuracy").unwrap();
+        format!("{:.4}", summary.iter().find(|r| r[0] == run).unwrap()[i].parse::<f64>().unwrap())
+    };
+    let row: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(
+        row[..5],
+        ["exponential_decay vs cosine_decay", "1", &accuracy("exponential_decay"), "1", &accuracy("cosine_decay")]
+    );
+    assert!(
+        row[5].contains(" ± ") && ["tied", "cmp/exponential_decay", "cmp/cosine_decay"].contains(&row[6]),
+        "{row:?}"
+    );
+
+    // Two experiments whose variants are named differently: --pair.
+    let other = config(
+        dir.path(),
+        "other",
+        &format!("{base}kind = \"cosine_decay\"\ndecay_steps = 50\n").replace("cmp", "other"),
+    );
+    sweep(&other, &out).arg("--quiet").assert().success();
+    let o = runner()
+        .arg("report")
+        .arg(&exp)
+        .arg(out.join("other"))
+        .args(["--format", "csv", "--pair", "exponential_decay=cosine_decay,constant-lr0.1=cosine_decay"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let labels: Vec<&str> = text.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(labels, ["exponential_decay vs cosine_decay", "constant-lr0.1 vs cosine_decay"]);
+    runner()
+        .arg("report")
+        .arg(&exp)
+        .arg(out.join("other"))
+        .args(["--pair", "exp=cosine_decay"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("has no variant \"exp\"; its variants: ")
+                .and(predicate::str::contains("exponential_decay")),
+        );
+    runner().arg("report").arg(&exp).args(["--pair", "exponential_decay=cosine_decay"]).assert().code(2).stderr(
+        predicate::str::contains(
+            "--pair compares a variant of one experiment with one of another: give two directories",
+        ),
+    );
+}

@@ -1,13 +1,22 @@
 //! `runner report DIR`: the ranking of an experiment's runs, and its charts.
 
 use crate::cli::{ReportArgs, ReportFormat};
+use crate::error::input_error;
 use crate::report::{self, table};
-use crate::results;
+use crate::results::{self, ExperimentView};
 use anyhow::Result;
 
 pub fn run(args: &ReportArgs) -> Result<()> {
     if !args.more.is_empty() {
         return compare(args);
+    }
+    if !args.pair.is_empty() {
+        return Err(input_error(format!(
+            "--pair compares a variant of one experiment with one of another: give two directories, as in \
+             `runner report {} OTHER --pair {}`",
+            args.dir.display(),
+            args.pair[0]
+        )));
     }
     let mut view = results::read_experiment(&args.dir)?;
     if let Some(metric) = &args.metric {
@@ -65,7 +74,8 @@ fn compare(args: &ReportArgs) -> Result<()> {
         }
         views.push(view);
     }
-    let (header, rows) = report::compare(&views);
+    let pairs = pairs(args, &views)?;
+    let (header, rows) = report::compare(&views, &pairs);
     let text = match args.format {
         ReportFormat::Table => format!(
             "{} side by side, by final {}\n{}",
@@ -84,4 +94,40 @@ fn compare(args: &ReportArgs) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `--pair A=B` as pairs of variants, each checked against the two experiments' variants.
+fn pairs(args: &ReportArgs, views: &[ExperimentView]) -> Result<Vec<(String, String)>> {
+    if args.pair.is_empty() {
+        return Ok(Vec::new());
+    }
+    if views.len() != 2 {
+        return Err(input_error(format!(
+            "--pair compares a variant of the first experiment with one of the second: give two directories, not {}",
+            views.len()
+        )));
+    }
+    let known = [report::variants(&views[0]), report::variants(&views[1])];
+    args.pair
+        .iter()
+        .map(|p| {
+            let Some((a, b)) = p.split_once('=').filter(|(a, b)| !a.is_empty() && !b.is_empty()) else {
+                return Err(input_error(format!(
+                    "--pair {p}: expected A=B, a variant of {} and one of {}",
+                    args.dir.display(),
+                    args.more[0].display()
+                )));
+            };
+            for (name, i, dir) in [(a, 0, &args.dir), (b, 1, &args.more[0])] {
+                if !known[i].iter().any(|v| v == name) {
+                    return Err(input_error(format!(
+                        "--pair {p}: {} has no variant \"{name}\"; its variants: {}",
+                        dir.display(),
+                        known[i].join(", ")
+                    )));
+                }
+            }
+            Ok((a.to_string(), b.to_string()))
+        })
+        .collect()
 }

@@ -1,7 +1,7 @@
 //! A sweep trained here: its runs `jobs` at a time on this machine's cores (or GPUs),
 //! with the experiment locked, runs.json written first and summary.csv kept current.
 
-use super::{Launcher, Request, check_schedules, plan, select};
+use super::{Launcher, Request, check_schedules, plan, select, still_queued};
 use crate::config;
 use crate::data;
 use crate::error::{Interrupted, input_error};
@@ -63,7 +63,7 @@ impl Local {
         // Every data set the runs need was loaded by the checks: a missing file stopped it all.
         store::check_out(out, &exp.name)?;
         let jobs_list: Vec<Job<'_>> =
-            selected.iter().zip(prepared).map(|(run, prepared)| Job { run, prepared }).collect();
+            selected.iter().zip(prepared).map(|(run, prepared)| Job { run, prepared, columns: &exp.columns }).collect();
         let _lock = match shard {
             Some(s) => ExperimentLock::acquire_shard(&dir, s.index, s.count)?,
             None => ExperimentLock::acquire(&dir)?,
@@ -87,6 +87,13 @@ impl Local {
                 )));
             }
         }
+        // Queued Slurm tasks train runs.json's runs by index, which this launch would move
+        // (where Slurm cannot be asked, as on a machine the experiment was copied to, none is).
+        if let Ok(Some(status)) = crate::slurm::latest_job(&dir)
+            && !status.ended()
+        {
+            return Err(still_queued(&dir, &status, "run again"));
+        }
         announce_replaced(&dir, &selected, quiet);
         let ours = plan(exp);
         // Shards of one sweep share its plan; a shard of another sweep with the same name would
@@ -96,8 +103,9 @@ impl Local {
             && ExperimentLock::shards_running(&dir, &format!(".runner.shard-{}-of-{}.lock", s.index, s.count))
         {
             let theirs = results::read_plan(&dir)?;
+            // Its runs come first in runs.json (then runs kept from earlier launches).
             let key = |p: &Plan| -> Vec<(String, Option<String>)> {
-                p.runs.iter().map(|r| (r.name.clone(), r.config_hash.clone())).collect()
+                p.runs.iter().take(ours.runs.len()).map(|r| (r.name.clone(), r.config_hash.clone())).collect()
             };
             if key(&theirs) != key(&ours) {
                 return Err(input_error(format!(
@@ -108,7 +116,7 @@ impl Local {
                 )));
             }
         }
-        results::write_plan(&dir, &ours)?;
+        results::record_plan(&dir, &ours)?;
         // candle's matrix products take their thread count from here; each run's own pool
         // then bounds it. Set before the signal handler's thread exists.
         // SAFETY: no other thread of this process reads the environment concurrently.

@@ -123,3 +123,26 @@ pub fn check_schedules(runs: &[&PlannedRun], cache: &mut data::Cache) -> Result<
     }
     Ok(prepared)
 }
+
+/// Refuses while the experiment's latest Slurm job still has tasks queued or running:
+/// they train what plan/ says and runs.json indexes, which must not change under them.
+fn refuse_while_queued(dir: &Path, then: &str) -> Result<()> {
+    match crate::slurm::latest_job(dir)? {
+        Some(status) if !status.ended() => Err(still_queued(dir, &status, then)),
+        _ => Ok(()),
+    }
+}
+
+/// What [`refuse_while_queued`] says.
+fn still_queued(dir: &Path, status: &crate::slurm::JobStatus, then: &str) -> anyhow::Error {
+    input_error(format!(
+        "Slurm job {} of this experiment still has {} task{} queued or running, training the plan in {}; wait for it \
+         (`runner collect {}` shows where it is) or cancel it (`scancel {}`), then {then}",
+        status.ids(),
+        status.queued.len(),
+        if status.queued.len() == 1 { "" } else { "s" },
+        dir.join("plan").display(),
+        dir.display(),
+        status.jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>().join(" ")
+    ))
+}

@@ -2,7 +2,7 @@
 //! plan/), the runs not finished submitted as job arrays of `runner run-one` tasks, and with
 //! `wait` followed to the end (then settled and summarised as a local sweep is).
 
-use super::{Launcher, Request, check_schedules, plan, select};
+use super::{Launcher, Request, check_schedules, plan, refuse_while_queued, select};
 use crate::config::launch::SlurmOptions;
 use crate::data;
 use crate::error::{Interrupted, input_error};
@@ -268,29 +268,9 @@ fn remove_created(dir: &Path, created: &[PathBuf]) {
     }
 }
 
-/// Refuses while the experiment's latest Slurm job still has tasks queued or running:
-/// they train what plan/ says, which must not change under them.
-fn refuse_while_queued(dir: &Path, then: &str) -> Result<()> {
-    if let Some(status) = slurm::latest_job(dir)?
-        && !status.ended()
-    {
-        return Err(input_error(format!(
-            "Slurm job {} of this experiment still has {} task{} queued or running, training the plan in {}; wait for it \
-             (`runner collect {}` shows where it is) or cancel it (`scancel {}`), then {then}",
-            status.ids(),
-            status.queued.len(),
-            if status.queued.len() == 1 { "" } else { "s" },
-            dir.join("plan").display(),
-            dir.display(),
-            status.jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>().join(" ")
-        )));
-    }
-    Ok(())
-}
-
 /// runs.json and every run's resolved config in plan/, which `runner run-one` trains.
 fn write_plan_files(dir: &Path, exp: &Experiment) -> Result<()> {
-    results::write_plan(dir, &plan(exp))?;
+    results::record_plan(dir, &plan(exp))?;
     for r in &exp.runs {
         store::write_atomic(&slurm::plan_config(dir, &r.info.name), r.config.to_toml().as_bytes())?;
     }

@@ -4,6 +4,10 @@
 //! its finished seeds; with two experiments, the second's difference from the first with
 //! its 95% interval (Welch over seeds, or two accuracies on the validation set for single
 //! runs) and which is better, or `tied` where the interval contains 0.
+//!
+//! Two experiments whose variants are named differently are compared pair by pair: the
+//! pairs given (`--pair a=b`: variant a of the first against b of the second), or, where
+//! each holds a single variant (two run directories, say), that one pair.
 
 use super::{final_metric, noise, num, validation_samples, variant_groups};
 use crate::results::ExperimentView;
@@ -29,31 +33,56 @@ fn finals(view: &ExperimentView) -> Vec<(String, Finals)> {
         .collect()
 }
 
-/// The table comparing `views` (ranked by the first one's metric; all must have it).
-pub fn compare(views: &[ExperimentView]) -> (Vec<String>, Vec<Vec<String>>) {
+/// The variants of `view` as [`compare`] names them, best first.
+pub fn variants(view: &ExperimentView) -> Vec<String> {
+    finals(view).into_iter().map(|(label, _)| label).collect()
+}
+
+/// The table comparing `views` (ranked by the first one's metric; all must have it):
+/// variant by variant, or by `pairs` of variants (of the first and the second of two views;
+/// checked by the caller against [`variants`]).
+pub fn compare(views: &[ExperimentView], pairs: &[(String, String)]) -> (Vec<String>, Vec<Vec<String>>) {
     let m = views[0].metric_name();
     let higher = views[0].metric().higher_is_better;
-    // Column names: the experiments' names, numbered where two share one.
+    // Column names: the experiments' names; where two share one, their directories' names
+    // (two runs of one experiment), else numbered.
+    let dir_name = |v: &ExperimentView| v.dir.file_name().map(|n| n.to_string_lossy().into_owned());
     let names: Vec<String> = views
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            if views.iter().filter(|w| w.name == v.name).count() > 1 {
-                format!("{}#{}", v.name, i + 1)
-            } else {
+            let shared =
+                |f: &dyn Fn(&ExperimentView) -> Option<String>| views.iter().filter(|w| f(w) == f(v)).count() > 1;
+            if !shared(&|w| Some(w.name.clone())) {
                 v.name.clone()
+            } else if !shared(&dir_name) {
+                format!("{}/{}", v.name, dir_name(v).unwrap_or_default())
+            } else {
+                format!("{}#{}", v.name, i + 1)
             }
         })
         .collect();
     let all: Vec<Vec<(String, Finals)>> = views.iter().map(finals).collect();
-    let mut variants: Vec<String> = Vec::new();
-    for f in &all {
-        for (label, _) in f {
-            if !variants.contains(label) {
-                variants.push(label.clone());
-            }
+    let find = |i: usize, label: &str| all[i].iter().find(|(l, _)| l == label).map(|(_, x)| x);
+    // Each row: its label and each view's variant in it.
+    let rows_of: Vec<(String, Vec<Option<&Finals>>)> = match pairs {
+        [] if views.len() == 2 && all[0].len() == 1 && all[1].len() == 1 && all[0][0].0 != all[1][0].0 => {
+            let (a, b) = (&all[0][0], &all[1][0]);
+            vec![(format!("{} vs {}", a.0, b.0), vec![Some(&a.1), Some(&b.1)])]
         }
-    }
+        [] => {
+            let mut variants: Vec<&String> = Vec::new();
+            for f in &all {
+                for (label, _) in f {
+                    if !variants.contains(&label) {
+                        variants.push(label);
+                    }
+                }
+            }
+            variants.into_iter().map(|v| (v.clone(), (0..all.len()).map(|i| find(i, v)).collect())).collect()
+        }
+        pairs => pairs.iter().map(|(a, b)| (format!("{a} vs {b}"), vec![find(0, a), find(1, b)])).collect(),
+    };
     let mut header = vec!["variant".to_string()];
     for n in &names {
         header.extend([format!("{n}: seeds"), format!("{n}: mean_final_{m}")]);
@@ -62,12 +91,10 @@ pub fn compare(views: &[ExperimentView]) -> (Vec<String>, Vec<Vec<String>>) {
     if two {
         header.extend(["difference_95".into(), "better".into()]);
     }
-    let rows = variants
-        .iter()
-        .map(|variant| {
-            let mut row = vec![variant.clone()];
-            let found: Vec<Option<&Finals>> =
-                all.iter().map(|f| f.iter().find(|(l, _)| l == variant).map(|(_, x)| x)).collect();
+    let rows = rows_of
+        .into_iter()
+        .map(|(label, found)| {
+            let mut row = vec![label];
             for f in &found {
                 let mean =
                     f.filter(|f| !f.values.is_empty()).map(|f| f.values.iter().sum::<f64>() / f.values.len() as f64);

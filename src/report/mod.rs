@@ -9,7 +9,7 @@ pub mod noise;
 pub mod table;
 
 pub use charts::{CHART_RUNS, ChartOptions, LrScale, write_charts};
-pub use compare::compare;
+pub use compare::{compare, variants};
 
 use crate::results::{ExperimentView, RunRecord};
 

@@ -49,6 +49,52 @@ pub fn write_plan(dir: &Path, plan: &Plan) -> Result<()> {
     write_json_atomic(&dir.join("runs.json"), plan)
 }
 
+/// Writes `ours` as `dir/runs.json`, keeping what the experiment already holds: an
+/// experiment accumulates runs (two configs run one after the other into one experiment
+/// are compared there). The runs of `ours` come first, at the indices their launch gave
+/// them (a Slurm task trains run `OFFSET + T`), then the earlier plan's other runs whose
+/// directory holds results, in their order; runs it planned that never started are
+/// dropped. The columns are both plans' swept keys, ours first; a run has no value under
+/// a key its launch did not sweep. Returns the plan written.
+pub fn record_plan(dir: &Path, ours: &Plan) -> Result<Plan> {
+    // An unreadable earlier plan is replaced: its runs' directories are still found
+    // (read_experiment lists every run directory).
+    let earlier = dir.join("runs.json").exists().then(|| read_plan(dir).ok()).flatten();
+    let merged = merge_plans(earlier.as_ref(), ours, |name| dir.join(name).join("config.toml").exists());
+    write_plan(dir, &merged)?;
+    Ok(merged)
+}
+
+/// [`record_plan`]'s merge: `ours`, then the runs of `earlier` it does not name for which
+/// `has_results` holds.
+fn merge_plans(earlier: Option<&Plan>, ours: &Plan, has_results: impl Fn(&str) -> bool) -> Plan {
+    let Some(earlier) = earlier else { return ours.clone() };
+    let mut columns = ours.columns.clone();
+    for c in &earlier.columns {
+        if !columns.contains(c) {
+            columns.push(c.clone());
+        }
+    }
+    // A run's values under the merged columns, from those of the plan it came from.
+    let align = |info: &RunInfo, from: &[String]| -> RunInfo {
+        let params = columns
+            .iter()
+            .map(|c| from.iter().position(|f| f == c).and_then(|i| info.params.get(i)).cloned().unwrap_or_default())
+            .collect();
+        RunInfo { params, ..info.clone() }
+    };
+    let mut runs: Vec<RunInfo> = ours.runs.iter().map(|r| align(r, &ours.columns)).collect();
+    let named: std::collections::HashSet<&str> = ours.runs.iter().map(|r| r.name.as_str()).collect();
+    runs.extend(
+        earlier
+            .runs
+            .iter()
+            .filter(|r| !named.contains(r.name.as_str()) && has_results(&r.name))
+            .map(|r| align(r, &earlier.columns)),
+    );
+    Plan { experiment: ours.experiment.clone(), columns, runs }
+}
+
 /// One run of an experiment as found on disk.
 #[derive(Debug, Clone)]
 pub struct RunRecord {
@@ -233,21 +279,24 @@ pub fn read_experiment(dir: &Path) -> Result<ExperimentView> {
         let name = read_summary(dir).map_or_else(|| file_name(parent), |s| s.experiment);
         return Ok(ExperimentView::new(name, dir.to_path_buf(), Vec::new(), vec![record(dir, info, live)]));
     }
-    let (name, columns, infos) = match dir.join("runs.json").exists() {
+    let (name, columns, mut infos) = match dir.join("runs.json").exists() {
         true => {
             let plan = read_plan(dir)?;
             (plan.experiment, plan.columns, plan.runs)
         }
-        false => {
-            let mut dirs: Vec<PathBuf> = fs::read_dir(dir)
-                .with_context(|| format!("cannot read {}", dir.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.join("config.toml").exists())
-                .collect();
-            dirs.sort();
-            (file_name(dir), Vec::new(), dirs.iter().map(|d| discovered_info(d)).collect())
-        }
+        false => (file_name(dir), Vec::new(), Vec::new()),
     };
+    // Every run directory the plan does not list too (runs written by a runner that kept
+    // only the latest launch in runs.json, or copied in), after the plan's, by name.
+    let listed: std::collections::HashSet<&std::ffi::OsStr> =
+        infos.iter().map(|i| std::ffi::OsStr::new(i.name.as_str())).collect();
+    let mut dirs: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| !listed.contains(n)) && p.join("config.toml").exists())
+        .collect();
+    dirs.sort();
+    infos.extend(dirs.iter().map(|d| discovered_info(d)));
     if infos.is_empty() {
         return Err(input_error(format!(
             "{} holds no runs (no runs.json and no run directories with a config.toml)",
@@ -334,6 +383,39 @@ mod tests {
                 seconds: 1.0,
             }),
         }
+    }
+
+    fn info(name: &str, params: &[&str]) -> RunInfo {
+        RunInfo {
+            name: name.into(),
+            variant: name.into(),
+            schedule: "constant".into(),
+            params: params.iter().map(|p| p.to_string()).collect(),
+            seed: 1,
+            config_hash: Some(format!("hash-{name}")),
+        }
+    }
+
+    #[test]
+    fn a_launch_keeps_the_earlier_runs_that_hold_results_under_the_merged_columns() {
+        let plan = |columns: &[&str], runs: Vec<RunInfo>| Plan {
+            experiment: "x".into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            runs,
+        };
+        let earlier = plan(
+            &["lr", "batch"],
+            vec![info("a", &["0.1", "32"]), info("b", &["0.3", "64"]), info("gone", &["1", "8"])],
+        );
+        let ours = plan(&["warmup", "lr"], vec![info("b", &["10", "0.2"]), info("c", &["20", "0.1"])]);
+        let merged = merge_plans(Some(&earlier), &ours, |name| name != "gone");
+        assert_eq!(merged.columns, ["warmup", "lr", "batch"]);
+        let rows: Vec<(&str, Vec<&str>)> =
+            merged.runs.iter().map(|r| (r.name.as_str(), r.params.iter().map(String::as_str).collect())).collect();
+        // Ours first (b replaced by our b), then a; "gone" never wrote a directory.
+        assert_eq!(rows, [("b", vec!["10", "0.2", ""]), ("c", vec!["20", "0.1", ""]), ("a", vec!["", "0.1", "32"])]);
+        assert_eq!(merged.runs[0].config_hash.as_deref(), Some("hash-b"));
+        assert_eq!(merge_plans(None, &ours, |_| true), ours);
     }
 
     fn order(view: &ExperimentView) -> Vec<&str> {

@@ -5,5 +5,7 @@
 mod experiment;
 mod summary_csv;
 
-pub use experiment::{ExperimentView, METRICS, Metric, Plan, RunRecord, read_experiment, read_plan, write_plan};
+pub use experiment::{
+    ExperimentView, METRICS, Metric, Plan, RunRecord, read_experiment, read_plan, record_plan, write_plan,
+};
 pub use summary_csv::{summary_rows, write_summary_csv};

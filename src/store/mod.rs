@@ -392,8 +392,7 @@ impl RunDir {
         }
     }
 
-    /// Flushes the CSVs, then writes summary.json atomically.
-    /// Writes what the run recorded so far to its files (metrics.csv, steps.csv).
+    /// Writes what the run recorded so far to its files (metrics.csv, steps.csv, events).
     pub fn flush(&mut self) -> Result<()> {
         let (metrics, steps) = (self.path.join("metrics.csv"), self.path.join("steps.csv"));
         self.metrics.flush().with_context(|| format!("cannot write {}", metrics.display()))?;
@@ -408,7 +407,20 @@ impl RunDir {
         &self.path
     }
 
+    /// Records the run's hyperparameters (key, value) for TensorBoard's HParams tab, its
+    /// seeds grouped under `group`; once, when the run starts (a resumed run keeps them).
+    pub fn hparams(&mut self, group: &str, hparams: &[(String, String)]) -> Result<()> {
+        self.events.session_start(group, hparams)?;
+        self.events.flush()
+    }
+
+    /// Flushes the files and writes summary.json atomically (and, for a run that ended
+    /// rather than stopped, its end for TensorBoard's HParams tab).
     pub fn finish(mut self, summary: &RunSummary<'_>) -> Result<()> {
+        let status = summary.outcome.status;
+        if status != Status::Interrupted {
+            self.events.session_end(status == Status::Completed)?;
+        }
         let (metrics, steps) = (self.path.join("metrics.csv"), self.path.join("steps.csv"));
         self.metrics.flush().with_context(|| format!("cannot write {}", metrics.display()))?;
         self.steps.flush().with_context(|| format!("cannot write {}", steps.display()))?;

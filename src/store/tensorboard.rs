@@ -41,15 +41,133 @@ pub struct Summary {
     pub value: Vec<Value>,
 }
 
-/// tensorflow.Summary.Value with a simple value (its oneof's field 2, always written,
-/// 0 included).
+/// tensorflow.Summary.Value: a simple value (its oneof's field 2, always written, 0
+/// included) or, for a plugin's summary (HParams'), metadata and a tensor.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Value {
     #[prost(string, tag = "1")]
     pub tag: String,
     #[prost(float, optional, tag = "2")]
     pub simple_value: Option<f32>,
+    #[prost(message, optional, tag = "8")]
+    pub tensor: Option<TensorProto>,
+    #[prost(message, optional, tag = "9")]
+    pub metadata: Option<SummaryMetadata>,
 }
+
+/// tensorflow.SummaryMetadata: which plugin a value is for, and what class of data.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SummaryMetadata {
+    #[prost(message, optional, tag = "1")]
+    pub plugin_data: Option<PluginData>,
+    /// DATA_CLASS_TENSOR = 2 (summary.proto: unknown 0, scalar 1, tensor 2, blob sequence 3).
+    #[prost(int32, tag = "4")]
+    pub data_class: i32,
+}
+
+/// SummaryMetadata.PluginData.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PluginData {
+    #[prost(string, tag = "1")]
+    pub plugin_name: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub content: Vec<u8>,
+}
+
+/// tensorflow.TensorProto, as far as a scalar float (the HParams plugin's empty value) needs.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TensorProto {
+    /// DT_FLOAT = 1.
+    #[prost(int32, tag = "1")]
+    pub dtype: i32,
+    /// A scalar's shape: no dimensions.
+    #[prost(message, optional, tag = "2")]
+    pub tensor_shape: Option<TensorShape>,
+    #[prost(float, repeated, tag = "5")]
+    pub float_val: Vec<f32>,
+}
+
+/// tensorflow.TensorShapeProto of a scalar.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TensorShape {}
+
+/// tensorboard.hparams.HParamsPluginData (plugins/hparams/plugin_data.proto): a run's
+/// hyperparameters when it starts, its status when it ends.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HParamsPluginData {
+    #[prost(int32, tag = "1")]
+    pub version: i32,
+    #[prost(oneof = "HParamsData", tags = "3, 4")]
+    pub data: Option<HParamsData>,
+}
+
+/// HParamsPluginData's `data`.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum HParamsData {
+    #[prost(message, tag = "3")]
+    SessionStartInfo(SessionStartInfo),
+    #[prost(message, tag = "4")]
+    SessionEndInfo(SessionEndInfo),
+}
+
+/// tensorboard.hparams.SessionStartInfo: the run's hyperparameters; runs of one group (the
+/// seeds of a variant) are shown together.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SessionStartInfo {
+    #[prost(btree_map = "string, message", tag = "1")]
+    pub hparams: std::collections::BTreeMap<String, HParamValue>,
+    #[prost(string, tag = "4")]
+    pub group_name: String,
+    #[prost(double, tag = "5")]
+    pub start_time_secs: f64,
+}
+
+/// tensorboard.hparams.SessionEndInfo; status STATUS_SUCCESS = 1, STATUS_FAILURE = 2.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SessionEndInfo {
+    #[prost(int32, tag = "1")]
+    pub status: i32,
+    #[prost(double, tag = "2")]
+    pub end_time_secs: f64,
+}
+
+/// google.protobuf.Value, the kinds a hyperparameter takes.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HParamValue {
+    #[prost(oneof = "HParamKind", tags = "2, 3, 4")]
+    pub kind: Option<HParamKind>,
+}
+
+/// google.protobuf.Value's `kind`.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum HParamKind {
+    #[prost(double, tag = "2")]
+    Number(f64),
+    #[prost(string, tag = "3")]
+    Text(String),
+    #[prost(bool, tag = "4")]
+    Bool(bool),
+}
+
+impl HParamValue {
+    /// A config value as written in runs.json: a number where it reads as a finite one (so
+    /// TensorBoard sorts and filters it as a number), true/false, else the text.
+    pub fn parse(text: &str) -> HParamValue {
+        let kind = match text {
+            "true" => HParamKind::Bool(true),
+            "false" => HParamKind::Bool(false),
+            _ => match text.parse::<f64>() {
+                Ok(x) if x.is_finite() => HParamKind::Number(x),
+                _ => HParamKind::Text(text.to_string()),
+            },
+        };
+        HParamValue { kind: Some(kind) }
+    }
+}
+
+/// The tags HParams summaries are written under (TensorBoard's metadata.py).
+pub const SESSION_START_TAG: &str = "_hparams_/session_start_info";
+pub const SESSION_END_TAG: &str = "_hparams_/session_end_info";
 
 /// CRC32C masked as TensorFlow's record files store it.
 fn masked_crc(bytes: &[u8]) -> u32 {
@@ -118,12 +236,52 @@ impl EventWriter {
     /// The scalars `values` (tag, value; NaN and infinities are written as they are) at
     /// `step`.
     pub fn scalars(&mut self, step: u64, values: &[(&str, f64)]) -> Result<()> {
-        let value =
-            values.iter().map(|(tag, v)| Value { tag: tag.to_string(), simple_value: Some(*v as f32) }).collect();
+        let value = values
+            .iter()
+            .map(|(tag, v)| Value { tag: tag.to_string(), simple_value: Some(*v as f32), ..Value::default() })
+            .collect();
         self.write(&Event {
             wall_time: super::unix_now(),
             step: step as i64,
             what: Some(What::Summary(Summary { value })),
+        })
+    }
+
+    /// The run's hyperparameters for TensorBoard's HParams tab (`hparams`: key, value as
+    /// text), with the group its seeds share. Its metrics there are the last values of
+    /// its scalars (val_loss, val_accuracy...), which TensorBoard finds by itself.
+    pub fn session_start(&mut self, group: &str, hparams: &[(String, String)]) -> Result<()> {
+        let info = SessionStartInfo {
+            hparams: hparams.iter().map(|(k, v)| (k.clone(), HParamValue::parse(v))).collect(),
+            group_name: group.to_string(),
+            start_time_secs: super::unix_now(),
+        };
+        self.hparams_summary(SESSION_START_TAG, HParamsData::SessionStartInfo(info))
+    }
+
+    /// The end of the run for the HParams tab: succeeded (it trained to its end) or failed.
+    pub fn session_end(&mut self, succeeded: bool) -> Result<()> {
+        let info = SessionEndInfo { status: if succeeded { 1 } else { 2 }, end_time_secs: super::unix_now() };
+        self.hparams_summary(SESSION_END_TAG, HParamsData::SessionEndInfo(info))
+    }
+
+    /// A summary of the HParams plugin: its data in the metadata, an empty scalar as value
+    /// (as TensorBoard's own writer gives it).
+    fn hparams_summary(&mut self, tag: &str, data: HParamsData) -> Result<()> {
+        let content = prost::Message::encode_to_vec(&HParamsPluginData { version: 0, data: Some(data) });
+        let value = Value {
+            tag: tag.to_string(),
+            simple_value: None,
+            tensor: Some(TensorProto { dtype: 1, tensor_shape: Some(TensorShape {}), float_val: vec![0.0] }),
+            metadata: Some(SummaryMetadata {
+                plugin_data: Some(PluginData { plugin_name: "hparams".into(), content }),
+                data_class: 2,
+            }),
+        };
+        self.write(&Event {
+            wall_time: super::unix_now(),
+            step: 0,
+            what: Some(What::Summary(Summary { value: vec![value] })),
         })
     }
 
@@ -176,9 +334,54 @@ pub fn scalar_series(events: &[Event], tag: &str) -> Vec<(i64, f32)> {
         .collect()
 }
 
+/// The HParams data of summary `tag` in `events` (the last one written).
+pub fn hparams(events: &[Event], tag: &str) -> Option<HParamsData> {
+    events
+        .iter()
+        .rev()
+        .filter_map(|e| match &e.what {
+            Some(What::Summary(s)) => Some(s),
+            _ => None,
+        })
+        .flat_map(|s| s.value.iter().rev())
+        .filter(|v| v.tag == tag)
+        .filter_map(|v| v.metadata.as_ref()?.plugin_data.as_ref())
+        .filter(|p| p.plugin_name == "hparams")
+        .find_map(|p| <HParamsPluginData as prost::Message>::decode(p.content.as_slice()).ok()?.data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes TensorBoard's own protos give for the same messages (tensorboard 2.21's
+    /// `plugin_data_pb2.HParamsPluginData(...).SerializeToString(deterministic=True)`,
+    /// hparams act = "relu", flag = true, lr = 0.1, group "g", start 1.5; end status
+    /// success at 2.5).
+    #[test]
+    fn hparams_plugin_data_is_encoded_as_tensorboard_encodes_it() {
+        let start = HParamsPluginData {
+            version: 0,
+            data: Some(HParamsData::SessionStartInfo(SessionStartInfo {
+                hparams: [("act", "relu"), ("flag", "true"), ("lr", "0.1")]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), HParamValue::parse(v)))
+                    .collect(),
+                group_name: "g".into(),
+                start_time_secs: 1.5,
+            })),
+        };
+        let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(
+            hex(prost::Message::encode_to_vec(&start)),
+            "1a380a0d0a0361637412061a0472656c750a0a0a04666c6167120220010a0f0a026c721209119a9999999999b93f22016729000000000000f83f"
+        );
+        let end = HParamsPluginData {
+            version: 0,
+            data: Some(HParamsData::SessionEndInfo(SessionEndInfo { status: 1, end_time_secs: 2.5 })),
+        };
+        assert_eq!(hex(prost::Message::encode_to_vec(&end)), "220b0801110000000000000440");
+    }
 
     #[test]
     fn masked_crc_is_tensorflows() {

@@ -92,6 +92,9 @@ pub struct Tally {
 pub struct Job<'a> {
     pub run: &'a PlannedRun,
     pub prepared: Prepared,
+    /// The experiment's swept keys, whose values are the run's `info.params` (its
+    /// hyperparameters in TensorBoard's HParams tab).
+    pub columns: &'a [String],
 }
 
 /// Runs `jobs` into run directories under `dir`; `after_each` is called (serially) after
@@ -233,7 +236,11 @@ fn run_one(
             ));
             (RunDir::reopen(&run_path, &loaded.meta)?.keep_checkpoints(keep), Some(loaded.checkpoint))
         }
-        None => (RunDir::create(&run_path, &config_toml)?.keep_checkpoints(keep), None),
+        None => {
+            let mut dir = RunDir::create(&run_path, &config_toml)?.keep_checkpoints(keep);
+            dir.hparams(&format!("{}/{}", run.config.name, run.info.variant), &hparams(job))?;
+            (dir, None)
+        }
     };
     // A language model's vocabulary, for `runner sample` to turn tokens back into text.
     if let Some(text) = &job.prepared.data.text {
@@ -327,6 +334,15 @@ pub fn describe(o: &Outcome, error: Option<&str>) -> String {
         Status::Interrupted => format!("interrupted at step {} of {}", o.steps, o.total_steps),
         Status::Failed => format!("failed: {}", error.unwrap_or("unknown error")),
     }
+}
+
+/// A run's hyperparameters for TensorBoard: its schedule and its swept keys' values (those
+/// it has). Not its seed: the seeds of a variant are one group there, which shares them.
+fn hparams(job: &Job<'_>) -> Vec<(String, String)> {
+    let info = &job.run.info;
+    let mut h = vec![("schedule".to_string(), info.schedule.clone())];
+    h.extend(job.columns.iter().zip(&info.params).filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())));
+    h
 }
 
 #[cfg(test)]

@@ -35,11 +35,15 @@ pub struct Style {
     /// Curves named in the legend, in colour; the rest are drawn thin and grey, summarised
     /// as one legend entry.
     pub legend: usize,
+    /// A second panel under the chart: this last fraction of the x axis, its y axis fitted
+    /// to the curves there (the final values that rank runs, which the whole run's axis
+    /// squashes into a few pixels).
+    pub zoom_last: Option<f64>,
 }
 
 impl Default for Style {
     fn default() -> Self {
-        Style { y_range: YRange::default(), log_y: false, legend: LEGEND }
+        Style { y_range: YRange::default(), log_y: false, legend: LEGEND, zoom_last: None }
     }
 }
 
@@ -80,9 +84,11 @@ fn register_font() {
     });
 }
 
-/// Pixel size of a line chart: wider when a legend sits beside the plot.
-pub fn line_chart_size(series: usize) -> (u32, u32) {
-    if series > 1 { (1300, 650) } else { (1000, 600) }
+/// Pixel size of a line chart: wider when a legend sits beside the plot, taller with a
+/// zoomed panel under it.
+pub fn line_chart_size(series: usize, zoomed: bool) -> (u32, u32) {
+    let (w, h) = if series > 1 { (1300, 650) } else { (1000, 600) };
+    if zoomed { (w, h + 380) } else { (w, h) }
 }
 
 /// Writes a line chart to `path`; the format follows the extension (`.png` or `.svg`).
@@ -97,7 +103,7 @@ pub fn write_line_chart_in(path: &Path, series: &[Series], labels: &Labels<'_>, 
 
 /// [`write_line_chart`] drawn as `style` says.
 pub fn write_line_chart_styled(path: &Path, series: &[Series], labels: &Labels<'_>, style: Style) -> Result<()> {
-    let size = line_chart_size(series.len());
+    let size = line_chart_size(series.len(), style.zoom_last.is_some());
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("png") => draw(BitMapBackend::new(path, size).into_drawing_area(), series, labels, style),
         Some("svg") => draw(SVGBackend::new(path, size).into_drawing_area(), series, labels, style),
@@ -193,6 +199,79 @@ where
     } else {
         (area.clone(), None)
     };
+    match style.zoom_last.filter(|f| *f > 0.0 && *f < 1.0) {
+        None => draw_panel(&plot_area, series, labels, style, None)?,
+        Some(fraction) => {
+            let (_, h) = plot_area.dim_in_pixel();
+            let (top, bottom) = plot_area.split_vertically(h - 380);
+            draw_panel(&top, series, labels, style, None)?;
+            let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).filter(|x| x.is_finite());
+            let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+            if x1 > x0 {
+                let from = x1 - (x1 - x0) * fraction;
+                let title =
+                    format!("the last {:.0}% ({} {} to {}), zoomed", fraction * 100.0, labels.x, tick(from), tick(x1));
+                let zoomed = Labels { title: &title, x: labels.x, y: labels.y };
+                draw_panel(&bottom, series, &zoomed, Style { y_range: YRange::default(), ..style }, Some((from, x1)))?;
+            }
+        }
+    }
+    if let Some(legend_area) = legend_area {
+        let names: Vec<&str> = series.iter().take(style.legend).map(|s| s.name.as_str()).collect();
+        draw_legend(&legend_area, &names, series.len().saturating_sub(style.legend))?;
+    }
+    area.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// The part of a curve from `from` on along x: the point where it crosses `from`
+/// (interpolated) and those after.
+fn from_x(points: &[(f64, f64)], from: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    for (i, &(x, y)) in points.iter().enumerate() {
+        if x < from {
+            continue;
+        }
+        if out.is_empty()
+            && i > 0
+            && x > from
+            && let Some(&(px, py)) = points.get(i - 1)
+            && px < from
+        {
+            out.push((from, py + (y - py) * (from - px) / (x - px)));
+        }
+        out.push((x, y));
+    }
+    out
+}
+
+/// One plot of a line chart in `plot_area`: the whole x range, or only `window` (its y
+/// axis fitted to what the curves do there).
+fn draw_panel<DB: DrawingBackend>(
+    plot_area: &DrawingArea<DB, plotters::coord::Shift>,
+    series: &[Series],
+    labels: &Labels<'_>,
+    style: Style,
+    window: Option<(f64, f64)>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let windowed: Vec<Series>;
+    let series = match window {
+        None => series,
+        Some((from, _)) => {
+            windowed = series
+                .iter()
+                .map(|s| Series {
+                    name: s.name.clone(),
+                    points: from_x(&s.points, from),
+                    band: s.band.iter().copied().filter(|b| b.0 >= from).collect(),
+                })
+                .collect();
+            &windowed
+        }
+    };
     // A log axis draws log10(y) on a linear one, labelled with y: values of 0 and below
     // have no place on it, so they are drawn on the axis floor (a warmup from 0 stays
     // visible) and the chart says so.
@@ -228,8 +307,11 @@ where
         (y0, y1) = (lo, hi.max(lo + 1e-12));
     }
     let pad = if y1 > y0 { (y1 - y0) * 0.05 } else { y0.abs().max(1e-12) * 0.05 };
-    let mut chart = ChartBuilder::on(&plot_area)
-        .caption(labels.title, ("sans-serif", 24))
+    if let Some((from, to)) = window {
+        (x0, x1) = (from, to);
+    }
+    let mut chart = ChartBuilder::on(plot_area)
+        .caption(labels.title, ("sans-serif", if window.is_some() { 18 } else { 24 }))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(80)
@@ -287,11 +369,6 @@ where
         let note = Text::new(ZERO_ON_FLOOR, (x0, lo_clip + (hi_clip - lo_clip) * 0.03), ("sans-serif", 14).into_font());
         chart.draw_series(std::iter::once(note)).map_err(plot_err)?;
     }
-    if let Some(legend_area) = legend_area {
-        let names: Vec<&str> = series.iter().take(style.legend).map(|s| s.name.as_str()).collect();
-        draw_legend(&legend_area, &names, series.len().saturating_sub(style.legend))?;
-    }
-    area.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
 
@@ -388,35 +465,53 @@ where
 pub type Bar = (String, f64, Option<(f64, f64)>);
 
 /// Writes a horizontal bar chart of `bars` (name, value, optional interval), first bar at
-/// the top, each labelled with its value and its interval drawn as a line across it, to
-/// the PNG or SVG file `path`. The value axis spans the data (values and intervals), not
-/// from 0: 0.983 and 0.997 must look different.
-pub fn write_bar_chart(path: &Path, bars: &[Bar], labels: &Labels<'_>) -> Result<()> {
-    let size = (1100, (160 + 40 * bars.len().max(1) as u32).max(280));
+/// the top, each labelled with its value (in a column right of the plot) and its interval
+/// drawn as a line across it, to the PNG or SVG file `path`. The value axis spans the data
+/// (values and intervals) within `limits`, the values the metric can take (accuracy 0 to
+/// 1): 0.983 and 0.997 must look different. Where the axis does not start at the lower
+/// limit the bars are cut, and drawn so: a break across each bar's foot and the axis label
+/// saying where the axis starts.
+pub fn write_bar_chart(path: &Path, bars: &[Bar], labels: &Labels<'_>, limits: (f64, f64)) -> Result<()> {
+    let size = (1100, (120 + 40 * bars.len().max(1) as u32).max(260));
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("png") => draw_bars(BitMapBackend::new(path, size).into_drawing_area(), bars, labels),
-        Some("svg") => draw_bars(SVGBackend::new(path, size).into_drawing_area(), bars, labels),
+        Some("png") => draw_bars(BitMapBackend::new(path, size).into_drawing_area(), bars, labels, limits),
+        Some("svg") => draw_bars(SVGBackend::new(path, size).into_drawing_area(), bars, labels, limits),
         _ => bail!("cannot write a chart to {}: the file name must end in .png or .svg", path.display()),
     }
     .with_context(|| format!("cannot write the chart {}", path.display()))
 }
 
-/// The value axis of a bar chart: the data's range, a margin below, room for the labels above.
-fn bar_range(bars: &[Bar]) -> (f64, f64) {
+/// The value axis of a bar chart: the data's range with a margin each way, kept within
+/// `limits`; from the lower limit itself where the margin would reach it (no cut then).
+fn bar_range(bars: &[Bar], limits: (f64, f64)) -> (f64, f64) {
     let values = bars.iter().flat_map(|b| [Some(b.1), b.2.map(|i| i.0), b.2.map(|i| i.1)]).flatten();
     let (lo, hi) =
         values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     if !lo.is_finite() {
-        return (0.0, 1.0);
+        return (limits.0, if limits.1.is_finite() { limits.1 } else { limits.0 + 1.0 });
     }
     let span = if hi > lo { hi - lo } else { lo.abs().max(1e-3) * 0.1 };
-    (lo - span * 0.3, hi + span * 0.35)
+    let (mut x0, mut x1) = (lo - span * 0.3, hi + span * 0.15);
+    // A margin that would leave less than a fifth of the axis between the limit and the
+    // axis's start goes down to the limit: a cut is worth its mark only when it zooms.
+    if x0 - limits.0 < (x1 - x0) * 0.25 {
+        x0 = limits.0;
+    }
+    x1 = x1.min(limits.1);
+    if x1 <= x0 {
+        x1 = x0 + span;
+    }
+    (x0, x1)
 }
+
+/// Pixels right of a bar chart's plot for the bars' values.
+const VALUE_COLUMN: u32 = 80;
 
 fn draw_bars<DB: DrawingBackend>(
     area: DrawingArea<DB, plotters::coord::Shift>,
     bars: &[Bar],
     labels: &Labels<'_>,
+    limits: (f64, f64),
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -424,25 +519,30 @@ where
     register_font();
     area.fill(&WHITE).map_err(plot_err)?;
     let n = bars.len().max(1) as u32;
-    let (x0, x1) = bar_range(bars);
+    let (x0, x1) = bar_range(bars, limits);
+    let cut = x0 > limits.0;
     let longest = bars.iter().map(|b| b.0.chars().count()).max().unwrap_or(4) as u32;
+    let x_desc = if cut { format!("{} (axis cut: starts at {})", labels.x, tick(x0)) } else { labels.x.to_string() };
+    // Rows 0..n-1, the first bar in the top row (a numeric range as segments has one
+    // segment per value, both ends included).
     let mut chart = ChartBuilder::on(&area)
         .caption(labels.title, ("sans-serif", 20))
         .margin(16)
+        .margin_right(16 + VALUE_COLUMN)
         .x_label_area_size(48)
         .y_label_area_size((longest * 9 + 20).min(420))
-        .build_cartesian_2d(x0..x1, (0u32..n).into_segmented())
+        .build_cartesian_2d(x0..x1, (0u32..n - 1).into_segmented())
         .map_err(plot_err)?;
     let names: Vec<&str> = bars.iter().map(|b| b.0.as_str()).collect();
     chart
         .configure_mesh()
         .disable_y_mesh()
-        .x_desc(labels.x)
+        .x_desc(x_desc)
         .y_desc(labels.y)
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 18))
         .x_label_formatter(&|x| tick(*x))
-        .y_labels(n as usize + 1)
+        .y_labels(n as usize)
         .y_label_formatter(&|v| match v {
             // Row 0 is drawn at the bottom: count from the top so the first bar is first.
             SegmentValue::CenterOf(i) => {
@@ -452,38 +552,45 @@ where
         })
         .draw()
         .map_err(plot_err)?;
+    let right = chart.backend_coord(&(x1, SegmentValue::CenterOf(0))).0;
     for (i, (_, v, interval)) in bars.iter().enumerate() {
         if !v.is_finite() {
             continue;
         }
         let row = n - 1 - i as u32;
         let style = color(i).mix(0.85).filled();
+        let (top, bottom) = (SegmentValue::Exact(row), SegmentValue::Exact(row + 1));
         chart
             .draw_series(std::iter::once({
-                let mut bar =
-                    Rectangle::new([(x0, SegmentValue::Exact(row)), (*v, SegmentValue::Exact(row + 1))], style);
+                let mut bar = Rectangle::new([(x0, top.clone()), (v.clamp(x0, x1), bottom.clone())], style);
                 bar.set_margin(6, 6, 0, 0);
                 bar
             }))
             .map_err(plot_err)?;
-        let mut label_at = *v;
+        if cut && *v > x0 {
+            // The break: two white strokes across the bar's foot.
+            let (left, y) = chart.backend_coord(&(x0, SegmentValue::CenterOf(row)));
+            let (_, y_top) = chart.backend_coord(&(x0, top.clone()));
+            let (_, y_bottom) = chart.backend_coord(&(x0, bottom.clone()));
+            let half = (y_top - y_bottom).abs() / 2 - 6;
+            let white = ShapeStyle { color: WHITE.to_rgba(), filled: false, stroke_width: 3 };
+            for dx in [10, 17] {
+                area.draw(&PathElement::new(vec![(left + dx - 4, y + half), (left + dx + 4, y - half)], white))
+                    .map_err(plot_err)?;
+            }
+        }
         if let Some((lo, hi)) = interval.filter(|(lo, hi)| lo.is_finite() && hi.is_finite()) {
             let whisker = ShapeStyle { color: BLACK.to_rgba(), filled: false, stroke_width: 2 };
             chart
                 .draw_series(LineSeries::new(
-                    [(lo, SegmentValue::CenterOf(row)), (hi, SegmentValue::CenterOf(row))],
+                    [(lo.clamp(x0, x1), SegmentValue::CenterOf(row)), (hi.clamp(x0, x1), SegmentValue::CenterOf(row))],
                     whisker,
                 ))
                 .map_err(plot_err)?;
-            label_at = label_at.max(hi);
         }
-        chart
-            .draw_series(std::iter::once(Text::new(
-                format!("  {v:.4}"),
-                (label_at, SegmentValue::CenterOf(row)),
-                ("sans-serif", 15).into_font(),
-            )))
-            .map_err(plot_err)?;
+        let (_, y) = chart.backend_coord(&(x0, SegmentValue::CenterOf(row)));
+        let font = ("sans-serif", 15).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center));
+        area.draw(&Text::new(format!("{v:.4}"), (right + 10, y), font)).map_err(plot_err)?;
     }
     area.present().map_err(plot_err)?;
     Ok(())
@@ -646,6 +753,124 @@ mod tests {
             .collect();
         all.dedup();
         all
+    }
+
+    /// The SVG's texts: (x, y, content).
+    fn texts(svg: &str) -> Vec<(f64, f64, String)> {
+        svg.split("<text")
+            .skip(1)
+            .map(|t| {
+                let attr = |name: &str| -> f64 {
+                    t.split(&format!(" {name}=\"")).nth(1).unwrap().split('"').next().unwrap().parse().unwrap()
+                };
+                let content = t.split_once('>').unwrap().1.split("</text>").next().unwrap().trim().to_string();
+                (attr("x"), attr("y"), content)
+            })
+            .collect()
+    }
+
+    /// The SVG's rectangles filled with `colour`: (x, y, width, height).
+    fn rects(svg: &str, colour: &str) -> Vec<(f64, f64, f64, f64)> {
+        svg.split("<rect")
+            .skip(1)
+            .filter(|r| r.contains(&format!("fill=\"{colour}\"")))
+            .map(|r| {
+                let attr = |name: &str| -> f64 {
+                    r.split(&format!(" {name}=\"")).nth(1).unwrap().split('"').next().unwrap().parse().unwrap()
+                };
+                (attr("x"), attr("y"), attr("width"), attr("height"))
+            })
+            .collect()
+    }
+
+    fn hex(c: RGBColor) -> String {
+        format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
+    }
+
+    #[test]
+    fn a_bar_axis_stays_within_the_metrics_values_and_starts_at_its_floor_unless_it_zooms() {
+        let bar = |v: f64| (String::new(), v, None);
+        // Accuracies from 0.1 to 0.99: from 0 (a margin would pass it) to 1, not past.
+        assert_eq!(bar_range(&[bar(0.99), bar(0.1)], (0.0, 1.0)), (0.0, 1.0));
+        // 0.96 to 0.99: zoomed (cut), and still not past 1.
+        let (x0, x1) = bar_range(&[bar(0.99), bar(0.96), (String::new(), 0.97, Some((0.95, 0.999)))], (0.0, 1.0));
+        assert!(x0 > 0.9 && x0 < 0.95 && x1 == 1.0, "{x0} {x1}");
+        // Losses have no upper limit: a margin above the largest (and 0.3 of the span below).
+        let (x0, x1) = bar_range(&[bar(2.0), bar(1.0)], (0.0, f64::INFINITY));
+        assert!((x0 - 0.7).abs() < 1e-12 && (x1 - 2.15).abs() < 1e-12, "{x0} {x1}");
+        assert_eq!(bar_range(&[bar(2.0), bar(0.5)], (0.0, f64::INFINITY)).0, 0.0);
+    }
+
+    /// final.png's layout: a row per bar and no empty one, values in a column right of the
+    /// plot, the axis within 0 to 1 for accuracy, and a cut axis marked on every bar and
+    /// named under the axis.
+    #[test]
+    fn bars_fill_their_rows_and_a_cut_axis_is_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("final.svg");
+        let labels = Labels { title: "final", x: "val_accuracy", y: "run" };
+        let bars: Vec<Bar> = [0.9898, 0.9889, 0.9612]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (format!("cosine_decay-lr0.{}", i + 1), v, Some((v - 0.01, (v + 0.01f64).min(1.0)))))
+            .collect();
+        write_bar_chart(&path, &bars, &labels, (0.0, 1.0)).unwrap();
+        let svg = fs::read_to_string(&path).unwrap();
+        let drawn: Vec<(f64, f64, f64, f64)> = (0..3).map(|i| rects(&svg, &hex(color(i)))[0]).collect();
+        let pitch = drawn[1].1 - drawn[0].1;
+        assert!(pitch > 30.0 && (drawn[2].1 - drawn[1].1 - pitch).abs() <= 1.0, "{drawn:?}");
+        // The first bar's row starts under the title (16 px margin, about 30 of caption):
+        // no empty row above it.
+        assert!(drawn[0].1 < 16.0 + 34.0 + 10.0, "an empty row above the first bar: {drawn:?}");
+        let written = texts(&svg);
+        let right = drawn.iter().map(|r| r.0 + r.2).fold(0.0, f64::max);
+        for (bar, r) in bars.iter().zip(&drawn) {
+            let label = written.iter().find(|t| t.2 == format!("{:.4}", bar.1)).expect("the value is written");
+            assert!(label.0 > right, "the value lies right of every bar: {label:?}");
+            assert!((label.1 - (r.1 + r.3 / 2.0)).abs() < 3.0, "beside its bar: {label:?} {r:?}");
+        }
+        let ticks: Vec<f64> = written.iter().filter_map(|t| t.2.parse::<f64>().ok()).filter(|v| *v < 0.9).collect();
+        assert!(ticks.is_empty(), "a zoomed axis: {ticks:?}");
+        let over: Vec<&(f64, f64, String)> =
+            written.iter().filter(|t| t.2.parse::<f64>().is_ok_and(|v| v > 1.0)).collect();
+        assert!(over.is_empty(), "accuracy past 1: {over:?}");
+        let cut = written.iter().find(|t| t.2.starts_with("val_accuracy (axis cut: starts at 0.9")).is_some();
+        assert!(cut, "the axis label says where the cut axis starts");
+        assert_eq!(vertices(&svg, "#FFFFFF").len(), 3 * 2 * 2, "two white strokes across each bar's foot");
+
+        // From 0: no cut, no marks.
+        let low: Vec<Bar> = vec![("a".into(), 0.98, None), ("b".into(), 0.1, None)];
+        write_bar_chart(&path, &low, &labels, (0.0, 1.0)).unwrap();
+        let svg = fs::read_to_string(&path).unwrap();
+        assert!(vertices(&svg, "#FFFFFF").is_empty());
+        let written = texts(&svg);
+        assert!(written.iter().any(|t| t.2 == "val_accuracy") && written.iter().any(|t| t.2 == "0"));
+        assert!(!written.iter().any(|t| t.2.parse::<f64>().is_ok_and(|v| v > 1.0)));
+    }
+
+    /// The zoomed panel under a validation curve: the last quarter of x, its y axis fitted
+    /// to what the curves do there, the curve starting at the quarter's edge.
+    #[test]
+    fn the_last_quarter_is_drawn_again_zoomed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("val_loss.svg");
+        let labels = Labels { title: "loss", x: "epoch", y: "validation loss" };
+        let curve: Vec<(f64, f64)> = (1..=30).map(|e| (e as f64, 1.0 / e as f64)).collect();
+        let style = Style { zoom_last: Some(0.25), ..Style::default() };
+        write_line_chart_styled(&path, &[Series::line("a", curve)], &labels, style).unwrap();
+        let svg = fs::read_to_string(&path).unwrap();
+        assert!(svg.contains("the last 25% (epoch 22.75 to 30), zoomed"), "the panel's title");
+        let drawn = vertices(&svg, &hex(color(0)));
+        // The whole curve (30 points), then the zoomed part: 22.75 (interpolated) and 23..=30.
+        assert_eq!(drawn.len(), 30 + 9, "{drawn:?}");
+        let (whole, zoomed) = drawn.split_at(30);
+        let extent = |pts: &[(f64, f64)]| {
+            let ys = pts.iter().map(|p| p.1);
+            ys.clone().fold(f64::MIN, f64::max) - ys.fold(f64::MAX, f64::min)
+        };
+        assert!(extent(&whole[22..]) < 40.0, "the last quarter is squashed in the whole run's axis");
+        assert!(extent(zoomed) > 200.0, "and spans the zoomed panel: {zoomed:?}");
+        assert!(zoomed[0].1 < zoomed[8].1, "falling: higher first (SVG y grows down)");
     }
 
     /// A warmup from 0 on a log-scale rate chart: the 0 is drawn on the floor, not left out,

@@ -465,7 +465,7 @@ fn charts_of_a_thousand_runs_stay_readable() {
     // grey and counted), 40 bars.
     let table = String::from_utf8(report.stdout).unwrap();
     assert!(table.starts_with("many: 1000 runs"), "{table}");
-    assert_eq!(png_size(&exp.join("final.png")), (1100, 160 + 40 * 40));
+    assert_eq!(png_size(&exp.join("final.png")), (1100, 120 + 40 * 40));
     assert_eq!(png_size(&exp.join("lr.png")), (1300, 650));
     assert_eq!(png_size(&exp.join("val_loss.png")), (1300, 650));
     let lr = fs::read_to_string(exp.join("lr.svg")).unwrap();
@@ -492,7 +492,7 @@ fn seeds_are_grouped_and_two_keys_make_a_heat_map() {
     assert!(acc.contains("mean over seeds, band from lowest to highest"));
     // One legend entry per variant, none per seed.
     assert!(acc.contains("constant-lr0.1-bs32") && !acc.contains("seed1"), "val_accuracy.svg");
-    assert_eq!(png_size(&exp.join("final.png")), (1100, 160 + 40 * 4));
+    assert_eq!(png_size(&exp.join("final.png")), (1100, 120 + 40 * 4));
     let (w, h) = png_size(&exp.join("grid.png"));
     assert!(w >= 700 && h >= 400);
     let grid = fs::read_to_string(exp.join("grid.svg")).unwrap();
@@ -545,7 +545,7 @@ fn all_ten_decays_then_report_ranks_them_and_draws_the_charts() {
     assert_eq!(png_size(&exp.join("lr.png")), (1300, 650));
     assert_eq!(png_size(&exp.join("val_loss.png")), (1300, 650));
     assert_eq!(png_size(&exp.join("val_accuracy.png")), (1300, 650));
-    assert_eq!(png_size(&exp.join("final.png")), (1100, 160 + 40 * 10));
+    assert_eq!(png_size(&exp.join("final.png")), (1100, 120 + 40 * 10));
     // The ten decays end at a hundredth of their peak: the rate axis is logarithmic.
     assert!(fs::read_to_string(exp.join("lr.svg")).unwrap().contains("learning rate (log scale)"));
     runner().arg("report").arg(&exp).args(["--lr-scale", "linear"]).assert().success();

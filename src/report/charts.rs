@@ -21,6 +21,10 @@ use std::path::PathBuf;
 /// thousands would read every run's steps.csv into memory).
 pub const CHART_RUNS: usize = 100;
 
+/// Evaluations a curve needs for the validation charts to get a panel zoomed on the last
+/// quarter (with fewer, the quarter holds a point or two).
+pub const ZOOM_FROM: usize = 8;
+
 /// The most bars final.png draws (the best variants).
 pub const BARS: usize = 40;
 
@@ -170,9 +174,17 @@ pub fn write_charts(view: &ExperimentView, options: &ChartOptions) -> Result<Vec
     let range = YRange((top.is_finite() && low < top).then(|| (low.min(0.0).max(low - (top - low) * 0.05), top * 1.1)));
     let loss_title = title("validation loss");
     let losses = curve(&|r| Some(r.val_loss));
+    // The final values decide the ranking: with enough evaluations, a panel zoomed on the
+    // last quarter under the whole run.
+    let zoom = |series: &[Series]| series.iter().any(|s| s.points.len() >= ZOOM_FROM).then_some(0.25);
     both("val_loss", &|path| {
         let labels = Labels { title: &loss_title, x: x_label, y: "validation loss" };
-        write_line_chart_styled(path, &losses, &labels, Style { y_range: range, ..Style::default() })
+        write_line_chart_styled(
+            path,
+            &losses,
+            &labels,
+            Style { y_range: range, zoom_last: zoom(&losses), ..Style::default() },
+        )
     })?;
     type Value<'a> = &'a dyn Fn(&EvalRow) -> Option<f64>;
     // A language model: bits per char (or byte) instead of its token accuracy.
@@ -186,7 +198,7 @@ pub fn write_charts(view: &ExperimentView, options: &ChartOptions) -> Result<Vec
     let second_title = title(what);
     both(file, &|path| {
         let labels = Labels { title: &second_title, x: x_label, y: what };
-        write_line_chart_styled(path, &second, &labels, Style::default())
+        write_line_chart_styled(path, &second, &labels, Style { zoom_last: zoom(&second), ..Style::default() })
     })?;
 
     // The final metric per variant: the mean over its seeds with their range, or a single
@@ -221,6 +233,15 @@ pub fn write_charts(view: &ExperimentView, options: &ChartOptions) -> Result<Vec
             (v.name.clone(), mean, interval)
         })
         .collect();
+    // Best first by the bars' own values (a variant's mean over its seeds, as the table
+    // ranks them); bars without a value last.
+    let mut bars = bars;
+    let higher = view.metric().higher_is_better;
+    bars.sort_by(|a, b| match (a.1.is_finite(), b.1.is_finite()) {
+        (true, true) if higher => b.1.total_cmp(&a.1),
+        (true, true) => a.1.total_cmp(&b.1),
+        (x, y) => y.cmp(&x),
+    });
     let whiskers = if seeds { "lines: lowest to highest seed" } else { "lines: 95% binomial interval" };
     let shown = if variants_all > bars.len() {
         format!(" (best {} of {variants_all} {unit})", bars.len())
@@ -234,7 +255,13 @@ pub fn write_charts(view: &ExperimentView, options: &ChartOptions) -> Result<Vec
         if bars.iter().any(|b| b.2.is_some()) { format!("; {whiskers}") } else { String::new() }
     );
     let y_label = if seeds { "variant" } else { "run" };
-    both("final", &|path| write_bar_chart(path, &bars, &Labels { title: &final_title, x: m, y: y_label }))?;
+    // The values the metric can take: the axis never passes them.
+    let limits = match m {
+        "val_accuracy" => (0.0, 1.0),
+        "val_perplexity" => (1.0, f64::INFINITY),
+        _ => (0.0, f64::INFINITY),
+    };
+    both("final", &|path| write_bar_chart(path, &bars, &Labels { title: &final_title, x: m, y: y_label }, limits))?;
 
     // Two swept keys: the mean final metric of each pair of values.
     if let Some((rows, cols, cells)) = grid(view) {

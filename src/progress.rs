@@ -99,7 +99,9 @@ impl Recorder for Progress {
             }
             Progress::Lines { total, next_percent, label, last_eval } => {
                 let percent = (row.step + 1) * 100 / (*total).max(1);
-                if percent >= *next_percent {
+                // Not the last step's: its evaluation comes after it, and the outcome line
+                // that follows says the run's final metrics.
+                if percent >= *next_percent && row.step + 1 < *total {
                     say!(
                         "{label}: step {}/{total} epoch {epoch} loss {} lr {:.3e}{last_eval}",
                         row.step + 1,

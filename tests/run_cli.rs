@@ -331,6 +331,10 @@ fn progress_lines_show_the_last_evaluation_readable_losses_and_a_sweep_ends_with
     assert!(last.contains(" val_acc 0.9"), "{err}");
     let loss = last.split(" loss ").nth(1).unwrap().split(' ').next().unwrap();
     assert!(loss.contains("e-") && loss != "0.0000", "{last}");
+    // No line for the last step, which would show the evaluation before the final one: the
+    // outcome line says the final metrics.
+    assert!(last.contains("step 1350/1800"), "{err}");
+    assert!(err.contains("constant: completed: val_accuracy 0.9"), "{err}");
     // A sweep's last line names its best variants.
     let sweep = dir.path().join("s.toml");
     fs::write(

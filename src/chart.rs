@@ -376,25 +376,34 @@ where
 /// and its smoothed value against the rate on a log axis, the suggested rate marked by a
 /// vertical line and named in the legend. The loss axis ends a little above the first
 /// smoothed loss, so the divergence at the end does not flatten the curve.
-pub fn write_lr_find_chart(
-    path: &Path,
-    points: &[(f64, f64, f64)],
-    suggestion: Option<f64>,
-    title: &str,
-) -> Result<()> {
+pub fn write_lr_find_chart(path: &Path, points: &[(f64, f64, f64)], marks: &[Mark], title: &str) -> Result<()> {
     let size = (1100, 650);
     let result = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("png") => draw_lr_find(BitMapBackend::new(path, size).into_drawing_area(), points, suggestion, title),
-        Some("svg") => draw_lr_find(SVGBackend::new(path, size).into_drawing_area(), points, suggestion, title),
+        Some("png") => draw_lr_find(BitMapBackend::new(path, size).into_drawing_area(), points, marks, title),
+        Some("svg") => draw_lr_find(SVGBackend::new(path, size).into_drawing_area(), points, marks, title),
         _ => bail!("cannot write a chart to {}: the file name must end in .png or .svg", path.display()),
     };
     result.with_context(|| format!("cannot write the chart {}", path.display()))
 }
 
+/// A vertical line across a chart at `x`, named in the legend: the suggestion (`strong`)
+/// and the features it came from.
+#[derive(Debug, Clone)]
+pub struct Mark {
+    pub x: f64,
+    pub label: String,
+    pub strong: bool,
+}
+
+/// A number in three significant digits, for a legend (`0.0509`, `0.242`, `3.35e-4`).
+pub fn short(v: f64) -> String {
+    significant(v as f32)
+}
+
 fn draw_lr_find<DB: DrawingBackend>(
     area: DrawingArea<DB, plotters::coord::Shift>,
     points: &[(f64, f64, f64)],
-    suggestion: Option<f64>,
+    marks: &[Mark],
     title: &str,
 ) -> Result<()>
 where
@@ -444,11 +453,15 @@ where
     chart.draw_series(LineSeries::new(finite.iter().map(|p| (p.0, clip(p.2))), smooth)).map_err(plot_err)?;
     let mut names = vec!["loss".to_string(), "smoothed loss".to_string()];
     let mut colors = vec![color(7), color(0)];
-    if let Some(lr) = suggestion.filter(|lr| (x0..=x1).contains(lr)) {
-        let mark = ShapeStyle { color: color(3).to_rgba(), filled: false, stroke_width: 2 };
-        chart.draw_series(LineSeries::new([(lr, y0 - pad), (lr, y1 + pad)], mark)).map_err(plot_err)?;
-        names.push(format!("suggested: {}", tick(lr)));
-        colors.push(color(3));
+    // The features thin, the suggestion thick and red over them.
+    let mut thin = [color(1), color(2), color(4)].into_iter();
+    let order = marks.iter().filter(|m| !m.strong).chain(marks.iter().filter(|m| m.strong));
+    for m in order.filter(|m| (x0..=x1).contains(&m.x)) {
+        let (c, width) = if m.strong { (color(3), 3) } else { (thin.next().unwrap_or(color(5)), 1) };
+        let line = ShapeStyle { color: c.to_rgba(), filled: false, stroke_width: width };
+        chart.draw_series(LineSeries::new([(m.x, y0 - pad), (m.x, y1 + pad)], line)).map_err(plot_err)?;
+        names.push(m.label.clone());
+        colors.push(c);
     }
     let font = ("sans-serif", 16).into_font();
     for (i, (name, c)) in names.iter().zip(colors).enumerate() {

@@ -42,7 +42,22 @@ pub fn run(args: &LrFindArgs) -> Result<()> {
     store::write_atomic(&dir.join("lr_find.csv"), &csv.into_inner()?)?;
     let points: Vec<(f64, f64, f64)> = finding.points.iter().map(|p| (p.lr, p.loss, p.smoothed_loss)).collect();
     let title = format!("{}: learning-rate range test", cfg.name);
-    chart::write_lr_find_chart(&dir.join("lr_find.png"), &points, finding.steepest, &title)?;
+    let found = finding.suggestion;
+    let mut marks = Vec::new();
+    if let Some(peak) = found.peak {
+        marks.push(chart::Mark { x: peak, label: format!("suggested: {}", chart::short(peak)), strong: true });
+    }
+    if let Some((lr, _)) = found.steepest {
+        marks.push(chart::Mark { x: lr, label: format!("steepest descent: {}", chart::short(lr)), strong: false });
+    }
+    if let Some((lr, _)) = found.minimum {
+        marks.push(chart::Mark {
+            x: lr,
+            label: format!("minimum: {} (/10 = {})", chart::short(lr), chart::short(lr / 10.0)),
+            strong: false,
+        });
+    }
+    chart::write_lr_find_chart(&dir.join("lr_find.png"), &points, &marks, &title)?;
     let last = finding.points.last().map_or(args.start, |p| p.lr);
     let mut text = format!(
         "{}: {} steps from {} to {}{}\n",
@@ -52,18 +67,18 @@ pub fn run(args: &LrFindArgs) -> Result<()> {
         last,
         if finding.stopped_early { " (stopped: the smoothed loss passed 4 times its minimum)" } else { "" }
     );
-    match (finding.steepest, finding.min_over_10) {
-        (Some(steep), min) => {
+    match found.peak {
+        Some(peak) => {
+            let (steep, slope) = found.steepest.unwrap_or((f64::NAN, f64::NAN));
+            let (min_lr, min_loss) = found.minimum.unwrap_or((f64::NAN, f64::NAN));
             text.push_str(&format!(
-                "suggested peak learning rate: {steep:.3e} (where the smoothed loss falls fastest against log(rate))\n"
+                "the curve: the smoothed loss falls fastest at {steep:.3e} ({slope:.3} per decade of rate) and is lowest at {min_lr:.3e} ({min_loss:.4})\n"
             ));
-            if let Some(m) = min {
-                text.push_str(&format!("the rate at the smoothed loss's minimum, divided by 10: {m:.3e}\n"));
-            }
+            text.push_str(&format!("suggested peak learning rate: {peak:.3e}: {}\n", found.reason()));
         }
-        (None, _) => {
-            text.push_str("no suggestion: too few steps before the loss diverged; lower --start or raise --steps\n")
-        }
+        None => text.push_str(
+            "no suggestion: the smoothed loss never fell before it diverged; lower --start or raise --steps\n",
+        ),
     }
     print(&text)?;
     say!("wrote {}, {}", dir.join("lr_find.csv").display(), dir.join("lr_find.png").display());

@@ -148,6 +148,10 @@ pub struct RunArgs {
     /// List the runs and what would happen to each, and exit.
     #[arg(long)]
     pub dry_run: bool,
+    /// Train every run from step 0, even where runs share their first steps (by default
+    /// those steps are trained once and the runs forked from there: same results).
+    #[arg(long)]
+    pub no_share: bool,
     /// Only the runs whose name matches: a glob (`cosine*`, `*seed1`) or a substring.
     #[arg(long, value_name = "PATTERN")]
     pub filter: Option<String>,

@@ -59,6 +59,8 @@ fn every_shipped_config_runs() {
                 cmd.args(["--run", "cosine_decay"]);
             } else if path.to_string_lossy().contains("wsd_vs_cosine") {
                 cmd.args(["--run", "cosine-seed1"]);
+            } else if path.to_string_lossy().contains("wsd_cooldowns") {
+                cmd.args(["--run", "cosine"]);
             }
             let out = cmd.output().unwrap();
             assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
@@ -419,8 +421,17 @@ fn every_example_config_decays_over_its_run() {
     let mut listed: Vec<String> = ends.iter().map(|(n, _)| n.to_string()).collect();
     // Validation-driven (no horizon) and the sweep (checked run by run below).
     listed.extend(["reduce_on_plateau".into(), "sweep_all_decays".into()]);
-    // The language model's sweep (tests/text_cli.rs checks each schedule's end).
-    listed.push("shakespeare_wsd_vs_cosine".into());
+    // The language model's sweeps (tests/text_cli.rs checks each schedule's end of the
+    // first; the cool-downs' are checked below).
+    listed.extend(["shakespeare_wsd_vs_cosine".into(), "wsd_cooldowns".into()]);
+    for run in ["wsd_10pct", "wsd_20pct", "wsd_30pct", "wsd_40pct", "wsd_50pct", "cosine"] {
+        let out = runner().args(["schedule", "configs/wsd_cooldowns.toml", "--run", run]).output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.lines().count(), 2001, "{run}: 2,000 steps");
+        let last: f64 = text.lines().last().unwrap().split(',').nth(1).unwrap().parse().unwrap();
+        // Each decays to 0 over its last steps (the last step's rate is the last before 0).
+        assert!(last < 0.002 * 0.01, "{run} ends at {last}");
+    }
     // CIFAR's configs need its data (tests/resnet_cli.rs runs them on CIFAR-shaped files).
     listed.extend(
         ["cifar10_resnet20", "cifar10_resnet20_cosine", "cifar10_resnet8_quick", "sweep_cifar_decays"]

@@ -42,7 +42,14 @@ pub fn load(args: &RunArgs) -> Result<(Experiment, data::Cache)> {
 
 /// The local launcher the flags describe (`shard`: `runner sweep --shard`).
 pub fn local(args: &RunArgs, shard: Option<Shard>) -> Local {
-    Local { jobs: args.jobs, gpus: args.gpus.clone(), runs_per_gpu: args.runs_per_gpu, shard, resume: args.resume }
+    Local {
+        jobs: args.jobs,
+        gpus: args.gpus.clone(),
+        runs_per_gpu: args.runs_per_gpu,
+        shard,
+        resume: args.resume,
+        no_share: args.no_share,
+    }
 }
 
 /// What the flags ask of a launcher for `exp`.

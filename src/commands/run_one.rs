@@ -73,7 +73,7 @@ pub fn run(args: &RunOneArgs) -> Result<()> {
     let tally = sweep::execute(
         dir,
         &[Job { run: &run, prepared, columns: &plan.columns }],
-        Options { jobs: 1, threads: threads as usize, force: args.force, gpus: Vec::new() },
+        Options { jobs: 1, threads: threads as usize, force: args.force, gpus: Vec::new(), share: false },
         &board,
         stop,
         &|| {},

@@ -29,6 +29,8 @@ pub struct Local {
     pub shard: Option<Shard>,
     /// Keep a single run's finished results of the same config instead of refusing.
     pub resume: bool,
+    /// Train every run from step 0, even where runs share their first steps.
+    pub no_share: bool,
 }
 
 impl Launcher for Local {
@@ -38,6 +40,13 @@ impl Launcher for Local {
 }
 
 impl Local {
+    /// Whether runs that share their first steps train them once: unless told not to,
+    /// and not in a shard (its runs' forks would be another shard's, in the same
+    /// directory).
+    fn shares(&self) -> bool {
+        !self.no_share && self.shard.is_none()
+    }
+
     /// Runs the experiment's runs here (those of the shard only, when given).
     fn run(&self, request: Request<'_>) -> Result<()> {
         let Request { exp, mut cache, out, filter, force, quiet, dry_run } = request;
@@ -52,8 +61,11 @@ impl Local {
         let jobs = self.jobs.or(exp.jobs).unwrap_or(default_jobs).min(selected.len().max(1) as u64);
         let dir = out.join(&exp.name);
         let prepared = check_schedules(&selected, &mut cache)?;
+        let jobs_list: Vec<Job<'_>> =
+            selected.iter().zip(prepared).map(|(run, prepared)| Job { run, prepared, columns: &exp.columns }).collect();
         if dry_run {
-            return show_dry_run(exp, &selected, &dir, jobs, threads, force, &mut cache);
+            let sharing = self.shares().then(|| sweep::share::plan(&jobs_list));
+            return show_dry_run(exp, &selected, &dir, (jobs, threads), force, sharing.as_ref(), &mut cache);
         }
         if jobs * threads > cores && !quiet {
             say!(
@@ -62,8 +74,6 @@ impl Local {
         }
         // Every data set the runs need was loaded by the checks: a missing file stopped it all.
         store::check_out(out, &exp.name)?;
-        let jobs_list: Vec<Job<'_>> =
-            selected.iter().zip(prepared).map(|(run, prepared)| Job { run, prepared, columns: &exp.columns }).collect();
         let _lock = match shard {
             Some(s) => ExperimentLock::acquire_shard(&dir, s.index, s.count)?,
             None => ExperimentLock::acquire(&dir)?,
@@ -157,7 +167,7 @@ impl Local {
         let tally = sweep::execute(
             &dir,
             &jobs_list,
-            Options { jobs: jobs as usize, threads: threads as usize, force, gpus: gpus.clone() },
+            Options { jobs: jobs as usize, threads: threads as usize, force, gpus: gpus.clone(), share: self.shares() },
             &board,
             stop,
             &refresh,
@@ -173,6 +183,16 @@ impl Local {
         // Said after the runs' own failures, which matter more (on a full disk, both).
         let summary_error = results::write_summary_csv(&view).err();
 
+        if !quiet && tally.steps_trained < tally.steps_of_runs {
+            say!(
+                "{}: trained {} of the {} steps its runs take ({:.0}%); the others came from shared first steps trained \
+                 once, or from earlier attempts' checkpoints",
+                exp.name,
+                sweep::share::thousands(tally.steps_trained),
+                sweep::share::thousands(tally.steps_of_runs),
+                100.0 * tally.steps_trained as f64 / tally.steps_of_runs as f64
+            );
+        }
         if !quiet && !exp.is_sweep {
             say!("results in {}; see `runner report {}`", dir.join(&selected[0].info.name).display(), dir.display());
         } else if !quiet {
@@ -299,17 +319,18 @@ fn show_dry_run(
     exp: &Experiment,
     runs: &[&PlannedRun],
     dir: &Path,
-    jobs: u64,
-    threads: u64,
+    (jobs, threads): (u64, u64),
     force: bool,
+    sharing: Option<&sweep::share::Sharing>,
     cache: &mut data::Cache,
 ) -> Result<()> {
+    let starts = |i: usize| sharing.and_then(|s| s.starts.get(i)).and_then(|s| s.as_ref());
     let mut header = vec!["run".to_string(), "schedule".into()];
     header.extend(exp.columns.iter().cloned());
     header.extend(["seed".into(), "steps".into(), "would".into()]);
     let mut rows = Vec::new();
     let changed = replaced(dir, runs);
-    for r in runs {
+    for (i, r) in runs.iter().enumerate() {
         let steps = r.config.train.total_steps(cache.get(&r.config.dataset)?.train.len);
         let finished = store::is_finished(&dir.join(&r.info.name), &r.config.to_toml());
         let mut row = vec![r.info.name.clone(), r.info.schedule.clone()];
@@ -322,8 +343,11 @@ fn show_dry_run(
                 None if finished && !force => "keep (finished)".into(),
                 None if force => "run".to_string(),
                 // The checkpoint the sweep will take up (the latest usable one).
-                None => match store::resume_point(&dir.join(&r.info.name), &r.config.to_toml()) {
-                    Ok(Some(found)) => format!("resume from step {}", found.meta.step),
+                None => match (store::resume_point(&dir.join(&r.info.name), &r.config.to_toml()), starts(i)) {
+                    (Ok(Some(found)), s) if s.is_none_or(|s| found.meta.step >= s.step) => {
+                        format!("resume from step {}", found.meta.step)
+                    }
+                    (_, Some(s)) => format!("run from step {} ({}'s)", s.step, runs[s.from].info.name),
                     _ => "run".to_string(),
                 },
             },
@@ -338,6 +362,23 @@ fn show_dry_run(
         if threads == 1 { "" } else { "s" },
         dir.display()
     );
-    print(&(head + &render_text(&header, &rows)))?;
+    let mut text = head + &render_text(&header, &rows);
+    if let Some(s) = sharing.filter(|s| s.shares()) {
+        text.push_str("\nshared first steps, trained once in the first run named, the others forked from there (--no-share: each run alone):\n");
+        for span in &s.spans {
+            let names: Vec<&str> = span.runs.iter().map(|&r| runs[r].info.name.as_str()).collect();
+            text.push_str(&format!(
+                "{}steps {} to {}: {}\n",
+                "  ".repeat(span.depth + 1),
+                span.from,
+                span.to,
+                crate::suggest::first_few(&names.iter().map(|n| n.to_string()).collect::<Vec<_>>(), || {
+                    format!("{} runs", names.len())
+                })
+            ));
+        }
+        text.push_str(&format!("{}\n", s.cost_line()));
+    }
+    print(&text)?;
     Ok(())
 }

@@ -65,6 +65,12 @@ fn hex(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The JSON and the tensors of the run's checkpoint at `step`.
+pub fn paths(run: &Path, step: u64) -> (PathBuf, PathBuf) {
+    let (dir, name) = (dir_of(run), stem(step));
+    (dir.join(format!("{name}.json")), dir.join(format!("{name}.safetensors")))
+}
+
 /// Serialises `tensors` as safetensors bytes.
 fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
     let data: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();

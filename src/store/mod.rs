@@ -5,10 +5,12 @@
 //! experiment or run. Reading a whole experiment back is [`crate::results`]'.
 
 pub mod checkpoints;
+mod fork;
 mod lock;
 mod rows;
 pub mod tensorboard;
 
+pub use fork::{fork, snapshot};
 pub use lock::ExperimentLock;
 pub use rows::{csv_problems, read_metrics, read_steps};
 
@@ -405,6 +407,11 @@ impl RunDir {
     /// The run's directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The run's TensorBoard event file.
+    pub fn events_path(&self) -> &Path {
+        self.events.path()
     }
 
     /// Records the run's hyperparameters (key, value) for TensorBoard's HParams tab, its

@@ -233,6 +233,11 @@ impl EventWriter {
         self.file.write_all(&record).with_context(|| format!("cannot write {}", self.path.display()))
     }
 
+    /// Appends `event` as it is (an event of another run's file: a fork's first steps).
+    pub fn append(&mut self, event: &Event) -> Result<()> {
+        self.write(event)
+    }
+
     /// The scalars `values` (tag, value; NaN and infinities are written as they are) at
     /// `step`.
     pub fn scalars(&mut self, step: u64, values: &[(&str, f64)]) -> Result<()> {
@@ -332,6 +337,16 @@ pub fn scalar_series(events: &[Event], tag: &str) -> Vec<(i64, f32)> {
             s.value.iter().filter(|v| v.tag == tag).filter_map(move |v| Some((step, v.simple_value?)))
         })
         .collect()
+}
+
+/// Whether `event` is an HParams summary (a run's hyperparameters, its start or end).
+pub fn is_hparams(event: &Event) -> bool {
+    match &event.what {
+        Some(What::Summary(s)) => s.value.iter().any(|v| {
+            v.metadata.as_ref().and_then(|m| m.plugin_data.as_ref()).is_some_and(|p| p.plugin_name == "hparams")
+        }),
+        _ => false,
+    }
 }
 
 /// The HParams data of summary `tag` in `events` (the last one written).

@@ -13,12 +13,14 @@ use crate::store;
 use crate::store::{RunDir, RunSummary};
 
 mod collapse;
+pub mod share;
 use crate::train::{self, Outcome, Prepared, Status};
 use anyhow::Result;
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 pub use crate::config::launch::Backend;
@@ -70,6 +72,8 @@ pub struct Options {
     /// GPUs to place runs on `cuda` (no number) on: job slot `i` takes `gpus[i % len]`,
     /// so `K` slots per GPU share each; empty: no placement.
     pub gpus: Vec<usize>,
+    /// Train the steps runs share once ([`share`]).
+    pub share: bool,
 }
 
 /// What happened to each run.
@@ -86,6 +90,10 @@ pub struct Tally {
     /// Why runs failed that could not record it in a summary (their directory could not
     /// be written): `(run, error)`.
     pub unrecorded: Vec<(String, String)>,
+    /// Steps trained here, and the steps of the runs trained (each from step 0): the
+    /// difference is what shared prefixes and resumed checkpoints saved.
+    pub steps_trained: u64,
+    pub steps_of_runs: u64,
 }
 
 /// One run to do: what it is, and it checked against the data it trains on.
@@ -98,7 +106,8 @@ pub struct Job<'a> {
 }
 
 /// Runs `jobs` into run directories under `dir`; `after_each` is called (serially) after
-/// every run that finished, e.g. to refresh summary.csv.
+/// every run that finished, e.g. to refresh summary.csv. With `opts.share`, steps runs
+/// share are trained once ([`share`]): runs that start from another's fork wait for it.
 pub fn execute(
     dir: &Path,
     jobs: &[Job<'_>],
@@ -108,7 +117,14 @@ pub fn execute(
     after_each: &(dyn Fn() + Sync),
 ) -> Result<Tally> {
     let tally = Mutex::new(Tally::default());
+    let sharing = if opts.share { share::plan(jobs) } else { share::Sharing::default() };
+    let forks = Forks::new(dir, &sharing, opts.force);
+    // Runs in the order they can start: those from step 0 first, then by fork step, so a
+    // run waiting for a fork never holds the slot its writer needs.
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| sharing.starts.get(i).and_then(|s| s.as_ref()).map_or(0, |s| s.step));
     let next = AtomicUsize::new(0);
+    let (trained, of_runs) = (AtomicU64::new(0), AtomicU64::new(0));
     let pools = (0..opts.jobs.max(1))
         .map(|i| {
             rayon::ThreadPoolBuilder::new()
@@ -120,23 +136,45 @@ pub fn execute(
     let refresh = Mutex::new(());
     let worker = |slot: usize| {
         let gpu = (!opts.gpus.is_empty()).then(|| opts.gpus[slot % opts.gpus.len()]);
-        loop {
-            let i = next.fetch_add(1, Ordering::SeqCst);
-            let Some(job) = jobs.get(i) else { break };
+        while let Some(&i) = order.get(next.fetch_add(1, Ordering::SeqCst)) {
+            let job = &jobs[i];
             let name = job.run.info.name.clone();
+            // A run finished earlier waits for no fork.
+            let finished = !opts.force && store::is_finished(&dir.join(&name), &job.run.config.to_toml());
+            let start = sharing.starts.get(i).and_then(|s| s.as_ref()).filter(|_| !finished);
+            let from = start.and_then(|s| forks.wait(&s.id, stop).then(|| (forks.path(&s.id), s.step)));
             if stop.load(Ordering::SeqCst) {
                 lock(&tally).not_started.push(name);
+                forks.give_up(sharing.pauses.get(i).map_or(&[][..], |p| p));
                 continue;
             }
-            let result = run_one(dir, job, gpu, opts.force, board, stop);
+            let pauses = sharing.pauses.get(i).map_or(&[][..], |p| p);
+            let how = How {
+                gpu,
+                force: opts.force,
+                from: from.as_ref().map(|(p, s)| (p.as_path(), *s)),
+                from_run: start.map(|s| jobs[s.from].run.info.name.as_str()),
+                pauses,
+                forks: &forks,
+            };
+            let result = run_one(dir, job, &how, board, stop);
+            // Forks it did not write (it failed before, or was finished earlier without
+            // them): who waits for them trains from step 0.
+            forks.give_up(pauses);
             {
                 let mut t = lock(&tally);
                 match result {
                     Ok(None) => t.skipped.push(name),
-                    Ok(Some(Status::Completed)) => t.completed.push(name),
-                    Ok(Some(Status::Diverged)) => t.diverged.push(name),
-                    Ok(Some(Status::Interrupted)) => t.interrupted.push(name),
-                    Ok(Some(Status::Failed)) => t.failed.push(name),
+                    Ok(Some((status, steps))) => {
+                        trained.fetch_add(steps, Ordering::SeqCst);
+                        of_runs.fetch_add(job.prepared.ctx.total_steps, Ordering::SeqCst);
+                        match status {
+                            Status::Completed => t.completed.push(name),
+                            Status::Diverged => t.diverged.push(name),
+                            Status::Interrupted => t.interrupted.push(name),
+                            Status::Failed => t.failed.push(name),
+                        }
+                    }
                     Err(e) => {
                         board.finish(crate::progress::Progress::Quiet, &format!("{name}: failed: {e:#}"), true);
                         t.unrecorded.push((name.clone(), format!("{e:#}")));
@@ -154,7 +192,136 @@ pub fn execute(
             s.spawn(move || pool.install(|| worker(slot)));
         }
     });
-    Ok(tally.into_inner().unwrap_or_else(|e| e.into_inner()))
+    let mut tally = tally.into_inner().unwrap_or_else(|e| e.into_inner());
+    (tally.steps_trained, tally.steps_of_runs) = (trained.into_inner(), of_runs.into_inner());
+    // Every run of the sweep finished: its forks have served.
+    if sharing.shares() && tally.interrupted.is_empty() && tally.not_started.is_empty() && tally.failed.is_empty() {
+        let _ = std::fs::remove_dir_all(&forks.dir);
+    }
+    Ok(tally)
+}
+
+/// The forks of a sweep's shared prefixes: each pending (its run has not reached it),
+/// ready (its snapshot is in `dir`), or never to come.
+struct Forks {
+    dir: std::path::PathBuf,
+    state: Mutex<HashMap<String, ForkState>>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ForkState {
+    Pending,
+    Ready,
+    Never,
+}
+
+impl Forks {
+    /// The forks `sharing` plans, ready where an earlier attempt left the snapshot (unless
+    /// `force`: then they are written again).
+    fn new(experiment: &Path, sharing: &share::Sharing, force: bool) -> Forks {
+        let dir = experiment.join(".forks");
+        let mut state = HashMap::new();
+        for p in sharing.pauses.iter().flatten() {
+            let path = dir.join(&p.id);
+            if force {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            state.insert(p.id.clone(), if path.is_dir() { ForkState::Ready } else { ForkState::Pending });
+        }
+        Forks { dir, state: Mutex::new(state), changed: Condvar::new() }
+    }
+
+    fn path(&self, id: &str) -> std::path::PathBuf {
+        self.dir.join(id)
+    }
+
+    /// Waits until fork `id` is ready (true) or will not come, or the sweep is stopped.
+    fn wait(&self, id: &str, stop: &AtomicBool) -> bool {
+        let mut state = lock(&self.state);
+        loop {
+            match state.get(id).copied().unwrap_or(ForkState::Never) {
+                ForkState::Ready => return true,
+                ForkState::Never => return false,
+                ForkState::Pending if stop.load(Ordering::SeqCst) => return false,
+                ForkState::Pending => {
+                    state = self
+                        .changed
+                        .wait_timeout(state, std::time::Duration::from_millis(200))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+
+    fn set(&self, id: &str, to: ForkState) {
+        lock(&self.state).insert(id.to_string(), to);
+        self.changed.notify_all();
+    }
+
+    /// Marks `pauses` that are not ready as never to come.
+    fn give_up(&self, pauses: &[share::Pause]) {
+        let mut state = lock(&self.state);
+        for p in pauses {
+            if state.get(&p.id) != Some(&ForkState::Ready) {
+                state.insert(p.id.clone(), ForkState::Never);
+            }
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+}
+
+/// How one run is trained: its GPU, whether forced, the fork it starts from (a snapshot
+/// and its step) and the forks it writes.
+struct How<'a> {
+    gpu: Option<usize>,
+    force: bool,
+    from: Option<(&'a Path, u64)>,
+    /// The run that wrote that fork.
+    from_run: Option<&'a str>,
+    pauses: &'a [share::Pause],
+    forks: &'a Forks,
+}
+
+/// The run directory as the trainer's recorder, writing the sweep's forks: after the
+/// checkpoint at a fork's step, its snapshot.
+struct Forking<'a> {
+    run: &'a mut RunDir,
+    pauses: &'a [share::Pause],
+    forks: &'a Forks,
+    board: &'a Board,
+    name: &'a str,
+}
+
+impl train::Recorder for Forking<'_> {
+    fn on_step(&mut self, row: &train::StepRow, epoch: u64, logged: bool) -> Result<()> {
+        self.run.on_step(row, epoch, logged)
+    }
+
+    fn on_eval(&mut self, row: &train::EvalRow) -> Result<()> {
+        self.run.on_eval(row)
+    }
+
+    fn checkpoint(&mut self, checkpoint: &train::Checkpoint) -> Result<()> {
+        self.run.checkpoint(checkpoint)?;
+        for p in self.pauses.iter().filter(|p| p.step == checkpoint.step) {
+            match store::snapshot(self.run.path(), p.step, &self.forks.path(&p.id)) {
+                Ok(()) => self.forks.set(&p.id, ForkState::Ready),
+                Err(e) => {
+                    // The runs that would start from it train from step 0 instead.
+                    self.board.note(&format!("{}: warning: cannot keep the fork at step {}: {e:#}", self.name, p.step));
+                    self.forks.set(&p.id, ForkState::Never);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn save_model(&mut self, name: &str, params: &[(String, candle_core::Tensor)]) -> Result<()> {
+        self.run.save_model(name, params)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -167,11 +334,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn run_one(
     dir: &Path,
     job: &Job<'_>,
-    gpu: Option<usize>,
-    force: bool,
+    how: &How<'_>,
     board: &Board,
     stop: &AtomicBool,
-) -> Result<Option<Status>> {
+) -> Result<Option<(Status, u64)>> {
+    let (gpu, force) = (how.gpu, how.force);
     let run = job.run;
     let placed;
     let prepared = match (gpu, job.prepared.spec.train.device) {
@@ -182,6 +349,16 @@ fn run_one(
             &placed
         }
         _ => &job.prepared,
+    };
+    // Checkpoints at the forks it writes, whatever its policy says.
+    let placed_pauses;
+    let prepared = if !how.pauses.is_empty() && prepared.spec.train.checkpoint_at.is_empty() {
+        let mut p = prepared.clone();
+        p.spec.train.checkpoint_at = how.pauses.iter().map(|p| p.step).collect();
+        placed_pauses = p;
+        &placed_pauses
+    } else {
+        prepared
     };
     let device = prepared.spec.train.device;
     let run_path = dir.join(&run.info.name);
@@ -196,8 +373,20 @@ fn run_one(
     // An interrupted or failed attempt of the same config continues from its latest
     // checkpoint (--force starts over); anything else an earlier attempt left is replaced.
     let config_hash = crate::config::hash_text(&config_toml);
+    let own = if force { Ok(None) } else { store::resume_point(&run_path, &config_toml) };
+    // Its first steps trained by another run of the sweep: its directory written from that
+    // fork (unless an attempt of its own got further), then resumed as from its own
+    // checkpoint.
+    let mut forked = None;
+    if let Some((snapshot, step)) = how.from
+        && own.as_ref().is_ok_and(|o| o.as_ref().is_none_or(|l| l.meta.step < step))
+    {
+        let group = format!("{}/{}", run.config.name, run.info.variant);
+        store::fork(snapshot, &run_path, &config_toml, &group, &hparams(job))?;
+        forked = Some(step);
+    }
     let same_config = store::holds_config(&run_path, &config_toml);
-    let resume = if force {
+    let resume = if force && forked.is_none() {
         None
     } else {
         match store::resume_point(&run_path, &config_toml) {
@@ -225,15 +414,23 @@ fn run_one(
         ));
     }
     let keep = run.config.train.keep_checkpoints;
+    let first_step = resume.as_ref().map_or(0, |l| l.meta.step);
     let (mut run_dir, resume) = match resume {
         Some(loaded) => {
             for why in &loaded.skipped {
                 board.note(&format!("{}: warning: skipped checkpoint {why}", run.info.name));
             }
-            board.note(&format!(
-                "{}: resuming from its checkpoint at step {} (epoch {})",
-                run.info.name, loaded.meta.step, loaded.meta.epoch
-            ));
+            match forked {
+                Some(step) => board.note(&format!(
+                    "{}: steps 0 to {step} shared with {} (trained once), continuing from there",
+                    run.info.name,
+                    how.from_run.unwrap_or("another run")
+                )),
+                None => board.note(&format!(
+                    "{}: resuming from its checkpoint at step {} (epoch {})",
+                    run.info.name, loaded.meta.step, loaded.meta.epoch
+                )),
+            }
             (RunDir::reopen(&run_path, &loaded.meta)?.keep_checkpoints(keep), Some(loaded.checkpoint))
         }
         None => {
@@ -251,7 +448,9 @@ fn run_one(
     let start = Instant::now();
     let started_at = store::unix_now();
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Outcome> {
-        train::train_prepared(prepared, &mut Tee(&mut run_dir, &mut progress), stop, resume)
+        let mut forking =
+            Forking { run: &mut run_dir, pauses: how.pauses, forks: how.forks, board, name: &run.info.name };
+        train::train_prepared(prepared, &mut Tee(&mut forking, &mut progress), stop, resume)
     }));
     let (outcome, error) = match result {
         Ok(Ok(outcome)) => (outcome, None),
@@ -311,7 +510,7 @@ fn run_one(
         line.push_str(&format!(" (collapsed: {why})"));
     }
     board.finish(progress, &line, outcome.status == Status::Failed);
-    Ok(Some(outcome.status))
+    Ok(Some((outcome.status, outcome.steps.saturating_sub(first_step))))
 }
 
 /// A run's outcome in a few words: `completed: val_accuracy 0.9861 in 0.4s`.

@@ -340,7 +340,7 @@ pub fn train_prepared(
                     break 'training;
                 }
             }
-            if tr.state.step < total && checkpoints.due(tr.state.step) {
+            if tr.state.step < total && (t.checkpoint_at.contains(&tr.state.step) || checkpoints.due(tr.state.step)) {
                 if let Some(at) = settle(&mut unread, &mut tr.state, recorder, t.log_every)? {
                     end = End::Diverged(at);
                     break 'training;

@@ -63,6 +63,11 @@ pub struct TrainSpec {
     /// and a run checkpointed on one device resumes on another. summary.json records it.
     #[serde(skip)]
     pub device: DeviceSpec,
+    /// Steps after which a checkpoint is always written, whatever `checkpoint_every` says:
+    /// a sweep that trains the steps several runs share once forks the others from them.
+    /// Not part of the resolved config: how a run is run, not what it computes.
+    #[serde(skip)]
+    pub checkpoint_at: Vec<u64>,
 }
 
 impl Default for TrainSpec {
@@ -86,6 +91,7 @@ impl Default for TrainSpec {
             flush_denormals: true,
             kernels: Kernels::Auto,
             device: DeviceSpec::Cpu,
+            checkpoint_at: Vec::new(),
         }
     }
 }
@@ -168,6 +174,7 @@ impl TrainSpec {
                     Err(_) => return Err(p.invalid("device", format!("\"{text}\" is not a device; give {DEVICES}"))),
                 },
             },
+            checkpoint_at: Vec::new(),
         })
     }
 

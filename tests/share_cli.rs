@@ -136,3 +136,32 @@ fn a_sweep_killed_at_any_moment_and_rerun_ends_as_the_runs_alone() {
     runner().arg("run").arg(&cfg).args(["--quiet", "--out"]).arg(&cut).assert().success();
     same_files(&cut.join("wsd"), &alone.join("wsd"));
 }
+
+/// A finished sweep made longer (`train.epochs` 10 -> 12): each run whose rates up to its
+/// latest checkpoint are the longer run's (the constant run; each cool-down, which starts
+/// later now) continues from that checkpoint instead of step 0, says so, keeps the shorter
+/// run's results in replaced/, and ends with the files of the longer run trained alone.
+#[test]
+fn a_finished_sweep_made_longer_continues_from_its_checkpoints() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "wsd", &cooldowns(10, 1));
+    let (out, alone) = (dir.path().join("out"), dir.path().join("alone"));
+    runner().arg("run").arg(&cfg).args(["--quiet", "--out"]).arg(&out).assert().success();
+    let longer = ["--set", "train.epochs=12"];
+    let dry = runner().arg("run").arg(&cfg).args(longer).arg("--dry-run").arg("--out").arg(&out).output().unwrap();
+    let listing = String::from_utf8(dry.stdout).unwrap();
+    assert_eq!(listing.matches("continue from step ").count(), 6, "{listing}");
+    let o = runner().arg("run").arg(&cfg).args(longer).arg("--out").arg(&out).output().unwrap();
+    let stderr = String::from_utf8(o.stderr).unwrap();
+    assert!(o.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("continuing its finished run of another config from its checkpoint at step").count(),
+        6,
+        "{stderr}"
+    );
+    let (trained, of_runs) = steps_trained(&stderr).unwrap();
+    assert!(trained < of_runs / 2 && of_runs == 6 * 540, "{stderr}");
+    assert_eq!(fs::read_dir(out.join("wsd/replaced")).unwrap().count(), 6, "the shorter runs are kept");
+    runner().arg("run").arg(&cfg).args(longer).args(["--no-share", "--quiet", "--out"]).arg(&alone).assert().success();
+    same_files(&out.join("wsd"), &alone.join("wsd"));
+}

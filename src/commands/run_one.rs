@@ -72,7 +72,7 @@ pub fn run(args: &RunOneArgs) -> Result<()> {
     let board = Board::new(1, args.quiet);
     let tally = sweep::execute(
         dir,
-        &[Job { run: &run, prepared, columns: &plan.columns }],
+        &[Job { run: &run, prepared, columns: &plan.columns, extend: None }],
         Options { jobs: 1, threads: threads as usize, force: args.force, gpus: Vec::new(), share: false },
         &board,
         stop,

@@ -61,11 +61,35 @@ impl Local {
         let jobs = self.jobs.or(exp.jobs).unwrap_or(default_jobs).min(selected.len().max(1) as u64);
         let dir = out.join(&exp.name);
         let prepared = check_schedules(&selected, &mut cache)?;
-        let jobs_list: Vec<Job<'_>> =
-            selected.iter().zip(prepared).map(|(run, prepared)| Job { run, prepared, columns: &exp.columns }).collect();
+        let mut jobs_list: Vec<Job<'_>> = selected
+            .iter()
+            .zip(prepared)
+            .map(|(run, prepared)| Job { run, prepared, columns: &exp.columns, extend: None })
+            .collect();
+        // A finished run of another config that this one continues (made longer, say)
+        // instead of starting over.
+        if !force {
+            for job in &mut jobs_list {
+                let run_dir = dir.join(&job.run.info.name);
+                if let Some(old) = store::finished_with_other_config(&run_dir, &job.run.config.to_toml())
+                    && let Ok(old) = crate::plan::parse(&run_dir.join("config.toml"), &old)
+                {
+                    job.extend = sweep::share::continuation(job, &run_dir, &old);
+                }
+            }
+        }
         if dry_run {
             let sharing = self.shares().then(|| sweep::share::plan(&jobs_list));
-            return show_dry_run(exp, &selected, &dir, (jobs, threads), force, sharing.as_ref(), &mut cache);
+            let extends: Vec<Option<u64>> = jobs_list.iter().map(|j| j.extend).collect();
+            return show_dry_run(
+                exp,
+                &selected,
+                &dir,
+                (jobs, threads),
+                force,
+                (sharing.as_ref(), &extends),
+                &mut cache,
+            );
         }
         if jobs * threads > cores && !quiet {
             say!(
@@ -90,7 +114,11 @@ impl Local {
                     run_dir.display()
                 )));
             }
-            if !resumable && run_dir.exists() && std::fs::read_dir(&run_dir)?.next().is_some() {
+            if !resumable
+                && jobs_list[0].extend.is_none()
+                && run_dir.exists()
+                && std::fs::read_dir(&run_dir)?.next().is_some()
+            {
                 return Err(input_error(format!(
                     "{} already holds results of an earlier run; pass --force to replace them, --resume to keep them if that run finished with this config, or --out DIR to write elsewhere",
                     run_dir.display()
@@ -321,7 +349,7 @@ fn show_dry_run(
     dir: &Path,
     (jobs, threads): (u64, u64),
     force: bool,
-    sharing: Option<&sweep::share::Sharing>,
+    (sharing, extends): (Option<&sweep::share::Sharing>, &[Option<u64>]),
     cache: &mut data::Cache,
 ) -> Result<()> {
     let starts = |i: usize| sharing.and_then(|s| s.starts.get(i)).and_then(|s| s.as_ref());
@@ -339,7 +367,10 @@ fn show_dry_run(
             r.config.train.seed.to_string(),
             steps.to_string(),
             match changed.iter().find(|(n, _)| *n == r.info.name) {
-                Some((_, what)) => format!("replace ({what})"),
+                Some((_, what)) => match extends.get(i).copied().flatten() {
+                    Some(k) => format!("continue from step {k} ({what})"),
+                    None => format!("replace ({what})"),
+                },
                 None if finished && !force => "keep (finished)".into(),
                 None if force => "run".to_string(),
                 // The checkpoint the sweep will take up (the latest usable one).

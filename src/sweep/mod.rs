@@ -103,6 +103,9 @@ pub struct Job<'a> {
     /// The experiment's swept keys, whose values are the run's `info.params` (its
     /// hyperparameters in TensorBoard's HParams tab).
     pub columns: &'a [String],
+    /// Continue the finished run of another config in its directory from its checkpoint at
+    /// this step ([`share::continuation`]: the same computation up to there).
+    pub extend: Option<u64>,
 }
 
 /// Runs `jobs` into run directories under `dir`; `after_each` is called (serially) after
@@ -141,8 +144,18 @@ pub fn execute(
             let name = job.run.info.name.clone();
             // A run finished earlier waits for no fork.
             let finished = !opts.force && store::is_finished(&dir.join(&name), &job.run.config.to_toml());
-            let start = sharing.starts.get(i).and_then(|s| s.as_ref()).filter(|_| !finished);
-            let from = start.and_then(|s| forks.wait(&s.id, stop).then(|| (forks.path(&s.id), s.step)));
+            // A run that continues its own earlier run waits for no fork either.
+            let start = sharing.starts.get(i).and_then(|s| s.as_ref()).filter(|_| !finished && job.extend.is_none());
+            let mut from = start.and_then(|s| forks.wait(&s.id, stop).then(|| (forks.path(&s.id), s.step)));
+            let mut from_run = start.map(|s| jobs[s.from].run.info.name.as_str());
+            if let Some(k) = job.extend.filter(|_| !finished && !stop.load(Ordering::SeqCst)) {
+                // The finished run's state at k, kept before its directory is replaced.
+                let path = forks.dir.join(format!("extend-{name}-step{k}"));
+                match store::snapshot(&dir.join(&name), k, &path) {
+                    Ok(()) => (from, from_run) = (Some((path, k)), Some(name.as_str())),
+                    Err(e) => board.note(&format!("{name}: cannot continue the earlier run ({e:#}); it starts over")),
+                }
+            }
             if stop.load(Ordering::SeqCst) {
                 lock(&tally).not_started.push(name);
                 forks.give_up(sharing.pauses.get(i).map_or(&[][..], |p| p));
@@ -153,7 +166,7 @@ pub fn execute(
                 gpu,
                 force: opts.force,
                 from: from.as_ref().map(|(p, s)| (p.as_path(), *s)),
-                from_run: start.map(|s| jobs[s.from].run.info.name.as_str()),
+                from_run,
                 pauses,
                 forks: &forks,
             };
@@ -195,7 +208,8 @@ pub fn execute(
     let mut tally = tally.into_inner().unwrap_or_else(|e| e.into_inner());
     (tally.steps_trained, tally.steps_of_runs) = (trained.into_inner(), of_runs.into_inner());
     // Every run of the sweep finished: its forks have served.
-    if sharing.shares() && tally.interrupted.is_empty() && tally.not_started.is_empty() && tally.failed.is_empty() {
+    let forked = sharing.shares() || jobs.iter().any(|j| j.extend.is_some());
+    if forked && tally.interrupted.is_empty() && tally.not_started.is_empty() && tally.failed.is_empty() {
         let _ = std::fs::remove_dir_all(&forks.dir);
     }
     Ok(tally)
@@ -421,6 +435,11 @@ fn run_one(
                 board.note(&format!("{}: warning: skipped checkpoint {why}", run.info.name));
             }
             match forked {
+                Some(step) if how.from_run == Some(run.info.name.as_str()) => board.note(&format!(
+                    "{}: continuing its finished run of another config from its checkpoint at step {step}: the same \
+                     computation up to there (the earlier results move to replaced/)",
+                    run.info.name
+                )),
                 Some(step) => board.note(&format!(
                     "{}: steps 0 to {step} shared with {} (trained once), continuing from there",
                     run.info.name,

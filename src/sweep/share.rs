@@ -95,10 +95,49 @@ fn sharing_key(job: &Job<'_>, schedule: &crate::schedule::ScheduleSpec) -> Optio
     if spec.train.early_stopping.is_some() || spec.schedule.build(&job.prepared.ctx).monitor().is_some() {
         return None;
     }
-    let mut config = job.run.config.clone();
+    Some(key_of(&job.run.config, schedule, spec.train.device))
+}
+
+/// [`sharing_key`] of `config`: its TOML with `schedule` for its own and no run name.
+fn key_of(
+    config: &crate::plan::ExperimentConfig,
+    schedule: &crate::schedule::ScheduleSpec,
+    device: crate::device::DeviceSpec,
+) -> String {
+    let mut config = config.clone();
     config.run = String::new();
     config.schedule = schedule.clone();
-    Some(format!("{}\ndevice = {:?}", config.to_toml(), spec.train.device))
+    format!("{}\ndevice = {device:?}", config.to_toml())
+}
+
+/// The step from which `job` may continue the finished run in `run_dir` instead of
+/// starting over: the latest checkpoint of that run (its resolved config `old`), when the
+/// two are the same computation up to it - configs equal but for the schedule and the
+/// run's length (a run made longer: `train.steps = N`), trained on the same kind of device,
+/// and rates equal, as f64, at every step before it. A schedule that follows a metric and
+/// early stopping never continue (as they never share).
+pub fn continuation(job: &Job<'_>, run_dir: &std::path::Path, old: &crate::plan::ExperimentConfig) -> Option<u64> {
+    let summary = crate::store::read_summary(run_dir)?;
+    if summary.outcome.status != crate::train::Status::Completed
+        || summary.outcome.device.starts_with("cpu") != job.prepared.spec.train.device.is_cpu()
+    {
+        return None;
+    }
+    let new = &job.run.config;
+    let mut same = old.clone();
+    same.train.epochs = new.train.epochs;
+    same.train.steps = new.train.steps;
+    same.train.device = new.train.device;
+    same.run.clone_from(&new.run);
+    if sharing_key(job, &new.schedule)? != key_of(&same, &new.schedule, job.prepared.spec.train.device) {
+        return None;
+    }
+    let latest = crate::store::checkpoints::latest(run_dir, &old.config_hash()).ok()??;
+    let k = latest.meta.step;
+    let ctx = crate::schedule::Context { total_steps: summary.outcome.total_steps, ..job.prepared.ctx };
+    let (was, now) = (old.schedule.build(&ctx), job.prepared.spec.schedule.build(&job.prepared.ctx));
+    let equal = (0..k).all(|s| was.lr(s).to_bits() == now.lr(s).to_bits());
+    (k > 0 && k < job.prepared.ctx.total_steps && equal).then_some(k)
 }
 
 /// The shared prefixes of `jobs` (in their order: a tree's first run is the first of its

@@ -70,7 +70,10 @@ fn cool_downs_train_their_shared_steps_once_and_end_as_they_would_alone() {
         let dry = runner().arg("run").arg(&cfg).arg("--dry-run").output().unwrap();
         let listing = String::from_utf8(dry.stdout).unwrap();
         assert!(
-            listing.contains(&format!("6 runs: {} steps to train instead of 2,700", format_thousands(expected))),
+            listing.contains(&format!(
+                "6 runs, 450 steps each: {} steps to train instead of 2,700",
+                format_thousands(expected)
+            )),
             "{listing}"
         );
         assert!(

@@ -10,7 +10,8 @@
 //! writes a checkpoint, a snapshot of it is kept in `<experiment>/.forks/`, and each other
 //! branch's first run starts from the snapshot ([`crate::store::fork`]) instead of step 0.
 //! Everything after is the ordinary resume from a checkpoint, which is exact: each run's
-//! files are those it writes training alone (but the seconds).
+//! files are those it writes training alone (but the seconds). A finished run made longer
+//! continues from its own latest checkpoint the same way ([`continuation`]).
 
 use super::Job;
 use std::collections::HashMap;
@@ -54,6 +55,8 @@ pub struct Sharing {
     /// Steps of all runs, and steps to train with sharing.
     pub steps_alone: u64,
     pub steps_shared: u64,
+    /// The runs' length, when they all have the same.
+    pub each: Option<u64>,
 }
 
 impl Sharing {
@@ -62,11 +65,13 @@ impl Sharing {
         self.starts.iter().any(Option::is_some)
     }
 
-    /// The saving in words: `6 runs: 34,800 steps to train instead of 60,000 (58%)`.
+    /// The saving in words: `5 runs, 12,000 steps each: 34,800 steps to train instead of
+    /// 60,000 (58%)`.
     pub fn cost_line(&self) -> String {
         format!(
-            "{} runs: {} steps to train instead of {} ({:.0}%)",
+            "{} runs{}: {} steps to train instead of {} ({:.0}%)",
             self.starts.len(),
+            self.each.map_or(String::new(), |n| format!(", {} steps each", thousands(n))),
             thousands(self.steps_shared),
             thousands(self.steps_alone),
             100.0 * self.steps_shared as f64 / self.steps_alone.max(1) as f64
@@ -150,7 +155,12 @@ pub fn plan(jobs: &[Job<'_>]) -> Sharing {
         spans: Vec::new(),
         steps_alone: jobs.iter().map(|j| j.prepared.ctx.total_steps).sum(),
         steps_shared: 0,
+        each: None,
     };
+    let lengths: std::collections::BTreeSet<u64> = jobs.iter().map(|j| j.prepared.ctx.total_steps).collect();
+    if lengths.len() == 1 {
+        sharing.each = lengths.first().copied();
+    }
     let Some(first) = jobs.first() else { return sharing };
     let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
     let mut group_of: HashMap<String, usize> = HashMap::new();

@@ -1099,3 +1099,95 @@ fn wait_counts_a_finished_runs_lingering_task_as_finished_not_running() {
     assert_eq!(status.code(), Some(1));
     assert_eq!(fs::read_to_string(exp.join("summary.csv")).unwrap().lines().count(), summary.lines().count());
 }
+
+/// Five warmup-stable-decay cool-downs (the last tenth to half of 450 steps) and a
+/// constant rate with the same warmup, one thread each.
+fn cooldowns(dir: &Path) -> PathBuf {
+    let mut text = String::from(
+        "name = \"wsd\"\n[train]\nepochs = 10\nthreads = 1\n[[sweep.schedule]]\nname = \"constant\"\nkind = \"constant\"\n\
+         learning_rate = 0.1\nwarmup_steps = 20\n",
+    );
+    for d in 1..=5 {
+        text.push_str(&format!(
+            "[[sweep.schedule]]\nname = \"wsd{d}\"\nkind = \"warmup_stable_decay\"\nlearning_rate = 0.1\n\
+             warmup_steps = 20\ndecay_steps = \"{d} epochs\"\n"
+        ));
+    }
+    config(dir, "wsd", &text)
+}
+
+fn summary_of(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+#[ignore = "needs a Slurm cluster: scripts/slurm-local.sh up"]
+fn on_slurm_cool_downs_wait_for_the_task_that_trains_their_shared_steps_and_end_as_they_would_alone() {
+    require_slurm();
+    let dir = TempDir::new().unwrap();
+    let cfg = cooldowns(dir.path());
+    let (alone, cluster) = (dir.path().join("alone"), dir.path().join("cluster"));
+    runner().args(["run", "--no-share", "-q"]).arg(&cfg).arg("--out").arg(&alone).assert().success();
+    // 45 steps an epoch: the constant run trains all 450, cool-down d from where its rate
+    // parts from the constant's, step 451 - 45 d.
+    let expected = 450 + (1..=5).map(|d| 45 * d - 1).sum::<u64>();
+    let cost = format!(
+        "6 runs, 450 steps each: {} steps to train instead of 2,700",
+        runner::sweep::share::thousands(expected)
+    );
+
+    let dry = runner().args(["sweep", "--backend", "slurm", "--dry-run"]).arg(&cfg).arg("--out").arg(&cluster).output();
+    let dry = String::from_utf8(dry.unwrap().stdout).unwrap();
+    assert!(dry.contains("sbatch --array=1-5 --dependency=afterany:<array 1>_0 ") && dry.contains(&cost), "{dry}");
+    let plain = runner()
+        .args(["sweep", "--backend", "slurm", "--dry-run", "--no-share"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&cluster)
+        .output();
+    let plain = String::from_utf8(plain.unwrap().stdout).unwrap();
+    assert!(plain.contains("6 runs to submit as one Slurm job array") && !plain.contains("dependency"), "{plain}");
+
+    let stderr = submit_and_wait(&cfg, &cluster, &["--cpus-per-task", "1"]);
+    assert!(
+        stderr.contains(&format!("1 of them waiting for the task that trains their runs' shared first steps ({cost}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "trained {} of the 2,700 steps its runs take",
+            runner::sweep::share::thousands(expected)
+        )),
+        "{stderr}"
+    );
+    let exp = cluster.join("wsd");
+    assert_eq!(results_without_clock(&exp), results_without_clock(&alone.join("wsd")));
+    let constant = summary_of(&exp.join("constant"));
+    let constant_end = constant["started_at"].as_f64().unwrap() + constant["wall_seconds"].as_f64().unwrap();
+    for d in 1..=5 {
+        let run = exp.join(format!("wsd{d}"));
+        assert_eq!(
+            fs::read(run.join("model.safetensors")).unwrap(),
+            fs::read(alone.join(format!("wsd/wsd{d}/model.safetensors"))).unwrap()
+        );
+        let s = summary_of(&run);
+        assert_eq!(
+            (s["shared_from"].as_str(), s["began_at_step"].as_u64()),
+            (Some("constant"), Some(451 - 45 * d)),
+            "wsd{d}"
+        );
+        // Its task waited for the constant run's (afterany), which wrote the fork.
+        assert!(
+            s["started_at"].as_f64().unwrap() >= constant_end - 1.0,
+            "wsd{d} started before the run it forks from ended"
+        );
+    }
+    assert!(!exp.join(".forks").exists(), "the forks are removed once every run has finished");
+
+    // A lost cool-down submitted again trains from step 0 (its fork is gone) to the same end.
+    fs::remove_dir_all(exp.join("wsd3")).unwrap();
+    let stderr = submit_and_wait(&cfg, &cluster, &["--cpus-per-task", "1"]);
+    assert!(stderr.contains("1 run as array tasks 3") && !stderr.contains("trained "), "{stderr}");
+    assert_eq!(results_without_clock(&exp), results_without_clock(&alone.join("wsd")));
+    assert!(summary_of(&exp.join("wsd3")).get("shared_from").is_none());
+}

@@ -70,10 +70,17 @@ pub fn run(args: &RunOneArgs) -> Result<()> {
     let stop = crate::interrupt::install();
     let run = PlannedRun { info, config };
     let board = Board::new(1, args.quiet);
+    let job = Job { run: &run, prepared, columns: &plan.columns, extend: None };
+    // Its part in the sweep's shared prefixes: the fork it starts from (written by the
+    // task it waits for) and those it writes for others.
+    let share = match sweep::share::read_part(dir, &job)? {
+        Some(part) => sweep::Share::Given(part),
+        None => sweep::Share::Off,
+    };
     let tally = sweep::execute(
         dir,
-        &[Job { run: &run, prepared, columns: &plan.columns, extend: None }],
-        Options { jobs: 1, threads: threads as usize, force: args.force, gpus: Vec::new(), share: false },
+        &[job],
+        Options { jobs: 1, threads: threads as usize, force: args.force, gpus: Vec::new(), share },
         &board,
         stop,
         &|| {},

@@ -51,6 +51,7 @@ fn submit(args: &SweepArgs, exp: Experiment, cache: data::Cache) -> Result<()> {
         wait: args.slurm.wait,
         poll: args.slurm.poll,
         retry_for: args.slurm.retry_for,
+        no_share: run_args.no_share,
     };
     slurm.launch(request(run_args, exp, cache))
 }

@@ -195,7 +195,13 @@ impl Local {
         let tally = sweep::execute(
             &dir,
             &jobs_list,
-            Options { jobs: jobs as usize, threads: threads as usize, force, gpus: gpus.clone(), share: self.shares() },
+            Options {
+                jobs: jobs as usize,
+                threads: threads as usize,
+                force,
+                gpus: gpus.clone(),
+                share: if self.shares() { sweep::Share::Plan } else { sweep::Share::Off },
+            },
             &board,
             stop,
             &refresh,
@@ -395,20 +401,8 @@ fn show_dry_run(
     );
     let mut text = head + &render_text(&header, &rows);
     if let Some(s) = sharing.filter(|s| s.shares()) {
-        text.push_str("\nshared first steps, trained once in the first run named, the others forked from there (--no-share: each run alone):\n");
-        for span in &s.spans {
-            let names: Vec<&str> = span.runs.iter().map(|&r| runs[r].info.name.as_str()).collect();
-            text.push_str(&format!(
-                "{}steps {} to {}: {}\n",
-                "  ".repeat(span.depth + 1),
-                span.from,
-                span.to,
-                crate::suggest::first_few(&names.iter().map(|n| n.to_string()).collect::<Vec<_>>(), || {
-                    format!("{} runs", names.len())
-                })
-            ));
-        }
-        text.push_str(&format!("{}\n", s.cost_line()));
+        let names: Vec<&str> = runs.iter().map(|r| r.info.name.as_str()).collect();
+        text.push_str(&format!("\n{}", s.tree_text(&names)));
     }
     print(&text)?;
     Ok(())

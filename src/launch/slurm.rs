@@ -1,6 +1,7 @@
 //! A sweep handed to Slurm: planned into its directory (runs.json, each run's config in
 //! plan/), the runs not finished submitted as job arrays of `runner run-one` tasks, and with
-//! `wait` followed to the end (then settled and summarised as a local sweep is).
+//! `wait` followed to the end (then settled and summarised as a local sweep is). Runs that
+//! start from another's fork (shared first steps) are arrays that wait for its task.
 
 use super::{Launcher, Request, check_schedules, plan, refuse_while_queued, select};
 use crate::config::launch::SlurmOptions;
@@ -11,6 +12,7 @@ use crate::plan::{Experiment, RunInfo};
 use crate::results;
 use crate::slurm::{self, JobRecord, JobStatus, ScriptSpec};
 use crate::store::{self, ExperimentLock};
+use crate::sweep::{self, Job};
 use anyhow::{Context as _, Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,8 @@ pub struct Slurm {
     pub poll: f64,
     /// How long to keep asking a controller that does not answer.
     pub retry_for: f64,
+    /// Each run from its step 0 (`--no-share`): no task waits for another's prefix.
+    pub no_share: bool,
 }
 
 impl Launcher for Slurm {
@@ -64,7 +68,21 @@ impl Launcher for Slurm {
         }
         let selected = select(&exp, filter, None)?;
         let chosen: Vec<&crate::plan::PlannedRun> = selected.iter().map(|&i| &exp.runs[i]).collect();
-        check_schedules(&chosen, &mut cache)?;
+        let prepared = check_schedules(&chosen, &mut cache)?;
+        let jobs_list: Vec<Job<'_>> = chosen
+            .iter()
+            .zip(prepared)
+            .map(|(run, prepared)| Job { run, prepared, columns: &exp.columns, extend: None })
+            .collect();
+        // Steps the runs share, trained once: the task of a run that starts from another's
+        // fork waits for that run's task (see [`submissions`]).
+        // A task waits for the whole of its writer's, so a run forks only where that saves at
+        // least half of its steps; before, it trains from step 0 at once.
+        let mut sharing = (!self.no_share).then(|| sweep::share::plan(&jobs_list));
+        let alone: Vec<usize> = sharing.as_mut().map_or(Vec::new(), |s| {
+            s.keep_starts(|run, start| 2 * start.step >= jobs_list[run].prepared.ctx.total_steps)
+        });
+        let sharing = sharing.filter(|s| s.shares());
         store::check_out(out, &exp.name)?;
         let dir = std::path::absolute(out.join(&exp.name)).context("cannot resolve the output directory")?;
         let finished = |i: usize| {
@@ -95,10 +113,18 @@ impl Launcher for Slurm {
                 ),
             },
         };
-        let arrays = slurm::split(&todo, max_array_size);
+        let arrays = submissions(&todo, &selected, sharing.as_ref(), max_array_size);
         // With a bound on tasks at once, each array waits for the one before, so the bound
         // holds for the whole sweep.
         let chained = options.max_parallel.is_some() && arrays.len() > 1;
+        let waiting = arrays.iter().filter(|(_, w)| w.is_some()).count();
+        // `<array K>_T`, the task of run `w` in the dry run's words.
+        let task_label = |w: usize| {
+            arrays
+                .iter()
+                .position(|(a, _)| a.runs.contains(&w))
+                .map_or(String::new(), |k| format!("<array {}>_{}", k + 1, w - arrays[k].0.offset))
+        };
         let script_path = dir.join("slurm").join("sweep.sbatch");
         if dry_run {
             let finished = selected.len() - todo.len();
@@ -107,9 +133,16 @@ impl Launcher for Slurm {
                 exp.name,
                 todo.len(),
                 selected.len(),
-                match arrays.len() {
-                    1 => "one Slurm job array".to_string(),
-                    n => format!("{n} Slurm job arrays (task ids below {max_array_size}: {limit_from})"),
+                match (arrays.len(), waiting) {
+                    (1, _) => "one Slurm job array".to_string(),
+                    (n, 0) => format!("{n} Slurm job arrays (task ids below {max_array_size}: {limit_from})"),
+                    (n, w) if slurm::split(&todo, max_array_size).len() > 1 => format!(
+                        "{n} Slurm job arrays ({w} waiting for the task that trains their runs' shared first steps; task \
+                         ids below {max_array_size}: {limit_from})"
+                    ),
+                    (n, w) => format!(
+                        "{n} Slurm job arrays ({w} waiting for the task that trains their runs' shared first steps)"
+                    ),
                 },
                 match finished {
                     0 => String::new(),
@@ -119,17 +152,42 @@ impl Launcher for Slurm {
                 if cpus == 1 { "" } else { "s" },
                 dir.display()
             );
-            for (k, a) in arrays.iter().enumerate() {
+            for (k, (a, writer)) in arrays.iter().enumerate() {
+                let mut after: Vec<String> = Vec::new();
+                if chained && k > 0 {
+                    after.push("<the array before>".into());
+                }
+                after.extend(writer.map(task_label));
                 text.push_str(&format!(
                     "sbatch --array={}{} {} {}\n",
                     a.spec(options.max_parallel),
-                    if chained && k > 0 { " --dependency=afterany:<the array before>" } else { "" },
+                    if after.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" --dependency=afterany:{}", after.join(":"))
+                    },
                     script_path.display(),
                     a.offset
                 ));
                 for &i in &a.runs {
                     text.push_str(&format!("  task {}: {}\n", i - a.offset, exp.runs[i].info.name));
                 }
+            }
+            let names: Vec<&str> = chosen.iter().map(|r| r.info.name.as_str()).collect();
+            if let Some(s) = &sharing {
+                text.push_str(&format!(
+                    "\n{}a run that starts from another's fork is a task that waits for that run's task (afterany): \
+                     it starts when that task ends, from the fork (or from step 0 where the fork was not written)\n",
+                    s.tree_text(&names)
+                ));
+            }
+            if !alone.is_empty() {
+                let list: Vec<String> = alone.iter().map(|&r| names[r].to_string()).collect();
+                text.push_str(&format!(
+                    "\ntrained from step 0, not forked: {} (their fork comes before half their steps, and a task would \
+                     wait for the whole of the run it forks from)\n",
+                    crate::suggest::first_few(&list, || format!("{} runs", list.len()))
+                ));
             }
             text.push_str(&format!("\n{script}\n"));
             print(&text)?;
@@ -169,6 +227,7 @@ impl Launcher for Slurm {
         let _lock = ExperimentLock::acquire(&dir)?;
         refuse_while_queued(&dir, "submit again")?;
         write_plan_files(&dir, &exp)?;
+        sweep::share::write_parts(&dir, &jobs_list, sharing.as_ref())?;
         if todo.is_empty() {
             results::write_summary_csv(&results::read_experiment(&dir)?)?;
             say!(
@@ -182,9 +241,14 @@ impl Launcher for Slurm {
         store::write_atomic(&script_path, script.as_bytes())?;
         let submitted_at = store::unix_now();
         let mut jobs: Vec<JobRecord> = Vec::with_capacity(arrays.len());
-        for (k, a) in arrays.iter().enumerate() {
-            let after = if chained { jobs.last().map(|j| j.job_id.as_str()) } else { None };
-            match slurm::submit(&script_path, &a.spec(options.max_parallel), a.offset, after) {
+        for (k, (a, writer)) in arrays.iter().enumerate() {
+            let mut after: Vec<String> = Vec::new();
+            if chained && let Some(j) = jobs.last() {
+                after.push(j.job_id.clone());
+            }
+            // The task of the run whose fork this array's runs start from.
+            after.extend(writer.and_then(|w| jobs.iter().find(|j| j.runs.contains(&w)).map(|j| j.task_name(w))));
+            match slurm::submit(&script_path, &a.spec(options.max_parallel), a.offset, &after) {
                 Ok(job_id) => {
                     let job = JobRecord { job_id, runs: a.runs.clone(), submitted_at, offset: a.offset };
                     slurm::record_job(&dir, job.clone())?;
@@ -227,10 +291,22 @@ impl Launcher for Slurm {
             todo.len(),
             if todo.len() == 1 { "" } else { "s" },
             match arrays.as_slice() {
-                [a] => format!("array tasks {}", slurm::shown_spec(&a.spec(options.max_parallel))),
+                [(a, _)] => format!("array tasks {}", slurm::shown_spec(&a.spec(options.max_parallel))),
                 _ => format!(
-                    "{} arrays of task ids below {max_array_size} ({limit_from}){}",
+                    "{} arrays{}{}{}",
                     arrays.len(),
+                    if slurm::split(&todo, max_array_size).len() > 1 {
+                        format!(" of task ids below {max_array_size} ({limit_from})")
+                    } else {
+                        String::new()
+                    },
+                    match waiting {
+                        0 => String::new(),
+                        n => format!(
+                            ", {n} of them waiting for the task that trains their runs' shared first steps ({})",
+                            sharing.as_ref().map_or(String::new(), |s| s.cost_line())
+                        ),
+                    },
                     if chained { ", one after another to keep --max-parallel" } else { "" }
                 ),
             },
@@ -254,6 +330,45 @@ impl Launcher for Slurm {
         let stop = crate::interrupt::install();
         wait(&dir, &exp, &jobs, (self.poll, self.retry_for), quiet, stop)
     }
+}
+
+/// The arrays to submit for the runs `todo` (indices into runs.json; `selected`: those
+/// `sharing` was planned for, in its order), each with the run whose task it waits for:
+/// first the runs that start at step 0 (or from a fork already written, or whose writer
+/// is not submitted), then, per run that writes forks, the runs that start from them,
+/// after that run's array. Each group is cut below `max_array_size` as a sweep is.
+fn submissions(
+    todo: &[usize],
+    selected: &[usize],
+    sharing: Option<&sweep::share::Sharing>,
+    max_array_size: usize,
+) -> Vec<(slurm::ArrayPlan, Option<usize>)> {
+    let writer = |run: usize| -> Option<usize> {
+        let pos = selected.iter().position(|&s| s == run)?;
+        let start = sharing?.starts.get(pos)?.as_ref()?;
+        Some(selected[start.from]).filter(|w| todo.contains(w))
+    };
+    let mut groups: BTreeMap<Option<usize>, Vec<usize>> = BTreeMap::new();
+    for &run in todo {
+        groups.entry(writer(run)).or_default().push(run);
+    }
+    let mut out: Vec<(slurm::ArrayPlan, Option<usize>)> = Vec::new();
+    let mut placed: std::collections::HashSet<usize> = std::collections::HashSet::new();
+    // A group goes once the run it waits for is in an array before it (a writer starts
+    // before its fork, so every writer is placed in time; a group left over would mean a
+    // cycle, and goes without waiting).
+    while !groups.is_empty() {
+        let ready: Vec<Option<usize>> =
+            groups.keys().copied().filter(|w| w.is_none_or(|w| placed.contains(&w))).collect();
+        let next = if ready.is_empty() { groups.keys().copied().take(1).collect() } else { ready };
+        for w in next {
+            let runs = groups.remove(&w).unwrap_or_default();
+            placed.extend(&runs);
+            let w = w.filter(|w| placed.contains(w));
+            out.extend(slurm::split(&runs, max_array_size).into_iter().map(|a| (a, w)));
+        }
+    }
+    out
 }
 
 /// Removes what a refused submission created: the whole experiment directory when it was
@@ -286,6 +401,8 @@ pub fn plan_only(exp: &Experiment, mut cache: data::Cache, out: &Path) -> Result
     let _lock = ExperimentLock::acquire(&dir)?;
     refuse_while_queued(&dir, "plan again")?;
     write_plan_files(&dir, exp)?;
+    // An engine runs the tasks in any order: each trains its run from step 0.
+    sweep::share::write_parts(&dir, &[], None)?;
     say!(
         "{}: {} runs planned into {}; train each with `runner run-one {} --index I` (I from 0 to {}), then `runner collect {}`",
         exp.name,
@@ -464,10 +581,15 @@ fn wait(
     results::write_summary_csv(&results::read_experiment(dir)?)?;
     let counts = count(dir, &infos, &runs, None);
     say!(
-        "{}: Slurm {job_word} {ids} ended: {} in {:.0}s; summary in {}; see `runner report {}`",
+        "{}: Slurm {job_word} {ids} ended: {} in {:.0}s{}; summary in {}; see `runner report {}`",
         exp.name,
         describe(&counts),
         started.elapsed().as_secs_f64(),
+        shared_steps(dir, &infos, &runs, submitted_at).map_or(String::new(), |(trained, of)| format!(
+            "; trained {} of the {} steps its runs take",
+            sweep::share::thousands(trained),
+            sweep::share::thousands(of)
+        )),
         dir.join("summary.csv").display(),
         dir.display()
     );
@@ -476,7 +598,10 @@ fn wait(
         .filter(|&&i| store::read_summary(&dir.join(&infos[i].name)).is_none_or(|s| !s.outcome.status.is_final()))
         .map(|&i| infos[i].name.as_str())
         .collect();
-    if !unfinished.is_empty() {
+    if unfinished.is_empty() {
+        // Every run finished: the forks of their shared steps have served.
+        let _ = std::fs::remove_dir_all(dir.join(".forks"));
+    } else {
         bail!(
             "{} of {} runs did not finish: {}{} (each run's summary.json says why; submit again to rerun them)",
             unfinished.len(),
@@ -493,6 +618,21 @@ fn wait(
         );
     }
     Ok(())
+}
+
+/// The steps the tasks of a submission (at `since`) trained, and the steps of their runs,
+/// from the runs' summaries; `None` unless one of them started from another's fork.
+fn shared_steps(dir: &Path, infos: &[RunInfo], runs: &[usize], since: f64) -> Option<(u64, u64)> {
+    let summaries: Vec<store::StoredSummary> = runs
+        .iter()
+        .filter_map(|&i| store::read_summary(&dir.join(&infos.get(i)?.name)))
+        .filter(|s| s.started_at.unwrap_or(0.0) >= since - 5.0)
+        .collect();
+    summaries.iter().any(|s| s.shared_from.is_some()).then(|| {
+        summaries.iter().fold((0, 0), |(trained, of), s| {
+            (trained + s.outcome.steps.saturating_sub(s.began_at_step.unwrap_or(0)), of + s.outcome.total_steps)
+        })
+    })
 }
 
 /// How many of `runs` are in each finished state, from their summaries; with `since`,

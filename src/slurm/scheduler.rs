@@ -28,13 +28,13 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// Submits `script` as one job array with sbatch: `--array=array`, the script's argument
-/// `offset` (added to each task id to give its run), and with `after`, to start once that
-/// job has ended (`--dependency=afterany:`). The job id; a refusal is an error with
+/// `offset` (added to each task id to give its run), and with `after` (jobs, or tasks
+/// as `JOB_TASK`), to start once those have ended (`--dependency=afterany:`). The job id; a refusal is an error with
 /// sbatch's message.
-pub fn submit(script: &Path, array: &str, offset: usize, after: Option<&str>) -> Result<String> {
+pub fn submit(script: &Path, array: &str, offset: usize, after: &[String]) -> Result<String> {
     let mut args = vec!["--parsable".to_string(), format!("--array={array}")];
-    if let Some(job) = after {
-        args.push(format!("--dependency=afterany:{job}"));
+    if !after.is_empty() {
+        args.push(format!("--dependency=afterany:{}", after.join(":")));
     }
     args.push(script.to_string_lossy().into_owned());
     args.push(offset.to_string());

@@ -50,6 +50,13 @@ pub struct RunSummary<'a> {
     /// uniform prediction's loss); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub collapsed: Option<&'a str>,
+    /// The step this attempt began at, when not 0: its own checkpoint's, or a fork's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub began_at_step: Option<u64>,
+    /// The run that trained its first steps (up to `began_at_step`) for it: a prefix
+    /// the sweep's runs share, trained once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_from: Option<&'a str>,
     #[serde(flatten)]
     pub outcome: &'a Outcome,
 }
@@ -74,6 +81,10 @@ pub struct StoredSummary {
     pub warnings: Vec<String>,
     #[serde(default)]
     pub collapsed: Option<String>,
+    #[serde(default)]
+    pub began_at_step: Option<u64>,
+    #[serde(default)]
+    pub shared_from: Option<String>,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -211,6 +222,8 @@ pub fn write_lost_summary(dir: &Path, experiment: &str, run: &str, seed: u64, er
         variant_hash: None,
         warnings: &[],
         collapsed: None,
+        began_at_step: None,
+        shared_from: None,
         outcome: &outcome,
     };
     write_json_atomic(&dir.join("summary.json"), &summary)

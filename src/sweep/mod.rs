@@ -73,7 +73,22 @@ pub struct Options {
     /// so `K` slots per GPU share each; empty: no placement.
     pub gpus: Vec<usize>,
     /// Train the steps runs share once ([`share`]).
-    pub share: bool,
+    pub share: Share,
+}
+
+/// Whether a sweep's runs train the steps they share once.
+#[derive(Debug, Clone, Default)]
+pub enum Share {
+    /// Each run from its step 0 (`--no-share`, a shard).
+    #[default]
+    Off,
+    /// Found among the jobs ([`share::plan`]); their forks are removed once every run
+    /// has finished.
+    Plan,
+    /// Planned for a sweep these jobs are part of (a Slurm task's run,
+    /// [`share::read_part`]): forks it does not write are used where their snapshot
+    /// exists, and all are kept for the sweep's other runs.
+    Given(share::Sharing),
 }
 
 /// What happened to each run.
@@ -120,7 +135,11 @@ pub fn execute(
     after_each: &(dyn Fn() + Sync),
 ) -> Result<Tally> {
     let tally = Mutex::new(Tally::default());
-    let sharing = if opts.share { share::plan(jobs) } else { share::Sharing::default() };
+    let sharing = match &opts.share {
+        Share::Off => share::Sharing::default(),
+        Share::Plan => share::plan(jobs),
+        Share::Given(sharing) => sharing.clone(),
+    };
     let forks = Forks::new(dir, &sharing, opts.force);
     // Runs in the order they can start: those from step 0 first, then by fork step, so a
     // run waiting for a fork never holds the slot its writer needs.
@@ -147,7 +166,7 @@ pub fn execute(
             // A run that continues its own earlier run waits for no fork either.
             let start = sharing.starts.get(i).and_then(|s| s.as_ref()).filter(|_| !finished && job.extend.is_none());
             let mut from = start.and_then(|s| forks.wait(&s.id, stop).then(|| (forks.path(&s.id), s.step)));
-            let mut from_run = start.map(|s| jobs[s.from].run.info.name.as_str());
+            let mut from_run = start.map(|s| s.run.as_str());
             if let Some(k) = job.extend.filter(|_| !finished && !stop.load(Ordering::SeqCst)) {
                 // The finished run's state at k, kept before its directory is replaced.
                 let path = forks.dir.join(format!("extend-{name}-step{k}"));
@@ -208,7 +227,7 @@ pub fn execute(
     let mut tally = tally.into_inner().unwrap_or_else(|e| e.into_inner());
     (tally.steps_trained, tally.steps_of_runs) = (trained.into_inner(), of_runs.into_inner());
     // Every run of the sweep finished: its forks have served.
-    let forked = sharing.shares() || jobs.iter().any(|j| j.extend.is_some());
+    let forked = matches!(opts.share, Share::Plan) && sharing.shares() || jobs.iter().any(|j| j.extend.is_some());
     if forked && tally.interrupted.is_empty() && tally.not_started.is_empty() && tally.failed.is_empty() {
         let _ = std::fs::remove_dir_all(&forks.dir);
     }
@@ -232,7 +251,8 @@ enum ForkState {
 
 impl Forks {
     /// The forks `sharing` plans, ready where an earlier attempt left the snapshot (unless
-    /// `force`: then they are written again).
+    /// `force`: then they are written again). A fork that no job here writes (another
+    /// task's) is ready where its snapshot is, and never comes otherwise.
     fn new(experiment: &Path, sharing: &share::Sharing, force: bool) -> Forks {
         let dir = experiment.join(".forks");
         let mut state = HashMap::new();
@@ -242,6 +262,10 @@ impl Forks {
                 let _ = std::fs::remove_dir_all(&path);
             }
             state.insert(p.id.clone(), if path.is_dir() { ForkState::Ready } else { ForkState::Pending });
+        }
+        for s in sharing.starts.iter().flatten() {
+            let ready = if dir.join(&s.id).is_dir() { ForkState::Ready } else { ForkState::Never };
+            state.entry(s.id.clone()).or_insert(ready);
         }
         Forks { dir, state: Mutex::new(state), changed: Condvar::new() }
     }
@@ -521,6 +545,8 @@ fn run_one(
         variant_hash: Some(&run.config.variant_hash()),
         warnings: &warnings,
         collapsed: collapsed.as_deref(),
+        began_at_step: (first_step > 0).then_some(first_step),
+        shared_from: forked.and(how.from_run).filter(|r| *r != run.info.name),
         outcome: &outcome,
     };
     run_dir.finish(&summary)?;

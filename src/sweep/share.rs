@@ -11,10 +11,15 @@
 //! branch's first run starts from the snapshot ([`crate::store::fork`]) instead of step 0.
 //! Everything after is the ordinary resume from a checkpoint, which is exact: each run's
 //! files are those it writes training alone (but the seconds). A finished run made longer
-//! continues from its own latest checkpoint the same way ([`continuation`]).
+//! continues from its own latest checkpoint the same way ([`continuation`]). On Slurm each
+//! run's part (the fork it starts from, those it writes) is written for its task
+//! ([`write_parts`], [`read_part`]), whose array waits for the writer's task.
 
 use super::Job;
-use std::collections::HashMap;
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 /// Where a run starts: a snapshot another run writes at `step`.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,12 +27,13 @@ pub struct Start {
     /// The snapshot's name in `.forks/` (the hash of what it holds, so a rerun finds it).
     pub id: String,
     pub step: u64,
-    /// The run (index into the jobs) that writes it.
+    /// The run (index into the jobs) that writes it, and its name.
     pub from: usize,
+    pub run: String,
 }
 
 /// A fork the run writes: its snapshot at `step`, which others start from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pause {
     pub id: String,
     pub step: u64,
@@ -63,6 +69,43 @@ impl Sharing {
     /// Whether any run starts from another's snapshot.
     pub fn shares(&self) -> bool {
         self.starts.iter().any(Option::is_some)
+    }
+
+    /// Drops the starts `keep` refuses (run, its start): those runs train from step 0, and
+    /// the forks no run starts from any more are not written. Returns the runs dropped.
+    pub fn keep_starts(&mut self, keep: impl Fn(usize, &Start) -> bool) -> Vec<usize> {
+        let mut dropped = Vec::new();
+        for (run, start) in self.starts.iter_mut().enumerate() {
+            if let Some(s) = start.take_if(|s| !keep(run, s)) {
+                self.steps_shared += s.step;
+                dropped.push(run);
+            }
+        }
+        let used: std::collections::HashSet<&str> = self.starts.iter().flatten().map(|s| s.id.as_str()).collect();
+        for pauses in &mut self.pauses {
+            pauses.retain(|p| used.contains(p.id.as_str()));
+        }
+        dropped
+    }
+
+    /// The trees, a line per span, indented by depth (`names`: the runs' names), then the
+    /// cost line: what `--dry-run` shows.
+    pub fn tree_text(&self, names: &[&str]) -> String {
+        let mut text = String::from(
+            "shared first steps, trained once in the first run named, the others forked from there (--no-share: each run alone):\n",
+        );
+        for span in &self.spans {
+            let names: Vec<String> = span.runs.iter().map(|&r| names[r].to_string()).collect();
+            text.push_str(&format!(
+                "{}steps {} to {}: {}\n",
+                "  ".repeat(span.depth + 1),
+                span.from,
+                span.to,
+                crate::suggest::first_few(&names, || format!("{} runs", names.len()))
+            ));
+        }
+        text.push_str(&format!("{}\n", self.cost_line()));
+        text
     }
 
     /// The saving in words: `5 runs, 12,000 steps each: 34,800 steps to train instead of
@@ -185,7 +228,94 @@ pub fn plan(jobs: &[Job<'_>]) -> Sharing {
         let rates: HashMap<usize, Rates> = members.iter().map(|&i| (i, Rates::new(&jobs[i]))).collect();
         split(&members, (0, 0), None, &key, &rates, &mut sharing);
     }
+    for start in sharing.starts.iter_mut().flatten() {
+        start.run.clone_from(&jobs[start.from].run.info.name);
+    }
     sharing
+}
+
+/// One run's part in a sweep's sharing, as a Slurm task reads it (`slurm/share.json`):
+/// the fork it starts from and those it writes, for its config (`config_hash`: a task
+/// whose config was changed with `--set` trains alone).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunPart {
+    pub config_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartPart>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pauses: Vec<Pause>,
+}
+
+/// [`Start`] by the writer's name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartPart {
+    pub id: String,
+    pub step: u64,
+    pub run: String,
+}
+
+/// Where the sweep in `dir` keeps each run's part for its Slurm tasks.
+pub fn parts_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("slurm").join("share.json")
+}
+
+/// Writes each run's part of `sharing` (`jobs`: the runs it was planned for) for the
+/// tasks that train them; `None` (no sharing) removes an earlier file.
+pub fn write_parts(dir: &Path, jobs: &[Job<'_>], sharing: Option<&Sharing>) -> Result<()> {
+    let path = parts_path(dir);
+    let Some(sharing) = sharing.filter(|s| s.shares()) else {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => Ok(()),
+        };
+    };
+    let parts: BTreeMap<&str, RunPart> = jobs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| sharing.starts[*i].is_some() || !sharing.pauses[*i].is_empty())
+        .map(|(i, job)| {
+            let part = RunPart {
+                config_hash: job.run.config.config_hash(),
+                start: sharing.starts[i].as_ref().map(|s| StartPart {
+                    id: s.id.clone(),
+                    step: s.step,
+                    run: s.run.clone(),
+                }),
+                pauses: sharing.pauses[i].clone(),
+            };
+            (job.run.info.name.as_str(), part)
+        })
+        .collect();
+    let text = serde_json::to_string_pretty(&parts)?;
+    crate::store::write_atomic(&path, format!("{text}\n").as_bytes())
+}
+
+/// The sharing of the one run `job` of the sweep in `dir`, from the parts its launch wrote
+/// (none, or not for its config: it trains alone).
+pub fn read_part(dir: &Path, job: &Job<'_>) -> Result<Option<Sharing>> {
+    let path = parts_path(dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut parts: BTreeMap<String, RunPart> =
+        serde_json::from_str(&text).with_context(|| format!("{} does not parse", path.display()))?;
+    let Some(part) = parts.remove(&job.run.info.name).filter(|p| p.config_hash == job.run.config.config_hash()) else {
+        return Ok(None);
+    };
+    let total = job.prepared.ctx.total_steps;
+    let start_at = part.start.as_ref().map_or(0, |s| s.step);
+    Ok(Some(Sharing {
+        starts: vec![part.start.map(|s| Start { id: s.id, step: s.step, from: 0, run: s.run })],
+        pauses: vec![part.pauses],
+        spans: Vec::new(),
+        steps_alone: total,
+        steps_shared: total - start_at.min(total),
+        each: Some(total),
+    }))
 }
 
 /// A run's rates, computed as far as asked, and its length.
@@ -266,7 +396,7 @@ fn split(
         sharing.spans.push(Span { from, to: k, runs: runs.clone(), depth });
         // The fork: written by the span's first run; each other branch's first run starts
         // from it (the branch holding `first` goes on in its directory).
-        let fork = Start { id: fork_id(key, &rates[&first], k), step: k, from: first };
+        let fork = Start { id: fork_id(key, &rates[&first], k), step: k, from: first, run: String::new() };
         sharing.pauses[first].push(Pause { id: fork.id.clone(), step: k });
         for b in &branches {
             if b[0] != first {

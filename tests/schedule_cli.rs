@@ -402,6 +402,8 @@ fn every_example_config_decays_over_its_run() {
     // The end value each file's comments document; the run is 30 epochs of digits (1350 steps).
     let ends = [
         ("cosine", 0.0),
+        // The digits as an .npz (tests/arrays_cli.rs), configs/cosine.toml's schedule.
+        ("digits_npz", 0.0),
         ("cosine_restarts", 0.0),
         ("exponential", 0.001),
         ("expression", 0.001),

@@ -97,7 +97,7 @@ pub fn load(dir: &Path, which: Cifar, test_as_validation: bool) -> Result<Loaded
         }
         None => None,
     };
-    Ok(Loaded { table, validation, image: Some((3, 32, 32)) })
+    Ok(Loaded::new(table, validation, Some((3, 32, 32))))
 }
 
 /// Appends the records of one file (`shown` names it in errors) to `table`.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub fn load(dir: &Path, test_as_validation: bool) -> Result<Loaded> {
     let (table, shape) = pair(dir, "train")?;
     let validation = if test_as_validation { Some(pair(dir, "t10k")?.0) } else { None };
-    Ok(Loaded { table, validation, image: Some(shape) })
+    Ok(Loaded::new(table, validation, Some(shape)))
 }
 
 fn pair(dir: &Path, prefix: &str) -> Result<(Table, (usize, usize, usize))> {

@@ -4,6 +4,7 @@
 //! classes), standardises features with the training part's statistics only, and turns both
 //! parts into candle tensors.
 
+mod arrays;
 mod augment;
 mod cifar;
 mod csv_file;
@@ -17,7 +18,7 @@ pub mod text;
 
 pub use augment::{AugmentSpec, augment_rows, step_rng};
 pub use cifar::Cifar;
-pub use spec::{CifarLabel, DatasetSpec, SOURCES, Scale, SourceSpec, Task};
+pub use spec::{CifarLabel, DatasetSpec, Layout, SOURCES, Scale, SourceSpec, Task};
 
 use crate::error::input_error;
 use anyhow::Result;
@@ -106,7 +107,7 @@ pub fn prepare(spec: &DatasetSpec) -> Result<Arc<Dataset>> {
         return prepare_text(path.as_deref(), *tokens, *context as usize, spec);
     }
     let loaded = spec.source.load(seed)?;
-    let task = spec.source.task();
+    let task = loaded.task.unwrap_or_else(|| spec.source.task());
     let name = spec.source.kind();
     let rows = loaded.table.rows();
     if rows == 0 {
@@ -155,19 +156,32 @@ pub fn prepare(spec: &DatasetSpec) -> Result<Arc<Dataset>> {
             if empty == "training" { "a smaller" } else { "a larger" }
         )));
     }
-    match spec.scale {
+    let pixel_max = loaded.pixel_max.or(spec.source.pixel_max());
+    let scale = match spec.scale {
+        Scale::Auto if pixel_max.is_some() => Scale::Pixels,
+        Scale::Auto if loaded.image.is_some() => Scale::Channels,
+        Scale::Auto => Scale::Standardize,
+        Scale::Pixels if pixel_max.is_none() => {
+            return Err(input_error(format!(
+                "scale = \"pixels\" divides by the largest value a pixel takes, which the {name} data set's features do not \
+                 say (u8 arrays: 255); write scale = \"none\" if they are in [0, 1] already, or \"channels\" / \"standardize\""
+            )));
+        }
+        s => s,
+    };
+    match scale {
         Scale::Standardize => split::standardize(&mut train, &mut validation),
         Scale::Channels => {
             let channels = loaded.image.map_or(1, |(c, _, _)| c);
             split::standardize_channels(&mut train, &mut validation, channels);
         }
         Scale::Pixels => {
-            let max = spec.source.pixel_max().unwrap_or(1.0);
+            let max = pixel_max.unwrap_or(1.0);
             for v in train.x.iter_mut().chain(validation.x.iter_mut()) {
                 *v /= max;
             }
         }
-        Scale::None => {}
+        Scale::None | Scale::Auto => {}
     }
     Ok(Arc::new(Dataset {
         name: spec.source.kind().to_string(),
@@ -214,6 +228,16 @@ pub struct Loaded {
     pub table: Table,
     pub validation: Option<Table>,
     pub image: Option<(usize, usize, usize)>,
+    /// The task where the data decide it (NumPy targets: integers or floats).
+    pub task: Option<Task>,
+    /// The largest value a pixel takes where the data say it (u8 arrays: 255).
+    pub pixel_max: Option<f32>,
+}
+
+impl Loaded {
+    pub fn new(table: Table, validation: Option<Table>, image: Option<(usize, usize, usize)>) -> Loaded {
+        Loaded { table, validation, image, task: None, pixel_max: None }
+    }
 }
 
 /// The table's values become the tensors' (moved, not copied).

@@ -3,7 +3,7 @@
 use super::augment::AugmentSpec;
 use super::cifar::{self, Cifar};
 use super::text::Tokens;
-use super::{Loaded, csv_file, digits, idx, synthetic};
+use super::{Loaded, arrays, csv_file, digits, idx, synthetic};
 use crate::params::{ParamSource, Rule};
 use anyhow::Result;
 use std::path::PathBuf;
@@ -63,6 +63,27 @@ pub enum SourceSpec {
         label: CifarLabel,
         test_as_validation: bool,
     },
+    /// NumPy arrays `x` and `y` in an `.npz` (src/data/arrays.rs).
+    Npz {
+        path: PathBuf,
+        x: String,
+        y: String,
+        validation_path: Option<PathBuf>,
+        layout: Layout,
+        /// `None`: classification for integer targets, regression for floats.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        task: Option<Task>,
+    },
+    /// NumPy arrays in an `.npy` file each.
+    Npy {
+        x_path: PathBuf,
+        y_path: PathBuf,
+        validation_x_path: Option<PathBuf>,
+        validation_y_path: Option<PathBuf>,
+        layout: Layout,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        task: Option<Task>,
+    },
     /// A UTF-8 text for a language model (src/data/text.rs); the embedded Shakespeare
     /// without a path.
     Text {
@@ -83,9 +104,40 @@ pub enum CifarLabel {
     Coarse,
 }
 
+/// How an array's samples are laid out: features, or images (channels first or last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// By the array's rank: `[N, D]` features, `[N, H, W]` grey images, `[N, H, W, C]` or
+    /// `[N, C, H, W]` by where the few channels are.
+    Auto,
+    Features,
+    Nhw,
+    Nhwc,
+    Nchw,
+}
+
+impl Layout {
+    pub const WORDS: &[&str] = &["auto", "features", "nhw", "nhwc", "nchw"];
+
+    pub fn word(self) -> &'static str {
+        Self::WORDS[self as usize]
+    }
+
+    fn from_word(word: &str) -> Layout {
+        match word {
+            "features" => Layout::Features,
+            "nhw" => Layout::Nhw,
+            "nhwc" => Layout::Nhwc,
+            "nchw" => Layout::Nchw,
+            _ => Layout::Auto,
+        }
+    }
+}
+
 /// Every `[dataset] kind`.
 pub const SOURCES: &[&str] =
-    &["digits", "spirals", "moons", "blobs", "sine", "csv", "mnist", "cifar10", "cifar100", "text"];
+    &["digits", "spirals", "moons", "blobs", "sine", "csv", "mnist", "cifar10", "cifar100", "npz", "npy", "text"];
 
 /// A validated `[dataset]` table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -131,6 +183,9 @@ pub enum Scale {
     Channels,
     /// As the data come.
     None,
+    /// NumPy arrays (`npz`, `npy`): `pixels` for u8 arrays, else `standardize` for
+    /// features and `channels` for images.
+    Auto,
 }
 
 impl DatasetSpec {
@@ -226,6 +281,56 @@ impl DatasetSpec {
                         SourceSpec::Cifar100 { dir, label, test_as_validation }
                     }
                 }
+                "npz" | "npy" => {
+                    let layout = Layout::from_word(p.choice(
+                        "layout",
+                        Layout::WORDS,
+                        Some("auto"),
+                        "how x holds its samples: features [N, D], or images [N, H, W], [N, H, W, C] (nhwc) or [N, C, H, W] (nchw); auto: by its shape",
+                    )?);
+                    let task = match p.choice(
+                        "task",
+                        &["auto", "classification", "regression"],
+                        Some("auto"),
+                        "what to predict; auto: classes for integer y, a value for float y",
+                    )? {
+                        "classification" => Some(Task::Classification),
+                        "regression" => Some(Task::Regression),
+                        _ => None,
+                    };
+                    if kind == "npz" {
+                        SourceSpec::Npz {
+                            path: path(p.text("path", "the .npz file (np.savez or np.savez_compressed), relative to the config file")?),
+                            x: p.optional_text("x", "x", "the name of the features' array in the .npz")?.unwrap_or_else(|| "x".into()),
+                            y: p.optional_text("y", "y", "the name of the targets' array in the .npz")?.unwrap_or_else(|| "y".into()),
+                            validation_path: p
+                                .optional_text(
+                                    "validation_path",
+                                    "split off validation_split",
+                                    "a validation .npz with arrays of the same names",
+                                )?
+                                .map(path),
+                            layout,
+                            task,
+                        }
+                    } else {
+                        let x_path = path(p.text("x_path", "the features' .npy file, relative to the config file")?);
+                        let y_path = path(p.text("y_path", "the targets' .npy file, relative to the config file")?);
+                        let vx = p.optional_text("validation_x_path", "split off validation_split", "validation features (.npy)")?;
+                        let vy = p.optional_text("validation_y_path", "split off validation_split", "validation targets (.npy)")?;
+                        p.check(vx.is_some() == vy.is_some(), if vx.is_some() { "validation_x_path" } else { "validation_y_path" }, || {
+                            "needs its pair: give validation_x_path and validation_y_path together, or neither (then validation_split is split off)".to_string()
+                        })?;
+                        SourceSpec::Npy {
+                            x_path,
+                            y_path,
+                            validation_x_path: vx.map(path),
+                            validation_y_path: vy.map(path),
+                            layout,
+                            task,
+                        }
+                    }
+                }
                 "text" => SourceSpec::Text {
                     path: p
                         .optional_text(
@@ -265,26 +370,34 @@ impl DatasetSpec {
                     "fraction held out for validation (seeded, stratified for classes)"
                 },
             )?;
+            let arrays = matches!(source, SourceSpec::Npz { .. } | SourceSpec::Npy { .. });
             let default = match &source {
                 SourceSpec::Text { .. } => "none",
+                _ if arrays => "auto",
                 SourceSpec::Cifar10 { .. } | SourceSpec::Cifar100 { .. } => "channels",
                 s if s.pixel_max().is_some() => "pixels",
                 _ => "standardize",
             };
+            let words: &[&str] = if arrays {
+                &["auto", "pixels", "standardize", "channels", "none"]
+            } else {
+                &["pixels", "standardize", "channels", "none"]
+            };
             let word = p.choice(
                 "scale",
-                &["pixels", "standardize", "channels", "none"],
+                words,
                 Some(default),
-                "pixels: divide by the largest pixel value, to [0, 1] (default for digits and mnist); standardize: training mean and std per feature (default for tables); channels: training mean and std per colour channel (default for CIFAR); none",
+                "pixels: divide by the largest pixel value, to [0, 1] (default for digits and mnist); standardize: training mean and std per feature (default for tables); channels: training mean and std per colour channel (default for CIFAR); none; auto (npz, npy, the default there): pixels for u8 arrays, else standardize, or channels for images",
             )?;
             let scale = match word {
                 "pixels" => Scale::Pixels,
                 "standardize" => Scale::Standardize,
                 "channels" => Scale::Channels,
+                "auto" => Scale::Auto,
                 _ => Scale::None,
             };
             for (wanted, what) in [(Scale::Pixels, "pixels"), (Scale::Channels, "channels")] {
-                p.check(scale != wanted || source.pixel_max().is_some(), "scale", || {
+                p.check(scale != wanted || arrays || source.pixel_max().is_some(), "scale", || {
                     format!("is \"{what}\", which is for image data sets (digits, mnist, cifar10, cifar100); {} data are scaled with \"standardize\" or \"none\"", source.kind())
                 })?;
             }
@@ -336,6 +449,8 @@ impl SourceSpec {
             SourceSpec::Mnist { .. } => "mnist",
             SourceSpec::Cifar10 { .. } => "cifar10",
             SourceSpec::Cifar100 { .. } => "cifar100",
+            SourceSpec::Npz { .. } => "npz",
+            SourceSpec::Npy { .. } => "npy",
             SourceSpec::Text { .. } => "text",
         }
     }
@@ -344,15 +459,17 @@ impl SourceSpec {
         match self {
             SourceSpec::Sine { .. } => Task::Regression,
             SourceSpec::Csv { task, .. } => *task,
+            // Inferred from the targets where the config does not say (`Loaded::task`).
+            SourceSpec::Npz { task, .. } | SourceSpec::Npy { task, .. } => task.unwrap_or(Task::Classification),
             _ => Task::Classification,
         }
     }
 
     /// Reads or generates the rows.
     pub fn load(&self, seed: u64) -> Result<Loaded> {
-        let plain = |table| Loaded { table, validation: None, image: None };
+        let plain = |table| Loaded::new(table, None, None);
         Ok(match self {
-            SourceSpec::Digits => Loaded { table: digits::load()?, validation: None, image: Some((1, 8, 8)) },
+            SourceSpec::Digits => Loaded::new(digits::load()?, None, Some((1, 8, 8))),
             SourceSpec::Spirals { classes, points_per_class, noise } => {
                 plain(synthetic::spirals(*classes as usize, *points_per_class as usize, *noise, seed))
             }
@@ -367,7 +484,16 @@ impl SourceSpec {
                     Some(v) => Some(csv_file::load(v, target, *header, *task)?),
                     None => None,
                 };
-                Loaded { table, validation, image: None }
+                Loaded::new(table, validation, None)
+            }
+            SourceSpec::Npz { path, x, y, validation_path, layout, task } => arrays::load(
+                &arrays::Files::Npz { path, x, y, validation: validation_path.as_deref() },
+                *layout,
+                *task,
+            )?,
+            SourceSpec::Npy { x_path, y_path, validation_x_path, validation_y_path, layout, task } => {
+                let validation = validation_x_path.as_deref().zip(validation_y_path.as_deref());
+                arrays::load(&arrays::Files::Npy { x: x_path, y: y_path, validation }, *layout, *task)?
             }
             SourceSpec::Mnist { dir, test_as_validation } => idx::load(dir, *test_as_validation)?,
             SourceSpec::Cifar10 { dir, test_as_validation } => cifar::load(dir, Cifar::Ten, *test_as_validation)?,

@@ -188,7 +188,7 @@ impl Kind for ResnetSpec {
 
     fn check(&self, data: DataShape) -> Result<u128, String> {
         let Some((c0, h, w)) = data.image else {
-            return Err("the resnet model needs image data (digits, mnist, cifar10, cifar100); use mlp or linear for this data set".into());
+            return Err("the resnet model needs image data (digits, mnist, cifar10, cifar100, or npz/npy images); use mlp or linear for this data set".into());
         };
         let n = blocks_per_stage(self.depth).map_err(|e| format!("`depth` {e}"))? as u128;
         if h % 4 != 0 || w % 4 != 0 {

@@ -90,7 +90,7 @@ impl Layout<'_> {
         if let Some((channels, kernel_size, pool)) = self.convs {
             let Some((c, h, w)) = image else {
                 return Err(
-                    "the cnn model needs image data (digits, mnist, cifar10, cifar100); use mlp or linear for this data set".into()
+                    "the cnn model needs image data (digits, mnist, cifar10, cifar100, or npz/npy images); use mlp or linear for this data set".into()
                 );
             };
             let (mut c, mut h, mut w) = (c as u128, h as u128, w as u128);
@@ -236,7 +236,7 @@ impl Stack {
         if let Some((channels, kernel_size, pool)) = layout.convs {
             let Some((mut c, mut h, mut w)) = image else {
                 bail!(
-                    "the cnn model needs image data (digits, mnist, cifar10, cifar100); use mlp or linear for this data set"
+                    "the cnn model needs image data (digits, mnist, cifar10, cifar100, or npz/npy images); use mlp or linear for this data set"
                 )
             };
             conv_image = image;

@@ -11,6 +11,7 @@ mod csv_file;
 mod digits;
 mod huge_pages;
 mod idx;
+mod image_folder;
 mod spec;
 mod split;
 mod synthetic;
@@ -18,7 +19,9 @@ pub mod text;
 
 pub use augment::{AugmentSpec, augment_rows, step_rng};
 pub use cifar::Cifar;
-pub use spec::{CifarLabel, DatasetSpec, Layout, SOURCES, Scale, SourceSpec, Task};
+pub use spec::{
+    CifarLabel, Color, DatasetSpec, ImageFolderSpec, Layout, Resample, SOURCES, Scale, SourceSpec, Task, Unreadable,
+};
 
 use crate::error::input_error;
 use anyhow::Result;

@@ -3,7 +3,7 @@
 use super::augment::AugmentSpec;
 use super::cifar::{self, Cifar};
 use super::text::Tokens;
-use super::{Loaded, arrays, csv_file, digits, idx, synthetic};
+use super::{Loaded, arrays, csv_file, digits, idx, image_folder, synthetic};
 use crate::params::{ParamSource, Rule};
 use anyhow::Result;
 use std::path::PathBuf;
@@ -84,6 +84,8 @@ pub enum SourceSpec {
         #[serde(skip_serializing_if = "Option::is_none")]
         task: Option<Task>,
     },
+    /// Images in class folders, torchvision's `ImageFolder` layout (src/data/image_folder.rs).
+    ImageFolder(ImageFolderSpec),
     /// A UTF-8 text for a language model (src/data/text.rs); the embedded Shakespeare
     /// without a path.
     Text {
@@ -102,6 +104,50 @@ pub enum CifarLabel {
     Fine,
     /// The 20 superclasses.
     Coarse,
+}
+
+/// `kind = "image_folder"`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ImageFolderSpec {
+    pub dir: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_dir: Option<PathBuf>,
+    /// `[H, W]` every image is resized to at load; `None`: all must be one size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<[u64; 2]>,
+    pub resample: Resample,
+    pub color: Color,
+    pub unreadable: Unreadable,
+    /// Keep the decoded pixels in `dir/.runner-cache/` for the next process.
+    pub cache: bool,
+}
+
+/// How images are resized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resample {
+    Nearest,
+    /// Linear interpolation in both directions (torchvision's default).
+    Bilinear,
+    /// Catmull-Rom cubic.
+    Bicubic,
+    Lanczos3,
+}
+
+/// Colour or grey images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Color {
+    Rgb,
+    Grayscale,
+}
+
+/// What to do with a file that does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unreadable {
+    Refuse,
+    Skip,
 }
 
 /// How an array's samples are laid out: features, or images (channels first or last).
@@ -136,8 +182,21 @@ impl Layout {
 }
 
 /// Every `[dataset] kind`.
-pub const SOURCES: &[&str] =
-    &["digits", "spirals", "moons", "blobs", "sine", "csv", "mnist", "cifar10", "cifar100", "npz", "npy", "text"];
+pub const SOURCES: &[&str] = &[
+    "digits",
+    "spirals",
+    "moons",
+    "blobs",
+    "sine",
+    "csv",
+    "mnist",
+    "cifar10",
+    "cifar100",
+    "npz",
+    "npy",
+    "image_folder",
+    "text",
+];
 
 /// A validated `[dataset]` table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -331,6 +390,50 @@ impl DatasetSpec {
                         }
                     }
                 }
+                "image_folder" => {
+                    let dir = path(p.text("dir", "the folder of class folders: dir/<class>/<image>.png (or .jpg, .jpeg)")?);
+                    let validation_dir = p
+                        .optional_text("validation_dir", "split off validation_split", "a validation folder with the same class folders")?
+                        .map(path);
+                    let size = p.counts("size", &[], 1, "[height, width] every image is resized to at load (default: as they are, all one size)")?;
+                    p.check(size.is_empty() || size.len() == 2, "size", || {
+                        format!("has {} numbers; write size = [height, width], e.g. [32, 32]", size.len())
+                    })?;
+                    let resample = match p.choice(
+                        "resample",
+                        &["bilinear", "nearest", "bicubic", "lanczos3"],
+                        Some("bilinear"),
+                        "how images are resized to size (bilinear: torchvision's default)",
+                    )? {
+                        "nearest" => Resample::Nearest,
+                        "bicubic" => Resample::Bicubic,
+                        "lanczos3" => Resample::Lanczos3,
+                        _ => Resample::Bilinear,
+                    };
+                    let color = match p.choice("color", &["rgb", "grayscale"], Some("rgb"), "3 colour channels, or 1 grey (PIL's weights)")? {
+                        "grayscale" => Color::Grayscale,
+                        _ => Color::Rgb,
+                    };
+                    let unreadable = match p.choice(
+                        "unreadable",
+                        &["refuse", "skip"],
+                        Some("refuse"),
+                        "a file that does not decode: refuse the data set, naming it, or skip it with a warning",
+                    )? {
+                        "skip" => Unreadable::Skip,
+                        _ => Unreadable::Refuse,
+                    };
+                    let cache = p.flag("cache", false, "keep the decoded pixels in dir/.runner-cache/ for the next process (Slurm tasks)")?;
+                    SourceSpec::ImageFolder(ImageFolderSpec {
+                        dir,
+                        validation_dir,
+                        size: (size.len() == 2).then(|| [size[0], size[1]]),
+                        resample,
+                        color,
+                        unreadable,
+                        cache,
+                    })
+                }
                 "text" => SourceSpec::Text {
                     path: p
                         .optional_text(
@@ -371,10 +474,12 @@ impl DatasetSpec {
                 },
             )?;
             let arrays = matches!(source, SourceSpec::Npz { .. } | SourceSpec::Npy { .. });
+            let folder = matches!(source, SourceSpec::ImageFolder(_));
             let default = match &source {
                 SourceSpec::Text { .. } => "none",
                 _ if arrays => "auto",
                 SourceSpec::Cifar10 { .. } | SourceSpec::Cifar100 { .. } => "channels",
+                _ if folder => "pixels",
                 s if s.pixel_max().is_some() => "pixels",
                 _ => "standardize",
             };
@@ -397,7 +502,7 @@ impl DatasetSpec {
                 _ => Scale::None,
             };
             for (wanted, what) in [(Scale::Pixels, "pixels"), (Scale::Channels, "channels")] {
-                p.check(scale != wanted || arrays || source.pixel_max().is_some(), "scale", || {
+                p.check(scale != wanted || arrays || folder || source.pixel_max().is_some(), "scale", || {
                     format!("is \"{what}\", which is for image data sets (digits, mnist, cifar10, cifar100); {} data are scaled with \"standardize\" or \"none\"", source.kind())
                 })?;
             }
@@ -451,6 +556,7 @@ impl SourceSpec {
             SourceSpec::Cifar100 { .. } => "cifar100",
             SourceSpec::Npz { .. } => "npz",
             SourceSpec::Npy { .. } => "npy",
+            SourceSpec::ImageFolder(_) => "image_folder",
             SourceSpec::Text { .. } => "text",
         }
     }
@@ -491,6 +597,7 @@ impl SourceSpec {
                 *layout,
                 *task,
             )?,
+            SourceSpec::ImageFolder(spec) => image_folder::load(spec)?,
             SourceSpec::Npy { x_path, y_path, validation_x_path, validation_y_path, layout, task } => {
                 let validation = validation_x_path.as_deref().zip(validation_y_path.as_deref());
                 arrays::load(&arrays::Files::Npy { x: x_path, y: y_path, validation }, *layout, *task)?

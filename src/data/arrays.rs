@@ -5,13 +5,43 @@
 //! place in the table (images into channel-first order), so the file's values are never
 //! held beside their converted copy.
 
-use super::spec::{Layout, Task};
-use super::{Loaded, Table};
+use super::{Loaded, Table, Task};
 use crate::error::input_error;
 use anyhow::Result;
 use npyz::{DType, NpyFile, Order, TypeChar};
 use std::io::Read;
 use std::path::Path;
+
+/// How an array's samples are laid out: features, or images (channels first or last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// By the array's rank: `[N, D]` features, `[N, H, W]` grey images, `[N, H, W, C]` or
+    /// `[N, C, H, W]` by where the few channels are.
+    Auto,
+    Features,
+    Nhw,
+    Nhwc,
+    Nchw,
+}
+
+impl Layout {
+    pub const WORDS: &[&str] = &["auto", "features", "nhw", "nhwc", "nchw"];
+
+    pub fn word(self) -> &'static str {
+        Self::WORDS[self as usize]
+    }
+
+    pub(crate) fn from_word(word: &str) -> Layout {
+        match word {
+            "features" => Layout::Features,
+            "nhw" => Layout::Nhw,
+            "nhwc" => Layout::Nhwc,
+            "nchw" => Layout::Nchw,
+            _ => Layout::Auto,
+        }
+    }
+}
 
 /// Where the arrays are.
 pub enum Files<'a> {

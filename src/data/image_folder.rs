@@ -7,12 +7,56 @@
 //! pixels are kept in `dir/.runner-cache/`, keyed by the files' names, sizes and times and
 //! the options, so a sweep's Slurm tasks (each a process) decode once.
 
-use super::spec::{Color, ImageFolderSpec, Resample, Unreadable};
 use super::{Loaded, Table};
 use crate::error::input_error;
 use anyhow::{Context as _, Result};
 use rayon::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::path::PathBuf;
+
+/// `kind = "image_folder"`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ImageFolderSpec {
+    pub dir: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_dir: Option<PathBuf>,
+    /// `[H, W]` every image is resized to at load; `None`: all must be one size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<[u64; 2]>,
+    pub resample: Resample,
+    pub color: Color,
+    pub unreadable: Unreadable,
+    /// Keep the decoded pixels in `dir/.runner-cache/` for the next process.
+    pub cache: bool,
+}
+
+/// How images are resized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resample {
+    Nearest,
+    /// Linear interpolation in both directions (torchvision's default).
+    Bilinear,
+    /// Catmull-Rom cubic.
+    Bicubic,
+    Lanczos3,
+}
+
+/// Colour or grey images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Color {
+    Rgb,
+    Grayscale,
+}
+
+/// What to do with a file that does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unreadable {
+    Refuse,
+    Skip,
+}
 
 /// The file endings read (any case).
 pub const EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];

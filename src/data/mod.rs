@@ -17,11 +17,11 @@ mod split;
 mod synthetic;
 pub mod text;
 
+pub use arrays::Layout;
 pub use augment::{AugmentSpec, augment_rows, step_rng};
 pub use cifar::Cifar;
-pub use spec::{
-    CifarLabel, Color, DatasetSpec, ImageFolderSpec, Layout, Resample, SOURCES, Scale, SourceSpec, Task, Unreadable,
-};
+pub use image_folder::{Color, ImageFolderSpec, Resample, Unreadable};
+pub use spec::{CifarLabel, DatasetSpec, SOURCES, Scale, SourceSpec, Task};
 
 use crate::error::input_error;
 use anyhow::Result;

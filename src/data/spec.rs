@@ -1,9 +1,11 @@
 //! The `[dataset]` table: which data, how it is split and scaled.
 
+use super::arrays::{self, Layout};
 use super::augment::AugmentSpec;
 use super::cifar::{self, Cifar};
+use super::image_folder::{self, Color, ImageFolderSpec, Resample, Unreadable};
 use super::text::Tokens;
-use super::{Loaded, arrays, csv_file, digits, idx, image_folder, synthetic};
+use super::{Loaded, csv_file, digits, idx, synthetic};
 use crate::params::{ParamSource, Rule};
 use anyhow::Result;
 use std::path::PathBuf;
@@ -104,81 +106,6 @@ pub enum CifarLabel {
     Fine,
     /// The 20 superclasses.
     Coarse,
-}
-
-/// `kind = "image_folder"`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ImageFolderSpec {
-    pub dir: PathBuf,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub validation_dir: Option<PathBuf>,
-    /// `[H, W]` every image is resized to at load; `None`: all must be one size.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub size: Option<[u64; 2]>,
-    pub resample: Resample,
-    pub color: Color,
-    pub unreadable: Unreadable,
-    /// Keep the decoded pixels in `dir/.runner-cache/` for the next process.
-    pub cache: bool,
-}
-
-/// How images are resized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Resample {
-    Nearest,
-    /// Linear interpolation in both directions (torchvision's default).
-    Bilinear,
-    /// Catmull-Rom cubic.
-    Bicubic,
-    Lanczos3,
-}
-
-/// Colour or grey images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Color {
-    Rgb,
-    Grayscale,
-}
-
-/// What to do with a file that does not decode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Unreadable {
-    Refuse,
-    Skip,
-}
-
-/// How an array's samples are laid out: features, or images (channels first or last).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Layout {
-    /// By the array's rank: `[N, D]` features, `[N, H, W]` grey images, `[N, H, W, C]` or
-    /// `[N, C, H, W]` by where the few channels are.
-    Auto,
-    Features,
-    Nhw,
-    Nhwc,
-    Nchw,
-}
-
-impl Layout {
-    pub const WORDS: &[&str] = &["auto", "features", "nhw", "nhwc", "nchw"];
-
-    pub fn word(self) -> &'static str {
-        Self::WORDS[self as usize]
-    }
-
-    fn from_word(word: &str) -> Layout {
-        match word {
-            "features" => Layout::Features,
-            "nhw" => Layout::Nhw,
-            "nhwc" => Layout::Nhwc,
-            "nchw" => Layout::Nchw,
-            _ => Layout::Auto,
-        }
-    }
 }
 
 /// Every `[dataset] kind`.

@@ -182,6 +182,12 @@ pub trait ParamSource {
     where
         Self: Sized;
 
+    /// Where this table was written (`file:line:column`), for messages about it after
+    /// reading (a layer whose shape does not fit); `None` where it has no place.
+    fn here(&self) -> Option<String> {
+        None
+    }
+
     /// An error about `key` (its value, or the table when the key is absent).
     fn invalid(&mut self, key: &str, message: String) -> Self::Error;
 

@@ -404,6 +404,8 @@ fn every_example_config_decays_over_its_run() {
         ("cosine", 0.0),
         // The digits as an .npz (tests/arrays_cli.rs), configs/cosine.toml's schedule.
         ("digits_npz", 0.0),
+        // The digits as PNG folders and a CNN as a list of layers (tests/sequential_cli.rs).
+        ("digits_folder_cnn", 0.0),
         ("cosine_restarts", 0.0),
         ("exponential", 0.001),
         ("expression", 0.001),

@@ -368,6 +368,16 @@ impl ParamSource for TableReader<'_> {
             .collect()
     }
 
+    fn here(&self) -> Option<String> {
+        let e = ConfigError::at(self.src.file, self.src.text, self.span.clone(), None, String::new());
+        let (line, col) = e.position?;
+        Some(if e.overridden {
+            format!("the override `{}`", e.source_line.unwrap_or_default())
+        } else {
+            format!("{}:{line}:{col}", self.src.file.display())
+        })
+    }
+
     fn invalid(&mut self, key: &str, message: String) -> ConfigError {
         let span = self.table.get(key).and_then(|e| e.value.span.clone());
         self.error_at(span, key, message)

@@ -400,6 +400,40 @@ fn show_dry_run(
         dir.display()
     );
     let mut text = head + &render_text(&header, &rows);
+    // A sequential network's layers, once per network and data set.
+    let mut shown: Vec<(&crate::model::ModelSpec, &data::DatasetSpec)> = Vec::new();
+    for r in runs {
+        let crate::model::ModelSpec::Sequential(seq) = &r.config.model else { continue };
+        if shown.contains(&(&r.config.model, &r.config.dataset)) {
+            continue;
+        }
+        shown.push((&r.config.model, &r.config.dataset));
+        let d = cache.get(&r.config.dataset)?;
+        let outputs = if d.task == data::Task::Classification { d.classes } else { 1 };
+        let shape = crate::model::DataShape { features: d.features, outputs, image: d.image };
+        if let Ok(rows) = seq.table(shape) {
+            let total: u128 = rows.iter().map(|row| row.parameters).sum();
+            let header: Vec<String> = ["layer", "type", "output", "parameters"].map(String::from).to_vec();
+            let rows: Vec<Vec<String>> = rows
+                .iter()
+                .map(|row| {
+                    let indent = "  ".repeat(row.number.matches('.').count());
+                    vec![
+                        format!("{indent}{}", row.number),
+                        row.layer.clone(),
+                        row.output.short(),
+                        if row.parameters == 0 { String::new() } else { row.parameters.to_string() },
+                    ]
+                })
+                .collect();
+            text.push_str(&format!(
+                "\n{} (sequential, {total} parameters, on {}):\n{}",
+                r.info.name,
+                d.name,
+                render_text(&header, &rows)
+            ));
+        }
+    }
     if let Some(s) = sharing.filter(|s| s.shares()) {
         let names: Vec<&str> = runs.iter().map(|r| r.info.name.as_str()).collect();
         text.push_str(&format!("\n{}", s.tree_text(&names)));

@@ -10,6 +10,7 @@ mod layers;
 pub mod network;
 mod resnet;
 pub mod sampling;
+pub mod sequential;
 mod spec;
 mod stack;
 pub mod transformer;
@@ -17,6 +18,7 @@ pub mod transformer;
 pub use crate::kernels::Targets;
 pub use network::{Batch, HostRows, InMemory, KERNELS, Kernels, Loss, Mode, Named, Network, Step, StepLoss};
 pub use resnet::{ResnetSpec, Shortcut};
+pub use sequential::SequentialSpec;
 pub use spec::{Activation, Init, MAX_PARAMETERS};
 pub use stack::{CnnSpec, LinearSpec, MlpSpec, Stack};
 pub use transformer::TransformerSpec;
@@ -114,6 +116,7 @@ models! {
     Cnn(CnnSpec),
     Resnet(ResnetSpec),
     Transformer(TransformerSpec),
+    Sequential(SequentialSpec),
 }
 
 impl Default for ModelSpec {

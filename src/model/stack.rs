@@ -42,6 +42,9 @@ pub struct Stack {
     dropout: f64,
     /// Whether the CPU kernels may train it.
     kernels: Kernels,
+    /// Its parameters' names where another kind built it (a sequential list), in
+    /// [`Stack::vars`] order.
+    names: Option<Vec<String>>,
 }
 
 /// `kind = "mlp"`: dense layers.
@@ -81,7 +84,21 @@ pub(crate) struct Layout<'a> {
     zeros: bool,
 }
 
-impl Layout<'_> {
+impl<'a> Layout<'a> {
+    /// Convolutions of `channels` (none: dense layers only) with `kernel_size` and "same"
+    /// padding, each pooled or not, then dense layers: what a sequential list that is one
+    /// of these describes.
+    pub(crate) fn new(
+        channels: Option<&'a [u64]>,
+        kernel_size: u64,
+        pool: bool,
+        hidden: &'a [u64],
+        activation: Activation,
+        dropout: f64,
+    ) -> Layout<'a> {
+        Layout { convs: channels.map(|c| (c, kernel_size, pool)), hidden, activation, dropout, zeros: false }
+    }
+
     /// The parameter count for `data`, or why the stack cannot be built for it.
     fn parameters(&self, data: DataShape) -> Result<u128, String> {
         let (features, outputs, image) = (data.features, data.outputs, data.image);
@@ -278,7 +295,13 @@ impl Stack {
         }
         let (activation, dropout) = (layout.activation, layout.dropout);
         let pool = layout.convs.is_some_and(|(_, _, pool)| pool);
-        Ok(Stack { convs, image: conv_image, pool, dense, activation, dropout, kernels })
+        Ok(Stack { convs, image: conv_image, pool, dense, activation, dropout, kernels, names: None })
+    }
+
+    /// The same network with its parameters named `names` (in [`Stack::vars`] order).
+    pub(crate) fn named_as(mut self, names: Vec<String>) -> Stack {
+        self.names = Some(names);
+        self
     }
 
     /// Every parameter, in a fixed order.
@@ -438,7 +461,11 @@ impl Network for Stack {
                 Named::param(format!("dense.{i}.bias"), &d.b, true),
             ]
         });
-        convs.chain(dense).collect()
+        let named: Vec<Named> = convs.chain(dense).collect();
+        match &self.names {
+            Some(names) => named.into_iter().zip(names).map(|(n, name)| Named { name: name.clone(), ..n }).collect(),
+            None => named,
+        }
     }
 
     fn forward(&self, x: &Tensor, mut mode: Mode<'_>) -> Result<Tensor> {

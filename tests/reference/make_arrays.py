@@ -1,11 +1,12 @@
 """Writes the NumPy fixtures of tests/arrays_cli.rs (tests/fixtures/arrays/) and the digits
-as an .npz for configs/digits_npz.toml (data/digits.npz), with numpy's own writers:
+as an .npz and as PNG folders for configs/digits_npz.toml and configs/digits_folder_cnn.toml
+(data/digits.npz, data/digits-png/), with numpy's own writers:
 np.save, np.savez, np.savez_compressed, Fortran order and big-endian included.
 
 Every image value is a formula of its position, (n * 7 + c * 3 + h * 5 + w) % 256 for
 sample n, channel c, row h, column w; labels are n % 3. The tests compute the same.
 
-    python tests/reference/make_arrays.py      # numpy 2.x; from the repository root
+    python tests/reference/make_arrays.py      # numpy 2.x and Pillow; from the repository root
 """
 import gzip
 import os
@@ -55,3 +56,14 @@ rows = np.loadtxt(gzip.open("data/digits.csv.gz", "rt"), delimiter=",", dtype=np
 pixels = (rows[:, :64] / 16.0).astype(np.float32).reshape(-1, 8, 8)
 np.savez_compressed("data/digits.npz", x=pixels, y=rows[:, 64].astype(np.int64))
 print("wrote", sorted(os.listdir(OUT)), "and data/digits.npz")
+
+# The same digits as grey 8x8 PNGs in class folders, for configs/digits_folder_cnn.toml
+# (data/digits-png/<label>/<row>.png; pixels 0..16 as round(p * 255 / 16)).
+from PIL import Image
+
+for i, row in enumerate(rows):
+    folder = f"data/digits-png/{int(row[64])}"
+    os.makedirs(folder, exist_ok=True)
+    pixels = np.round(row[:64] * 255 / 16).astype(np.uint8).reshape(8, 8)
+    Image.fromarray(pixels, "L").save(f"{folder}/{i:04}.png", optimize=True)
+print("wrote data/digits-png")

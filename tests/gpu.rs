@@ -127,6 +127,54 @@ fn gpu_resnet20_and_transformer_follow_the_cpu() {
     follows("transformer", &losses(&*on_cpu, &batches(&Device::Cpu), 0.1), &losses(&*on_gpu, &batches(&device), 0.1));
 }
 
+/// A sequential list that is no stack (batch norm, a residual block, average pooling,
+/// layer norm, dropout 0 in these batches' place) trains on the GPU as on the CPU: plain
+/// candle ops on both.
+#[test]
+#[ignore = "needs an NVIDIA GPU and --features cuda"]
+fn gpu_sequential_layers_follow_the_cpu() {
+    use runner::model::Activation;
+    use runner::model::sequential::{LayerSpec, Padding, Place, SequentialSpec};
+    let device = gpu();
+    let at = Place::default;
+    let conv = |activation| LayerSpec::Conv2d {
+        filters: 16,
+        kernel: 3,
+        stride: 1,
+        padding: Padding::Word("same"),
+        activation,
+        at: at(),
+    };
+    let spec = ModelSpec::Sequential(SequentialSpec {
+        layers: vec![
+            conv(None),
+            LayerSpec::BatchNorm { at: at() },
+            LayerSpec::Activation { function: Activation::Relu, at: at() },
+            LayerSpec::Residual {
+                layers: vec![conv(Some(Activation::Relu)), conv(None), LayerSpec::BatchNorm { at: at() }],
+                at: at(),
+            },
+            LayerSpec::AvgPool { size: 2, at: at() },
+            LayerSpec::GlobalAvgPool { at: at() },
+            LayerSpec::LayerNorm { at: at() },
+            LayerSpec::Dense { units: None, inputs: None, activation: None, at: at() },
+        ],
+    });
+    let build =
+        |d: &Device| runner::model::build(&spec, 3 * 16 * 16, 10, Some((3, 16, 16)), 7, Kernels::Plain, d).unwrap();
+    let batches = |d: &Device| -> Vec<(Tensor, Tensor)> {
+        (0..20u64)
+            .map(|b| {
+                let x = Tensor::from_vec(values(32 * 768, b + 1, 2.0), (32, 768), d).unwrap();
+                let y = Tensor::from_vec((0..32u32).map(|i| (i * 7 + b as u32) % 10).collect::<Vec<_>>(), 32, d);
+                (x, y.unwrap())
+            })
+            .collect()
+    };
+    let (on_cpu, on_gpu) = (build(&Device::Cpu), build(&device));
+    follows("sequential", &losses(&*on_cpu, &batches(&Device::Cpu), 0.05), &losses(&*on_gpu, &batches(&device), 0.05));
+}
+
 /// (metrics.csv without its seconds column, steps.csv) of the run directory `run`.
 fn results(run: &Path) -> (String, String) {
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();

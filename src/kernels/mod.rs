@@ -28,6 +28,7 @@ pub mod conv_bn;
 pub mod conv_op;
 pub mod denormals;
 pub mod direct_conv;
+pub mod fast_math;
 pub mod gelu;
 pub mod heap;
 pub mod layer_norm;

@@ -58,16 +58,33 @@ struct SelfAttention {
 fn weights(qkv: &[f32], (q0, k0): (usize, usize), g: Dims, scale: f32, p: &mut [f32]) {
     let (t, hd, rs) = (g.t, g.hd(), 3 * g.d);
     matmul((t, t, hd), p, false, &qkv[q0..], (rs, 1), &qkv[k0..], (1, rs));
-    for (q, row) in p.chunks_exact_mut(t).enumerate() {
-        let max = row[..=q].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut sum = 0f32;
-        for v in &mut row[..=q] {
-            *v = ((*v - max) * scale).exp();
-            sum += *v;
+    pulp::Arch::new().dispatch(CausalSoftmax { p, t, scale });
+}
+
+/// Each row `q` of the t x t scores `p`: the softmax of its first q + 1 entries (times
+/// `scale`), zeros after; compiled for the CPU's widest vectors (see gelu.rs's `Forward`).
+struct CausalSoftmax<'a> {
+    p: &'a mut [f32],
+    t: usize,
+    scale: f32,
+}
+
+impl pulp::WithSimd for CausalSoftmax<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let scale = self.scale;
+        for (q, row) in self.p.chunks_exact_mut(self.t).enumerate() {
+            let max = row[..=q].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            for v in &mut row[..=q] {
+                *v = super::fast_math::exp((*v - max) * scale);
+            }
+            let sum: f32 = row[..=q].iter().sum();
+            let inv = 1.0 / sum;
+            row[..=q].iter_mut().for_each(|v| *v *= inv);
+            row[q + 1..].iter_mut().for_each(|v| *v = 0.0);
         }
-        let inv = 1.0 / sum;
-        row[..=q].iter_mut().for_each(|v| *v *= inv);
-        row[q + 1..].iter_mut().for_each(|v| *v = 0.0);
     }
 }
 

@@ -789,7 +789,10 @@ fn wait_survives_a_paused_controller_and_the_runs_finish() {
     require_slurm();
     let pid = local_slurmctld();
     let dir = TempDir::new().unwrap();
-    let cfg = config(dir.path(), "four", &FOUR.replace("steps = 40", "steps = 400"));
+    // Runs long enough (some seconds each, two at a time) that the sweep is still being
+    // followed when the controller stops: 400 steps ended within the 2 s before the pause
+    // on a fast machine.
+    let cfg = config(dir.path(), "four", &FOUR.replace("steps = 40", "steps = 8000"));
     let out = dir.path().join("out");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
         .args(["sweep", "--backend", "slurm", "--wait", "--poll", "1", "--retry-for", "120"])

@@ -105,13 +105,16 @@ impl pulp::WithSimd for Backward<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
         for (((o, &v), &y), &g) in self.out.iter_mut().zip(self.x).zip(self.y).zip(self.g) {
-            // Near 0 (where y / x loses digits) and in the far tail (where y underflows),
-            // Φ(x) from erf; both computed, one chosen (a blend).
-            let from_y = y / v;
-            let from_erf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
-            let cdf = if v.abs() >= 1e-3 && v.abs() < 10.0 { from_y } else { from_erf };
             let pdf = INV_SQRT_2PI * exp(-0.5 * v * v);
-            *o = g * (cdf + v * pdf);
+            *o = g * (y / v + v * pdf);
+        }
+        // Near 0 (where y / x loses digits) and in the far tail (where y underflows), Φ(x)
+        // from erf instead: few values, done again apart so the loop above stays cheap.
+        for ((o, &v), &g) in self.out.iter_mut().zip(self.x).zip(self.g) {
+            if !(v.abs() >= 1e-3 && v.abs() < 10.0) {
+                let pdf = INV_SQRT_2PI * exp(-0.5 * v * v);
+                *o = g * (0.5 * (1.0 + erf(v * FRAC_1_SQRT_2)) + v * pdf);
+            }
         }
     }
 }

@@ -118,6 +118,8 @@ impl Launcher for Slurm {
         // holds for the whole sweep.
         let chained = options.max_parallel.is_some() && arrays.len() > 1;
         let waiting = arrays.iter().filter(|(_, w)| w.is_some()).count();
+        // Whether MaxArraySize alone cuts the runs into several arrays.
+        let over_limit = slurm::split(&todo, max_array_size).len() > 1;
         // `<array K>_T`, the task of run `w` in the dry run's words.
         let task_label = |w: usize| {
             arrays
@@ -136,7 +138,7 @@ impl Launcher for Slurm {
                 match (arrays.len(), waiting) {
                     (1, _) => "one Slurm job array".to_string(),
                     (n, 0) => format!("{n} Slurm job arrays (task ids below {max_array_size}: {limit_from})"),
-                    (n, w) if slurm::split(&todo, max_array_size).len() > 1 => format!(
+                    (n, w) if over_limit => format!(
                         "{n} Slurm job arrays ({w} waiting for the task that trains their runs' shared first steps; task \
                          ids below {max_array_size}: {limit_from})"
                     ),
@@ -295,7 +297,7 @@ impl Launcher for Slurm {
                 _ => format!(
                     "{} arrays{}{}{}",
                     arrays.len(),
-                    if slurm::split(&todo, max_array_size).len() > 1 {
+                    if over_limit {
                         format!(" of task ids below {max_array_size} ({limit_from})")
                     } else {
                         String::new()

@@ -102,6 +102,13 @@ fn any_other_list_trains_with_pytorch_names_and_prints_its_layers() {
     ] {
         assert!(listing.contains(row), "{row:?} in\n{listing}");
     }
+    // The Slurm dry run shows the same table.
+    let dry = runner().args(["sweep", "--backend", "slurm", "--dry-run"]).arg(&cfg).output().unwrap();
+    let slurm = String::from_utf8(dry.stdout).unwrap();
+    assert!(
+        slurm.contains("cosine_decay (sequential, 1386 parameters, on digits):") && slurm.contains("  3.1  conv2d"),
+        "{slurm}"
+    );
     runner().arg("run").arg(&cfg).args(["--quiet", "--out"]).arg(dir.path().join("out")).assert().success();
     let run = dir.path().join("out/net/cosine_decay");
     let s: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();

@@ -1,7 +1,7 @@
 //! A sweep trained here: its runs `jobs` at a time on this machine's cores (or GPUs),
 //! with the experiment locked, runs.json written first and summary.csv kept current.
 
-use super::{Launcher, Request, check_schedules, plan, select, still_queued};
+use super::{Launcher, Request, check_schedules, layer_tables, plan, select, still_queued};
 use crate::config;
 use crate::data;
 use crate::error::{Interrupted, input_error};
@@ -400,40 +400,7 @@ fn show_dry_run(
         dir.display()
     );
     let mut text = head + &render_text(&header, &rows);
-    // A sequential network's layers, once per network and data set.
-    let mut shown: Vec<(&crate::model::ModelSpec, &data::DatasetSpec)> = Vec::new();
-    for r in runs {
-        let crate::model::ModelSpec::Sequential(seq) = &r.config.model else { continue };
-        if shown.contains(&(&r.config.model, &r.config.dataset)) {
-            continue;
-        }
-        shown.push((&r.config.model, &r.config.dataset));
-        let d = cache.get(&r.config.dataset)?;
-        let outputs = if d.task == data::Task::Classification { d.classes } else { 1 };
-        let shape = crate::model::DataShape { features: d.features, outputs, image: d.image };
-        if let Ok(rows) = seq.table(shape) {
-            let total: u128 = rows.iter().map(|row| row.parameters).sum();
-            let header: Vec<String> = ["layer", "type", "output", "parameters"].map(String::from).to_vec();
-            let rows: Vec<Vec<String>> = rows
-                .iter()
-                .map(|row| {
-                    let indent = "  ".repeat(row.number.matches('.').count());
-                    vec![
-                        format!("{indent}{}", row.number),
-                        row.layer.clone(),
-                        row.output.short(),
-                        if row.parameters == 0 { String::new() } else { row.parameters.to_string() },
-                    ]
-                })
-                .collect();
-            text.push_str(&format!(
-                "\n{} (sequential, {total} parameters, on {}):\n{}",
-                r.info.name,
-                d.name,
-                render_text(&header, &rows)
-            ));
-        }
-    }
+    text.push_str(&layer_tables(runs, cache)?);
     if let Some(s) = sharing.filter(|s| s.shares()) {
         let names: Vec<&str> = runs.iter().map(|r| r.info.name.as_str()).collect();
         text.push_str(&format!("\n{}", s.tree_text(&names)));

@@ -146,3 +146,43 @@ fn still_queued(dir: &Path, status: &crate::slurm::JobStatus, then: &str) -> any
         status.jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>().join(" ")
     ))
 }
+
+/// `--dry-run`'s table of each sequential network's layers (output shapes, parameters) and
+/// its parameter count, once per network and data set of `runs`.
+fn layer_tables(runs: &[&PlannedRun], cache: &mut data::Cache) -> Result<String> {
+    let mut text = String::new();
+    let mut shown: Vec<(&crate::model::ModelSpec, &data::DatasetSpec)> = Vec::new();
+    for r in runs {
+        let crate::model::ModelSpec::Sequential(seq) = &r.config.model else { continue };
+        if shown.contains(&(&r.config.model, &r.config.dataset)) {
+            continue;
+        }
+        shown.push((&r.config.model, &r.config.dataset));
+        let d = cache.get(&r.config.dataset)?;
+        let outputs = if d.task == data::Task::Classification { d.classes } else { 1 };
+        let shape = crate::model::DataShape { features: d.features, outputs, image: d.image };
+        // A list that does not fit was refused before a dry run prints anything.
+        let Ok(rows) = seq.table(shape) else { continue };
+        let total: u128 = rows.iter().map(|row| row.parameters).sum();
+        let header: Vec<String> = ["layer", "type", "output", "parameters"].map(String::from).to_vec();
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| {
+                let indent = "  ".repeat(row.number.matches('.').count());
+                vec![
+                    format!("{indent}{}", row.number),
+                    row.layer.clone(),
+                    row.output.short(),
+                    if row.parameters == 0 { String::new() } else { row.parameters.to_string() },
+                ]
+            })
+            .collect();
+        text.push_str(&format!(
+            "\n{} (sequential, {total} parameters, on {}):\n{}",
+            r.info.name,
+            d.name,
+            crate::report::table::render_text(&header, &rows)
+        ));
+    }
+    Ok(text)
+}

@@ -3,7 +3,7 @@
 //! `wait` followed to the end (then settled and summarised as a local sweep is). Runs that
 //! start from another's fork (shared first steps) are arrays that wait for its task.
 
-use super::{Launcher, Request, check_schedules, plan, refuse_while_queued, select};
+use super::{Launcher, Request, check_schedules, layer_tables, plan, refuse_while_queued, select};
 use crate::config::launch::SlurmOptions;
 use crate::data;
 use crate::error::{Interrupted, input_error};
@@ -191,6 +191,7 @@ impl Launcher for Slurm {
                     crate::suggest::first_few(&list, || format!("{} runs", list.len()))
                 ));
             }
+            text.push_str(&layer_tables(&chosen, &mut cache)?);
             text.push_str(&format!("\n{script}\n"));
             print(&text)?;
             return Ok(());

@@ -141,7 +141,7 @@ fn gpu_sequential_layers_follow_the_cpu() {
         filters: 16,
         kernel: 3,
         stride: 1,
-        padding: Padding::Word("same"),
+        padding: Padding::Same,
         activation,
         at: at(),
     };

@@ -42,11 +42,12 @@ impl PartialEq for Place {
 /// How a convolution pads its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Padding {
+    /// Kernel / 2 zeros each side: the size divided by the stride, for odd kernels.
+    Same,
+    /// None.
+    Valid,
     /// This many zeros on each side.
     Pixels(u64),
-    /// `"same"` (kernel / 2 each side: the size divided by the stride, for odd kernels) or
-    /// `"valid"` (none).
-    Word(&'static str),
 }
 
 /// One layer.
@@ -116,7 +117,8 @@ impl serde::Serialize for LayerSpec {
                 m.serialize_entry("stride", stride)?;
                 match padding {
                     Padding::Pixels(n) => m.serialize_entry("padding", &n.to_string())?,
-                    Padding::Word(w) => m.serialize_entry("padding", w)?,
+                    Padding::Same => m.serialize_entry("padding", "same")?,
+                    Padding::Valid => m.serialize_entry("padding", "valid")?,
                 }
                 if let Some(a) = activation {
                     m.serialize_entry("activation", a)?;
@@ -196,9 +198,9 @@ fn read_layer<P: ParamSource>(p: &mut P, depth: usize) -> Result<LayerSpec, P::E
                 "\"same\"",
                 "\"same\" (kernel / 2 zeros each side), \"valid\" (none) or a number of zeros",
             )? {
-                None => Padding::Word("same"),
-                Some(w) if w == "same" => Padding::Word("same"),
-                Some(w) if w == "valid" => Padding::Word("valid"),
+                None => Padding::Same,
+                Some(w) if w == "same" => Padding::Same,
+                Some(w) if w == "valid" => Padding::Valid,
                 Some(w) => match w.parse::<u64>() {
                     Ok(n) => Padding::Pixels(n),
                     Err(_) => {
@@ -209,7 +211,7 @@ fn read_layer<P: ParamSource>(p: &mut P, depth: usize) -> Result<LayerSpec, P::E
                     }
                 },
             };
-            if padding == Padding::Word("same") && kernel % 2 == 0 {
+            if padding == Padding::Same && kernel % 2 == 0 {
                 return Err(p.invalid(
                     "padding",
                     format!("\"same\" needs an odd kernel (it pads kernel / 2 on each side); kernel is {kernel}: write padding as a number"),
@@ -493,8 +495,8 @@ fn shapes(
 fn pad(padding: Padding, kernel: u64) -> u64 {
     match padding {
         Padding::Pixels(p) => p,
-        Padding::Word("valid") => 0,
-        Padding::Word(_) => kernel / 2,
+        Padding::Valid => 0,
+        Padding::Same => kernel / 2,
     }
 }
 
